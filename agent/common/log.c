@@ -1,0 +1,148 @@
+/* Text and JSON-lines logging to stderr, safe to call from several threads. */
+#include "common/log.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG_CONTEXT_FIELDS 8
+
+struct log_field {
+    char key[32];
+    char value[256];
+};
+
+static enum stow_log_level log_level = STOW_LOG_INFO;
+static enum stow_log_format log_format = STOW_LOG_TEXT;
+static struct log_field log_context[LOG_CONTEXT_FIELDS];
+static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = {"error", "warn", "info", "detail", "debug"};
+
+void stow_log_configure(enum stow_log_level level, enum stow_log_format format)
+{
+    log_level = level;
+    log_format = format;
+}
+
+int stow_log_level_parse(const char *name, enum stow_log_level *level)
+{
+    for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            *level = (enum stow_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void stow_log_set_context(const char *key, const char *value)
+{
+    struct log_field *free_slot = NULL;
+
+    pthread_mutex_lock(&log_mutex);
+    for (size_t i = 0; i < LOG_CONTEXT_FIELDS; i++) {
+        struct log_field *field = &log_context[i];
+
+        if (field->key[0] == '\0') {
+            if (free_slot == NULL)
+                free_slot = field;
+            continue;
+        }
+        if (strcmp(field->key, key) == 0) {
+            if (value == NULL)
+                field->key[0] = '\0';
+            else
+                snprintf(field->value, sizeof field->value, "%s", value);
+            pthread_mutex_unlock(&log_mutex);
+            return;
+        }
+    }
+    if (value != NULL && free_slot != NULL) {
+        snprintf(free_slot->key, sizeof free_slot->key, "%s", key);
+        snprintf(free_slot->value, sizeof free_slot->value, "%s", value);
+    }
+    pthread_mutex_unlock(&log_mutex);
+}
+
+static void format_time(char *out, size_t size)
+{
+    struct timespec now;
+    struct tm utc;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &utc);
+    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900,
+             utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+             now.tv_nsec / 1000000);
+}
+
+static void write_json_line(enum stow_log_level level, const char *time_text,
+                            const char *message)
+{
+    json_t *line = json_object();
+    char *text;
+
+    json_object_set_new(line, "time", json_string(time_text));
+    json_object_set_new(line, "level", json_string(level_names[level]));
+    for (size_t i = 0; i < LOG_CONTEXT_FIELDS; i++) {
+        if (log_context[i].key[0] != '\0')
+            json_object_set_new(line, log_context[i].key, json_string(log_context[i].value));
+    }
+    json_object_set_new(line, "message", json_string(message));
+
+    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text != NULL) {
+        fprintf(stderr, "%s\n", text);
+        free(text);
+    }
+    json_decref(line);
+}
+
+static void write_text_line(enum stow_log_level level, const char *time_text,
+                            const char *message)
+{
+    fprintf(stderr, "%s %-6s ", time_text, level_names[level]);
+    for (size_t i = 0; i < LOG_CONTEXT_FIELDS; i++) {
+        if (log_context[i].key[0] != '\0')
+            fprintf(stderr, "%s=%s ", log_context[i].key, log_context[i].value);
+    }
+    fprintf(stderr, "%s\n", message);
+}
+
+void stow_log(enum stow_log_level level, const char *fmt, ...)
+{
+    char message[4096];
+    char time_text[32];
+    va_list ap;
+
+    if (level > log_level)
+        return;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    format_time(time_text, sizeof time_text);
+
+    pthread_mutex_lock(&log_mutex);
+    if (log_format == STOW_LOG_JSON)
+        write_json_line(level, time_text, message);
+    else
+        write_text_line(level, time_text, message);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_mutex);
+}
+
+void stow_log_error(const stow_error *err)
+{
+    if (err == NULL || err->exit_code == 0)
+        return;
+    if (err->hint[0] != '\0')
+        stow_log(STOW_LOG_ERROR, "%s\n  hint: %s", err->message, err->hint);
+    else
+        stow_log(STOW_LOG_ERROR, "%s", err->message);
+}

@@ -1,0 +1,162 @@
+/* Repository storage: one interface, two drivers (S3 and file://).
+ *
+ * Keys are relative to the repository's prefix and use '/' as separator.
+ * Every command reaches the repository only through these calls, so both
+ * drivers behave the same to it. A storage handle is used by one thread at
+ * a time; an upload or download may run worker threads of its own.
+ *
+ * Return values: 0 success, -1 failure (err filled), or one of the
+ * STORAGE_* outcomes below where a call documents it. */
+#ifndef STOWAGE_STORAGE_H
+#define STOWAGE_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+
+#define STORAGE_NOT_FOUND 1   /* the key does not exist; err untouched */
+#define STORAGE_CONFLICT 2    /* a conditional write lost; err untouched */
+
+/* Hard limits that S3 sets and both drivers keep, so a repository can move
+ * between drivers. */
+#define STORAGE_MAX_PARTS 10000
+#define STORAGE_MIN_PART_SIZE (5u * 1024 * 1024)
+#define STORAGE_MAX_PART_SIZE (5ull * 1024 * 1024 * 1024)
+
+typedef struct storage storage;
+typedef struct storage_upload storage_upload;
+typedef struct storage_download storage_download;
+
+struct storage_options {
+    const char *url;           /* s3://BUCKET/PREFIX or file:///PATH */
+    const char *region;        /* NULL: AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1 */
+    const char *endpoint;      /* NULL: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS */
+    int path_style;            /* -1: automatic (IP and localhost endpoints), 0 or 1 */
+    const char *storage_class; /* NULL: the bucket's default */
+    int transfers_in_flight;   /* parts uploaded or downloaded at once; 0: default 4 */
+    int max_attempts;          /* attempts per request, retries included; 0: default 8 */
+    size_t min_part_size;      /* 0: STORAGE_MIN_PART_SIZE; tests lower it */
+};
+
+struct storage_object_info {
+    uint64_t size;
+    time_t modified;
+    char etag[128];
+};
+
+/* One completed part of an upload, as the manifest records it. */
+struct storage_part {
+    uint32_t number;       /* 1-based */
+    uint64_t offset;       /* byte offset of the part in the object */
+    uint64_t size;
+    uint8_t sha256[32];    /* SHA-256 of the part's bytes */
+};
+
+struct storage_part_list {
+    struct storage_part *parts;  /* owned; free with storage_part_list_free */
+    size_t count;
+    uint64_t total_size;
+};
+
+typedef int (*storage_list_fn)(const char *key, const struct storage_object_info *info,
+                               void *context);
+
+/* Opens the repository named by options->url. Fails with STOW_EXIT_USAGE for
+ * a malformed URL. Does not contact the store: storage_check does. */
+int storage_open(const struct storage_options *options, storage **out, stow_error *err);
+void storage_free(storage *store);
+
+/* The repository URL, safe to print (no credentials). */
+const char *storage_url(const storage *store);
+
+/* Checks that the repository is reachable and writable enough to start: the
+ * bucket exists and the credentials work, or the directory exists. Fails
+ * with STOW_EXIT_STORAGE naming the bucket or path and the fix. */
+int storage_check(storage *store, stow_error *err);
+
+struct storage_put_options {
+    int if_none_match;        /* 1: create only; STORAGE_CONFLICT if the key exists */
+    const char *content_type; /* NULL: application/octet-stream */
+};
+
+/* Writes a small object whole and durably (manifests, locks, reports). */
+int storage_put(storage *store, const char *key, const void *data, size_t len,
+                const struct storage_put_options *options, stow_error *err);
+
+/* Reads a whole object into out (reset first), up to out->max bytes.
+ * Returns STORAGE_NOT_FOUND when the key does not exist. */
+int storage_get(storage *store, const char *key, stow_buf *out, stow_error *err);
+
+/* Reads len bytes at offset into out (reset first). */
+int storage_get_range(storage *store, const char *key, uint64_t offset, uint64_t len,
+                      stow_buf *out, stow_error *err);
+
+/* Returns STORAGE_NOT_FOUND when the key does not exist. */
+int storage_head(storage *store, const char *key, struct storage_object_info *info,
+                 stow_error *err);
+
+/* Calls fn for every key under prefix, in lexical order. A non-zero return
+ * from fn stops the listing and is returned. */
+int storage_list(storage *store, const char *prefix, storage_list_fn fn, void *context,
+                 stow_error *err);
+
+/* Deletes one key; deleting a missing key succeeds. */
+int storage_delete(storage *store, const char *key, stow_error *err);
+
+/* --- Streaming upload of an object of unknown length ------------------- */
+
+/* Starts an upload to key. Nothing is visible under key until
+ * storage_upload_complete succeeds. */
+int storage_upload_begin(storage *store, const char *key, storage_upload **out,
+                         stow_error *err);
+
+/* Hands the next part to the upload. The upload takes the buffer's memory
+ * (part is left empty and re-initialised with the same max). Blocks while
+ * transfers_in_flight parts are already queued, which bounds memory. Each
+ * part is hashed once (SHA-256); the digest serves both the request
+ * signature and the checksum header. Every part but the last must be at
+ * least min_part_size bytes. A failure of any earlier part may surface here. */
+int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err);
+
+/* Waits for all parts, commits the object and returns the part list in
+ * order (parts_out owned by the caller). An upload with no parts stores an
+ * empty object. On failure the upload is aborted before returning. Frees
+ * the upload either way. */
+int storage_upload_complete(storage_upload *upload, struct storage_part_list *parts_out,
+                            stow_error *err);
+
+/* Aborts the upload (S3 AbortMultipartUpload, or removal of the temporary
+ * file) and frees it. Accepts NULL. Safe after a failed upload_part. */
+void storage_upload_abort(storage_upload *upload);
+
+/* --- Streaming download by ranges ---------------------------------------- */
+
+/* Starts a download of key in the given ranges (normally the manifest's
+ * parts), with up to transfers_in_flight ranges fetched ahead. The part
+ * list is copied. */
+int storage_download_begin(storage *store, const char *key,
+                           const struct storage_part_list *ranges,
+                           storage_download **out, stow_error *err);
+
+/* Returns the next range's bytes in order in out (reset first), after
+ * checking its SHA-256 against the list: a mismatch fails with
+ * STOW_EXIT_VERIFY naming the part number and offset. Returns
+ * STORAGE_NOT_FOUND after the last range. */
+int storage_download_next(storage_download *download, stow_buf *out, stow_error *err);
+
+/* Accepts NULL. Cancels ranges still in flight. */
+void storage_download_free(storage_download *download);
+
+void storage_part_list_free(struct storage_part_list *list);
+
+/* Part size for 1-based part number when base_size bytes start the upload:
+ * the size doubles every `growth_interval` parts (1000 by default), capped
+ * at STORAGE_MAX_PART_SIZE, so a stream of any length up to the S3 object
+ * limit fits in STORAGE_MAX_PARTS parts. */
+uint64_t storage_part_size_for(uint32_t part_number, uint64_t base_size,
+                               uint32_t growth_interval);
+
+#endif

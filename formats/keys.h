@@ -1,0 +1,57 @@
+/* Recipient keys: X25519 key pairs, key ids, and wrapping of a backup's
+ * data key for each recipient with libsodium sealed boxes.
+ *
+ * The host that takes backups needs only public keys. A secret key file may
+ * be protected by a passphrase (Argon2id). Key file formats are specified
+ * in formats/FORMAT.md. Secret material is held in sodium_malloc'ed memory
+ * and wiped when freed. */
+#ifndef STOWAGE_KEYS_H
+#define STOWAGE_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+#define KEYS_PUBLIC_BYTES 32
+#define KEYS_SECRET_BYTES 32
+#define KEYS_ID_CHARS 16      /* hex characters of a key id */
+
+struct keys_public {
+    uint8_t key[KEYS_PUBLIC_BYTES];
+    char id[KEYS_ID_CHARS + 1];   /* hex of the first 8 bytes of BLAKE2b-256(key) */
+};
+
+/* Secret key with its public half; allocate with keys_secret_load. */
+struct keys_secret;
+
+/* Returns a passphrase (caller wipes and frees it) or NULL to give up. */
+typedef char *(*keys_passphrase_fn)(void *context);
+
+/* Generates a key pair, writes path (secret, mode 0600, refused if it
+ * exists) and path.pub, and returns the public half. With passphrase
+ * non-NULL the secret key is sealed with Argon2id-derived key. */
+int keys_generate(const char *path, const char *passphrase, struct keys_public *public_out,
+                  stow_error *err);
+
+/* Reads a public key file. Fails with STOW_EXIT_USAGE naming the file. */
+int keys_public_load(const char *path, struct keys_public *out, stow_error *err);
+
+/* Reads a secret key file. Refuses a file readable by group or others
+ * (STOW_EXIT_USAGE) and a wrong passphrase (STOW_EXIT_KEY). passphrase_fn
+ * is called only for a protected file. */
+int keys_secret_load(const char *path, keys_passphrase_fn passphrase_fn, void *context,
+                     struct keys_secret **out, stow_error *err);
+const struct keys_public *keys_secret_public(const struct keys_secret *secret);
+void keys_secret_free(struct keys_secret *secret);
+
+/* Seals data_key for recipient; out is base64 text, newly allocated. */
+int keys_wrap(const struct keys_public *recipient, const uint8_t *data_key, size_t key_len,
+              char **out, stow_error *err);
+
+/* Opens a wrapped key. Fails with STOW_EXIT_KEY when it was not sealed for
+ * this secret key. */
+int keys_unwrap(const struct keys_secret *secret, const char *wrapped, uint8_t *data_key,
+                size_t key_len, stow_error *err);
+
+#endif

@@ -25,21 +25,27 @@ struct keys_public {
 /* Secret key with its public half; allocate with keys_secret_load. */
 struct keys_secret;
 
-/* Returns a passphrase (caller wipes and frees it) or NULL to give up. */
-typedef char *(*keys_passphrase_fn)(void *context);
+/* Obtains the passphrase for the secret key file key_path. On success sets
+ * *passphrase to a NUL-terminated string allocated with malloc, which the
+ * caller releases with keys_passphrase_free. On failure returns -1 after
+ * filling err. */
+typedef int (*keys_passphrase_fn)(void *context, const char *key_path, char **passphrase,
+                                  stow_error *err);
 
 /* Generates a key pair, writes path (secret, mode 0600, refused if it
- * exists) and path.pub, and returns the public half. With passphrase
- * non-NULL the secret key is sealed with Argon2id-derived key. */
+ * exists) and path.pub (refused if it exists), and returns the public half.
+ * With passphrase non-NULL the secret key is encrypted with a key derived
+ * from the passphrase by Argon2id. */
 int keys_generate(const char *path, const char *passphrase, struct keys_public *public_out,
                   stow_error *err);
 
 /* Reads a public key file. Fails with STOW_EXIT_USAGE naming the file. */
 int keys_public_load(const char *path, struct keys_public *out, stow_error *err);
 
-/* Reads a secret key file. Refuses a file readable by group or others
- * (STOW_EXIT_USAGE) and a wrong passphrase (STOW_EXIT_KEY). passphrase_fn
- * is called only for a protected file. */
+/* Reads a secret key file. Rejects a file that group or others may read or
+ * write (STOW_EXIT_USAGE) and a wrong passphrase (STOW_EXIT_KEY).
+ * passphrase_fn is called only for a protected file; NULL there is a usage
+ * error naming the file. */
 int keys_secret_load(const char *path, keys_passphrase_fn passphrase_fn, void *context,
                      struct keys_secret **out, stow_error *err);
 const struct keys_public *keys_secret_public(const struct keys_secret *secret);
@@ -53,5 +59,28 @@ int keys_wrap(const struct keys_public *recipient, const uint8_t *data_key, size
  * this secret key. */
 int keys_unwrap(const struct keys_secret *secret, const char *wrapped, uint8_t *data_key,
                 size_t key_len, stow_error *err);
+
+/* --- Passphrases for the CLI --------------------------------------------- */
+
+#define KEYS_PASSPHRASE_MAX 1023   /* bytes, the terminating NUL excluded */
+
+/* Reads a passphrase: the first line of file_path (its newline, and a
+ * carriage return before it, stripped) when file_path is non-NULL, or else
+ * a line typed on the controlling terminal with echo off, after writing
+ * prompt to the terminal. An empty passphrase is an error. *out is
+ * allocated with malloc; release it with keys_passphrase_free. */
+int keys_passphrase_read(const char *file_path, const char *prompt, char **out, stow_error *err);
+
+/* Wipes and frees a passphrase. Accepts NULL. */
+void keys_passphrase_free(char *passphrase);
+
+/* Passphrase source for keys_passphrase_from_source. */
+struct keys_passphrase_source {
+    const char *file_path;   /* --passphrase-file, or NULL to ask on the terminal */
+};
+
+/* A keys_passphrase_fn whose context is a struct keys_passphrase_source. */
+int keys_passphrase_from_source(void *context, const char *key_path, char **passphrase,
+                                stow_error *err);
 
 #endif

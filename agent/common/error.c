@@ -58,7 +58,9 @@ void stow_error_prefix(stow_error *err, const char *fmt, ...)
     vsnprintf(context, sizeof context, fmt, ap);
     va_end(ap);
 
-    snprintf(combined, sizeof combined, "%s: %s", context, err->message);
+    /* A message longer than the buffer is cut at the end, keeping the context. */
+    if (snprintf(combined, sizeof combined, "%s: %s", context, err->message) < 0)
+        return;
     memcpy(err->message, combined, sizeof combined);
 }
 

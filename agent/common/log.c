@@ -23,10 +23,14 @@ static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {"error", "warn", "info", "detail", "debug"};
 
-void stow_log_configure(enum stow_log_level level, enum stow_log_format format)
+void stow_log_set_format(enum stow_log_format format)
+{
+    log_format = format;
+}
+
+void stow_log_set_level(enum stow_log_level level)
 {
     log_level = level;
-    log_format = format;
 }
 
 int stow_log_level_parse(const char *name, enum stow_log_level *level)
@@ -76,9 +80,10 @@ static void format_time(char *out, size_t size)
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &utc);
-    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900,
-             utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-             now.tv_nsec / 1000000);
+    if (snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900,
+                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                 now.tv_nsec / 1000000) < 0)
+        out[0] = '\0';
 }
 
 static void write_json_line(enum stow_log_level level, const char *time_text,

@@ -20,7 +20,8 @@ enum stow_log_level {
 
 enum stow_log_format { STOW_LOG_TEXT = 0, STOW_LOG_JSON = 1 };
 
-void stow_log_configure(enum stow_log_level level, enum stow_log_format format);
+void stow_log_set_format(enum stow_log_format format);
+void stow_log_set_level(enum stow_log_level level);
 
 /* Parses "error", "warn", "info", "detail" or "debug". Returns -1 if unknown. */
 int stow_log_level_parse(const char *name, enum stow_log_level *level);

@@ -69,6 +69,9 @@ typedef int (*storage_list_fn)(const char *key, const struct storage_object_info
 int storage_open(const struct storage_options *options, storage **out, stow_error *err);
 void storage_free(storage *store);
 
+/* The smallest part the store accepts (all but the last part). */
+size_t storage_min_part_size(const storage *store);
+
 /* The repository URL, safe to print (no credentials). */
 const char *storage_url(const storage *store);
 

@@ -46,6 +46,10 @@ struct storage {
     void *driver_state;
 };
 
+/* Each driver defines struct storage_upload and struct storage_download
+ * itself, and both MUST start with a `storage *store` member: storage.c
+ * reads that first member to dispatch upload and download calls. */
+
 extern const struct storage_driver storage_s3_driver;
 extern const struct storage_driver storage_file_driver;
 

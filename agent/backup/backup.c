@@ -1,0 +1,221 @@
+/* The logical backup job.
+ *
+ * Steps: load the recipients' keys, connect and identify the source, find
+ * the pg_dump of the server's major version, check the repository, dump
+ * the globals, stream the dump through the pipeline into a multipart
+ * upload, then write the manifest. Until the manifest is written nothing
+ * of the backup is visible to list, restore or retention; any failure
+ * before that aborts the upload. */
+#include "backup/backup.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup/backup_job.h"
+#include "catalog.h"
+#include "common/interrupt.h"
+#include "common/log.h"
+#include "container.h"
+#include "keys.h"
+#include "manifest.h"
+#include "members.h"
+
+#define GLOBALS_MAX_BYTES (256u * 1024 * 1024)
+
+static int load_recipients(struct backup_job *job, stow_error *err)
+{
+    const struct backup_options *options = job->options;
+
+    if (options->no_encryption) {
+        if (options->recipient_count > 0)
+            return stow_fail(err, STOW_EXIT_USAGE,
+                             "--no-encryption and --recipient cannot be used together");
+        stow_log_warn("encryption is off (--no-encryption): the backup is stored in plain text");
+        return 0;
+    }
+    if (options->recipient_count == 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "no recipient given: backups are encrypted to at "
+                                        "least one recipient's public key");
+        stow_error_hint(err, "create a key pair with stowage keygen --out KEYFILE and pass "
+                             "--recipient KEYFILE.pub, or pass --no-encryption explicitly");
+        return -1;
+    }
+
+    job->recipients = calloc(options->recipient_count, sizeof *job->recipients);
+    if (job->recipients == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    for (size_t i = 0; i < options->recipient_count; i++) {
+        if (keys_public_load(options->recipient_files[i], &job->recipients[i], err) != 0)
+            return -1;
+        job->recipient_count++;
+    }
+    return 0;
+}
+
+static int connect_source(struct backup_job *job, stow_error *err)
+{
+    const char *name;
+
+    if (pgtools_connect(job->options->conninfo, &job->conn, err) != 0 ||
+        pgtools_server_info(job->conn, &job->server, err) != 0)
+        return -1;
+
+    name = job->options->name != NULL ? job->options->name : job->server.database;
+    if (catalog_check_name(name, err) != 0)
+        return -1;
+    memcpy(job->name, name, strlen(name) + 1); /* catalog_check_name bounds the length */
+    stow_log_set_context("database", job->name);
+    stow_log_info("connected to database %s on %s:%s (PostgreSQL %s)", job->server.database,
+                  job->server.host, job->server.port, job->server.version);
+    return 0;
+}
+
+static int find_programs(struct backup_job *job, stow_error *err)
+{
+    char *version = NULL;
+    size_t version_len = 0;
+    char *argv[] = {job->pg_dump_path, "--version", NULL};
+
+    if (pgtools_find_program(job->server.major, "pg_dump", job->pg_dump_path,
+                             sizeof job->pg_dump_path, err) != 0 ||
+        pgtools_find_program(job->server.major, "pg_dumpall", job->pg_dumpall_path,
+                             sizeof job->pg_dumpall_path, err) != 0)
+        return -1;
+    if (pgtools_run_capture(job->pg_dump_path, argv, NULL, 4096, &version, &version_len,
+                            err) != 0)
+        return -1;
+    while (version_len > 0 && (version[version_len - 1] == '\n' || version[version_len - 1] == '\r'))
+        version[--version_len] = '\0';
+    snprintf(job->pg_dump_version, sizeof job->pg_dump_version, "%s", version);
+    free(version);
+    return 0;
+}
+
+/* Roles without passwords (which RDS allows) and tablespaces. */
+static int dump_globals(struct backup_job *job, stow_error *err)
+{
+    char *argv[] = {job->pg_dumpall_path, "--globals-only", "--no-role-passwords",
+                    "--no-password", NULL};
+
+    if (job->options->skip_globals)
+        return 0;
+    if (pgtools_run_capture(job->pg_dumpall_path, argv, job->options->conninfo,
+                            GLOBALS_MAX_BYTES, &job->globals, &job->globals_len, err) != 0) {
+        stow_error_prefix(err, "dumping roles and tablespaces failed");
+        stow_error_hint(err, "the backup needs a role that may read pg_roles; pass "
+                             "--no-globals to leave roles and tablespaces out");
+        return -1;
+    }
+    stow_log_detail("dumped roles and tablespaces (%zu bytes)", job->globals_len);
+    return 0;
+}
+
+static int seal_data_key(struct backup_job *job, stow_error *err)
+{
+    job->recipients_json = json_array();
+    if (job->options->no_encryption)
+        return 0;
+
+    job->data_key = sodium_malloc(CONTAINER_DATA_KEY_BYTES);
+    if (job->data_key == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    crypto_secretstream_xchacha20poly1305_keygen(job->data_key);
+
+    for (size_t i = 0; i < job->recipient_count; i++) {
+        char *wrapped = NULL;
+
+        if (keys_wrap(&job->recipients[i], job->data_key, CONTAINER_DATA_KEY_BYTES, &wrapped,
+                      err) != 0)
+            return -1;
+        json_array_append_new(job->recipients_json,
+                              json_pack("{s:s, s:s}", "key_id", job->recipients[i].id,
+                                        "wrapped_key", wrapped));
+        free(wrapped);
+    }
+    return 0;
+}
+
+static void job_free(struct backup_job *job)
+{
+    storage_upload_abort(job->upload);
+    job->upload = NULL;
+    members_writer_free(job->members);
+    container_writer_free(job->container);
+    part_writer_free(&job->parts);
+    dumpscan_free(job->scan);
+    storage_part_list_free(&job->part_list);
+    json_decref(job->recipients_json);
+    if (job->data_key != NULL)
+        sodium_free(job->data_key);
+    free(job->recipients);
+    free(job->globals);
+    PQfinish(job->conn);
+}
+
+int backup_run(storage *store, const struct backup_options *options,
+               struct backup_result *result, stow_error *err)
+{
+    struct backup_job job;
+    struct timespec start, end;
+    int rc = -1;
+
+    memset(&job, 0, sizeof job);
+    memset(result, 0, sizeof *result);
+    job.options = options;
+    job.store = store;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    job.started_at = time(NULL);
+    catalog_new_backup_id(job.started_at, job.id);
+
+    /* Everything that can be wrong with the flags or keys fails before any
+     * connection, dump or upload starts. */
+    if (load_recipients(&job, err) != 0)
+        goto cleanup;
+
+    /* The source decides the pg_dump version and the catalog name. */
+    if (connect_source(&job, err) != 0 || find_programs(&job, err) != 0)
+        goto cleanup;
+
+    /* A missing bucket or bad credentials fail before the dump starts. */
+    if (storage_check(store, err) != 0)
+        goto cleanup;
+
+    stow_log_set_context("backup_id", job.id);
+    stow_log_info("backup %s of %s started into %s", job.id, job.name, storage_url(store));
+    if (dump_globals(&job, err) != 0 || seal_data_key(&job, err) != 0)
+        goto cleanup;
+
+    /* The data object: complete only when the upload completes. */
+    if (backup_stream_dump(&job, err) != 0)
+        goto cleanup;
+
+    /* The manifest is the commit point: written last. */
+    job.finished_at = time(NULL);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    job.seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
+    if (backup_write_manifest(&job, err) != 0)
+        goto cleanup;
+
+    snprintf(result->id, sizeof result->id, "%s", job.id);
+    snprintf(result->name, sizeof result->name, "%s", job.name);
+    result->plain_bytes = job.plain_bytes;
+    result->compressed_bytes = job.stats.compressed_bytes;
+    result->stored_bytes = job.part_list.total_size;
+    result->parts = job.part_list.count;
+    result->tables = job.table_count;
+    result->seconds = job.seconds;
+    rc = 0;
+
+cleanup:
+    if (rc != 0 && job.upload != NULL)
+        stow_log_warn("aborting the upload of backup %s", job.id);
+    job_free(&job);
+    stow_log_set_context("backup_id", NULL);
+    return rc;
+}

@@ -1,0 +1,255 @@
+/* Command dispatch and the options every command shares. */
+#include "cli/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "common/interrupt.h"
+#include "common/log.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"keygen", cmd_keygen, "create a recipient key pair"},
+    {"backup", cmd_backup, "take an encrypted logical backup of a database"},
+    {"list", cmd_list, "list the backups in a repository"},
+    {"show", cmd_show, "show one backup's manifest"},
+    {"restore", cmd_restore, "restore a backup into a database or a scratch instance"},
+    {"verify", cmd_verify, "check a stored backup, or compare a database with one"},
+    {"extract", cmd_extract, "write a backup's archive members as plain files"},
+};
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "Usage: stowage COMMAND [OPTIONS]\n\n"
+                 "Backups of PostgreSQL into S3 or a local directory, encrypted,\n"
+                 "compressed, catalogued and verified.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun stowage COMMAND --help for a command's options.\n"
+                 "Exit codes: 0 success, 1 failure, 2 bad usage or configuration,\n"
+                 "3 verification failed, 4 lock held, 5 objective missed,\n"
+                 "6 repository unreachable or access denied, 7 database unreachable,\n"
+                 "8 wrong key or passphrase, 130 interrupted.\n");
+}
+
+int cli_main(int argc, char **argv)
+{
+    if (sodium_init() < 0) {
+        fprintf(stderr, "stowage: libsodium failed to initialise\n");
+        return STOW_EXIT_FAILURE;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    stow_interrupt_install();
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? STOW_EXIT_USAGE : STOW_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("stowage %s\n", STOWAGE_VERSION);
+        return STOW_EXIT_OK;
+    }
+
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+
+            curl_global_cleanup();
+            return rc;
+        }
+    }
+    fprintf(stderr, "stowage: unknown command \"%s\"\n\n", argv[1]);
+    print_usage(stderr);
+    return STOW_EXIT_USAGE;
+}
+
+void cli_common_init(struct cli_common *common)
+{
+    memset(common, 0, sizeof *common);
+    common->storage.path_style = -1;
+    common->storage.url = getenv("STOWAGE_REPO");
+}
+
+int cli_common_option(struct cli_common *common, int code, const char *value, stow_error *err)
+{
+    enum stow_log_level level;
+    long number;
+
+    switch (code) {
+    case CLI_OPT_REPO:
+        common->storage.url = value;
+        return 1;
+    case CLI_OPT_ENDPOINT:
+        common->storage.endpoint = value;
+        return 1;
+    case CLI_OPT_REGION:
+        common->storage.region = value;
+        return 1;
+    case CLI_OPT_PATH_STYLE:
+        common->storage.path_style = 1;
+        return 1;
+    case CLI_OPT_STORAGE_CLASS:
+        common->storage.storage_class = value;
+        return 1;
+    case CLI_OPT_TRANSFERS:
+        if (cli_parse_int("--transfers", value, 1, 64, &number, err) != 0)
+            return -1;
+        common->storage.transfers_in_flight = (int)number;
+        return 1;
+    case CLI_OPT_LOG_FORMAT:
+        if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+            return stow_fail(err, STOW_EXIT_USAGE,
+                             "invalid --log-format \"%s\": use text or json", value);
+        stow_log_set_format(strcmp(value, "json") == 0 ? STOW_LOG_JSON : STOW_LOG_TEXT);
+        return 1;
+    case CLI_OPT_LOG_LEVEL:
+        if (stow_log_level_parse(value, &level) != 0)
+            return stow_fail(err, STOW_EXIT_USAGE,
+                             "invalid --log-level \"%s\": use error, warn, info, detail "
+                             "or debug", value);
+        stow_log_set_level(level);
+        return 1;
+    case CLI_OPT_HELP:
+        common->help = 1;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int cli_open_repository(struct cli_common *common, storage **out, stow_error *err)
+{
+    const char *min_part = getenv("STOWAGE_MIN_PART_SIZE");
+    uint64_t size;
+
+    /* Test stores (moto with S3_UPLOAD_PART_MIN_SIZE) accept smaller parts. */
+    if (min_part != NULL) {
+        if (cli_parse_size("STOWAGE_MIN_PART_SIZE", min_part, &size, err) != 0)
+            return -1;
+        common->storage.min_part_size = (size_t)size;
+    }
+    return storage_open(&common->storage, out, err);
+}
+
+int cli_parse_size(const char *option, const char *text, uint64_t *out, stow_error *err)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t factor;
+    } units[] = {{"", 1},           {"B", 1},           {"K", 1000},
+                 {"KB", 1000},      {"KiB", 1024},      {"M", 1000000},
+                 {"MB", 1000000},   {"MiB", 1048576},   {"G", 1000000000},
+                 {"GB", 1000000000}, {"GiB", 1073741824}};
+    char *end = NULL;
+    unsigned long long value;
+
+    errno = 0;
+    value = strtoull(text, &end, 10);
+    if (errno == 0 && end != text && isdigit((unsigned char)text[0])) {
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            if (strcmp(end, units[i].suffix) == 0 && value <= UINT64_MAX / units[i].factor) {
+                *out = value * units[i].factor;
+                return 0;
+            }
+        }
+    }
+    stow_fail(err, STOW_EXIT_USAGE, "invalid size for %s: \"%s\"", option, text);
+    stow_error_hint(err, "give bytes, or a number with KiB, MiB or GiB (for example 16MiB)");
+    return -1;
+}
+
+int cli_parse_int(const char *option, const char *text, long min, long max, long *out,
+                  stow_error *err)
+{
+    char *end = NULL;
+    long value;
+
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
+        return stow_fail(err, STOW_EXIT_USAGE, "invalid value for %s: \"%s\" (expected a "
+                                               "whole number from %ld to %ld)",
+                         option, text, min, max);
+    *out = value;
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, const char *command, const struct option *options,
+              struct cli_common *common, cli_option_fn on_option, void *context,
+              const char **positional, int max_positional, int *positional_count,
+              stow_error *err)
+{
+    char message[256];
+    int code;
+
+    opterr = 0;
+    optind = 1;
+    while ((code = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        int handled;
+
+        if (code == '?' || code == ':') {
+            snprintf(message, sizeof message, "unknown option or missing value: %s",
+                     argv[optind - 1]);
+            return cli_usage_error(err, command, message);
+        }
+        handled = cli_common_option(common, code, optarg, err);
+        if (handled < 0)
+            return -1;
+        if (handled == 0 && on_option(context, code, optarg, err) != 0)
+            return -1;
+    }
+
+    if (positional_count != NULL)
+        *positional_count = 0;
+    for (; optind < argc; optind++) {
+        if (positional_count == NULL || *positional_count >= max_positional) {
+            snprintf(message, sizeof message, "unexpected argument \"%s\"", argv[optind]);
+            return cli_usage_error(err, command, message);
+        }
+        positional[(*positional_count)++] = argv[optind];
+    }
+    return 0;
+}
+
+int cli_usage_error(stow_error *err, const char *command, const char *message)
+{
+    stow_fail(err, STOW_EXIT_USAGE, "%s", message);
+    stow_error_hint(err, "run stowage %s --help for the options", command);
+    return -1;
+}
+
+int cli_finish(const stow_error *err)
+{
+    if (!stow_error_is_set(err))
+        return STOW_EXIT_OK;
+    stow_log_error(err);
+    return err->exit_code;
+}
+
+void cli_format_bytes(uint64_t bytes, char *out, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double value = (double)bytes;
+    size_t unit = 0;
+
+    while (value >= 1024 && unit + 1 < sizeof units / sizeof units[0]) {
+        value /= 1024;
+        unit++;
+    }
+    if (unit == 0)
+        snprintf(out, size, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(out, size, "%.1f %s", value, units[unit]);
+}

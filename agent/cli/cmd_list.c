@@ -1,0 +1,222 @@
+/* stowage list and stowage show: read the catalog. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "cli/cli.h"
+#include "common/log.h"
+
+enum { OPT_NAME = CLI_OPT_FIRST_COMMAND_OPTION, OPT_JSON, OPT_AT };
+
+static const char list_usage[] =
+    "Usage: stowage list --repo URL [--name NAME] [--json]\n\n"
+    "Lists the complete backups in the repository, oldest first. A backup whose\n"
+    "manifest is missing or invalid is not listed.\n\n"
+    "Options:\n"
+    "  --name NAME   only backups of this catalog name\n"
+    "  --json        print a JSON array on stdout\n\n" CLI_REPO_HELP;
+
+static const char show_usage[] =
+    "Usage: stowage show --repo URL BACKUP [--name NAME] [--json]\n\n"
+    "Shows one backup: BACKUP is a backup id or \"latest\"; --at TIME picks the\n"
+    "newest backup taken at or before TIME (RFC 3339, UTC or with an offset).\n\n"
+    "Options:\n"
+    "  --name NAME   catalog name, needed when the repository holds several\n"
+    "  --at TIME     the newest backup at or before TIME\n"
+    "  --json        print the whole manifest as JSON\n\n" CLI_REPO_HELP;
+
+struct list_cli {
+    struct cli_common common;
+    const char *name;
+    const char *at;
+    int json;
+};
+
+static int parse_list_option(void *context, int code, const char *value, stow_error *err)
+{
+    struct list_cli *cli = context;
+
+    if (code == OPT_NAME)
+        cli->name = value;
+    else if (code == OPT_JSON)
+        cli->json = 1;
+    else if (code == OPT_AT)
+        cli->at = value;
+    else
+        return cli_usage_error(err, "list", "unknown option");
+    return 0;
+}
+
+static const struct option list_options[] = {
+    CLI_REPO_LONG_OPTIONS,
+    {"name", required_argument, NULL, OPT_NAME},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"at", required_argument, NULL, OPT_AT},
+    {NULL, 0, NULL, 0},
+};
+
+static json_t *summary_json(const struct catalog_entry *entry)
+{
+    const struct manifest *m = &entry->manifest;
+    json_t *contents = json_object_get(m->document, "contents");
+    json_t *summary = json_object();
+
+    json_object_set_new(summary, "id", json_string(m->id));
+    json_object_set_new(summary, "name", json_string(m->name));
+    json_object_set_new(summary, "database", json_string(m->database));
+    json_object_set_new(summary, "kind", json_string("backup"));
+    json_object_set(summary, "started_at", json_object_get(m->document, "started_at"));
+    json_object_set(summary, "finished_at", json_object_get(m->document, "finished_at"));
+    json_object_set_new(summary, "stored_bytes", json_integer((json_int_t)m->stored_bytes));
+    json_object_set_new(summary, "plain_bytes", json_integer((json_int_t)m->plain_bytes));
+    json_object_set_new(summary, "parts", json_integer((json_int_t)m->parts.count));
+    json_object_set_new(summary, "tables",
+                        json_integer((json_int_t)json_array_size(json_object_get(contents, "tables"))));
+    json_object_set_new(summary, "encrypted", json_boolean(m->encrypted));
+    json_object_set_new(summary, "manifest_key", json_string(entry->manifest_key));
+    return summary;
+}
+
+static void print_json(json_t *value)
+{
+    char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if (text != NULL) {
+        printf("%s\n", text);
+        free(text);
+    }
+}
+
+static void print_table(const struct catalog *catalog)
+{
+    printf("%-26s %-20s %-20s %9s %10s %6s %s\n", "ID", "NAME", "STARTED (UTC)", "DURATION",
+           "STORED", "TABLES", "ENCRYPTED");
+    for (size_t i = 0; i < catalog->count; i++) {
+        const struct manifest *m = &catalog->entries[i].manifest;
+        json_t *contents = json_object_get(m->document, "contents");
+        char started[32];
+        char stored[32];
+
+        manifest_format_time(m->started_at, started);
+        cli_format_bytes(m->stored_bytes, stored, sizeof stored);
+        printf("%-26s %-20s %-20s %8llds %10s %6zu %s\n", m->id, m->name, started,
+               (long long)(m->finished_at - m->started_at), stored,
+               json_array_size(json_object_get(contents, "tables")),
+               m->encrypted ? "yes" : "no");
+    }
+}
+
+int cmd_list(int argc, char **argv)
+{
+    struct list_cli cli;
+    struct catalog catalog = {0};
+    stow_error err = {0};
+    storage *store = NULL;
+
+    memset(&cli, 0, sizeof cli);
+    cli_common_init(&cli.common);
+    if (cli_parse(argc, argv, "list", list_options, &cli.common, parse_list_option, &cli, NULL,
+                  0, NULL, &err) != 0)
+        return cli_finish(&err);
+    if (cli.common.help) {
+        fputs(list_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+
+    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+        storage_check(store, &err) == 0 && catalog_load(store, cli.name, &catalog, &err) == 0) {
+        if (cli.json) {
+            json_t *array = json_array();
+
+            for (size_t i = 0; i < catalog.count; i++)
+                json_array_append_new(array, summary_json(&catalog.entries[i]));
+            print_json(array);
+            json_decref(array);
+        } else {
+            print_table(&catalog);
+        }
+    }
+    catalog_free(&catalog);
+    storage_free(store);
+    return cli_finish(&err);
+}
+
+static void print_show_text(const struct catalog_entry *entry)
+{
+    const struct manifest *m = &entry->manifest;
+    json_t *doc = m->document;
+    json_t *contents = json_object_get(doc, "contents");
+    json_t *tables = json_object_get(contents, "tables");
+    char stored[32], plain[32];
+    size_t index;
+    json_t *table;
+
+    cli_format_bytes(m->stored_bytes, stored, sizeof stored);
+    cli_format_bytes(m->plain_bytes, plain, sizeof plain);
+    printf("backup      %s\nname        %s\ndatabase    %s\n", m->id, m->name, m->database);
+    printf("started     %s\nfinished    %s\n",
+           json_string_value(json_object_get(doc, "started_at")),
+           json_string_value(json_object_get(doc, "finished_at")));
+    printf("server      PostgreSQL %s\n",
+           json_string_value(json_object_get(json_object_get(doc, "source"), "server_version")));
+    printf("object      %s (%s stored, %zu parts; archive %s)\n", m->object_key, stored,
+           m->parts.count, plain);
+    printf("encryption  %s", m->encrypted ? "xchacha20poly1305-secretstream, recipients" : "none");
+    for (size_t i = 0; i < m->recipient_count; i++)
+        printf(" %s", m->recipients[i].key_id);
+    printf("\nmanifest    %s\n\n%-50s %12s %s\n", entry->manifest_key, "TABLE", "ROWS", "DIGEST");
+    json_array_foreach(tables, index, table) {
+        char qualified[256];
+
+        snprintf(qualified, sizeof qualified, "%s.%s",
+                 json_string_value(json_object_get(table, "schema")),
+                 json_string_value(json_object_get(table, "name")));
+        printf("%-50s %12lld %.16s\n", qualified,
+               (long long)json_integer_value(json_object_get(table, "rows")),
+               json_string_value(json_object_get(table, "digest")));
+    }
+}
+
+int cmd_show(int argc, char **argv)
+{
+    struct list_cli cli;
+    struct catalog catalog = {0};
+    const struct catalog_entry *entry = NULL;
+    const char *spec[1] = {NULL};
+    int spec_count = 0;
+    time_t at = 0;
+    stow_error err = {0};
+    storage *store = NULL;
+
+    memset(&cli, 0, sizeof cli);
+    cli_common_init(&cli.common);
+    if (cli_parse(argc, argv, "show", list_options, &cli.common, parse_list_option, &cli, spec,
+                  1, &spec_count, &err) != 0)
+        return cli_finish(&err);
+    if (cli.common.help) {
+        fputs(show_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (cli.at != NULL && manifest_parse_time(cli.at, &at) != 0) {
+        stow_fail(&err, STOW_EXIT_USAGE, "invalid --at time \"%s\"", cli.at);
+        stow_error_hint(&err, "use RFC 3339, for example 2026-12-04T03:00:00Z or "
+                              "2026-12-04T04:00:00+01:00");
+        return cli_finish(&err);
+    }
+    if (spec_count == 0 && at == 0) {
+        cli_usage_error(&err, "show", "name the backup: an id, latest, or --at TIME");
+        return cli_finish(&err);
+    }
+
+    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+        catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0) {
+        if (cli.json)
+            print_json(entry->manifest.document);
+        else
+            print_show_text(entry);
+    }
+    catalog_free(&catalog);
+    storage_free(store);
+    return cli_finish(&err);
+}

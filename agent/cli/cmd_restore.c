@@ -1,0 +1,307 @@
+/* stowage restore, verify and extract: commands that read a backup back. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "cli/cli.h"
+#include "common/log.h"
+#include "restore.h"
+
+enum {
+    OPT_KEY = CLI_OPT_FIRST_COMMAND_OPTION,
+    OPT_PASSPHRASE_FILE,
+    OPT_NAME,
+    OPT_AT,
+    OPT_TARGET,
+    OPT_SCRATCH,
+    OPT_VERIFY,
+    OPT_CLEAN,
+    OPT_WITH_GLOBALS,
+    OPT_NO_OWNER,
+    OPT_KEEP,
+    OPT_REPORT,
+    OPT_ALL,
+    OPT_AGAINST,
+    OPT_TO
+};
+
+#define READ_HELP                                                                   \
+    "Choosing the backup: BACKUP is a backup id or \"latest\"; --at TIME picks the\n" \
+    "newest backup taken at or before TIME (RFC 3339, in UTC or with an offset).\n" \
+    "  --name NAME              catalog name, when the repository holds several\n"   \
+    "  --at TIME                newest backup at or before TIME\n"                   \
+    "  --key SECFILE            secret key of a recipient (env STOWAGE_KEY)\n"       \
+    "  --passphrase-file FILE   passphrase of a protected key (else asked on the\n"  \
+    "                           terminal)\n\n" CLI_REPO_HELP
+
+static const char restore_usage[] =
+    "Usage: stowage restore --repo URL BACKUP --key SECFILE --target CONNINFO\n"
+    "                       [--clean] [--with-globals] [--no-owner] [--verify]\n"
+    "       stowage restore --repo URL BACKUP --key SECFILE --scratch local --verify\n"
+    "                       [--report FILE] [--keep]\n\n"
+    "Streams the backup into pg_restore without staging it on disk: every part's\n"
+    "SHA-256 is checked, the data is decrypted and decompressed on the way, and\n"
+    "pg_restore runs in a single transaction, so a failed restore leaves nothing.\n\n"
+    "Options:\n"
+    "  --target CONNINFO        database to restore into (must hold no tables\n"
+    "                           unless --clean)\n"
+    "  --scratch local          restore into a throwaway local PostgreSQL cluster of\n"
+    "                           the backup's major version, removed afterwards\n"
+    "  --verify                 compare the restored database with the manifest:\n"
+    "                           row counts and digests of every table, schemas,\n"
+    "                           sequences and extensions\n"
+    "  --report FILE            write the JSON report to FILE\n"
+    "  --keep                   leave the scratch instance running\n"
+    "  --clean                  drop and replace objects the target already has\n"
+    "  --with-globals           create roles and tablespaces first\n"
+    "  --no-owner               skip ownership and privileges (pg_restore --no-owner\n"
+    "                           --no-privileges)\n" READ_HELP;
+
+static const char verify_usage[] =
+    "Usage: stowage verify --repo URL BACKUP|--all --key SECFILE\n"
+    "       stowage verify --repo URL BACKUP --key SECFILE --against CONNINFO\n\n"
+    "Without --against: reads the stored backup to the end without restoring it,\n"
+    "checking every part's SHA-256, the decryption (authentication tags and the\n"
+    "final tag), the decompression, the archive members and the archive digest.\n"
+    "With --against: compares a live database with the backup's manifest table by\n"
+    "table, as a verified restore does.\n\n"
+    "Options:\n"
+    "  --all                    verify every backup in the catalog\n"
+    "  --against CONNINFO       compare this database with the manifest\n"
+    "  --report FILE            write the comparison report as JSON\n" READ_HELP;
+
+static const char extract_usage[] =
+    "Usage: stowage extract --repo URL BACKUP --key SECFILE --to DIR\n\n"
+    "Writes the backup's archive members as plain files in DIR, for use with the\n"
+    "standard tools: backup-info.json, globals.sql and the dump in segments\n"
+    "(database.dump.*), which joined in order form a pg_restore archive.\n\n"
+    "Options:\n"
+    "  --to DIR                 directory to write (created if missing; existing\n"
+    "                           files are not overwritten)\n" READ_HELP;
+
+struct read_cli {
+    struct cli_common common;
+    struct restore_options restore;
+    const char *name;
+    const char *at_text;
+    const char *scratch;
+    const char *against;
+    const char *to;
+    int all;
+    const char *command;
+};
+
+static int parse_read_option(void *context, int code, const char *value, stow_error *err)
+{
+    struct read_cli *cli = context;
+
+    switch (code) {
+    case OPT_KEY: cli->restore.secret_key_path = value; break;
+    case OPT_PASSPHRASE_FILE: cli->restore.passphrase_file = value; break;
+    case OPT_NAME: cli->name = value; break;
+    case OPT_AT: cli->at_text = value; break;
+    case OPT_TARGET: cli->restore.target_conninfo = value; break;
+    case OPT_SCRATCH: cli->scratch = value; break;
+    case OPT_VERIFY: cli->restore.verify = 1; break;
+    case OPT_CLEAN: cli->restore.clean = 1; break;
+    case OPT_WITH_GLOBALS: cli->restore.with_globals = 1; break;
+    case OPT_NO_OWNER: cli->restore.no_owner = 1; break;
+    case OPT_KEEP: cli->restore.keep = 1; break;
+    case OPT_REPORT: cli->restore.report_path = value; break;
+    case OPT_ALL: cli->all = 1; break;
+    case OPT_AGAINST: cli->against = value; break;
+    case OPT_TO: cli->to = value; break;
+    default: return cli_usage_error(err, cli->command, "unknown option");
+    }
+    return 0;
+}
+
+static const struct option read_options[] = {
+    CLI_REPO_LONG_OPTIONS,
+    {"key", required_argument, NULL, OPT_KEY},
+    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"at", required_argument, NULL, OPT_AT},
+    {"target", required_argument, NULL, OPT_TARGET},
+    {"scratch", required_argument, NULL, OPT_SCRATCH},
+    {"verify", no_argument, NULL, OPT_VERIFY},
+    {"clean", no_argument, NULL, OPT_CLEAN},
+    {"with-globals", no_argument, NULL, OPT_WITH_GLOBALS},
+    {"no-owner", no_argument, NULL, OPT_NO_OWNER},
+    {"keep", no_argument, NULL, OPT_KEEP},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"against", required_argument, NULL, OPT_AGAINST},
+    {"to", required_argument, NULL, OPT_TO},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses arguments and resolves BACKUP; returns 1 after printing help. */
+static int parse_read_command(struct read_cli *cli, int argc, char **argv, const char **spec,
+                              time_t *at, stow_error *err)
+{
+    int spec_count = 0;
+
+    cli_common_init(&cli->common);
+    cli->restore.secret_key_path = getenv("STOWAGE_KEY");
+    if (cli_parse(argc, argv, cli->command, read_options, &cli->common, parse_read_option, cli,
+                  spec, 1, &spec_count, err) != 0)
+        return -1;
+    if (cli->common.help)
+        return 1;
+    if (cli->at_text != NULL && manifest_parse_time(cli->at_text, at) != 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "invalid --at time \"%s\"", cli->at_text);
+        stow_error_hint(err, "use RFC 3339, for example 2026-12-04T03:00:00Z or "
+                             "2026-12-04T04:00:00+01:00");
+        return -1;
+    }
+    if (spec_count == 0 && *at == 0 && !cli->all)
+        return cli_usage_error(err, cli->command, "name the backup: an id, latest, or --at TIME");
+    return 0;
+}
+
+static int check_restore_target(const struct read_cli *cli, stow_error *err)
+{
+    if (cli->scratch != NULL && strcmp(cli->scratch, "local") != 0)
+        return stow_fail(err, STOW_EXIT_USAGE, "invalid --scratch \"%s\": only \"local\" is "
+                                               "supported here", cli->scratch);
+    if ((cli->scratch == NULL) == (cli->restore.target_conninfo == NULL))
+        return cli_usage_error(err, "restore", "give exactly one of --target CONNINFO and "
+                                               "--scratch local");
+    if (cli->restore.keep && cli->scratch == NULL)
+        return cli_usage_error(err, "restore", "--keep applies to --scratch local only");
+    return 0;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+    struct read_cli cli;
+    struct catalog catalog = {0};
+    const struct catalog_entry *entry = NULL;
+    const char *spec[1] = {NULL};
+    time_t at = 0;
+    stow_error err = {0};
+    storage *store = NULL;
+    int rc;
+
+    memset(&cli, 0, sizeof cli);
+    cli.command = "restore";
+    rc = parse_read_command(&cli, argc, argv, spec, &at, &err);
+    if (rc == 1) {
+        fputs(restore_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (rc != 0 || check_restore_target(&cli, &err) != 0)
+        return cli_finish(&err);
+    cli.restore.scratch_local = cli.scratch != NULL;
+
+    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+        catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0)
+        restore_run(store, entry, &cli.restore, &err);
+    catalog_free(&catalog);
+    storage_free(store);
+    return cli_finish(&err);
+}
+
+static int verify_all(storage *store, const struct read_cli *cli, stow_error *err)
+{
+    struct catalog catalog = {0};
+    size_t failed = 0;
+    stow_error first = {0};
+
+    if (catalog_load(store, cli->name, &catalog, err) != 0)
+        return -1;
+    for (size_t i = 0; i < catalog.count; i++) {
+        stow_error one = {0};
+
+        if (restore_verify_storage(store, &catalog.entries[i], cli->restore.secret_key_path,
+                                   cli->restore.passphrase_file, &one) != 0) {
+            stow_log_error(&one);
+            if (!stow_error_is_set(&first))
+                first = one;
+            failed++;
+        }
+    }
+    printf("%zu of %zu backups verified%s\n", catalog.count - failed, catalog.count,
+           catalog.broken ? "; some manifests were invalid (see the log)" : "");
+    catalog_free(&catalog);
+    if (failed > 0 || catalog.broken > 0)
+        return stow_fail(err, first.exit_code ? first.exit_code : STOW_EXIT_VERIFY,
+                         "%zu backups failed verification", failed + catalog.broken);
+    return 0;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    struct read_cli cli;
+    struct catalog catalog = {0};
+    const struct catalog_entry *entry = NULL;
+    const char *spec[1] = {NULL};
+    time_t at = 0;
+    stow_error err = {0};
+    storage *store = NULL;
+    int rc;
+
+    memset(&cli, 0, sizeof cli);
+    cli.command = "verify";
+    rc = parse_read_command(&cli, argc, argv, spec, &at, &err);
+    if (rc == 1) {
+        fputs(verify_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (rc != 0)
+        return cli_finish(&err);
+    if (cli.all && (spec[0] != NULL || cli.against != NULL)) {
+        cli_usage_error(&err, "verify", "--all verifies every backup: give no BACKUP and no "
+                                        "--against");
+        return cli_finish(&err);
+    }
+
+    if (cli_open_repository(&cli.common, &store, &err) != 0) {
+        /* nothing to do */
+    } else if (cli.all) {
+        verify_all(store, &cli, &err);
+    } else if (catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0) {
+        if (cli.against != NULL)
+            restore_verify_against(entry, cli.against, cli.restore.report_path, &err);
+        else
+            restore_verify_storage(store, entry, cli.restore.secret_key_path,
+                                   cli.restore.passphrase_file, &err);
+    }
+    catalog_free(&catalog);
+    storage_free(store);
+    return cli_finish(&err);
+}
+
+int cmd_extract(int argc, char **argv)
+{
+    struct read_cli cli;
+    struct catalog catalog = {0};
+    const struct catalog_entry *entry = NULL;
+    const char *spec[1] = {NULL};
+    time_t at = 0;
+    stow_error err = {0};
+    storage *store = NULL;
+    int rc;
+
+    memset(&cli, 0, sizeof cli);
+    cli.command = "extract";
+    rc = parse_read_command(&cli, argc, argv, spec, &at, &err);
+    if (rc == 1) {
+        fputs(extract_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (rc == 0 && cli.to == NULL)
+        cli_usage_error(&err, "extract", "--to DIR is required");
+    if (stow_error_is_set(&err))
+        return cli_finish(&err);
+
+    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+        catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0)
+        restore_extract(store, entry, cli.restore.secret_key_path, cli.restore.passphrase_file,
+                        cli.to, &err);
+    catalog_free(&catalog);
+    storage_free(store);
+    return cli_finish(&err);
+}

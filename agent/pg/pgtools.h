@@ -1,0 +1,85 @@
+/* PostgreSQL connections and the standard PostgreSQL programs (pg_dump,
+ * pg_dumpall, pg_restore, psql, initdb, pg_ctl) run as child processes.
+ *
+ * Connection settings follow libpq: a URI or key=value conninfo, plus the
+ * PG* variables, .pgpass and service files. Children get the settings as
+ * PG* environment variables, never on the command line, so a password in a
+ * conninfo does not show in the process list. */
+#ifndef STOWAGE_PGTOOLS_H
+#define STOWAGE_PGTOOLS_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+#include "common/error.h"
+
+#define PGTOOLS_STDERR_TAIL 4096
+
+/* Facts about a source server, recorded in the manifest. */
+struct pg_server_info {
+    int version_num;            /* server_version_num, e.g. 150018 */
+    int major;                  /* 15 */
+    char version[64];           /* "15.18 (Debian 15.18-0+deb12u1)" */
+    char database[256];
+    char host[256];             /* host or socket directory, as libpq reports */
+    char port[16];
+    char user[128];
+    char encoding[64];          /* server_encoding of the database */
+};
+
+/* Opens a connection; fails with STOW_EXIT_DATABASE and libpq's message
+ * (which never contains the password). */
+int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err);
+
+/* Converts the last libpq error on conn into a failure with context. */
+int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *context);
+
+int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *err);
+
+/* Finds program (e.g. "pg_dump") for PostgreSQL major version major:
+ * $STOWAGE_PG_BINDIR, then /usr/lib/postgresql/MAJOR/bin. Fails with
+ * STOW_EXIT_USAGE naming the version and the package to install. */
+int pgtools_find_program(int major, const char *program, char *out, size_t size,
+                         stow_error *err);
+
+/* A child process with its standard streams. */
+struct pg_child {
+    pid_t pid;
+    int stdin_fd;               /* write end, or -1 */
+    int stdout_fd;              /* read end, or -1 */
+    int stderr_fd;              /* read end, drained by a thread */
+    pthread_t stderr_thread;
+    int stderr_thread_started;
+    char name[64];              /* program name for messages */
+    char stderr_tail[PGTOOLS_STDERR_TAIL]; /* last lines of standard error */
+    size_t stderr_len;
+    pthread_mutex_t stderr_mutex;
+};
+
+enum pg_child_streams {
+    PG_CHILD_STDIN_PIPE = 1,    /* else /dev/null */
+    PG_CHILD_STDOUT_PIPE = 2    /* else standard error of this process */
+};
+
+/* Starts path with argv, the caller's environment plus the PG* variables
+ * derived from conninfo (may be NULL) and PGTZ=UTC. */
+int pgtools_spawn(const char *path, char *const argv[], const char *conninfo, int streams,
+                  struct pg_child *child, stow_error *err);
+
+/* Waits for the child; fails with STOW_EXIT_FAILURE naming the program, its
+ * exit status or signal, and the tail of its standard error. */
+int pgtools_wait(struct pg_child *child, stow_error *err);
+
+/* Sends SIGTERM, then waits; used on the failure path. */
+void pgtools_kill(struct pg_child *child);
+
+/* Copies the collected standard error tail (for reports). */
+void pgtools_stderr_tail(struct pg_child *child, char *out, size_t size);
+
+/* Runs a program to the end, capturing its standard output up to max
+ * bytes into *output (newly allocated, NUL-terminated). */
+int pgtools_run_capture(const char *path, char *const argv[], const char *conninfo,
+                        size_t max, char **output, size_t *output_len, stow_error *err);
+
+#endif

@@ -1,0 +1,681 @@
+/* file:// repository driver: the same key layout as S3, in a directory.
+ *
+ * Crash safety: every object is written under a hidden temporary name in
+ * its final directory, fsynced, then renamed into place (or hard-linked,
+ * for create-only writes) and the directory fsynced. Listings skip hidden
+ * names, so a crash leaves only temporary files that no listing, restore
+ * or retention run takes for data. */
+#include "storage/storage_driver.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct storage_upload {
+    storage *store;               /* first member: see storage_driver.h */
+    char *final_path;
+    char *temp_path;
+    int fd;
+    struct storage_part_list parts;
+    size_t parts_capacity;
+    stow_error failure;           /* first failure, reported at complete */
+};
+
+struct storage_download {
+    storage *store;               /* first member: see storage_driver.h */
+    char *key;
+    int fd;
+    struct storage_part_list ranges;
+    size_t next;
+};
+
+static char *object_path(const storage *store, const char *key)
+{
+    char *full_key = storage_full_key(store, key);
+    size_t len;
+    char *path;
+
+    if (full_key == NULL)
+        return NULL;
+    len = strlen(store->location) + strlen(full_key) + 2;
+    path = malloc(len);
+    if (path != NULL)
+        snprintf(path, len, "%s/%s", store->location, full_key);
+    free(full_key);
+    return path;
+}
+
+/* Rejects keys that could leave the repository directory. */
+static int check_key(const char *key, stow_error *err)
+{
+    const char *segment = key;
+
+    if (key[0] == '\0' || key[0] == '/')
+        return stow_fail(err, STOW_EXIT_FAILURE, "invalid object key \"%s\"", key);
+    while (segment != NULL) {
+        if (strncmp(segment, "..", 2) == 0 && (segment[2] == '/' || segment[2] == '\0'))
+            return stow_fail(err, STOW_EXIT_FAILURE, "invalid object key \"%s\"", key);
+        segment = strchr(segment, '/');
+        if (segment != NULL)
+            segment++;
+    }
+    return 0;
+}
+
+static int fail_io(stow_error *err, int errnum, const char *operation, const char *path)
+{
+    int code = errnum == ENOENT || errnum == EACCES || errnum == EROFS ? STOW_EXIT_STORAGE
+                                                                       : STOW_EXIT_FAILURE;
+
+    stow_fail(err, code, "%s %s failed: %s", operation, path, strerror(errnum));
+    if (errnum == ENOSPC || errnum == EDQUOT)
+        stow_error_hint(err, "the repository's file system is full; free space or use "
+                             "another repository");
+    else if (errnum == EACCES || errnum == EROFS)
+        stow_error_hint(err, "make the repository directory writable by this user");
+    return -1;
+}
+
+static int make_parent_dirs(const char *path, stow_error *err)
+{
+    char *copy = strdup(path);
+    int rc = 0;
+
+    if (copy == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    for (char *p = copy + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0750) != 0 && errno != EEXIST) {
+            rc = fail_io(err, errno, "creating directory", copy);
+            break;
+        }
+        *p = '/';
+    }
+    free(copy);
+    return rc;
+}
+
+static int fsync_parent_dir(const char *path, stow_error *err)
+{
+    char *copy = strdup(path);
+    char *slash;
+    int fd;
+    int rc = 0;
+
+    if (copy == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    slash = strrchr(copy, '/');
+    if (slash != NULL && slash != copy)
+        *slash = '\0';
+    fd = open(copy, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || fsync(fd) != 0)
+        rc = fail_io(err, errno, "syncing directory", copy);
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return rc;
+}
+
+/* Returns "DIR/.NAME.tmp-RANDOM" beside path. */
+static char *temp_path_for(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = (size_t)(slash - path);
+    size_t len = strlen(path) + 32;
+    char *temp = malloc(len);
+
+    if (temp != NULL)
+        snprintf(temp, len, "%.*s/.%s.tmp-%08x", (int)dir_len, path, slash + 1,
+                 randombytes_random());
+    return temp;
+}
+
+static int write_all(int fd, const void *data, size_t len, const char *path, stow_error *err)
+{
+    const uint8_t *cursor = data;
+
+    while (len > 0) {
+        ssize_t written = write(fd, cursor, len);
+
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written < 0)
+            return fail_io(err, errno, "writing", path);
+        cursor += written;
+        len -= (size_t)written;
+    }
+    return 0;
+}
+
+static int file_open(storage *store, const struct storage_options *options, stow_error *err)
+{
+    return 0;
+}
+
+static void file_close(storage *store)
+{
+}
+
+static int file_check(storage *store, stow_error *err)
+{
+    struct stat st;
+
+    if (stat(store->location, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        stow_fail(err, STOW_EXIT_STORAGE, "repository directory %s does not exist",
+                  store->location);
+        stow_error_hint(err, "create it with mkdir -p %s, or fix --repo", store->location);
+        return -1;
+    }
+    if (access(store->location, W_OK | X_OK) != 0)
+        return fail_io(err, errno, "opening repository directory", store->location);
+    return 0;
+}
+
+/* Writes data to a temporary file beside path and fsyncs it. */
+static int write_temp_file(const char *temp, const void *data, size_t len, stow_error *err)
+{
+    int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int rc;
+
+    if (fd < 0)
+        return fail_io(err, errno, "creating", temp);
+    rc = write_all(fd, data, len, temp, err);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = fail_io(err, errno, "syncing", temp);
+    close(fd);
+    return rc;
+}
+
+/* Moves temp to path; with create_only, fails as STORAGE_CONFLICT when path
+ * exists (link(2) is atomic and refuses an existing target). */
+static int publish_file(const char *temp, const char *path, int create_only, stow_error *err)
+{
+    if (create_only) {
+        int rc = link(temp, path);
+        int saved = errno;
+
+        unlink(temp);
+        if (rc != 0 && saved == EEXIST)
+            return STORAGE_CONFLICT;
+        if (rc != 0)
+            return fail_io(err, saved, "publishing", path);
+    } else if (rename(temp, path) != 0) {
+        int saved = errno;
+
+        unlink(temp);
+        return fail_io(err, saved, "publishing", path);
+    }
+    return fsync_parent_dir(path, err);
+}
+
+static int file_put(storage *store, const char *key, const void *data, size_t len,
+                    const struct storage_put_options *options, stow_error *err)
+{
+    char *path = NULL;
+    char *temp = NULL;
+    int rc = -1;
+
+    if (check_key(key, err) != 0)
+        return -1;
+    path = object_path(store, key);
+    temp = path == NULL ? NULL : temp_path_for(path);
+    if (temp == NULL) {
+        stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        goto cleanup;
+    }
+    if (make_parent_dirs(path, err) != 0)
+        goto cleanup;
+    if (write_temp_file(temp, data, len, err) != 0) {
+        unlink(temp);
+        goto cleanup;
+    }
+    rc = publish_file(temp, path, options->if_none_match, err);
+
+cleanup:
+    free(path);
+    free(temp);
+    return rc;
+}
+
+static int read_range_fd(int fd, uint64_t offset, uint64_t len, stow_buf *out,
+                         const char *path, stow_error *err)
+{
+    if (stow_buf_reserve(out, (size_t)len, err) != 0)
+        return -1;
+    while (len > 0) {
+        ssize_t got = pread(fd, out->data + out->len, (size_t)len, (off_t)offset);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return fail_io(err, errno, "reading", path);
+        if (got == 0)
+            break;
+        out->len += (size_t)got;
+        offset += (uint64_t)got;
+        len -= (uint64_t)got;
+    }
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+static int open_for_read(storage *store, const char *key, char **path_out, int *fd_out,
+                         stow_error *err)
+{
+    char *path;
+
+    if (check_key(key, err) != 0)
+        return -1;
+    path = object_path(store, key);
+    if (path == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    *fd_out = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd_out < 0) {
+        int saved = errno;
+
+        if (saved == ENOENT || saved == ENOTDIR) {
+            free(path);
+            return STORAGE_NOT_FOUND;
+        }
+        fail_io(err, saved, "opening", path);
+        free(path);
+        return -1;
+    }
+    *path_out = path;
+    return 0;
+}
+
+static int file_get(storage *store, const char *key, stow_buf *out, stow_error *err)
+{
+    char *path = NULL;
+    struct stat st;
+    int fd;
+    int rc = open_for_read(store, key, &path, &fd, err);
+
+    if (rc != 0)
+        return rc;
+    if (fstat(fd, &st) != 0)
+        rc = fail_io(err, errno, "reading", path);
+    else if ((uint64_t)st.st_size > out->max)
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "object %s is %lld bytes, over the limit of %zu",
+                       path, (long long)st.st_size, out->max);
+    else
+        rc = read_range_fd(fd, 0, (uint64_t)st.st_size, out, path, err);
+    close(fd);
+    free(path);
+    return rc;
+}
+
+static int file_get_range(storage *store, const char *key, uint64_t offset, uint64_t len,
+                          stow_buf *out, stow_error *err)
+{
+    char *path = NULL;
+    int fd;
+    int rc = open_for_read(store, key, &path, &fd, err);
+
+    if (rc == STORAGE_NOT_FOUND) {
+        char *full = object_path(store, key);
+
+        stow_fail(err, STOW_EXIT_STORAGE, "object %s not found", full ? full : key);
+        free(full);
+        return -1;
+    }
+    if (rc != 0)
+        return rc;
+    rc = read_range_fd(fd, offset, len, out, path, err);
+    close(fd);
+    free(path);
+    return rc;
+}
+
+static int file_head(storage *store, const char *key, struct storage_object_info *info,
+                     stow_error *err)
+{
+    char *path;
+    struct stat st;
+
+    if (check_key(key, err) != 0)
+        return -1;
+    path = object_path(store, key);
+    if (path == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    if (stat(path, &st) != 0) {
+        int saved = errno;
+        int rc = saved == ENOENT || saved == ENOTDIR ? STORAGE_NOT_FOUND
+                                                    : fail_io(err, saved, "reading", path);
+
+        free(path);
+        return rc;
+    }
+    info->size = (uint64_t)st.st_size;
+    info->modified = st.st_mtime;
+    snprintf(info->etag, sizeof info->etag, "%llx-%llx", (unsigned long long)st.st_ino,
+             (unsigned long long)st.st_mtime);
+    free(path);
+    return 0;
+}
+
+/* --- Listing -------------------------------------------------------------- */
+
+struct key_entry {
+    char *key;
+    struct storage_object_info info;
+};
+
+struct key_collection {
+    struct key_entry *entries;
+    size_t count;
+    size_t capacity;
+};
+
+static int add_key(struct key_collection *keys, const char *key, const struct stat *st)
+{
+    struct key_entry *entry;
+
+    if (keys->count == keys->capacity) {
+        size_t capacity = keys->capacity == 0 ? 64 : keys->capacity * 2;
+        struct key_entry *grown = realloc(keys->entries, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return -1;
+        keys->entries = grown;
+        keys->capacity = capacity;
+    }
+    entry = &keys->entries[keys->count];
+    entry->key = strdup(key);
+    if (entry->key == NULL)
+        return -1;
+    entry->info.size = (uint64_t)st->st_size;
+    entry->info.modified = st->st_mtime;
+    snprintf(entry->info.etag, sizeof entry->info.etag, "%llx-%llx",
+             (unsigned long long)st->st_ino, (unsigned long long)st->st_mtime);
+    keys->count++;
+    return 0;
+}
+
+/* Walks dir (the directory of relative key `relative`), skipping hidden
+ * names: temporary files and unfinished uploads start with a dot. */
+static int collect_keys(const char *dir, const char *relative, struct key_collection *keys,
+                        stow_error *err)
+{
+    DIR *handle = opendir(dir);
+    struct dirent *entry;
+    int rc = 0;
+
+    if (handle == NULL)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : fail_io(err, errno, "listing", dir);
+
+    while (rc == 0 && (entry = readdir(handle)) != NULL) {
+        char path[4096];
+        char key[4096];
+        struct stat st;
+
+        if (entry->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+        snprintf(key, sizeof key, "%s%s%s", relative, relative[0] ? "/" : "", entry->d_name);
+        if (lstat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            rc = collect_keys(path, key, keys, err);
+        else if (S_ISREG(st.st_mode) && add_key(keys, key, &st) != 0)
+            rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing %s", dir);
+    }
+    closedir(handle);
+    return rc;
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+    return strcmp(((const struct key_entry *)a)->key, ((const struct key_entry *)b)->key);
+}
+
+static int file_list(storage *store, const char *prefix, storage_list_fn fn, void *context,
+                     stow_error *err)
+{
+    struct key_collection keys = {0};
+    size_t prefix_len = strlen(prefix);
+    int rc;
+
+    rc = collect_keys(store->location, "", &keys, err);
+    if (rc == 0)
+        qsort(keys.entries, keys.count, sizeof *keys.entries, compare_entries);
+
+    for (size_t i = 0; rc == 0 && i < keys.count; i++) {
+        if (strncmp(keys.entries[i].key, prefix, prefix_len) == 0)
+            rc = fn(keys.entries[i].key, &keys.entries[i].info, context);
+    }
+
+    for (size_t i = 0; i < keys.count; i++)
+        free(keys.entries[i].key);
+    free(keys.entries);
+    return rc;
+}
+
+static int file_delete(storage *store, const char *key, stow_error *err)
+{
+    char *path;
+    int rc = 0;
+
+    if (check_key(key, err) != 0)
+        return -1;
+    path = object_path(store, key);
+    if (path == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    if (unlink(path) != 0 && errno != ENOENT)
+        rc = fail_io(err, errno, "deleting", path);
+    free(path);
+    return rc;
+}
+
+/* --- Upload --------------------------------------------------------------- */
+
+static int file_upload_begin(storage *store, const char *key, storage_upload **out,
+                             stow_error *err)
+{
+    struct storage_upload *upload;
+
+    if (check_key(key, err) != 0)
+        return -1;
+    upload = calloc(1, sizeof *upload);
+    if (upload == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    upload->store = store;
+    upload->fd = -1;
+    upload->final_path = object_path(store, key);
+    upload->temp_path = upload->final_path ? temp_path_for(upload->final_path) : NULL;
+    if (upload->temp_path == NULL) {
+        storage_upload_abort(upload);
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    }
+    if (make_parent_dirs(upload->final_path, err) != 0) {
+        storage_upload_abort(upload);
+        return -1;
+    }
+    upload->fd = open(upload->temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (upload->fd < 0) {
+        fail_io(err, errno, "creating", upload->temp_path);
+        storage_upload_abort(upload);
+        return -1;
+    }
+    *out = upload;
+    return 0;
+}
+
+static int append_part(struct storage_upload *upload, const stow_buf *data, stow_error *err)
+{
+    struct storage_part_list *list = &upload->parts;
+    struct storage_part *part;
+
+    if (list->count == upload->parts_capacity) {
+        size_t capacity = upload->parts_capacity == 0 ? 64 : upload->parts_capacity * 2;
+        struct storage_part *grown = realloc(list->parts, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        list->parts = grown;
+        upload->parts_capacity = capacity;
+    }
+    part = &list->parts[list->count];
+    part->number = (uint32_t)list->count + 1;
+    part->offset = list->total_size;
+    part->size = data->len;
+    storage_sha256(data->data, data->len, part->sha256);
+    list->count++;
+    list->total_size += data->len;
+    return 0;
+}
+
+static int file_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)
+{
+    if (stow_error_is_set(&upload->failure))
+        return stow_fail(err, upload->failure.exit_code, "%s", upload->failure.message);
+    if (upload->parts.count >= STORAGE_MAX_PARTS)
+        return stow_fail(err, STOW_EXIT_FAILURE, "upload to %s exceeds %d parts",
+                         upload->final_path, STORAGE_MAX_PARTS);
+
+    if (append_part(upload, part, &upload->failure) != 0 ||
+        write_all(upload->fd, part->data, part->len, upload->temp_path, &upload->failure) != 0) {
+        *err = upload->failure;
+        return -1;
+    }
+    stow_buf_reset(part);
+    return 0;
+}
+
+static int file_upload_complete(storage_upload *upload, struct storage_part_list *parts_out,
+                                stow_error *err)
+{
+    int rc = 0;
+
+    if (stow_error_is_set(&upload->failure))
+        rc = stow_fail(err, upload->failure.exit_code, "%s", upload->failure.message);
+    if (rc == 0 && fsync(upload->fd) != 0)
+        rc = fail_io(err, errno, "syncing", upload->temp_path);
+    if (rc == 0 && close(upload->fd) != 0)
+        rc = fail_io(err, errno, "closing", upload->temp_path);
+    upload->fd = -1;
+    if (rc == 0 && rename(upload->temp_path, upload->final_path) != 0)
+        rc = fail_io(err, errno, "publishing", upload->final_path);
+    if (rc == 0)
+        rc = fsync_parent_dir(upload->final_path, err);
+
+    if (rc != 0) {
+        storage_upload_abort(upload);
+        return -1;
+    }
+    *parts_out = upload->parts;
+    upload->parts.parts = NULL;
+    free(upload->final_path);
+    free(upload->temp_path);
+    free(upload);
+    return 0;
+}
+
+static void file_upload_abort(storage_upload *upload)
+{
+    if (upload->fd >= 0)
+        close(upload->fd);
+    if (upload->temp_path != NULL)
+        unlink(upload->temp_path);
+    storage_part_list_free(&upload->parts);
+    free(upload->final_path);
+    free(upload->temp_path);
+    free(upload);
+}
+
+/* --- Download ------------------------------------------------------------- */
+
+static int copy_part_list(const struct storage_part_list *from, struct storage_part_list *to,
+                          stow_error *err)
+{
+    to->count = from->count;
+    to->total_size = from->total_size;
+    to->parts = NULL;
+    if (from->count == 0)
+        return 0;
+    to->parts = malloc(from->count * sizeof *to->parts);
+    if (to->parts == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    memcpy(to->parts, from->parts, from->count * sizeof *to->parts);
+    return 0;
+}
+
+static int file_download_begin(storage *store, const char *key,
+                               const struct storage_part_list *ranges, storage_download **out,
+                               stow_error *err)
+{
+    struct storage_download *download = calloc(1, sizeof *download);
+    char *path = NULL;
+    int rc;
+
+    if (download == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    download->store = store;
+    download->fd = -1;
+    download->key = strdup(key);
+    rc = open_for_read(store, key, &path, &download->fd, err);
+    if (rc == STORAGE_NOT_FOUND)
+        rc = stow_fail(err, STOW_EXIT_VERIFY, "object %s is missing from the repository", key);
+    if (rc == 0)
+        rc = copy_part_list(ranges, &download->ranges, err);
+    free(path);
+    if (rc != 0) {
+        storage_download_free(download);
+        return -1;
+    }
+    *out = download;
+    return 0;
+}
+
+static int file_download_next(storage_download *download, stow_buf *out, stow_error *err)
+{
+    const struct storage_part *part;
+
+    if (download->next >= download->ranges.count)
+        return STORAGE_NOT_FOUND;
+    part = &download->ranges.parts[download->next];
+    if (read_range_fd(download->fd, part->offset, part->size, out, download->key, err) != 0)
+        return -1;
+    if (storage_check_part_digest(download->key, part, out, err) != 0)
+        return -1;
+    download->next++;
+    return 0;
+}
+
+static void file_download_free(storage_download *download)
+{
+    if (download->fd >= 0)
+        close(download->fd);
+    storage_part_list_free(&download->ranges);
+    free(download->key);
+    free(download);
+}
+
+const struct storage_driver storage_file_driver = {
+    .scheme = "file",
+    .open = file_open,
+    .close = file_close,
+    .check = file_check,
+    .put = file_put,
+    .get = file_get,
+    .get_range = file_get_range,
+    .head = file_head,
+    .list = file_list,
+    .delete_key = file_delete,
+    .upload_begin = file_upload_begin,
+    .upload_part = file_upload_part,
+    .upload_complete = file_upload_complete,
+    .upload_abort = file_upload_abort,
+    .download_begin = file_download_begin,
+    .download_next = file_download_next,
+    .download_free = file_download_free,
+};

@@ -1,0 +1,679 @@
+/* s3:// repository driver: the storage interface on the S3 client.
+ *
+ * Uploads are S3 multipart uploads. storage_upload_part hands each part to
+ * a worker thread (one curl multi handle) that hashes it and uploads up to
+ * transfers_in_flight parts at once; the caller blocks while that many are
+ * unfinished, so memory stays near part size x transfers_in_flight. The
+ * first failed part aborts the multipart upload at once and its error is
+ * returned by the next storage_upload_part or by storage_upload_complete.
+ * Empty parts are skipped. An upload that received no data is aborted and
+ * an empty object is stored with PutObject, with an empty part list, as the
+ * file driver does.
+ *
+ * Downloads keep up to transfers_in_flight ranged GETs ahead of the reader
+ * on a worker thread; each range is checked against its SHA-256 before it
+ * is returned. */
+#include "storage/storage_driver.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aws/s3.h"
+#include "common/log.h"
+
+/* One part while its upload is in flight; freed once collected. */
+struct part_transfer {
+    struct s3_call call;
+    uint8_t *data;  /* the part's bytes, taken from the caller's buffer */
+    size_t record;  /* index into the upload's records */
+};
+
+struct storage_upload {
+    storage *store;                 /* first member: see storage_driver.h */
+    s3_client *client;
+    char *key;                      /* full key */
+    char *upload_id;
+    struct http_worker *worker;
+    struct part_transfer **transfers; /* in flight, at most limit */
+    size_t transfer_count;
+    size_t limit;
+    struct storage_part *parts;     /* every part handed over, in order */
+    char (*etags)[S3_ETAG_MAX];     /* ETag of each part, parallel to parts */
+    size_t count;
+    size_t capacity;
+    uint64_t total_size;
+    struct timespec started;
+    stow_error failure;             /* first failure; the upload is aborted then */
+    int aborted;
+};
+
+/* One range of a download; slot i % limit serves range i. */
+struct range_slot {
+    struct s3_call call;
+    stow_buf data;
+    int submitted;
+};
+
+struct storage_download {
+    storage *store;                 /* first member: see storage_driver.h */
+    s3_client *client;
+    char *key;                      /* full key */
+    struct storage_part_list ranges;
+    struct range_slot *slots;
+    size_t limit;
+    size_t next;                    /* next range to return */
+    struct http_worker *worker;
+};
+
+static s3_client *client_of(const storage *store)
+{
+    return store->driver_state;
+}
+
+static int fail_memory(stow_error *err)
+{
+    return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+}
+
+static int map_result(int rc)
+{
+    if (rc == S3_NOT_FOUND)
+        return STORAGE_NOT_FOUND;
+    if (rc == S3_CONFLICT)
+        return STORAGE_CONFLICT;
+    return rc;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* --- handle and small objects ------------------------------------------ */
+
+static int s3_open(storage *store, const struct storage_options *options, stow_error *err)
+{
+    struct s3_options s3 = {
+        .bucket = store->location,
+        .region = options->region,
+        .endpoint = options->endpoint,
+        .path_style = options->path_style,
+        .storage_class = options->storage_class,
+        .max_attempts = options->max_attempts,
+    };
+    s3_client *client;
+
+    if (s3_client_new(&s3, &client, err) != 0)
+        return -1;
+    store->driver_state = client;
+    return 0;
+}
+
+static void s3_close(storage *store)
+{
+    s3_client_free(client_of(store));
+    store->driver_state = NULL;
+}
+
+static int s3_check(storage *store, stow_error *err)
+{
+    char *prefix = storage_full_key(store, "");
+    int rc;
+
+    if (prefix == NULL)
+        return fail_memory(err);
+    rc = s3_check_bucket(client_of(store), prefix, err);
+    if (rc != 0)
+        stow_error_prefix(err, "repository %s is not usable", store->url);
+    free(prefix);
+    return rc;
+}
+
+static int s3_put(storage *store, const char *key, const void *data, size_t len,
+                  const struct storage_put_options *options, stow_error *err)
+{
+    struct s3_put_options put = {options->if_none_match, options->content_type};
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = map_result(s3_put_object(client_of(store), full_key, data, len, &put, err));
+    free(full_key);
+    return rc;
+}
+
+static int s3_get(storage *store, const char *key, stow_buf *out, stow_error *err)
+{
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = map_result(s3_get_object(client_of(store), full_key, out, err));
+    free(full_key);
+    return rc;
+}
+
+static int s3_get_range(storage *store, const char *key, uint64_t offset, uint64_t len,
+                        stow_buf *out, stow_error *err)
+{
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = map_result(s3_get_object_range(client_of(store), full_key, offset, len, out, err));
+    free(full_key);
+    return rc;
+}
+
+static int s3_head(storage *store, const char *key, struct storage_object_info *info,
+                   stow_error *err)
+{
+    struct s3_object_info object;
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = map_result(s3_head_object(client_of(store), full_key, &object, err));
+    if (rc == 0) {
+        info->size = object.size;
+        info->modified = object.modified;
+        memcpy(info->etag, object.etag, sizeof info->etag);
+    }
+    free(full_key);
+    return rc;
+}
+
+/* Passes listed keys to the caller relative to the repository prefix. */
+struct list_context {
+    size_t strip;
+    storage_list_fn fn;
+    void *context;
+};
+
+static int list_entry(const char *key, const struct s3_object_info *object, void *context)
+{
+    struct list_context *list = context;
+    struct storage_object_info info;
+
+    if (strlen(key) < list->strip)
+        return 0;
+    memset(&info, 0, sizeof info);
+    info.size = object->size;
+    info.modified = object->modified;
+    memcpy(info.etag, object->etag, sizeof info.etag);
+    return list->fn(key + list->strip, &info, list->context);
+}
+
+static int s3_list(storage *store, const char *prefix, storage_list_fn fn, void *context,
+                   stow_error *err)
+{
+    struct list_context list = {store->prefix[0] ? strlen(store->prefix) + 1 : 0, fn, context};
+    char *full_prefix = storage_full_key(store, prefix);
+    int rc;
+
+    if (full_prefix == NULL)
+        return fail_memory(err);
+    rc = s3_list_objects(client_of(store), full_prefix, list_entry, &list, err);
+    free(full_prefix);
+    return rc;
+}
+
+static int s3_delete(storage *store, const char *key, stow_error *err)
+{
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = s3_delete_object(client_of(store), full_key, err);
+    free(full_key);
+    return rc;
+}
+
+/* --- upload -------------------------------------------------------------- */
+
+static void free_transfer(struct part_transfer *transfer)
+{
+    if (transfer == NULL)
+        return;
+    s3_call_free(&transfer->call);
+    free(transfer->data);
+    free(transfer);
+}
+
+/* Records a finished part: its ETag and SHA-256, or the upload's failure. */
+static void collect_transfer(struct storage_upload *upload, struct part_transfer *transfer)
+{
+    struct storage_part *part = &upload->parts[transfer->record];
+
+    if (http_job_error(&transfer->call.job, &upload->failure) != 0)
+        return;
+    memcpy(part->sha256, transfer->call.body_sha256, sizeof part->sha256);
+    memcpy(upload->etags[transfer->record], transfer->call.job.response.etag, S3_ETAG_MAX);
+    stow_log_detail("uploaded part %u of %s (%llu bytes)", part->number, upload->key,
+                    (unsigned long long)part->size);
+}
+
+/* Collects every finished transfer and frees it. */
+static void collect_finished(struct storage_upload *upload)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < upload->transfer_count; i++) {
+        struct part_transfer *transfer = upload->transfers[i];
+
+        if (!http_worker_is_finished(upload->worker, &transfer->call.job)) {
+            upload->transfers[kept++] = transfer;
+            continue;
+        }
+        collect_transfer(upload, transfer);
+        free_transfer(transfer);
+    }
+    upload->transfer_count = kept;
+}
+
+/* Cancels transfers in flight and aborts the multipart upload once. */
+static void abort_upload(struct storage_upload *upload)
+{
+    stow_error err;
+
+    http_worker_free(upload->worker);
+    upload->worker = NULL;
+    for (size_t i = 0; i < upload->transfer_count; i++)
+        free_transfer(upload->transfers[i]);
+    upload->transfer_count = 0;
+    if (upload->aborted || upload->upload_id == NULL)
+        return;
+
+    upload->aborted = 1;
+    stow_error_clear(&err);
+    if (s3_abort_multipart_upload(upload->client, upload->key, upload->upload_id, &err) != 0)
+        stow_log_warn("aborting the multipart upload of %s failed, so its parts remain until "
+                      "a cleanup removes them: %s",
+                      upload->key, err.message);
+    else
+        stow_log(upload->count > 0 ? STOW_LOG_WARN : STOW_LOG_DETAIL,
+                 "aborted the multipart upload of %s (upload id %s)", upload->key,
+                 upload->upload_id);
+}
+
+/* Returns the upload's failure in err, aborting the upload first. */
+static int report_failure(struct storage_upload *upload, stow_error *err)
+{
+    if (!stow_error_is_set(&upload->failure))
+        return 0;
+    abort_upload(upload);
+    if (!stow_error_is_set(err))
+        memcpy(err, &upload->failure, sizeof *err);
+    return -1;
+}
+
+static void free_upload(struct storage_upload *upload)
+{
+    http_worker_free(upload->worker);
+    for (size_t i = 0; i < upload->transfer_count; i++)
+        free_transfer(upload->transfers[i]);
+    free(upload->transfers);
+    free(upload->parts);
+    free(upload->etags);
+    free(upload->upload_id);
+    free(upload->key);
+    free(upload);
+}
+
+static int s3_upload_begin(storage *store, const char *key, storage_upload **out,
+                           stow_error *err)
+{
+    struct storage_upload *upload = calloc(1, sizeof *upload);
+
+    if (upload == NULL)
+        return fail_memory(err);
+    upload->store = store;
+    upload->client = client_of(store);
+    upload->limit = (size_t)store->options.transfers_in_flight;
+    upload->key = storage_full_key(store, key);
+    upload->transfers = calloc(upload->limit, sizeof *upload->transfers);
+    clock_gettime(CLOCK_MONOTONIC, &upload->started);
+    if (upload->key == NULL || upload->transfers == NULL) {
+        free_upload(upload);
+        return fail_memory(err);
+    }
+
+    if (http_worker_new(&upload->worker, err) != 0 ||
+        s3_create_multipart_upload(upload->client, upload->key, &upload->upload_id, err) != 0) {
+        free_upload(upload);
+        return -1;
+    }
+    stow_log_detail("started the multipart upload of %s (upload id %s)", upload->key,
+                    upload->upload_id);
+    *out = upload;
+    return 0;
+}
+
+/* Checks the S3 limits before part number count + 1 of len bytes. */
+static int check_part_limits(const struct storage_upload *upload, size_t len, stow_error *err)
+{
+    size_t min_size = upload->store->options.min_part_size;
+    const struct storage_part *previous = upload->count ? &upload->parts[upload->count - 1] : NULL;
+
+    if (upload->count >= STORAGE_MAX_PARTS)
+        return stow_fail(err, STOW_EXIT_FAILURE, "upload of %s exceeds %d parts", upload->key,
+                         STORAGE_MAX_PARTS);
+    if ((uint64_t)len > STORAGE_MAX_PART_SIZE)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "part %zu of %s is %zu bytes, above the S3 maximum of %llu",
+                         upload->count + 1, upload->key, len, STORAGE_MAX_PART_SIZE);
+    if (previous != NULL && previous->size < min_size)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "part %u of %s is %llu bytes, below the minimum part size of %zu "
+                         "bytes; only the last part may be smaller",
+                         previous->number, upload->key, (unsigned long long)previous->size,
+                         min_size);
+    return 0;
+}
+
+/* Appends the record of the next part. */
+static int add_part_record(struct storage_upload *upload, size_t len, stow_error *err)
+{
+    struct storage_part *part;
+
+    if (upload->count == upload->capacity) {
+        size_t capacity = upload->capacity == 0 ? 64 : upload->capacity * 2;
+        struct storage_part *parts = realloc(upload->parts, capacity * sizeof *parts);
+        char(*etags)[S3_ETAG_MAX];
+
+        if (parts == NULL)
+            return fail_memory(err);
+        upload->parts = parts;
+        etags = realloc(upload->etags, capacity * sizeof *etags);
+        if (etags == NULL)
+            return fail_memory(err);
+        upload->etags = etags;
+        upload->capacity = capacity;
+    }
+    part = &upload->parts[upload->count];
+    memset(part, 0, sizeof *part);
+    part->number = (uint32_t)upload->count + 1;
+    part->offset = upload->total_size;
+    part->size = len;
+    upload->etags[upload->count][0] = '\0';
+    upload->count++;
+    upload->total_size += len;
+    return 0;
+}
+
+/* Takes the memory of part into a new transfer and submits it. */
+static int submit_part(struct storage_upload *upload, stow_buf *part, stow_error *err)
+{
+    struct part_transfer *transfer = calloc(1, sizeof *transfer);
+    const struct storage_part *record;
+
+    if (transfer == NULL || add_part_record(upload, part->len, err) != 0) {
+        free(transfer);
+        return fail_memory(err);
+    }
+    record = &upload->parts[upload->count - 1];
+    transfer->record = upload->count - 1;
+    transfer->data = part->data;
+    stow_buf_init(part, part->max);
+
+    s3_call_upload_part(&transfer->call, upload->client, upload->key, upload->upload_id,
+                        record->number, transfer->data, (size_t)record->size);
+    upload->transfers[upload->transfer_count++] = transfer;
+    http_worker_submit(upload->worker, &transfer->call.job);
+    return 0;
+}
+
+static int s3_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)
+{
+    if (upload->worker != NULL)
+        collect_finished(upload);
+    if (report_failure(upload, err) != 0)
+        return -1;
+    if (part->len == 0)
+        return 0;
+
+    if (check_part_limits(upload, part->len, &upload->failure) != 0)
+        return report_failure(upload, err);
+
+    http_worker_wait_below(upload->worker, upload->limit);
+    collect_finished(upload);
+    if (report_failure(upload, err) != 0)
+        return -1;
+
+    if (submit_part(upload, part, &upload->failure) != 0)
+        return report_failure(upload, err);
+    return 0;
+}
+
+/* Stores an empty object in place of an upload that received no data. */
+static int complete_empty(struct storage_upload *upload, stow_error *err)
+{
+    struct s3_put_options options = {0, NULL};
+
+    abort_upload(upload);
+    return s3_put_object(upload->client, upload->key, "", 0, &options, err);
+}
+
+static int complete_parts(struct storage_upload *upload, stow_error *err)
+{
+    struct s3_completed_part *completed = calloc(upload->count, sizeof *completed);
+    int rc;
+
+    if (completed == NULL)
+        return fail_memory(err);
+    for (size_t i = 0; i < upload->count; i++) {
+        completed[i].number = upload->parts[i].number;
+        memcpy(completed[i].etag, upload->etags[i], S3_ETAG_MAX);
+        memcpy(completed[i].sha256, upload->parts[i].sha256, 32);
+    }
+    rc = s3_complete_multipart_upload(upload->client, upload->key, upload->upload_id, completed,
+                                      upload->count, err);
+    free(completed);
+    return rc;
+}
+
+static void log_completion(const struct storage_upload *upload)
+{
+    double seconds = seconds_since(&upload->started);
+    double mib = (double)upload->total_size / (1024.0 * 1024.0);
+
+    stow_log_info("uploaded %s: %zu parts, %llu bytes in %.1f s (%.1f MiB/s)", upload->key,
+                  upload->count, (unsigned long long)upload->total_size, seconds,
+                  seconds > 0 ? mib / seconds : 0.0);
+}
+
+static int s3_upload_complete(storage_upload *upload, struct storage_part_list *parts_out,
+                              stow_error *err)
+{
+    int rc;
+
+    if (upload->worker != NULL) {
+        http_worker_wait_below(upload->worker, 1);
+        collect_finished(upload);
+    }
+    rc = report_failure(upload, err);
+    if (rc == 0 && upload->count == 0)
+        rc = complete_empty(upload, err);
+    else if (rc == 0)
+        rc = complete_parts(upload, err);
+
+    if (rc != 0) {
+        abort_upload(upload);
+        free_upload(upload);
+        return -1;
+    }
+    log_completion(upload);
+    parts_out->parts = upload->parts;
+    parts_out->count = upload->count;
+    parts_out->total_size = upload->total_size;
+    upload->parts = NULL;
+    free_upload(upload);
+    return 0;
+}
+
+static void s3_upload_abort(storage_upload *upload)
+{
+    abort_upload(upload);
+    free_upload(upload);
+}
+
+/* --- download ------------------------------------------------------------ */
+
+static void submit_range(struct storage_download *download, size_t index)
+{
+    const struct storage_part *part = &download->ranges.parts[index];
+    struct range_slot *slot = &download->slots[index % download->limit];
+
+    slot->submitted = 0;
+    stow_buf_reset(&slot->data);
+    slot->data.max = (size_t)part->size;
+    if (part->size == 0)
+        return;
+    s3_call_get_range(&slot->call, download->client, download->key, part->offset, part->size,
+                      &slot->data);
+    slot->submitted = 1;
+    http_worker_submit(download->worker, &slot->call.job);
+}
+
+static int copy_ranges(const struct storage_part_list *from, struct storage_part_list *to,
+                       stow_error *err)
+{
+    to->count = from->count;
+    to->total_size = from->total_size;
+    to->parts = calloc(from->count + 1, sizeof *to->parts);
+    if (to->parts == NULL)
+        return fail_memory(err);
+    if (from->count > 0)
+        memcpy(to->parts, from->parts, from->count * sizeof *to->parts);
+    for (size_t i = 0; i < from->count; i++) {
+        if (to->parts[i].size > (uint64_t)SIZE_MAX / 2)
+            return stow_fail(err, STOW_EXIT_FAILURE, "part %u is too large to download",
+                             to->parts[i].number);
+    }
+    return 0;
+}
+
+static int s3_download_begin(storage *store, const char *key,
+                             const struct storage_part_list *ranges, storage_download **out,
+                             stow_error *err)
+{
+    struct storage_download *download = calloc(1, sizeof *download);
+
+    if (download == NULL)
+        return fail_memory(err);
+    download->store = store;
+    download->client = client_of(store);
+    download->limit = (size_t)store->options.transfers_in_flight;
+    download->key = storage_full_key(store, key);
+    download->slots = calloc(download->limit, sizeof *download->slots);
+    if (download->key == NULL || download->slots == NULL ||
+        copy_ranges(ranges, &download->ranges, err) != 0 ||
+        http_worker_new(&download->worker, err) != 0) {
+        fail_memory(err);
+        storage_download_free(download);
+        return -1;
+    }
+
+    for (size_t i = 0; i < download->limit; i++)
+        stow_buf_init(&download->slots[i].data, 0);
+    for (size_t i = 0; i < download->limit && i < download->ranges.count; i++)
+        submit_range(download, i);
+    *out = download;
+    return 0;
+}
+
+/* Waits for the range in slot and returns its result. */
+static int finish_range(struct storage_download *download, struct range_slot *slot,
+                        stow_error *err)
+{
+    int rc;
+
+    if (!slot->submitted)
+        return 0;
+    http_worker_wait(download->worker, &slot->call.job);
+    rc = http_job_error(&slot->call.job, err);
+    s3_call_free(&slot->call);
+    slot->submitted = 0;
+    if (rc == S3_NOT_FOUND)
+        return stow_fail(err, STOW_EXIT_VERIFY, "object %s is missing from the repository",
+                         download->key);
+    return rc;
+}
+
+/* Moves the bytes of slot into out, keeping out's maximum. */
+static int hand_over(struct range_slot *slot, stow_buf *out, stow_error *err)
+{
+    stow_buf previous = *out;
+
+    if (slot->data.len > out->max)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "a downloaded part of %zu bytes exceeds the buffer limit of %zu bytes",
+                         slot->data.len, out->max);
+    *out = slot->data;
+    out->max = previous.max;
+    slot->data = previous;
+    stow_buf_reset(&slot->data);
+    return 0;
+}
+
+static int s3_download_next(storage_download *download, stow_buf *out, stow_error *err)
+{
+    size_t index = download->next;
+    struct range_slot *slot;
+
+    stow_buf_reset(out);
+    if (index >= download->ranges.count)
+        return STORAGE_NOT_FOUND;
+    slot = &download->slots[index % download->limit];
+
+    if (finish_range(download, slot, err) != 0 || hand_over(slot, out, err) != 0 ||
+        storage_check_part_digest(download->key, &download->ranges.parts[index], out, err) != 0)
+        return -1;
+
+    download->next++;
+    if (index + download->limit < download->ranges.count)
+        submit_range(download, index + download->limit);
+    return 0;
+}
+
+static void s3_download_free(storage_download *download)
+{
+    http_worker_free(download->worker);
+    for (size_t i = 0; download->slots != NULL && i < download->limit; i++) {
+        s3_call_free(&download->slots[i].call);
+        stow_buf_free(&download->slots[i].data);
+    }
+    free(download->slots);
+    storage_part_list_free(&download->ranges);
+    free(download->key);
+    free(download);
+}
+
+const struct storage_driver storage_s3_driver = {
+    .scheme = "s3",
+    .open = s3_open,
+    .close = s3_close,
+    .check = s3_check,
+    .put = s3_put,
+    .get = s3_get,
+    .get_range = s3_get_range,
+    .head = s3_head,
+    .list = s3_list,
+    .delete_key = s3_delete,
+    .upload_begin = s3_upload_begin,
+    .upload_part = s3_upload_part,
+    .upload_complete = s3_upload_complete,
+    .upload_abort = s3_upload_abort,
+    .download_begin = s3_download_begin,
+    .download_next = s3_download_next,
+    .download_free = s3_download_free,
+};

@@ -1,0 +1,181 @@
+/* Catalog loading from manifests, and backup selection. */
+#include "catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+struct manifest_keys {
+    char **keys;
+    size_t count;
+    size_t capacity;
+};
+
+static int collect_manifest_key(const char *key, const struct storage_object_info *info,
+                                void *context)
+{
+    struct manifest_keys *keys = context;
+    size_t len = strlen(key);
+    size_t suffix_len = strlen("/" CATALOG_MANIFEST_FILE);
+
+    if (len <= suffix_len || strcmp(key + len - suffix_len, "/" CATALOG_MANIFEST_FILE) != 0)
+        return 0;
+    if (keys->count == keys->capacity) {
+        size_t capacity = keys->capacity == 0 ? 32 : keys->capacity * 2;
+        char **grown = realloc(keys->keys, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return -1;
+        keys->keys = grown;
+        keys->capacity = capacity;
+    }
+    keys->keys[keys->count] = strdup(key);
+    if (keys->keys[keys->count] == NULL)
+        return -1;
+    keys->count++;
+    return 0;
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+    const struct catalog_entry *left = a;
+    const struct catalog_entry *right = b;
+
+    if (left->manifest.started_at != right->manifest.started_at)
+        return left->manifest.started_at < right->manifest.started_at ? -1 : 1;
+    return strcmp(left->manifest.id, right->manifest.id);
+}
+
+/* Reads and validates one manifest; a broken one is logged and skipped. */
+static int load_entry(storage *store, const char *key, stow_buf *text, struct catalog *out,
+                      stow_error *err)
+{
+    struct catalog_entry *entry = &out->entries[out->count];
+    stow_error parse_err = {0};
+    int rc = storage_get(store, key, text, err);
+
+    if (rc == STORAGE_NOT_FOUND)
+        return 0; /* deleted since the listing */
+    if (rc != 0)
+        return -1;
+
+    if (manifest_parse(key, (const char *)text->data, text->len, &entry->manifest,
+                       &parse_err) != 0) {
+        stow_log_warn("skipping %s: %s", key, parse_err.message);
+        out->broken++;
+        return 0;
+    }
+    entry->manifest_key = strdup(key);
+    out->count++;
+    return 0;
+}
+
+int catalog_load(storage *store, const char *name, struct catalog *out, stow_error *err)
+{
+    struct manifest_keys keys = {0};
+    char prefix[128];
+    stow_buf text;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    snprintf(prefix, sizeof prefix, "%s/%s%s", CATALOG_BACKUPS_DIR, name ? name : "",
+             name ? "/" : "");
+    rc = storage_list(store, prefix, collect_manifest_key, &keys, err);
+    if (rc > 0 || (rc < 0 && !stow_error_is_set(err)))
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing the catalog");
+
+    if (rc == 0 && keys.count > 0) {
+        out->entries = calloc(keys.count, sizeof *out->entries);
+        if (out->entries == NULL)
+            rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    }
+
+    stow_buf_init(&text, MANIFEST_MAX_BYTES);
+    for (size_t i = 0; rc == 0 && i < keys.count; i++)
+        rc = load_entry(store, keys.keys[i], &text, out, err);
+    stow_buf_free(&text);
+
+    for (size_t i = 0; i < keys.count; i++)
+        free(keys.keys[i]);
+    free(keys.keys);
+
+    if (rc != 0) {
+        catalog_free(out);
+        return -1;
+    }
+    qsort(out->entries, out->count, sizeof *out->entries, compare_entries);
+    return 0;
+}
+
+void catalog_free(struct catalog *catalog)
+{
+    if (catalog == NULL)
+        return;
+    for (size_t i = 0; i < catalog->count; i++) {
+        free(catalog->entries[i].manifest_key);
+        manifest_free(&catalog->entries[i].manifest);
+    }
+    free(catalog->entries);
+    memset(catalog, 0, sizeof *catalog);
+}
+
+static int names_in_catalog(const struct catalog *catalog)
+{
+    for (size_t i = 1; i < catalog->count; i++) {
+        if (strcmp(catalog->entries[i].manifest.name, catalog->entries[0].manifest.name) != 0)
+            return 2;
+    }
+    return catalog->count > 0 ? 1 : 0;
+}
+
+int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
+                    const char *name, const struct catalog_entry **out, stow_error *err)
+{
+    int by_time = at != 0 || spec == NULL || strcmp(spec, "latest") == 0;
+
+    *out = NULL;
+    if (by_time && name == NULL && names_in_catalog(catalog) > 1) {
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "the repository holds backups of several databases; say which one");
+        stow_error_hint(err, "add --name NAME (see stowage list)");
+        return -1;
+    }
+
+    for (size_t i = catalog->count; i-- > 0;) {
+        const struct catalog_entry *entry = &catalog->entries[i];
+
+        if (name != NULL && strcmp(entry->manifest.name, name) != 0)
+            continue;
+        if (!by_time && strcmp(entry->manifest.id, spec) != 0)
+            continue;
+        if (at != 0 && entry->manifest.started_at > at)
+            continue;
+        *out = entry;
+        return 0;
+    }
+
+    if (!by_time)
+        stow_fail(err, STOW_EXIT_USAGE, "backup %s not found in the catalog", spec);
+    else if (at != 0)
+        stow_fail(err, STOW_EXIT_USAGE, "no complete backup%s%s taken at or before the time given",
+                  name ? " of " : "", name ? name : "");
+    else
+        stow_fail(err, STOW_EXIT_USAGE, "no complete backup%s%s in the repository",
+                  name ? " of " : "", name ? name : "");
+    stow_error_hint(err, "run stowage list to see the backups in the repository");
+    return -1;
+}
+
+int catalog_find(storage *store, const char *spec, time_t at, const char *name,
+                 struct catalog *out, const struct catalog_entry **entry, stow_error *err)
+{
+    if (catalog_load(store, name, out, err) != 0)
+        return -1;
+    if (catalog_resolve(out, spec, at, name, entry, err) != 0) {
+        catalog_free(out);
+        return -1;
+    }
+    return 0;
+}

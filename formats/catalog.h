@@ -1,0 +1,40 @@
+/* The catalog: the set of complete backups in a repository, read from
+ * their manifests. A backup without a manifest does not exist here. */
+#ifndef STOWAGE_CATALOG_H
+#define STOWAGE_CATALOG_H
+
+#include <time.h>
+
+#include "manifest.h"
+#include "storage/storage.h"
+
+struct catalog_entry {
+    char *manifest_key;       /* owned */
+    struct manifest manifest;
+};
+
+struct catalog {
+    struct catalog_entry *entries;  /* sorted by started_at, then id */
+    size_t count;
+    size_t broken;                  /* manifests that failed validation (logged) */
+};
+
+/* Loads every manifest under backups/ (or backups/NAME/ when name is not
+ * NULL). A manifest that fails validation is logged and counted, not
+ * returned: it is never taken for a backup. */
+int catalog_load(storage *store, const char *name, struct catalog *out, stow_error *err);
+void catalog_free(struct catalog *catalog);
+
+/* Picks a backup: spec is an id or "latest" (the newest complete backup);
+ * with at non-zero, the newest backup that started at or before at.
+ * name narrows the choice when the catalog holds several names. Fails with
+ * STOW_EXIT_USAGE naming what was looked for. */
+int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
+                    const char *name, const struct catalog_entry **out, stow_error *err);
+
+/* Loads one backup by id, latest or time, without reading every manifest
+ * when an id is given. out must be freed with catalog_free. */
+int catalog_find(storage *store, const char *spec, time_t at, const char *name,
+                 struct catalog *out, const struct catalog_entry **entry, stow_error *err);
+
+#endif

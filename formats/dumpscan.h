@@ -1,0 +1,134 @@
+/* Dump scanning: the contents of a pg_dump custom-format archive, read from
+ * the stream as it passes by.
+ *
+ * Stowage runs `pg_dump -Fc -Z0` with its standard output on a pipe, so the
+ * archive is: a header, the table of contents (TOC) without data offsets,
+ * then one data block per TABLE DATA or BLOBS entry in TOC order. The
+ * scanner is push-style: the caller writes the archive bytes in any
+ * chunking and the scanner never looks back. From the TOC it collects the
+ * schemas, extensions, tables (with the COPY statement that carries the
+ * exact column list), sequences with their setval() values, and the
+ * database encoding. From the data blocks it counts each table's rows and
+ * takes their digest (formats/rowdigest.h), and counts large objects and
+ * their bytes.
+ *
+ * Memory is bounded: the scanner holds at most one TOC string (up to
+ * DUMPSCAN_STRING_MAX bytes), a few bytes of a block header, and the hash
+ * state of the open row, plus the collected names. Rows are hashed as they
+ * stream, so a row longer than a data chunk costs no extra memory.
+ *
+ * Accepted archives: custom format, uncompressed, format version 1.12 to
+ * 1.15, whose byte layouts differ only in the fields the scanner handles.
+ * pg_dump 15 writes 1.14 and pg_dump 16 writes 1.15. The byte layout is
+ * specified in formats/FORMAT.md, "Table digests". The result is
+ * the manifest's "contents" member (dumpscan_contents_to_json), which
+ * restore/dbverify.h checks against a restored database. */
+#ifndef STOWAGE_DUMPSCAN_H
+#define STOWAGE_DUMPSCAN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "formats/rowdigest.h"
+
+/* Longest TOC string the scanner keeps (a tag, a COPY statement, a setval
+ * call). Longer strings that it does not need, such as function bodies,
+ * are skipped without being held. */
+#define DUMPSCAN_STRING_MAX (1024u * 1024u)
+
+struct dumpscan_table {
+    char *schema;
+    char *name;
+    char *copy;            /* "COPY schema.name (cols) FROM stdin;", or NULL
+                            * for a table without data in the dump, such as a
+                            * partitioned table whose rows live in its partitions */
+    uint64_t rows;         /* 0 when copy is NULL */
+    char digest[ROWDIGEST_HEX_SIZE]; /* empty when copy is NULL */
+};
+
+struct dumpscan_sequence {
+    char *schema;
+    char *name;
+    int has_value;         /* 0 when the dump has no SEQUENCE SET for it */
+    int64_t value;         /* last_value */
+    int is_called;
+};
+
+/* The contents of a dump. All strings and arrays are owned. */
+struct dumpscan_contents {
+    char *archive_version;     /* "1.14-0" */
+    char *database;            /* database name from the archive header */
+    char *server_version;      /* server version string from the header */
+    char *pg_dump_version;     /* pg_dump version string from the header */
+    char *encoding;            /* from the TOC ENCODING entry, e.g. "UTF8" */
+    char *timezone;            /* session settings of the dump, as the caller */
+    char *bytea_output;        /* declared them in struct dumpscan_options */
+    char **schemas;
+    size_t schema_count;
+    char **extensions;
+    size_t extension_count;
+    struct dumpscan_table *tables;         /* sorted by schema, then name */
+    size_t table_count;
+    struct dumpscan_sequence *sequences;   /* sorted by schema, then name */
+    size_t sequence_count;
+    uint64_t large_object_count;
+    uint64_t large_object_bytes;
+};
+
+/* Session settings that pg_dump ran with and that the archive does not
+ * record. pg_dump 15 sets DateStyle, IntervalStyle and extra_float_digits
+ * itself, but takes TimeZone from PGTZ or the server and bytea_output from
+ * the server, and both change the COPY text of timestamptz and bytea
+ * columns. Verification sets the same values. NULL means the default. */
+struct dumpscan_options {
+    const char *timezone;      /* default "UTC": stowage runs pg_dump with PGTZ=UTC */
+    const char *bytea_output;  /* default "hex" */
+};
+
+typedef struct dumpscan dumpscan;
+
+/* Creates a scanner. options may be NULL for the defaults. */
+int dumpscan_new(const struct dumpscan_options *options, dumpscan **out, stow_error *err);
+
+/* Feeds archive bytes in any chunking. Fails (STOW_EXIT_FAILURE) on a
+ * compressed, foreign or corrupt archive, naming the byte offset; after a
+ * failure every later call fails too. */
+int dumpscan_write(dumpscan *scanner, const void *data, size_t len, stow_error *err);
+
+/* Ends the stream. Fails when it ended inside the header, the TOC or a data
+ * block, or before the data block of a TOC entry, naming the table. */
+int dumpscan_finish(dumpscan *scanner, stow_error *err);
+
+/* The contents, complete after a successful dumpscan_finish. Owned by the
+ * scanner. */
+const struct dumpscan_contents *dumpscan_contents(const dumpscan *scanner);
+
+/* Builds the manifest's "contents" member of a finished scan. */
+json_t *dumpscan_to_json(const dumpscan *scanner);
+
+/* Accepts NULL. */
+void dumpscan_free(dumpscan *scanner);
+
+/* Builds the JSON form of contents (the shape is in formats/FORMAT.md). */
+json_t *dumpscan_contents_to_json(const struct dumpscan_contents *contents);
+
+/* Reads the JSON form back, validating every field. Fails with
+ * STOW_EXIT_VERIFY naming the first invalid field. */
+int dumpscan_contents_from_json(const json_t *json, struct dumpscan_contents **out,
+                                stow_error *err);
+
+/* Accepts NULL. */
+void dumpscan_contents_free(struct dumpscan_contents *contents);
+
+/* Writes schema.name for messages, double-quoting a part unless it is a
+ * plain lower-case identifier. Truncates to size. */
+void dumpscan_format_name(const char *schema, const char *name, char *out, size_t size);
+
+/* Turns pg_dump's "COPY t (cols) FROM stdin;" into "COPY t (cols) TO STDOUT"
+ * with the same table and column list. Returns a new string, or NULL when
+ * copy does not have that form. */
+char *dumpscan_copy_to_stdout(const char *copy);
+
+#endif

@@ -1,0 +1,85 @@
+/* Backup manifests: the JSON document that makes a backup exist.
+ *
+ * A manifest is written last, after its data object is complete, so its
+ * presence is the commit point of a backup. The document is kept as a
+ * jansson tree; the fields that commands use are also parsed into the
+ * struct below by manifest_parse, which validates them (required fields,
+ * types, a part list that tiles the object exactly). The schema is
+ * specified in formats/FORMAT.md. */
+#ifndef STOWAGE_MANIFEST_H
+#define STOWAGE_MANIFEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+#include "storage/storage.h"
+
+#define MANIFEST_FORMAT "stowage-manifest"
+#define MANIFEST_VERSION 1
+#define MANIFEST_MAX_BYTES (64u * 1024 * 1024)
+#define MANIFEST_NAME_MAX 63
+
+/* Catalog layout, relative to the repository prefix. */
+#define CATALOG_BACKUPS_DIR "backups"
+#define CATALOG_DATA_FILE "data.stow"
+#define CATALOG_MANIFEST_FILE "manifest.json"
+
+struct manifest_recipient {
+    const char *key_id;       /* borrowed from the document */
+    const char *wrapped_key;  /* sealed data key, base64 */
+};
+
+struct manifest {
+    json_t *document;         /* owned */
+    const char *id;           /* fields below are borrowed from document */
+    const char *name;
+    const char *database;
+    const char *object_key;
+    time_t started_at;
+    time_t finished_at;
+    uint64_t stored_bytes;
+    uint64_t plain_bytes;
+    int encrypted;
+    struct manifest_recipient *recipients;  /* owned array */
+    size_t recipient_count;
+    struct storage_part_list parts;         /* owned */
+};
+
+/* Parses and validates a manifest read from key. Fails with
+ * STOW_EXIT_VERIFY naming key and the first problem found. */
+int manifest_parse(const char *key, const char *text, size_t len, struct manifest *out,
+                   stow_error *err);
+void manifest_free(struct manifest *manifest);
+
+/* Serialises document for storage (indented, sorted as built). */
+char *manifest_serialise(json_t *document, stow_error *err);
+
+/* Builds "backups/NAME/ID/FILE". */
+int catalog_key(char *out, size_t size, const char *name, const char *id, const char *file);
+
+/* Checks a catalog name: 1..63 of [A-Za-z0-9._-], not starting with '.'. */
+int catalog_check_name(const char *name, stow_error *err);
+
+/* Writes a new backup id "YYYYMMDDTHHMMSSZ-xxxxxx" for time when. */
+void catalog_new_backup_id(time_t when, char out[32]);
+
+/* Formats and parses RFC 3339 UTC times ("2026-12-04T20:00:00Z"); the parser
+ * also accepts numeric offsets ("+02:00") and a date alone. */
+void manifest_format_time(time_t when, char out[32]);
+int manifest_parse_time(const char *text, time_t *out);
+
+/* Hex helpers shared by the catalog code. */
+void manifest_hex(const uint8_t *bytes, size_t len, char *out);
+int manifest_unhex(const char *hex, uint8_t *out, size_t len);
+
+/* JSON form of a part list: [{"number","offset","size","sha256"}...]. */
+json_t *manifest_parts_to_json(const struct storage_part_list *parts);
+
+/* SHA-256 over the concatenated part digests, as hex with "-COUNT" appended:
+ * the form S3 reports as a multipart object's composite checksum. */
+void manifest_composite_sha256(const struct storage_part_list *parts, char out[80]);
+
+#endif

@@ -1,0 +1,745 @@
+/* Comparison of a database with a backup's recorded contents (dbverify.h). */
+#include "dbverify.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "formats/rowdigest.h"
+#include "pg/pgtools.h"
+
+/* pg_dump leaves out extensions whose OID is below FirstNormalObjectId:
+ * the ones initdb creates, such as plpgsql. */
+#define FIRST_NORMAL_OBJECT_ID "16384"
+
+/* INV_READ from libpq/libpq-fs.h, for the server-side lo_open(). */
+#define LARGE_OBJECT_READ "262144"
+
+/* A table, partitioned table or sequence found in the database. */
+struct relation {
+    char *schema;
+    char *name;
+    char kind;                 /* 'r', 'p' or 'S' (pg_class.relkind) */
+    int extension_member;      /* created by an extension; pg_dump skips it */
+    int matched;               /* listed in the backup */
+};
+
+struct verify_run {
+    PGconn *conn;
+    const struct dumpscan_contents *expected;
+    struct dbverify_result *result;
+    struct relation *relations;      /* sorted by schema, then name */
+    size_t relation_count;
+};
+
+/* --- libpq errors ------------------------------------------------------------ */
+
+/* The one conversion of libpq failures: a lost connection is a database
+ * failure (STOW_EXIT_DATABASE), anything else a failed stage. */
+static int fail_libpq(stow_error *err, PGconn *conn, const char *operation)
+{
+    int exit_code = PQstatus(conn) == CONNECTION_BAD ? STOW_EXIT_DATABASE : STOW_EXIT_FAILURE;
+
+    return pgtools_fail(err, exit_code, conn, operation);
+}
+
+static int command(struct verify_run *run, const char *sql, stow_error *err)
+{
+    PGresult *result = PQexec(run->conn, sql);
+    int rc = 0;
+
+    if (PQresultStatus(result) != PGRES_COMMAND_OK)
+        rc = fail_libpq(err, run->conn, sql);
+    PQclear(result);
+    return rc;
+}
+
+static PGresult *query(struct verify_run *run, const char *sql, int param_count,
+                       const char *const *params, stow_error *err)
+{
+    PGresult *result = PQexecParams(run->conn, sql, param_count, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+        fail_libpq(err, run->conn, sql);
+        PQclear(result);
+        return NULL;
+    }
+    return result;
+}
+
+/* --- Differences ----------------------------------------------------------------- */
+
+static int add_difference(struct verify_run *run, const char *kind, const char *object,
+                          const char *expected, const char *found, stow_error *err)
+{
+    struct dbverify_result *result = run->result;
+    struct dbverify_difference *difference;
+
+    if (result->count == result->cap) {
+        size_t cap = result->cap == 0 ? 16 : result->cap * 2;
+        struct dbverify_difference *grown =
+            realloc(result->differences, cap * sizeof *grown);
+
+        if (grown == NULL)
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing differences");
+        result->differences = grown;
+        result->cap = cap;
+    }
+
+    difference = &result->differences[result->count];
+    difference->kind = strdup(kind);
+    difference->object = strdup(object);
+    difference->expected = strdup(expected);
+    difference->found = strdup(found);
+    result->count++;
+    if (difference->kind == NULL || difference->object == NULL || difference->expected == NULL ||
+        difference->found == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing differences");
+
+    stow_log_detail("verification difference: %s %s: expected %s, found %s", kind, object,
+                    expected, found);
+    return 0;
+}
+
+static int add_count_difference(struct verify_run *run, const char *kind, const char *object,
+                                uint64_t expected, uint64_t found, stow_error *err)
+{
+    char expected_text[32];
+    char found_text[32];
+
+    snprintf(expected_text, sizeof expected_text, "%" PRIu64, expected);
+    snprintf(found_text, sizeof found_text, "%" PRIu64, found);
+    return add_difference(run, kind, object, expected_text, found_text, err);
+}
+
+/* Runs sql inside a savepoint, so that a statement the server rejects
+ * (a missing column, no privilege) leaves the transaction usable. Returns
+ * 0 with *out set, 1 when the server rejected sql (failure contains its
+ * message, the savepoint is rolled back), or -1 on a lost connection. */
+static int guarded(struct verify_run *run, const char *sql, ExecStatusType expected,
+                   PGresult **out, char *failure, size_t size, stow_error *err)
+{
+    PGresult *result;
+    const char *message;
+
+    *out = NULL;
+    failure[0] = '\0';
+    if (command(run, "SAVEPOINT stowage_verify", err) != 0)
+        return -1;
+
+    result = PQexec(run->conn, sql);
+    if (PQresultStatus(result) == expected) {
+        *out = result;
+        return 0;
+    }
+
+    message = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(failure, size, "%s", message != NULL ? message : PQerrorMessage(run->conn));
+    PQclear(result);
+    if (PQstatus(run->conn) == CONNECTION_BAD)
+        return fail_libpq(err, run->conn, sql);
+    if (command(run, "ROLLBACK TO SAVEPOINT stowage_verify", err) != 0)
+        return -1;
+    return 1;
+}
+
+static int release_savepoint(struct verify_run *run, stow_error *err)
+{
+    return command(run, "RELEASE SAVEPOINT stowage_verify", err);
+}
+
+/* --- Session ------------------------------------------------------------------------ */
+
+static int set_local(struct verify_run *run, const char *name, const char *value,
+                     stow_error *err)
+{
+    const char *params[2] = {name, value};
+    PGresult *result = query(run, "SELECT pg_catalog.set_config($1, $2, true)", 2, params, err);
+
+    if (result == NULL) {
+        stow_error_prefix(err, "setting %s to %s", name, value);
+        return -1;
+    }
+    PQclear(result);
+    return 0;
+}
+
+/* The settings of pg_dump 15's setup_connection(), then those that the
+ * contents record. */
+static int begin_session(struct verify_run *run, stow_error *err)
+{
+    const struct dumpscan_contents *expected = run->expected;
+    const char *const settings[][2] = {
+        {"search_path", ""},
+        {"client_encoding", expected->encoding},
+        {"DateStyle", "ISO"},
+        {"IntervalStyle", "postgres"},
+        {"extra_float_digits", "3"},
+        {"standard_conforming_strings", "on"},
+        {"row_security", "off"},
+        {"statement_timeout", "0"},
+        {"lock_timeout", "0"},
+        {"idle_in_transaction_session_timeout", "0"},
+        {"TimeZone", expected->timezone},
+        {"bytea_output", expected->bytea_output},
+    };
+
+    if (command(run, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+        if (set_local(run, settings[i][0], settings[i][1], err) != 0)
+            return -1;
+    return 0;
+}
+
+/* --- Name sets --------------------------------------------------------------------- */
+
+static int compare_strings(const void *left, const void *right)
+{
+    return strcmp(*(const char *const *)left, *(const char *const *)right);
+}
+
+static int contains_name(char *const *sorted, size_t count, const char *name)
+{
+    return bsearch(&name, sorted, count, sizeof *sorted, compare_strings) != NULL;
+}
+
+/* Compares the names in the backup with the first column of sql, both ways.
+ * Names in exempt are never extra. */
+static int check_names(struct verify_run *run, const char *object_kind, char *const *expected,
+                       size_t expected_count, const char *sql, const char *exempt,
+                       stow_error *err)
+{
+    PGresult *result = query(run, sql, 0, NULL, err);
+    char **sorted = NULL;
+    char **found = NULL;
+    char kind[64];
+    size_t found_count;
+    int rc = -1;
+
+    if (result == NULL)
+        return -1;
+    found_count = (size_t)PQntuples(result);
+    sorted = calloc(expected_count + 1, sizeof *sorted);
+    found = calloc(found_count + 1, sizeof *found);
+    if (sorted == NULL || found == NULL) {
+        stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        goto cleanup;
+    }
+
+    if (expected_count > 0)
+        memcpy(sorted, expected, expected_count * sizeof *sorted);
+    qsort(sorted, expected_count, sizeof *sorted, compare_strings);
+    for (size_t i = 0; i < found_count; i++)
+        found[i] = PQgetvalue(result, (int)i, 0);
+    qsort(found, found_count, sizeof *found, compare_strings);
+
+    snprintf(kind, sizeof kind, "%s_missing", object_kind);
+    for (size_t i = 0; i < expected_count; i++)
+        if (!contains_name(found, found_count, sorted[i]) &&
+            add_difference(run, kind, sorted[i], "present", "missing", err) != 0)
+            goto cleanup;
+
+    snprintf(kind, sizeof kind, "%s_extra", object_kind);
+    for (size_t i = 0; i < found_count; i++)
+        if (!contains_name(sorted, expected_count, found[i]) &&
+            (exempt == NULL || strcmp(found[i], exempt) != 0) &&
+            add_difference(run, kind, found[i], "absent", "present", err) != 0)
+            goto cleanup;
+    rc = 0;
+
+cleanup:
+    free(sorted);
+    free(found);
+    PQclear(result);
+    return rc;
+}
+
+/* User schemas: not pg_*, not information_schema, not created by an
+ * extension. pg_dump 15 does not dump the public schema that initdb
+ * creates, so an unlisted public schema is not a difference. */
+static int check_schemas(struct verify_run *run, stow_error *err)
+{
+    static const char sql[] =
+        "SELECT n.nspname FROM pg_catalog.pg_namespace n "
+        "WHERE n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+        "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+        "WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass "
+        "AND d.objid = n.oid AND d.deptype = 'e')";
+
+    run->result->summary.schemas = run->expected->schema_count;
+    return check_names(run, "schema", run->expected->schemas, run->expected->schema_count, sql,
+                       "public", err);
+}
+
+static int check_extensions(struct verify_run *run, stow_error *err)
+{
+    static const char sql[] = "SELECT e.extname FROM pg_catalog.pg_extension e "
+                              "WHERE e.oid >= " FIRST_NORMAL_OBJECT_ID;
+
+    run->result->summary.extensions = run->expected->extension_count;
+    return check_names(run, "extension", run->expected->extensions,
+                       run->expected->extension_count, sql, NULL, err);
+}
+
+/* --- Relations ------------------------------------------------------------------------ */
+
+static int compare_relations(const void *left, const void *right)
+{
+    const struct relation *a = left;
+    const struct relation *b = right;
+    int order = strcmp(a->schema, b->schema);
+
+    return order != 0 ? order : strcmp(a->name, b->name);
+}
+
+static struct relation *find_relation(struct verify_run *run, const char *schema,
+                                      const char *name)
+{
+    struct relation key = {.schema = (char *)schema, .name = (char *)name};
+
+    return bsearch(&key, run->relations, run->relation_count, sizeof key, compare_relations);
+}
+
+static int load_relations(struct verify_run *run, stow_error *err)
+{
+    static const char sql[] =
+        "SELECT n.nspname, c.relname, c.relkind, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+        "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass "
+        "AND d.objid = c.oid AND d.deptype = 'e') "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'S') "
+        "AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
+    PGresult *result = query(run, sql, 0, NULL, err);
+    size_t count;
+
+    if (result == NULL)
+        return -1;
+    count = (size_t)PQntuples(result);
+    run->relations = calloc(count + 1, sizeof *run->relations);
+    if (run->relations == NULL) {
+        PQclear(result);
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    }
+
+    for (size_t i = 0; i < count; i++) {
+        struct relation *relation = &run->relations[i];
+
+        relation->schema = strdup(PQgetvalue(result, (int)i, 0));
+        relation->name = strdup(PQgetvalue(result, (int)i, 1));
+        relation->kind = PQgetvalue(result, (int)i, 2)[0];
+        relation->extension_member = PQgetvalue(result, (int)i, 3)[0] == 't';
+        run->relation_count = i + 1;
+        if (relation->schema == NULL || relation->name == NULL) {
+            PQclear(result);
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        }
+    }
+    PQclear(result);
+    qsort(run->relations, run->relation_count, sizeof *run->relations, compare_relations);
+    return 0;
+}
+
+static int is_table_kind(char kind)
+{
+    return kind == 'r' || kind == 'p';
+}
+
+/* Finds the relation of a listed table or sequence and marks it matched.
+ * Records a *_missing difference when it is absent or of another kind. */
+static int match_relation(struct verify_run *run, const char *object_kind, const char *schema,
+                          const char *name, struct relation **out, stow_error *err)
+{
+    struct relation *relation = find_relation(run, schema, name);
+    int table_expected = strcmp(object_kind, "table") == 0;
+    char qualified[512];
+    char kind[64];
+
+    *out = NULL;
+    if (relation != NULL && is_table_kind(relation->kind) == table_expected) {
+        relation->matched = 1;
+        *out = relation;
+        return 0;
+    }
+
+    dumpscan_format_name(schema, name, qualified, sizeof qualified);
+    snprintf(kind, sizeof kind, "%s_missing", object_kind);
+    return add_difference(run, kind, qualified, "present", "missing", err);
+}
+
+/* --- Tables ----------------------------------------------------------------------------- */
+
+/* Reads the rows of COPY ... TO STDOUT into digest. Returns 0 when the COPY
+ * ran, 1 when the server rejected it (failure contains its message), -1 on a
+ * lost connection. */
+static int copy_rows(struct verify_run *run, const char *copy, rowdigest *digest,
+                     char *failure, size_t size, stow_error *err)
+{
+    char *sql = dumpscan_copy_to_stdout(copy);
+    PGresult *result;
+    char *row = NULL;
+    int len;
+    int status;
+
+    if (sql == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "invalid COPY statement: %s", copy);
+    status = guarded(run, sql, PGRES_COPY_OUT, &result, failure, size, err);
+    free(sql);
+    PQclear(result);
+    if (status != 0)
+        return status;
+
+    while ((len = PQgetCopyData(run->conn, &row, 0)) > 0) {
+        rowdigest_feed(digest, row, (size_t)len);
+        PQfreemem(row);
+    }
+    if (len == -2)
+        return fail_libpq(err, run->conn, "reading COPY data");
+
+    result = PQgetResult(run->conn);
+    if (PQresultStatus(result) != PGRES_COMMAND_OK) {
+        PQclear(result);
+        return fail_libpq(err, run->conn, "finishing COPY");
+    }
+    PQclear(result);
+    while ((result = PQgetResult(run->conn)) != NULL)
+        PQclear(result);
+
+    if (digest->row_open)
+        return stow_fail(err, STOW_EXIT_FAILURE, "COPY data ended inside a row: %s", copy);
+    return release_savepoint(run, err);
+}
+
+static int check_table(struct verify_run *run, const struct dumpscan_table *table,
+                       stow_error *err)
+{
+    struct relation *relation;
+    char qualified[512];
+    char failure[512];
+    char found_digest[ROWDIGEST_HEX_SIZE];
+    rowdigest digest;
+    int copied;
+
+    if (match_relation(run, "table", table->schema, table->name, &relation, err) != 0)
+        return -1;
+    if (relation == NULL || table->copy == NULL)
+        return 0;
+
+    dumpscan_format_name(table->schema, table->name, qualified, sizeof qualified);
+    rowdigest_init(&digest);
+    copied = copy_rows(run, table->copy, &digest, failure, sizeof failure, err);
+    if (copied < 0)
+        return -1;
+    if (copied > 0)
+        return add_difference(run, "table_unreadable", qualified, "readable", failure, err);
+
+    run->result->summary.tables++;
+    run->result->summary.rows += digest.rows;
+    rowdigest_hex(&digest, found_digest);
+    if (digest.rows != table->rows &&
+        add_count_difference(run, "table_rows", qualified, table->rows, digest.rows, err) != 0)
+        return -1;
+    if (strcmp(found_digest, table->digest) != 0 &&
+        add_difference(run, "table_digest", qualified, table->digest, found_digest, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* --- Sequences ------------------------------------------------------------------------- */
+
+static int read_sequence(struct verify_run *run, const struct dumpscan_sequence *sequence,
+                         const char *qualified, stow_error *err)
+{
+    char *schema = PQescapeIdentifier(run->conn, sequence->schema, strlen(sequence->schema));
+    char *name = PQescapeIdentifier(run->conn, sequence->name, strlen(sequence->name));
+    char sql[1024];
+    char failure[512];
+    char expected[64];
+    char found[64];
+    PGresult *result = NULL;
+    int status;
+    int rc = -1;
+
+    if (schema == NULL || name == NULL) {
+        fail_libpq(err, run->conn, "quoting a sequence name");
+        goto cleanup;
+    }
+    snprintf(sql, sizeof sql, "SELECT last_value, is_called FROM %s.%s", schema, name);
+    status = guarded(run, sql, PGRES_TUPLES_OK, &result, failure, sizeof failure, err);
+    if (status != 0) {
+        rc = status < 0 ? -1
+                        : add_difference(run, "sequence_unreadable", qualified, "readable",
+                                         failure, err);
+        goto cleanup;
+    }
+
+    run->result->summary.sequences++;
+    snprintf(expected, sizeof expected, "%" PRId64 " (is_called %s)", sequence->value,
+             sequence->is_called ? "true" : "false");
+    snprintf(found, sizeof found, "%s (is_called %s)", PQgetvalue(result, 0, 0),
+             PQgetvalue(result, 0, 1)[0] == 't' ? "true" : "false");
+    rc = release_savepoint(run, err);
+    if (rc == 0 && strcmp(expected, found) != 0)
+        rc = add_difference(run, "sequence_value", qualified, expected, found, err);
+
+cleanup:
+    PQclear(result);
+    PQfreemem(schema);
+    PQfreemem(name);
+    return rc;
+}
+
+static int check_sequence(struct verify_run *run, const struct dumpscan_sequence *sequence,
+                          stow_error *err)
+{
+    struct relation *relation;
+    char qualified[512];
+
+    if (match_relation(run, "sequence", sequence->schema, sequence->name, &relation, err) != 0)
+        return -1;
+    if (relation == NULL || !sequence->has_value)
+        return 0;
+
+    dumpscan_format_name(sequence->schema, sequence->name, qualified, sizeof qualified);
+    return read_sequence(run, sequence, qualified, err);
+}
+
+/* Tables and sequences in the database that the backup does not list. */
+static int check_extra_relations(struct verify_run *run, stow_error *err)
+{
+    char qualified[512];
+
+    for (size_t i = 0; i < run->relation_count; i++) {
+        const struct relation *relation = &run->relations[i];
+
+        if (relation->matched || relation->extension_member)
+            continue;
+        dumpscan_format_name(relation->schema, relation->name, qualified, sizeof qualified);
+        if (add_difference(run, is_table_kind(relation->kind) ? "table_extra" : "sequence_extra",
+                           qualified, "absent", "present", err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --- Large objects ---------------------------------------------------------------------- */
+
+/* Counts large objects and sums their sizes on the server; lo_open needs
+ * the same SELECT privilege that pg_dump needed to dump them. */
+static int check_large_objects(struct verify_run *run, stow_error *err)
+{
+    static const char sql[] =
+        "SELECT count(*), COALESCE(sum(lo_lseek64(lo_open(m.oid, " LARGE_OBJECT_READ
+        "), 0, 2)), 0) FROM pg_catalog.pg_largeobject_metadata m";
+    const struct dumpscan_contents *expected = run->expected;
+    PGresult *result;
+    char failure[512];
+    uint64_t count;
+    uint64_t bytes;
+    int status;
+    int rc;
+
+    status = guarded(run, sql, PGRES_TUPLES_OK, &result, failure, sizeof failure, err);
+    if (status != 0)
+        return status < 0 ? -1
+                          : add_difference(run, "large_objects_unreadable", "large objects",
+                                           "readable", failure, err);
+
+    count = strtoull(PQgetvalue(result, 0, 0), NULL, 10);
+    bytes = strtoull(PQgetvalue(result, 0, 1), NULL, 10);
+    PQclear(result);
+    run->result->summary.large_objects = count;
+
+    rc = release_savepoint(run, err);
+    if (rc == 0 && count != expected->large_object_count)
+        rc = add_count_difference(run, "large_object_count", "large objects",
+                                  expected->large_object_count, count, err);
+    if (rc == 0 && bytes != expected->large_object_bytes)
+        rc = add_count_difference(run, "large_object_bytes", "large objects",
+                                  expected->large_object_bytes, bytes, err);
+    return rc;
+}
+
+/* --- Run ------------------------------------------------------------------------------------ */
+
+static int check_relations(struct verify_run *run, stow_error *err)
+{
+    const struct dumpscan_contents *expected = run->expected;
+
+    for (size_t i = 0; i < expected->table_count; i++)
+        if (check_table(run, &expected->tables[i], err) != 0)
+            return -1;
+    for (size_t i = 0; i < expected->sequence_count; i++)
+        if (check_sequence(run, &expected->sequences[i], err) != 0)
+            return -1;
+    return check_extra_relations(run, err);
+}
+
+static void free_relations(struct verify_run *run)
+{
+    for (size_t i = 0; i < run->relation_count; i++) {
+        free(run->relations[i].schema);
+        free(run->relations[i].name);
+    }
+    free(run->relations);
+}
+
+int dbverify_run(PGconn *conn, const struct dumpscan_contents *expected,
+                 struct dbverify_result **out, stow_error *err)
+{
+    struct verify_run run = {.conn = conn, .expected = expected};
+    int rc = -1;
+
+    *out = NULL;
+    if (sodium_init() < 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "libsodium failed to initialise");
+    run.result = calloc(1, sizeof *run.result);
+    if (run.result == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+
+    stow_log_info("verifying database %s: %zu tables, %zu sequences, %" PRIu64
+                  " large objects in the backup", PQdb(conn), expected->table_count,
+                  expected->sequence_count, expected->large_object_count);
+
+    /* Set up the session as pg_dump had it, in one read-only snapshot. */
+    if (begin_session(&run, err) != 0)
+        goto cleanup;
+
+    /* Compare the catalog: schemas, extensions, tables and sequences. */
+    if (check_schemas(&run, err) != 0 || check_extensions(&run, err) != 0 ||
+        load_relations(&run, err) != 0)
+        goto cleanup;
+
+    /* Read every table's rows and every sequence's value. */
+    if (check_relations(&run, err) != 0 || check_large_objects(&run, err) != 0)
+        goto cleanup;
+
+    /* The transaction only read, so its end restores the session settings. */
+    if (command(&run, "COMMIT", err) != 0)
+        goto cleanup;
+    rc = 0;
+
+cleanup:
+    if (rc != 0 && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    free_relations(&run);
+    if (rc != 0) {
+        stow_error_prefix(err, "verifying database %s", PQdb(conn));
+        dbverify_result_free(run.result);
+        return -1;
+    }
+    *out = run.result;
+    return 0;
+}
+
+/* --- Output ---------------------------------------------------------------------------------- */
+
+json_t *dbverify_differences_to_json(const struct dbverify_result *result)
+{
+    json_t *differences = json_array();
+
+    for (size_t i = 0; i < result->count; i++) {
+        const struct dbverify_difference *difference = &result->differences[i];
+
+        json_array_append_new(differences,
+                              json_pack("{s:s, s:s, s:s, s:s}", "kind", difference->kind,
+                                        "object", difference->object, "expected",
+                                        difference->expected, "found", difference->found));
+    }
+    return differences;
+}
+
+json_t *dbverify_result_to_json(const struct dbverify_result *result)
+{
+    const struct dbverify_summary *summary = &result->summary;
+
+    return json_pack("{s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:o}", "passed",
+                     result->count == 0, "summary", "tables", (json_int_t)summary->tables,
+                     "rows", (json_int_t)summary->rows, "sequences",
+                     (json_int_t)summary->sequences, "schemas", (json_int_t)summary->schemas,
+                     "extensions", (json_int_t)summary->extensions, "large_objects",
+                     (json_int_t)summary->large_objects, "differences",
+                     dbverify_differences_to_json(result));
+}
+
+int dbverify_result_to_text(const struct dbverify_result *result, stow_buf *out,
+                            stow_error *err)
+{
+    const struct dbverify_summary *summary = &result->summary;
+
+    if (stow_buf_printf(out, err,
+                        "compared %zu tables (%" PRIu64 " rows), %zu sequences, %zu schemas, "
+                        "%zu extensions, %" PRIu64 " large objects: %zu difference%s\n",
+                        summary->tables, summary->rows, summary->sequences, summary->schemas,
+                        summary->extensions, summary->large_objects, result->count,
+                        result->count == 1 ? "" : "s") != 0)
+        return -1;
+
+    for (size_t i = 0; i < result->count; i++) {
+        const struct dbverify_difference *difference = &result->differences[i];
+
+        if (stow_buf_printf(out, err, "%s %s: expected %s, found %s\n", difference->kind,
+                            difference->object, difference->expected, difference->found) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void dbverify_result_free(struct dbverify_result *result)
+{
+    if (result == NULL)
+        return;
+
+    for (size_t i = 0; i < result->count; i++) {
+        free(result->differences[i].kind);
+        free(result->differences[i].object);
+        free(result->differences[i].expected);
+        free(result->differences[i].found);
+    }
+    free(result->differences);
+    free(result);
+}
+
+int dbverify_compare(PGconn *conn, const json_t *contents, json_t **differences,
+                     size_t *count, stow_error *err)
+{
+    struct dumpscan_contents *expected = NULL;
+    struct dbverify_result *result = NULL;
+
+    *differences = NULL;
+    *count = 0;
+    if (dumpscan_contents_from_json(contents, &expected, err) != 0)
+        return -1;
+
+    if (dbverify_run(conn, expected, &result, err) != 0) {
+        dumpscan_contents_free(expected);
+        return -1;
+    }
+
+    stow_log_info("compared %zu tables (%" PRIu64 " rows), %zu sequences and %" PRIu64
+                  " large objects with the backup: %zu differences",
+                  result->summary.tables, result->summary.rows, result->summary.sequences,
+                  result->summary.large_objects, result->count);
+    *differences = dbverify_differences_to_json(result);
+    *count = result->count;
+    dbverify_result_free(result);
+    dumpscan_contents_free(expected);
+    return 0;
+}
+
+void dbverify_print_differences(const json_t *differences)
+{
+    const json_t *item;
+    size_t index;
+
+    json_array_foreach(differences, index, item) {
+        printf("difference: %s %s: expected %s, found %s\n",
+               json_string_value(json_object_get(item, "kind")),
+               json_string_value(json_object_get(item, "object")),
+               json_string_value(json_object_get(item, "expected")),
+               json_string_value(json_object_get(item, "found")));
+    }
+}

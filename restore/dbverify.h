@@ -1,0 +1,93 @@
+/* Database verification: recompute a backup's contents from a live or
+ * restored database over libpq and compare them with the manifest.
+ *
+ * The session is set up as pg_dump 15 sets up its own (setup_connection in
+ * pg_dump.c: empty search_path, DateStyle ISO, IntervalStyle postgres,
+ * extra_float_digits 3, row_security off, no timeouts) plus the settings
+ * the contents record: client_encoding, TimeZone and bytea_output. All of
+ * it is local to one REPEATABLE READ, READ ONLY transaction, so every table
+ * is read from the same snapshot and the connection keeps its own settings
+ * afterwards.
+ *
+ * Each table with data is read with its recorded COPY statement turned
+ * into COPY ... TO STDOUT (the same column list, so generated columns stay
+ * out) and its rows go through the same digest as at backup time
+ * (formats/rowdigest.h). Also compared: the set of tables, schemas,
+ * extensions and sequences in both directions, each sequence's last_value
+ * and is_called, and the number and total size of large objects.
+ *
+ * A difference never stops the run: everything is checked and every
+ * difference is listed. Only a failure to run the checks at all (lost
+ * connection, a failing catalog query) is an error. Not thread-safe per
+ * connection. */
+#ifndef STOWAGE_DBVERIFY_H
+#define STOWAGE_DBVERIFY_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+#include "formats/dumpscan.h"
+
+/* One way in which the database differs from the backup. Kinds:
+ * schema_missing, schema_extra, extension_missing, extension_extra,
+ * table_missing, table_extra, table_unreadable, table_rows, table_digest,
+ * sequence_missing, sequence_extra, sequence_unreadable, sequence_value,
+ * large_object_count, large_object_bytes, large_objects_unreadable. */
+struct dbverify_difference {
+    char *kind;
+    char *object;      /* schema.name, a schema or extension name, or "large objects" */
+    char *expected;    /* from the backup */
+    char *found;       /* in the database; a server message for *_unreadable */
+};
+
+/* Counts of the objects compared. */
+struct dbverify_summary {
+    size_t tables;             /* tables whose rows were read and digested */
+    uint64_t rows;             /* rows read from them */
+    size_t sequences;          /* sequences whose values were read */
+    size_t schemas;            /* schemas listed in the backup */
+    size_t extensions;         /* extensions listed in the backup */
+    uint64_t large_objects;    /* large objects found */
+};
+
+struct dbverify_result {
+    struct dbverify_difference *differences;  /* owned */
+    size_t count;
+    size_t cap;
+    struct dbverify_summary summary;
+};
+
+/* Compares the database on conn with expected. On success *out is the
+ * result, with zero or more differences. Fails with STOW_EXIT_DATABASE when
+ * the connection is lost and STOW_EXIT_FAILURE when a catalog query fails,
+ * with the server's message. */
+int dbverify_run(PGconn *conn, const struct dumpscan_contents *expected,
+                 struct dbverify_result **out, stow_error *err);
+
+/* Builds {"passed", "summary": {...}, "differences": [...]}. */
+json_t *dbverify_result_to_json(const struct dbverify_result *result);
+
+/* Builds [{"kind", "object", "expected", "found"}, ...]. */
+json_t *dbverify_differences_to_json(const struct dbverify_result *result);
+
+/* Appends a summary line and one line per difference to out. */
+int dbverify_result_to_text(const struct dbverify_result *result, stow_buf *out,
+                            stow_error *err);
+
+/* Accepts NULL. */
+void dbverify_result_free(struct dbverify_result *result);
+
+/* Loads the manifest's "contents" member, runs the comparison and returns
+ * the differences as a new JSON array (see dbverify_differences_to_json)
+ * and their number. */
+int dbverify_compare(PGconn *conn, const json_t *contents, json_t **differences,
+                     size_t *count, stow_error *err);
+
+/* Prints one line per difference of a differences array to stdout. */
+void dbverify_print_differences(const json_t *differences);
+
+#endif

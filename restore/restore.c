@@ -1,0 +1,238 @@
+/* Restore, verify and extract flows.
+ *
+ * A restore reads the backup once, streaming: parts are fetched and
+ * checked, decrypted, decompressed and fed to pg_restore as they arrive.
+ * Verification then compares the restored database with the manifest.
+ * The data key is opened before anything is written to the target, so a
+ * wrong key never leaves a half-restored database. */
+#include "restore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup_reader.h"
+#include "common/log.h"
+#include "dbverify.h"
+#include "pg/pgtools.h"
+#include "report.h"
+#include "restore_sink.h"
+#include "scratch_local.h"
+
+struct restore_job {
+    storage *store;
+    const struct catalog_entry *entry;
+    const struct manifest *manifest;
+    const struct restore_options *options;
+    uint8_t *data_key;
+    struct scratch_local scratch;
+    int scratch_created;
+    char conninfo[1024];          /* scratch conninfo; else options->target_conninfo */
+    const char *target;
+    PGconn *conn;
+    struct pg_server_info target_info;
+    struct report report;
+};
+
+static int source_major(const struct manifest *manifest)
+{
+    json_t *source = json_object_get(manifest->document, "source");
+    json_int_t number = json_integer_value(json_object_get(source, "server_version_num"));
+
+    return (int)(number / 10000);
+}
+
+/* A restore must not mix with existing data unless asked to replace it. */
+static int check_target_empty(struct restore_job *job, stow_error *err)
+{
+    static const char sql[] =
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'm', 'v', 'S', 'f') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+    PGresult *result = PQexec(job->conn, sql);
+    long count;
+
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+        PQclear(result);
+        return pgtools_fail(err, STOW_EXIT_DATABASE, job->conn, "inspecting the target failed");
+    }
+    count = atol(PQgetvalue(result, 0, 0));
+    PQclear(result);
+    if (count == 0 || job->options->clean)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE,
+              "the target database %s already holds %ld tables, views or sequences",
+              job->target_info.database, count);
+    stow_error_hint(err, "restore into an empty database, or pass --clean to drop and "
+                         "replace the objects the backup contains");
+    return -1;
+}
+
+static int prepare_scratch(struct restore_job *job, stow_error *err)
+{
+    const char *dbname = job->manifest->database;
+
+    if (scratch_local_create(source_major(job->manifest), &job->scratch, err) != 0)
+        return -1;
+    job->scratch_created = 1;
+    report_set(&job->report, "scratch_directory", json_string(job->scratch.directory));
+    if (strcmp(dbname, "postgres") != 0 &&
+        scratch_local_create_database(&job->scratch, dbname, err) != 0)
+        return -1;
+    scratch_local_conninfo(&job->scratch, dbname, job->conninfo, sizeof job->conninfo);
+    job->target = job->conninfo;
+    return 0;
+}
+
+static int connect_target(struct restore_job *job, stow_error *err)
+{
+    if (pgtools_connect(job->target, &job->conn, err) != 0 ||
+        pgtools_server_info(job->conn, &job->target_info, err) != 0)
+        return -1;
+    report_set(&job->report, "target",
+               json_pack("{s:s, s:s, s:s, s:s, s:b}", "database", job->target_info.database,
+                         "host", job->target_info.host, "port", job->target_info.port,
+                         "server_version", job->target_info.version, "scratch",
+                         job->options->scratch_local));
+    return check_target_empty(job, err);
+}
+
+static int restore_stream(struct restore_job *job, stow_error *err)
+{
+    struct restore_sink sink;
+    struct backup_read_stats stats;
+    int rc;
+
+    restore_sink_init(&sink);
+    sink.conninfo = job->target;
+    sink.dbname = job->target_info.database;
+    sink.major = job->target_info.major;
+    sink.with_globals = job->options->with_globals || job->options->scratch_local;
+    sink.clean = job->options->clean;
+    sink.no_owner = job->options->no_owner;
+
+    rc = backup_reader_run(job->store, job->manifest, job->data_key, restore_sink_data, &sink,
+                           &stats, err);
+    if (rc == 0)
+        rc = restore_sink_finish(&sink, err);
+    restore_sink_free(&sink);
+
+    /* The stages overlap in one stream; each is reported with the time it
+     * spent working, and "restore" with the wall time of the stream. */
+    report_add_step(&job->report, "download", stats.fetch_seconds, rc == 0 ? "ok" : "ended");
+    report_add_step(&job->report, "decrypt+decompress", stats.decode_seconds,
+                    rc == 0 ? "ok" : "ended");
+    report_set(&job->report, "bytes",
+               json_pack("{s:I, s:I}", "stored", (json_int_t)stats.stored_bytes, "archive",
+                         (json_int_t)stats.plain_bytes));
+    return rc;
+}
+
+static int verify_restored(struct restore_job *job, stow_error *err)
+{
+    json_t *contents = json_object_get(job->manifest->document, "contents");
+    json_t *differences = NULL;
+    size_t count = 0;
+    int rc = dbverify_compare(job->conn, contents, &differences, &count, err);
+
+    if (rc != 0)
+        return -1;
+    report_set(&job->report, "verification",
+               json_pack("{s:b, s:I, s:o}", "passed", count == 0, "difference_count",
+                         (json_int_t)count, "differences", differences));
+    if (count > 0)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "the restored database differs from backup %s in %zu places "
+                         "(see the report)", job->manifest->id, count);
+    stow_log_info("verified: the restored database matches backup %s", job->manifest->id);
+    return 0;
+}
+
+static void finish_scratch(struct restore_job *job)
+{
+    char dbname_conninfo[1024];
+
+    if (!job->scratch_created)
+        return;
+    if (job->options->keep) {
+        scratch_local_conninfo(&job->scratch, job->manifest->database, dbname_conninfo,
+                               sizeof dbname_conninfo);
+        printf("scratch instance kept running in %s\n  connect with: psql \"%s\"\n"
+               "  stop with:    pg_ctl -D %s stop && rm -rf %s\n",
+               job->scratch.directory, dbname_conninfo, job->scratch.data_directory,
+               job->scratch.directory);
+        return;
+    }
+    scratch_local_remove(&job->scratch);
+}
+
+static int run_steps(struct restore_job *job, stow_error *err)
+{
+    const struct restore_options *options = job->options;
+
+    report_step_begin(&job->report, "open-key");
+    if (backup_open_data_key(job->manifest, options->secret_key_path, options->passphrase_file,
+                             &job->data_key, err) != 0)
+        return -1;
+
+    if (options->scratch_local) {
+        report_step_begin(&job->report, "scratch-create");
+        if (prepare_scratch(job, err) != 0)
+            return -1;
+    }
+
+    report_step_begin(&job->report, "connect");
+    if (connect_target(job, err) != 0)
+        return -1;
+
+    report_step_begin(&job->report, "restore");
+    if (restore_stream(job, err) != 0)
+        return -1;
+
+    if (options->verify) {
+        report_step_begin(&job->report, "verify");
+        if (verify_restored(job, err) != 0)
+            return -1;
+    }
+    report_step_end(&job->report, err);
+    return 0;
+}
+
+int restore_run(storage *store, const struct catalog_entry *entry,
+                const struct restore_options *options, stow_error *err)
+{
+    struct restore_job job;
+    stow_error store_err = {0};
+    int rc;
+
+    memset(&job, 0, sizeof job);
+    job.store = store;
+    job.entry = entry;
+    job.manifest = &entry->manifest;
+    job.options = options;
+    job.target = options->target_conninfo;
+    stow_log_set_context("backup_id", job.manifest->id);
+    report_begin(&job.report, options->verify ? "verified restore" : "restore", job.manifest);
+
+    rc = run_steps(&job, err);
+
+    PQfinish(job.conn);
+    job.conn = NULL;
+    if (job.scratch_created) {
+        report_step_begin(&job.report, "scratch-remove");
+        finish_scratch(&job);
+        report_step_end(&job.report, NULL);
+    }
+    report_finish(&job.report, err);
+    report_print_text(&job.report);
+    if (options->report_path != NULL && report_write_file(&job.report, options->report_path, &store_err) != 0)
+        stow_log_error(&store_err);
+    if (options->verify && report_store(&job.report, store, job.manifest, &store_err) != 0)
+        stow_log_warn("could not record the verification in the catalog: %s", store_err.message);
+
+    report_free(&job.report);
+    backup_data_key_free(job.data_key);
+    stow_log_set_context("backup_id", NULL);
+    return rc;
+}

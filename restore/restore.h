@@ -1,0 +1,43 @@
+/* Restores: a backup into a database (--target) or into a local scratch
+ * instance (--scratch local), optionally verified against its manifest,
+ * with a report of what was checked and how long each step took. */
+#ifndef STOWAGE_RESTORE_H
+#define STOWAGE_RESTORE_H
+
+#include "catalog.h"
+#include "storage/storage.h"
+
+struct restore_options {
+    const char *secret_key_path;
+    const char *passphrase_file;
+    const char *target_conninfo;  /* --target; NULL with scratch_local */
+    int scratch_local;            /* restore into a throwaway local cluster */
+    int verify;                   /* compare the restored database with the manifest */
+    int clean;                    /* allow a target that already holds tables */
+    int with_globals;             /* apply roles and tablespaces first */
+    int no_owner;                 /* pg_restore --no-owner --no-privileges */
+    int keep;                     /* leave the scratch instance running */
+    const char *report_path;      /* JSON report file, or NULL */
+};
+
+/* Runs the restore and prints the summary. Fails with STOW_EXIT_VERIFY
+ * when verification finds a difference, after writing the report. */
+int restore_run(storage *store, const struct catalog_entry *entry,
+                const struct restore_options *options, stow_error *err);
+
+/* Reads the whole backup without restoring it: part checksums, decryption,
+ * decompression, archive members and digests. */
+int restore_verify_storage(storage *store, const struct catalog_entry *entry,
+                           const char *secret_key_path, const char *passphrase_file,
+                           stow_error *err);
+
+/* Compares a live database with the backup's manifest. */
+int restore_verify_against(const struct catalog_entry *entry, const char *conninfo,
+                           const char *report_path, stow_error *err);
+
+/* Writes the archive members as files under directory. */
+int restore_extract(storage *store, const struct catalog_entry *entry,
+                    const char *secret_key_path, const char *passphrase_file,
+                    const char *directory, stow_error *err);
+
+#endif

@@ -1,0 +1,163 @@
+/* Archive members into psql (globals) and pg_restore (the dump). */
+#include "restore_sink.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/interrupt.h"
+#include "common/log.h"
+#include "members.h"
+
+#define GLOBALS_MAX_BYTES (256u * 1024 * 1024)
+
+void restore_sink_init(struct restore_sink *sink)
+{
+    memset(sink, 0, sizeof *sink);
+    stow_buf_init(&sink->globals, GLOBALS_MAX_BYTES);
+}
+
+static int write_all(int fd, const void *data, size_t len, const char *program,
+                     stow_error *err)
+{
+    const uint8_t *cursor = data;
+
+    while (len > 0) {
+        ssize_t written = write(fd, cursor, len);
+
+        if (written < 0 && errno == EINTR) {
+            if (stow_interrupted())
+                return stow_fail_interrupted(err, "the restore");
+            continue;
+        }
+        if (written < 0)
+            return stow_fail(err, STOW_EXIT_FAILURE, "writing to %s failed: %s", program,
+                             strerror(errno));
+        cursor += written;
+        len -= (size_t)written;
+    }
+    return 0;
+}
+
+/* Applies roles and tablespaces. Errors such as "role already exists" are
+ * expected on a populated server, so psql continues past them; they are
+ * logged at detail level. */
+static int apply_globals(struct restore_sink *sink, stow_error *err)
+{
+    char dbname_option[512];
+    char *argv[] = {sink->psql_path, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0",
+                    dbname_option, "-f", "-", NULL};
+    struct pg_child psql;
+
+    sink->globals_applied = 1;
+    if (!sink->with_globals || sink->globals.len == 0)
+        return 0;
+    if (pgtools_find_program(sink->major, "psql", sink->psql_path, sizeof sink->psql_path,
+                             err) != 0)
+        return -1;
+    snprintf(dbname_option, sizeof dbname_option, "--dbname=%s", sink->dbname);
+    if (pgtools_spawn(sink->psql_path, argv, sink->conninfo, PG_CHILD_STDIN_PIPE, &psql, err) != 0)
+        return -1;
+    if (write_all(psql.stdin_fd, sink->globals.data, sink->globals.len, "psql", err) != 0) {
+        pgtools_kill(&psql);
+        return -1;
+    }
+    if (pgtools_wait(&psql, err) != 0) {
+        stow_error_prefix(err, "applying roles and tablespaces failed");
+        return -1;
+    }
+    stow_log_info("applied roles and tablespaces (%zu bytes of SQL)", sink->globals.len);
+    return 0;
+}
+
+static int start_pg_restore(struct restore_sink *sink, stow_error *err)
+{
+    char dbname_option[512];
+    char *argv[12];
+    int argc = 0;
+
+    if (pgtools_find_program(sink->major, "pg_restore", sink->restore_path,
+                             sizeof sink->restore_path, err) != 0)
+        return -1;
+    snprintf(dbname_option, sizeof dbname_option, "--dbname=%s", sink->dbname);
+    argv[argc++] = sink->restore_path;
+    argv[argc++] = dbname_option;
+    argv[argc++] = "--exit-on-error";
+    argv[argc++] = "--single-transaction";
+    argv[argc++] = "--no-password";
+    if (sink->clean) {
+        argv[argc++] = "--clean";
+        argv[argc++] = "--if-exists";
+    }
+    if (sink->no_owner) {
+        argv[argc++] = "--no-owner";
+        argv[argc++] = "--no-privileges";
+    }
+    argv[argc] = NULL;
+
+    if (pgtools_spawn(sink->restore_path, argv, sink->conninfo, PG_CHILD_STDIN_PIPE,
+                      &sink->restore, err) != 0)
+        return -1;
+    sink->restore_started = 1;
+    stow_log_info("restoring into database %s with %s", sink->dbname, sink->restore_path);
+    return 0;
+}
+
+int restore_sink_data(void *context, const char *name, uint64_t offset, const void *data,
+                      size_t len, stow_error *err)
+{
+    struct restore_sink *sink = context;
+
+    if (stow_interrupted())
+        return stow_fail_interrupted(err, "the restore");
+    if (strcmp(name, MEMBERS_GLOBALS_NAME) == 0)
+        return stow_buf_append(&sink->globals, data, len, err);
+    if (strcmp(name, MEMBERS_INFO_NAME) == 0)
+        return 0;
+    if (strncmp(name, MEMBERS_DUMP_PREFIX, strlen(MEMBERS_DUMP_PREFIX)) != 0) {
+        stow_log_warn("ignoring unknown archive member %s", name);
+        return 0;
+    }
+
+    if (!sink->globals_applied && apply_globals(sink, err) != 0)
+        return -1;
+    if (!sink->restore_started && start_pg_restore(sink, err) != 0)
+        return -1;
+    if (len > 0 && write_all(sink->restore.stdin_fd, data, len, "pg_restore", err) != 0) {
+        /* pg_restore usually stopped on an error: its message says more. */
+        stow_error exit_status = {0};
+
+        pgtools_wait(&sink->restore, &exit_status);
+        sink->restore_started = 0;
+        if (stow_error_is_set(&exit_status)) {
+            stow_error_clear(err);
+            *err = exit_status;
+        }
+        stow_error_prefix(err, "the restore failed and was rolled back");
+        return -1;
+    }
+    sink->dump_bytes += len;
+    return 0;
+}
+
+int restore_sink_finish(struct restore_sink *sink, stow_error *err)
+{
+    if (!sink->restore_started)
+        return stow_fail(err, STOW_EXIT_VERIFY, "the backup's archive holds no database dump");
+    sink->restore_started = 0;
+    if (pgtools_wait(&sink->restore, err) != 0) {
+        stow_error_prefix(err, "the restore failed and was rolled back");
+        return -1;
+    }
+    stow_log_info("pg_restore finished (%llu bytes of dump)", (unsigned long long)sink->dump_bytes);
+    return 0;
+}
+
+void restore_sink_free(struct restore_sink *sink)
+{
+    if (sink->restore_started)
+        pgtools_kill(&sink->restore);
+    sink->restore_started = 0;
+    stow_buf_free(&sink->globals);
+}

@@ -1,0 +1,40 @@
+/* Feeds a backup's archive members into a database: globals through psql,
+ * the dump through pg_restore's standard input. Used as the on_data
+ * callback of backup_reader_run. */
+#ifndef STOWAGE_RESTORE_SINK_H
+#define STOWAGE_RESTORE_SINK_H
+
+#include <limits.h>
+
+#include "common/buf.h"
+#include "pg/pgtools.h"
+
+struct restore_sink {
+    const char *conninfo;         /* target connection (PG* variables for children) */
+    const char *dbname;           /* target database name, for --dbname */
+    int major;                    /* target server's major version */
+    int with_globals;
+    int clean;
+    int no_owner;
+    stow_buf globals;             /* globals.sql, applied before the dump */
+    int globals_applied;
+    struct pg_child restore;      /* pg_restore, once started */
+    int restore_started;
+    char restore_path[PATH_MAX];
+    char psql_path[PATH_MAX];
+    uint64_t dump_bytes;
+};
+
+void restore_sink_init(struct restore_sink *sink);
+
+/* members_data_fn: routes member data by name. */
+int restore_sink_data(void *context, const char *name, uint64_t offset, const void *data,
+                      size_t len, stow_error *err);
+
+/* Waits for pg_restore after the last member; fails with its errors. */
+int restore_sink_finish(struct restore_sink *sink, stow_error *err);
+
+/* Stops pg_restore if it runs (on the failure path) and frees the sink. */
+void restore_sink_free(struct restore_sink *sink);
+
+#endif

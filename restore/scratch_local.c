@@ -1,0 +1,1045 @@
+/* Local scratch clusters: initdb, start, stop and removal of a throwaway
+ * PostgreSQL cluster, with the programs run as the cluster's owner.
+ *
+ * The cluster lives in a private directory (mode 0700, owned by the user
+ * the server runs as). Inside it are the data directory, server.log and
+ * the Unix socket. The superuser is trusted on the socket only. TCP on
+ * 127.0.0.1 requires the random password in struct scratch_local, so other
+ * local users cannot log in as superuser while a restore runs.
+ *
+ * Children run in their own process group, so a SIGINT from the terminal
+ * reaches only stowage. Each step (initdb, pg_ctl) runs to its end, and
+ * then the interrupt unwinds through scratch_local_remove(). */
+#include "scratch_local.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <locale.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/interrupt.h"
+#include "common/log.h"
+#include "pg/pgtools.h"
+
+extern char **environ;
+
+#define SCRATCH_SUPERUSER "stowage"
+#define SCRATCH_RUN_USER "postgres"     /* system user that runs the server under root */
+#define SCRATCH_START_ATTEMPTS 5        /* new ports tried when the chosen one is taken */
+#define SCRATCH_START_TIMEOUT "60"      /* seconds pg_ctl start waits for the server */
+#define SCRATCH_STOP_TIMEOUT "30"       /* seconds pg_ctl stop waits per shutdown mode */
+#define SCRATCH_KILL_WAIT_MS 10000      /* wait for a SIGKILLed postmaster to exit */
+#define PROGRAM_OUTPUT_TAIL 1536        /* bytes of a child's output kept for errors */
+#define PROGRAM_OUTPUT_LINES 5          /* lines of that output quoted in errors */
+#define SERVER_LOG_TAIL 1024            /* bytes of server.log quoted in errors */
+
+/* --- Children run as the cluster's owner ---------------------------------- */
+
+/* Exit status and the last bytes of standard output and error of a child. */
+struct program_run {
+    int status;                            /* wait status */
+    char output[PROGRAM_OUTPUT_TAIL];
+    size_t output_len;
+};
+
+/* Environment of a child: the caller's, without libpq and locale settings
+ * that would change what initdb and the server do, with LC_ALL=C so that
+ * messages stay untranslated, and with HOME, USER and LOGNAME of the owner
+ * when privileges are dropped. Entries point into environ or into the
+ * struct's own buffers. */
+struct child_environment {
+    char **entries;
+    char home[PATH_MAX + 8];
+    char user[80];
+    char logname[80];
+};
+
+static int drops_privileges(const struct scratch_local *scratch)
+{
+    return geteuid() != scratch->run_uid;
+}
+
+static int skip_variable(const char *entry, int dropping)
+{
+    static const char *const always[] = {"PG", "LC_", "LANG=", "LANGUAGE="};
+    static const char *const owner[] = {"HOME=", "USER=", "LOGNAME="};
+
+    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
+        if (strncmp(entry, always[i], strlen(always[i])) == 0)
+            return 1;
+    }
+    for (size_t i = 0; dropping && i < sizeof owner / sizeof owner[0]; i++) {
+        if (strncmp(entry, owner[i], strlen(owner[i])) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int child_environment_new(const struct scratch_local *scratch,
+                                 struct child_environment *env, stow_error *err)
+{
+    int dropping = drops_privileges(scratch);
+    size_t count = 0;
+    size_t used = 0;
+
+    while (environ[count] != NULL)
+        count++;
+    env->entries = calloc(count + 5, sizeof *env->entries);
+    if (env->entries == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+
+    for (size_t i = 0; i < count; i++) {
+        if (!skip_variable(environ[i], dropping))
+            env->entries[used++] = environ[i];
+    }
+    env->entries[used++] = "LC_ALL=C";
+    if (dropping) {
+        snprintf(env->home, sizeof env->home, "HOME=%s", scratch->directory);
+        snprintf(env->user, sizeof env->user, "USER=%s", scratch->run_user);
+        snprintf(env->logname, sizeof env->logname, "LOGNAME=%s", scratch->run_user);
+        env->entries[used++] = env->home;
+        env->entries[used++] = env->user;
+        env->entries[used++] = env->logname;
+    }
+    env->entries[used] = NULL;
+    return 0;
+}
+
+static void child_environment_free(struct child_environment *env)
+{
+    free(env->entries);
+    env->entries = NULL;
+}
+
+static void child_write(const char *text)
+{
+    ssize_t ignored = write(STDERR_FILENO, text, strlen(text));
+
+    (void)ignored;
+}
+
+/* Runs in the forked child, so it calls only async-signal-safe functions. */
+static void exec_child(const struct scratch_local *scratch, int dropping, char *const argv[],
+                       char **env, int null_fd, int output_fd)
+{
+    struct sigaction default_action;
+    sigset_t no_signals;
+
+    setpgid(0, 0);
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &default_action, NULL);
+    sigemptyset(&no_signals);
+    sigprocmask(SIG_SETMASK, &no_signals, NULL);
+
+    if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(output_fd, STDOUT_FILENO) < 0 ||
+        dup2(output_fd, STDERR_FILENO) < 0)
+        _exit(126);
+    if (dropping && (setgroups(1, &scratch->run_gid) != 0 || setgid(scratch->run_gid) != 0 ||
+                     setuid(scratch->run_uid) != 0)) {
+        child_write("stowage: switching to the scratch cluster's user failed\n");
+        _exit(126);
+    }
+    if (chdir(scratch->directory) != 0) {
+        child_write("stowage: entering the scratch directory failed\n");
+        _exit(126);
+    }
+    close_range(3, ~0U, 0);
+    execve(argv[0], argv, env);
+    child_write("stowage: executing ");
+    child_write(argv[0]);
+    child_write(" failed\n");
+    _exit(127);
+}
+
+/* Keeps the newest bytes of a child's output in run->output. */
+static void keep_output_tail(struct program_run *run, const char *chunk, size_t got)
+{
+    size_t room = sizeof run->output - 1;
+
+    if (got >= room) {
+        memcpy(run->output, chunk + got - room, room);
+        run->output_len = room;
+    } else {
+        size_t keep = run->output_len + got <= room ? run->output_len : room - got;
+
+        memmove(run->output, run->output + run->output_len - keep, keep);
+        memcpy(run->output + keep, chunk, got);
+        run->output_len = keep + got;
+    }
+    run->output[run->output_len] = '\0';
+}
+
+static void collect_output(int fd, struct program_run *run)
+{
+    char chunk[1024];
+    ssize_t got;
+
+    while ((got = read(fd, chunk, sizeof chunk)) != 0) {
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            break;
+        keep_output_tail(run, chunk, (size_t)got);
+    }
+}
+
+/* Runs argv[0] as the cluster's owner in the scratch directory and waits
+ * for it. Fails only when the child cannot be started; its exit status is
+ * in run->status. */
+static int run_as_owner(const struct scratch_local *scratch, char *const argv[],
+                        struct program_run *run, stow_error *err)
+{
+    struct child_environment env;
+    int dropping = drops_privileges(scratch);
+    int output[2] = {-1, -1};
+    int null_fd = -1;
+    pid_t pid;
+    int rc = -1;
+
+    memset(run, 0, sizeof *run);
+    if (child_environment_new(scratch, &env, err) != 0)
+        return -1;
+    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0 || pipe2(output, O_CLOEXEC) != 0) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "preparing to run", argv[0]);
+        goto cleanup;
+    }
+
+    stow_log_debug("running %s as uid %d", argv[0], (int)scratch->run_uid);
+    pid = fork();
+    if (pid < 0) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "starting", argv[0]);
+        goto cleanup;
+    }
+    if (pid == 0)
+        exec_child(scratch, dropping, argv, env.entries, null_fd, output[1]);
+
+    close(output[1]);
+    output[1] = -1;
+    collect_output(output[0], run);
+    while (waitpid(pid, &run->status, 0) < 0) {
+        if (errno != EINTR) {
+            stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "waiting for", argv[0]);
+            goto cleanup;
+        }
+    }
+    rc = 0;
+
+cleanup:
+    for (int i = 0; i < 2; i++) {
+        if (output[i] >= 0)
+            close(output[i]);
+    }
+    if (null_fd >= 0)
+        close(null_fd);
+    child_environment_free(&env);
+    return rc;
+}
+
+static int program_succeeded(const struct program_run *run)
+{
+    return WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0;
+}
+
+/* Joins lines into one, for a one-line error message. */
+static void flatten(char *text)
+{
+    size_t len;
+
+    for (char *p = text; *p != '\0'; p++) {
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    }
+    len = strlen(text);
+    while (len > 0 && text[len - 1] == ' ')
+        text[--len] = '\0';
+}
+
+/* Keeps only the last count lines of text, where programs print the cause
+ * of a failure after their progress lines. */
+static void keep_last_lines(char *text, int count)
+{
+    size_t len = strlen(text);
+    char *start = text + len;
+
+    while (start > text && start[-1] == '\n')
+        *--start = '\0';
+    while (start > text && count > 0) {
+        start--;
+        if (*start == '\n')
+            count--;
+    }
+    if (*start == '\n')
+        start++;
+    memmove(text, start, strlen(start) + 1);
+}
+
+/* Records the failure of a child, naming the directory when the disk is
+ * full. step names the program and its purpose ("initdb of PostgreSQL 15"). */
+static int fail_program(const struct scratch_local *scratch, const char *step,
+                        struct program_run *run, const char *server_log, stow_error *err)
+{
+    char status[64];
+    int base_len = (int)(strrchr(scratch->directory, '/') - scratch->directory);
+
+    keep_last_lines(run->output, PROGRAM_OUTPUT_LINES);
+    flatten(run->output);
+    if (WIFSIGNALED(run->status))
+        snprintf(status, sizeof status, "was killed by signal %d", WTERMSIG(run->status));
+    else
+        snprintf(status, sizeof status, "failed with exit status %d",
+                 WEXITSTATUS(run->status));
+
+    if (strstr(run->output, "No space left on device") != NULL ||
+        (server_log != NULL && strstr(server_log, "No space left on device") != NULL)) {
+        stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: no space left on device: %s%s%s", step,
+                  scratch->directory, status, run->output, server_log ? "; server.log: " : "",
+                  server_log ? server_log : "");
+        stow_error_hint(err, "free space on the file system of %.*s, or set "
+                             "STOWAGE_SCRATCH_DIR to a directory with room for the restored "
+                             "database",
+                        base_len > 0 ? base_len : 1, scratch->directory);
+        return -1;
+    }
+    return stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: %s%s%s", step, scratch->directory,
+                     status, run->output, server_log ? "; server.log: " : "",
+                     server_log ? server_log : "");
+}
+
+/* --- Programs and the user that runs them ---------------------------------- */
+
+/* Fails unless the postgres program in bindir is of PostgreSQL major, so
+ * that STOWAGE_PG_BINDIR cannot silently pick another version. */
+static int check_version(const struct scratch_local *scratch, const char *postgres,
+                         stow_error *err)
+{
+    char *argv[] = {(char *)postgres, "--version", NULL};
+    char *output = NULL;
+    size_t output_len;
+    const char *number;
+    int found;
+
+    if (pgtools_run_capture(postgres, argv, NULL, 4096, &output, &output_len, err) != 0)
+        return -1;
+
+    /* The output reads "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)". */
+    number = strstr(output, ") ");
+    found = number != NULL ? atoi(number + 2) : 0;
+    flatten(output);
+    if (found != scratch->major) {
+        stow_fail(err, STOW_EXIT_USAGE, "%s is not PostgreSQL %d: it reports \"%s\"", postgres,
+                  scratch->major, output);
+        stow_error_hint(err, "point STOWAGE_PG_BINDIR at the bin directory of PostgreSQL %d, "
+                             "or unset it",
+                        scratch->major);
+    }
+    free(output);
+    return found == scratch->major ? 0 : -1;
+}
+
+static int find_programs(struct scratch_local *scratch, stow_error *err)
+{
+    static const char *const programs[] = {"initdb", "pg_ctl", "postgres"};
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < sizeof programs / sizeof programs[0]; i++) {
+        stow_error missing = {0};
+
+        if (pgtools_find_program(scratch->major, programs[i], path, sizeof path, &missing) != 0) {
+            stow_fail(err, missing.exit_code, "cannot create a scratch cluster: %s",
+                      missing.message);
+            stow_error_hint(err, "install the server package postgresql-%d (Debian and "
+                                 "Ubuntu), or point STOWAGE_PG_BINDIR at the bin directory "
+                                 "of PostgreSQL %d",
+                            scratch->major, scratch->major);
+            return -1;
+        }
+    }
+
+    /* path holds the last program found, postgres; its directory is bindir. */
+    snprintf(scratch->bindir, sizeof scratch->bindir, "%.*s",
+             (int)(strrchr(path, '/') - path), path);
+    return check_version(scratch, path, err);
+}
+
+/* Picks the user that runs the server: the caller, or the postgres system
+ * user when the caller is root, because PostgreSQL refuses to run as root. */
+static int choose_run_user(struct scratch_local *scratch, stow_error *err)
+{
+    struct passwd entry;
+    struct passwd *found = NULL;
+    char buffer[4096];
+    uid_t self = geteuid();
+
+    if (self != 0) {
+        scratch->run_uid = self;
+        scratch->run_gid = getegid();
+        getpwuid_r(self, &entry, buffer, sizeof buffer, &found);
+        snprintf(scratch->run_user, sizeof scratch->run_user, "%s",
+                 found != NULL ? found->pw_name : "");
+        return 0;
+    }
+
+    getpwnam_r(SCRATCH_RUN_USER, &entry, buffer, sizeof buffer, &found);
+    if (found == NULL || found->pw_uid == 0) {
+        stow_fail(err, STOW_EXIT_FAILURE,
+                  "cannot create a scratch cluster as root: PostgreSQL refuses to run as "
+                  "root, and no unprivileged user \"%s\" exists to run it",
+                  SCRATCH_RUN_USER);
+        stow_error_hint(err, "create the user (useradd --system --user-group --no-create-home "
+                             "%s; the Debian postgresql packages create it), or run stowage "
+                             "as an unprivileged user",
+                        SCRATCH_RUN_USER);
+        return -1;
+    }
+    scratch->run_uid = found->pw_uid;
+    scratch->run_gid = found->pw_gid;
+    snprintf(scratch->run_user, sizeof scratch->run_user, "%s", found->pw_name);
+    return 0;
+}
+
+/* --- The scratch directory -------------------------------------------------- */
+
+/* The directory goes unquoted into pg_ctl's -o option, which a shell splits,
+ * and into unix_socket_directories, a comma-separated list. */
+static int check_path_characters(const char *path, const char *source, stow_error *err)
+{
+    for (const char *p = path; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/._-+@%", *p) != NULL)
+            continue;
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "invalid scratch base directory %s (from %s): character '%c' is not "
+                  "allowed in a PostgreSQL socket directory passed through pg_ctl",
+                  path, source, *p);
+        stow_error_hint(err, "set STOWAGE_SCRATCH_DIR to a path of letters, digits and "
+                             "/._-+@%%");
+        return -1;
+    }
+    return 0;
+}
+
+/* A Unix socket path must fit into sockaddr_un; PostgreSQL names its socket
+ * DIR/.s.PGSQL.PORT. */
+static int check_socket_path_length(const char *base, stow_error *err)
+{
+    static const char socket_name[] = "/stowage-scratch-XXXXXX/.s.PGSQL.65535";
+    struct sockaddr_un address;
+
+    if (strlen(base) + strlen(socket_name) < sizeof address.sun_path)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE,
+              "scratch base directory %s is too long for a Unix socket path (at most %zu "
+              "characters)",
+              base, sizeof address.sun_path - strlen(socket_name) - 1);
+    stow_error_hint(err, "set STOWAGE_SCRATCH_DIR to a shorter path");
+    return -1;
+}
+
+/* Writes directory/name into out; fails when it does not fit. */
+static int join_path(char *out, size_t size, const char *directory, const char *name,
+                     stow_error *err)
+{
+    if ((size_t)snprintf(out, size, "%s/%s", directory, name) < size)
+        return 0;
+    return stow_fail(err, STOW_EXIT_USAGE, "path %s/%s is too long", directory, name);
+}
+
+/* Fails unless the run user may enter path and each of its parents. The
+ * child keeps only its primary group, so only that group counts. */
+static int check_traversable(const struct scratch_local *scratch, const char *path,
+                             stow_error *err)
+{
+    char current[PATH_MAX];
+
+    snprintf(current, sizeof current, "%s", path);
+    for (;;) {
+        struct stat info;
+        mode_t bit = S_IXOTH;
+        char *slash;
+
+        if (stat(current, &info) != 0)
+            return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "checking", current);
+        if (info.st_uid == scratch->run_uid)
+            bit = S_IXUSR;
+        else if (info.st_gid == scratch->run_gid)
+            bit = S_IXGRP;
+        if ((info.st_mode & bit) == 0) {
+            stow_fail(err, STOW_EXIT_FAILURE,
+                      "user %s cannot enter %s, so a scratch cluster under %s would be "
+                      "unreachable for its server",
+                      scratch->run_user, current, path);
+            stow_error_hint(err, "set STOWAGE_SCRATCH_DIR to a directory whose parents all "
+                                 "allow others to enter, such as /tmp");
+            return -1;
+        }
+
+        slash = strrchr(current, '/');
+        if (slash == NULL || current[1] == '\0')
+            return 0;
+        if (slash == current)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+}
+
+/* Creates the private directory under STOWAGE_SCRATCH_DIR, TMPDIR or /tmp
+ * and hands it to the run user. */
+static int make_directory(struct scratch_local *scratch, stow_error *err)
+{
+    const char *source = "STOWAGE_SCRATCH_DIR";
+    const char *base = getenv(source);
+    char resolved[PATH_MAX];
+    char template[PATH_MAX];
+
+    if (base == NULL || base[0] == '\0') {
+        source = "TMPDIR";
+        base = getenv(source);
+    }
+    if (base == NULL || base[0] == '\0') {
+        source = "the default";
+        base = "/tmp";
+    }
+    if (realpath(base, resolved) == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "resolving the scratch base directory %s (from %s) failed: %s", base,
+                         source, strerror(errno));
+    if (check_path_characters(resolved, source, err) != 0 ||
+        check_socket_path_length(resolved, err) != 0)
+        return -1;
+    if (drops_privileges(scratch) && check_traversable(scratch, resolved, err) != 0)
+        return -1;
+
+    if (join_path(template, sizeof template, resolved, "stowage-scratch-XXXXXX", err) != 0)
+        return -1;
+    if (mkdtemp(template) == NULL) {
+        int errnum = errno;
+
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errnum, "creating a scratch directory in",
+                        resolved);
+        if (errnum == ENOSPC || errnum == EDQUOT)
+            stow_error_hint(err, "free space in %s or set STOWAGE_SCRATCH_DIR", resolved);
+        return -1;
+    }
+    snprintf(scratch->directory, sizeof scratch->directory, "%s", template);
+    if (join_path(scratch->data_directory, sizeof scratch->data_directory, template, "data",
+                  err) != 0)
+        return -1;
+
+    if (drops_privileges(scratch) &&
+        chown(scratch->directory, scratch->run_uid, scratch->run_gid) != 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "changing the owner of %s to %s failed: %s",
+                         scratch->directory, scratch->run_user, strerror(errno));
+    return 0;
+}
+
+/* Calls remove() on every entry; nftw visits children before parents. */
+static int remove_entry(const char *path, const struct stat *info, int type,
+                        struct FTW *position)
+{
+    if (remove(path) != 0 && errno != ENOENT)
+        stow_log_warn("removing %s failed: %s", path, strerror(errno));
+    return 0;
+}
+
+static void remove_tree(const char *directory)
+{
+    /* FTW_PHYS: never follow a symlink out of the tree. FTW_MOUNT: never
+     * descend into a file system mounted inside it. */
+    if (nftw(directory, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 &&
+        errno != ENOENT)
+        stow_log_warn("removing scratch directory %s failed: %s", directory, strerror(errno));
+    if (access(directory, F_OK) == 0)
+        stow_log_warn("scratch directory %s is still present; remove it by hand", directory);
+}
+
+/* --- initdb ------------------------------------------------------------------ */
+
+/* Writes the superuser's password into a file for initdb --pwfile. */
+static int write_password_file(const struct scratch_local *scratch, const char *path,
+                               stow_error *err)
+{
+    size_t len = strlen(scratch->password);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", path);
+    if (write(fd, scratch->password, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
+        (drops_privileges(scratch) && fchown(fd, scratch->run_uid, scratch->run_gid) != 0)) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", path);
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* C.UTF-8 sorts like C and keeps UTF-8 character classes; some systems lack it. */
+static const char *cluster_locale(void)
+{
+    locale_t probe = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+
+    if (probe == (locale_t)0)
+        return "C";
+    freelocale(probe);
+    return "C.UTF-8";
+}
+
+static int init_cluster(struct scratch_local *scratch, stow_error *err)
+{
+    unsigned char secret[24];
+    char initdb[PATH_MAX + 8];
+    char password_file[PATH_MAX + 16];
+    char password_option[PATH_MAX + 32];
+    char locale_option[32];
+    char step[64];
+    struct program_run run;
+    int rc;
+
+    /* The password guards TCP connections; the socket trusts the superuser. */
+    if (sodium_init() < 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "initializing libsodium failed");
+    randombytes_buf(secret, sizeof secret);
+    sodium_bin2hex(scratch->password, sizeof scratch->password, secret, sizeof secret);
+    sodium_memzero(secret, sizeof secret);
+
+    if (join_path(password_file, sizeof password_file, scratch->directory, "initdb-password",
+                  err) != 0 ||
+        write_password_file(scratch, password_file, err) != 0)
+        return -1;
+
+    snprintf(initdb, sizeof initdb, "%s/initdb", scratch->bindir);
+    snprintf(password_option, sizeof password_option, "--pwfile=%s", password_file);
+    snprintf(locale_option, sizeof locale_option, "--locale=%s", cluster_locale());
+    {
+        char *argv[] = {initdb, "-D", scratch->data_directory, "-U", scratch->user,
+                        "--auth-local=trust", "--auth-host=scram-sha-256", password_option,
+                        "--no-sync", "-E", "UTF8", locale_option, NULL};
+
+        rc = run_as_owner(scratch, argv, &run, err);
+    }
+    unlink(password_file);
+    if (rc != 0)
+        return -1;
+    if (!program_succeeded(&run)) {
+        snprintf(step, sizeof step, "initdb of PostgreSQL %d", scratch->major);
+        return fail_program(scratch, step, &run, NULL, err);
+    }
+    return 0;
+}
+
+/* --- Start and stop ------------------------------------------------------------ */
+
+/* Returns a TCP port on 127.0.0.1 that was free a moment ago. Another
+ * process may take it before the server binds it; the caller retries. */
+static int choose_port(int *port, stow_error *err)
+{
+    struct sockaddr_in address;
+    socklen_t length = sizeof address;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", "a TCP socket");
+    memset(&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+        getsockname(fd, (struct sockaddr *)&address, &length) != 0) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "choosing a free port on",
+                        "127.0.0.1");
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    *port = ntohs(address.sin_port);
+    return 0;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat info;
+
+    return stat(path, &info) == 0 ? info.st_size : 0;
+}
+
+/* Reads server.log from offset, keeping at most the last SERVER_LOG_TAIL
+ * bytes, joined into one line. */
+static void read_server_log(const struct scratch_local *scratch, off_t offset, char *out,
+                            size_t size)
+{
+    char path[PATH_MAX + 16];
+    off_t end;
+    ssize_t got;
+    int fd;
+
+    out[0] = '\0';
+    snprintf(path, sizeof path, "%s/server.log", scratch->directory);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(out, size, "(cannot read %s: %s)", path, strerror(errno));
+        return;
+    }
+    end = lseek(fd, 0, SEEK_END);
+    if (end - offset > (off_t)size - 1)
+        offset = end - (off_t)size + 1;
+    got = pread(fd, out, size - 1, offset);
+    close(fd);
+    out[got > 0 ? got : 0] = '\0';
+    flatten(out);
+}
+
+/* Runs pg_ctl start once on the chosen port. Sets *port_taken when the
+ * server failed only because another process holds the port. */
+static int start_once(struct scratch_local *scratch, int *port_taken, stow_error *err)
+{
+    char pg_ctl[PATH_MAX + 8];
+    char log_path[PATH_MAX + 16];
+    char options[PATH_MAX + 256];
+    char server_log[SERVER_LOG_TAIL];
+    char step[96];
+    struct program_run run;
+    off_t log_offset;
+
+    *port_taken = 0;
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", scratch->bindir);
+    snprintf(log_path, sizeof log_path, "%s/server.log", scratch->directory);
+
+    /* Scratch data is thrown away after the restore, so durability is off
+     * for speed: no fsync, no full-page images, no waiting for WAL flushes. */
+    snprintf(options, sizeof options,
+             "-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s "
+             "-c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+             scratch->port, scratch->directory);
+
+    log_offset = file_size(log_path);
+    {
+        char *argv[] = {pg_ctl, "-D", scratch->data_directory, "-w", "-t", SCRATCH_START_TIMEOUT,
+                        "-l", log_path, "-o", options, "start", NULL};
+
+        if (run_as_owner(scratch, argv, &run, err) != 0)
+            return -1;
+    }
+    if (program_succeeded(&run))
+        return 0;
+
+    read_server_log(scratch, log_offset, server_log, sizeof server_log);
+    if (strstr(server_log, "Address already in use") != NULL) {
+        *port_taken = 1;
+        return -1;
+    }
+    snprintf(step, sizeof step, "starting PostgreSQL %d on port %d", scratch->major,
+             scratch->port);
+    return fail_program(scratch, step, &run, server_log, err);
+}
+
+static int start_server(struct scratch_local *scratch, stow_error *err)
+{
+    for (int attempt = 1; attempt <= SCRATCH_START_ATTEMPTS; attempt++) {
+        int port_taken;
+
+        if (choose_port(&scratch->port, err) != 0)
+            return -1;
+        if (start_once(scratch, &port_taken, err) == 0) {
+            scratch->started = 1;
+            return 0;
+        }
+        if (!port_taken)
+            return -1;
+        stow_log_warn("port %d on 127.0.0.1 was taken before the scratch server bound it; "
+                      "retrying with another port (attempt %d of %d)",
+                      scratch->port, attempt, SCRATCH_START_ATTEMPTS);
+    }
+    return stow_fail(err, STOW_EXIT_FAILURE,
+                     "starting PostgreSQL %d in %s failed: every one of %d free ports was "
+                     "taken before the server bound it",
+                     scratch->major, scratch->directory, SCRATCH_START_ATTEMPTS);
+}
+
+/* Runs pg_ctl stop in the given mode; returns 0 once the server is down. */
+static int stop_with_mode(const struct scratch_local *scratch, const char *mode)
+{
+    char pg_ctl[PATH_MAX + 8];
+    char *argv[] = {pg_ctl, "-D", (char *)scratch->data_directory, "-m", (char *)mode, "-w",
+                    "-t", SCRATCH_STOP_TIMEOUT, "stop", NULL};
+    struct program_run run;
+    stow_error err = {0};
+
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", scratch->bindir);
+    if (run_as_owner(scratch, argv, &run, &err) != 0) {
+        stow_log_warn("%s", err.message);
+        return -1;
+    }
+    if (program_succeeded(&run))
+        return 0;
+    flatten(run.output);
+    stow_log_warn("pg_ctl stop -m %s of the scratch cluster in %s failed: %s", mode,
+                  scratch->directory, run.output);
+    return -1;
+}
+
+/* Returns 1 when pid is a live process (not a zombie) whose working
+ * directory is the data directory, as it is for a postmaster and its
+ * children. A stale postmaster.pid may name an unrelated process. */
+static int runs_in_data_directory(const struct scratch_local *scratch, pid_t pid)
+{
+    char link_path[64];
+    char target[PATH_MAX];
+    char stat_path[64];
+    char stat_line[512];
+    ssize_t len;
+    FILE *file;
+    char *close_paren;
+    int alive = 0;
+
+    snprintf(link_path, sizeof link_path, "/proc/%d/cwd", (int)pid);
+    len = readlink(link_path, target, sizeof target - 1);
+    if (len < 0)
+        return 0;
+    target[len] = '\0';
+    if (strcmp(target, scratch->data_directory) != 0)
+        return 0;
+
+    snprintf(stat_path, sizeof stat_path, "/proc/%d/stat", (int)pid);
+    file = fopen(stat_path, "re");
+    if (file == NULL)
+        return 0;
+    if (fgets(stat_line, sizeof stat_line, file) != NULL) {
+        close_paren = strrchr(stat_line, ')');
+        alive = close_paren != NULL && close_paren[1] == ' ' && close_paren[2] != 'Z';
+    }
+    fclose(file);
+    return alive;
+}
+
+/* Line 7 of postmaster.pid holds the System V shared memory key and id,
+ * which a killed postmaster leaves behind. */
+static int postmaster_shared_memory_id(const struct scratch_local *scratch)
+{
+    char path[PATH_MAX + 32];
+    char line[128];
+    unsigned long key;
+    int id = -1;
+    FILE *file;
+
+    snprintf(path, sizeof path, "%s/postmaster.pid", scratch->data_directory);
+    file = fopen(path, "re");
+    if (file == NULL)
+        return -1;
+    for (int number = 1; fgets(line, sizeof line, file) != NULL; number++) {
+        if (number == 7 && sscanf(line, "%lu %d", &key, &id) != 2)
+            id = -1;
+    }
+    fclose(file);
+    return id;
+}
+
+/* Last resort after both shutdown modes failed: SIGKILL the postmaster.
+ * Its children exit on their own once they notice that it is gone. */
+static void kill_postmaster(const struct scratch_local *scratch)
+{
+    pid_t pid = scratch_local_postmaster_pid(scratch);
+    int shared_memory_id = postmaster_shared_memory_id(scratch);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+
+    if (pid <= 0 || !runs_in_data_directory(scratch, pid))
+        return;
+    stow_log_warn("killing postmaster %d of the scratch cluster in %s with SIGKILL", (int)pid,
+                  scratch->directory);
+    if (kill(pid, SIGKILL) != 0) {
+        stow_log_warn("killing postmaster %d failed: %s", (int)pid, strerror(errno));
+        return;
+    }
+    for (int waited = 0; waited < SCRATCH_KILL_WAIT_MS && runs_in_data_directory(scratch, pid);
+         waited += 50)
+        nanosleep(&pause, NULL);
+    if (shared_memory_id >= 0)
+        shmctl(shared_memory_id, IPC_RMID, NULL);
+}
+
+static void stop_server(struct scratch_local *scratch)
+{
+    if (!scratch->started && scratch_local_postmaster_pid(scratch) <= 0)
+        return;
+    if (stop_with_mode(scratch, "fast") == 0 || stop_with_mode(scratch, "immediate") == 0)
+        return;
+    kill_postmaster(scratch);
+}
+
+/* --- Public interface ---------------------------------------------------------- */
+
+pid_t scratch_local_postmaster_pid(const struct scratch_local *scratch)
+{
+    char path[PATH_MAX + 32];
+    long pid = -1;
+    FILE *file;
+
+    if (scratch->data_directory[0] == '\0')
+        return -1;
+    snprintf(path, sizeof path, "%s/postmaster.pid", scratch->data_directory);
+    file = fopen(path, "re");
+    if (file == NULL)
+        return -1;
+    if (fscanf(file, "%ld", &pid) != 1 || pid <= 0)
+        pid = -1;
+    fclose(file);
+    return (pid_t)pid;
+}
+
+/* Records an interruption unless an earlier failure is recorded. */
+static int check_interrupted(stow_error *err)
+{
+    if (stow_interrupted() == 0)
+        return 0;
+    return stow_fail_interrupted(err, "creation of a scratch cluster");
+}
+
+int scratch_local_create(int major, struct scratch_local *scratch, stow_error *err)
+{
+    memset(scratch, 0, sizeof *scratch);
+    scratch->major = major;
+    snprintf(scratch->user, sizeof scratch->user, "%s", SCRATCH_SUPERUSER);
+
+    /* Find initdb, pg_ctl and postgres of this major version. */
+    if (find_programs(scratch, err) != 0)
+        return -1;
+
+    /* Pick the user that runs them, never root. */
+    if (choose_run_user(scratch, err) != 0)
+        return -1;
+
+    /* Make the private directory for data, log and socket. */
+    if (make_directory(scratch, err) != 0 || check_interrupted(err) != 0)
+        goto failed;
+
+    /* Create the cluster. */
+    if (init_cluster(scratch, err) != 0 || check_interrupted(err) != 0)
+        goto failed;
+
+    /* Start the server on a free port. */
+    if (start_server(scratch, err) != 0 || check_interrupted(err) != 0)
+        goto failed;
+
+    stow_log_info("started scratch PostgreSQL %d in %s on port %d as user %s", major,
+                  scratch->directory, scratch->port, scratch->run_user);
+    return 0;
+
+failed:
+    scratch_local_remove(scratch);
+    return -1;
+}
+
+/* Appends key='value' to a conninfo, escaping quotes and backslashes. */
+static void append_conninfo(char *out, size_t size, const char *key, const char *value)
+{
+    size_t used = strlen(out);
+
+    used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s='",
+                             used > 0 ? " " : "", key);
+    for (const char *p = value; *p != '\0' && used + 2 < size; p++) {
+        if (*p == '\'' || *p == '\\')
+            out[used++] = '\\';
+        out[used++] = *p;
+    }
+    if (used + 1 < size)
+        out[used++] = '\'';
+    out[used < size ? used : size - 1] = '\0';
+}
+
+void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbname,
+                            char *out, size_t size)
+{
+    char port[16];
+
+    if (size == 0)
+        return;
+    out[0] = '\0';
+    snprintf(port, sizeof port, "%d", scratch->port);
+    append_conninfo(out, size, "host", scratch->directory);
+    append_conninfo(out, size, "port", port);
+    append_conninfo(out, size, "user", scratch->user);
+    append_conninfo(out, size, "dbname", dbname);
+}
+
+int scratch_local_create_database(struct scratch_local *scratch, const char *dbname,
+                                  stow_error *err)
+{
+    char conninfo[PATH_MAX + 256];
+    PGconn *conn = NULL;
+    PGresult *result = NULL;
+    char *identifier = NULL;
+    char *sql = NULL;
+    int rc = -1;
+
+    scratch_local_conninfo(scratch, "postgres", conninfo, sizeof conninfo);
+    if (pgtools_connect(conninfo, &conn, err) != 0) {
+        stow_error_hint(err, "the scratch server in %s has stopped; see its server.log",
+                        scratch->directory);
+        return -1;
+    }
+
+    /* template0 holds nothing that a restore of a dump could collide with. */
+    identifier = PQescapeIdentifier(conn, dbname, strlen(dbname));
+    if (identifier == NULL || asprintf(&sql, "CREATE DATABASE %s TEMPLATE template0",
+                                       identifier) < 0) {
+        sql = NULL;
+        pgtools_fail(err, STOW_EXIT_DATABASE, conn, "preparing CREATE DATABASE");
+        goto cleanup;
+    }
+    result = PQexec(conn, sql);
+    if (PQresultStatus(result) != PGRES_COMMAND_OK) {
+        char context[512];
+
+        snprintf(context, sizeof context, "creating database %s in the scratch cluster",
+                 identifier);
+        pgtools_fail(err, STOW_EXIT_DATABASE, conn, context);
+        goto cleanup;
+    }
+    rc = 0;
+
+cleanup:
+    PQclear(result);
+    free(sql);
+    PQfreemem(identifier);
+    PQfinish(conn);
+    return rc;
+}
+
+void scratch_local_remove(struct scratch_local *scratch)
+{
+    int was_started;
+
+    if (scratch == NULL || scratch->directory[0] == '\0')
+        return;
+    was_started = scratch->started;
+
+    stop_server(scratch);
+    scratch->started = 0;
+    remove_tree(scratch->directory);
+
+    if (was_started)
+        stow_log_info("stopped scratch PostgreSQL %d on port %d and removed %s",
+                      scratch->major, scratch->port, scratch->directory);
+    else
+        stow_log_detail("removed scratch directory %s", scratch->directory);
+    sodium_memzero(scratch->password, sizeof scratch->password);
+    scratch->directory[0] = '\0';
+    scratch->data_directory[0] = '\0';
+}

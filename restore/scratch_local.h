@@ -1,0 +1,49 @@
+/* Local scratch instances: a throwaway PostgreSQL cluster in a temporary
+ * directory, listening on a free loopback port with its socket in the same
+ * directory, for verified restores. When stowage runs as root the cluster
+ * runs as an unprivileged user, since PostgreSQL refuses to run as root. */
+#ifndef STOWAGE_SCRATCH_LOCAL_H
+#define STOWAGE_SCRATCH_LOCAL_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+#include "common/error.h"
+
+struct scratch_local {
+    char directory[PATH_MAX];   /* temporary directory holding data and socket */
+    char data_directory[PATH_MAX];
+    char bindir[PATH_MAX];      /* /usr/lib/postgresql/MAJOR/bin or STOWAGE_PG_BINDIR */
+    int major;
+    int port;
+    char user[64];              /* database superuser name */
+    int started;                /* 1 while the server runs */
+    uid_t run_uid;              /* uid the server runs as */
+    gid_t run_gid;
+    char run_user[64];          /* operating system user the server runs as */
+    char password[64];          /* password of user over TCP; the socket needs none */
+};
+
+/* Creates the cluster with initdb of PostgreSQL major and starts it.
+ * Cleans up after itself on failure. */
+int scratch_local_create(int major, struct scratch_local *scratch, stow_error *err);
+
+/* Writes a libpq conninfo (key=value) for database dbname. It connects
+ * through the Unix socket in the directory, where the superuser is trusted,
+ * so it carries no password. */
+void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbname,
+                            char *out, size_t size);
+
+/* Creates an empty database owned by the superuser. */
+int scratch_local_create_database(struct scratch_local *scratch, const char *dbname,
+                                  stow_error *err);
+
+/* Stops the server (fast shutdown, then immediate) and removes the
+ * directory. Safe to call twice and after a failed create. */
+void scratch_local_remove(struct scratch_local *scratch);
+
+/* Returns the postmaster's pid from postmaster.pid, or -1 when the file is
+ * missing or unreadable. */
+pid_t scratch_local_postmaster_pid(const struct scratch_local *scratch);
+
+#endif

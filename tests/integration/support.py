@@ -1,0 +1,147 @@
+"""Shared set-up for the end-to-end tests: one PostgreSQL cluster with
+sample databases, one moto_server, and a recipient key pair."""
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from harness import MotoServer, PostgresCluster, run_stowage  # noqa: E402
+
+# Part sizes below S3's 5 MiB minimum let small databases span many parts.
+SMALL_PART = 64 * 1024
+
+
+class StowageTestCase(unittest.TestCase):
+    """Starts a cluster and moto once per test class and creates keys."""
+
+    moto_env = {"S3_UPLOAD_PART_MIN_SIZE": str(SMALL_PART)}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="stowage-test-")
+        os.chmod(cls.workdir, 0o755)
+        cls.cluster = PostgresCluster()
+        cls.cluster.start()
+        cls.moto = MotoServer(extra_env=cls.moto_env)
+        cls.moto.start()
+        cls.key = os.path.join(cls.workdir, "backup.key")
+        code, out, err = run_stowage(["keygen", "--out", cls.key])
+        if code != 0:
+            raise RuntimeError("keygen failed: %s" % err)
+        cls.pub = cls.key + ".pub"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.stop()
+        cls.cluster.stop()
+        cls.cluster.cleanup()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    # Helpers ---------------------------------------------------------------
+
+    def s3_env(self, **extra):
+        env = self.moto.env()
+        env["STOWAGE_MIN_PART_SIZE"] = str(SMALL_PART)
+        env.update(extra)
+        return env
+
+    def new_bucket(self):
+        name = "stowage-%s" % os.urandom(4).hex()
+        self.moto.create_bucket(name)
+        return name
+
+    def file_repo(self):
+        path = tempfile.mkdtemp(prefix="repo-", dir=self.workdir)
+        return "file://" + path
+
+    def stowage(self, *args, env=None, timeout=600, expect=0):
+        result = run_stowage(list(args), env=env, timeout=timeout)
+        if expect is not None:
+            self.assertEqual(expect, result.returncode,
+                             "stowage %s exited %d\nstdout:\n%s\nstderr:\n%s"
+                             % (" ".join(args), result.returncode, result.stdout, result.stderr))
+        return result
+
+    def backup(self, repo, db, *extra, env=None, expect=0):
+        return self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo(db),
+                            "--recipient", self.pub, *extra, env=env, expect=expect)
+
+    def list_json(self, repo, env=None):
+        result = self.stowage("list", "--repo", repo, "--json", env=env)
+        return json.loads(result.stdout)
+
+    def show_json(self, repo, backup_id, env=None):
+        result = self.stowage("show", "--repo", repo, backup_id, "--json", env=env)
+        return json.loads(result.stdout)
+
+    def row_counts(self, db):
+        rows = self.cluster.query(
+            "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1", db=db)
+        counts = {}
+        for (table,) in rows:
+            counts[table] = int(self.cluster.query("SELECT count(*) FROM %s" % table, db=db)[0][0])
+        return counts
+
+    def extract_and_restore(self, repo, backup_id, target_db, env=None):
+        """Extract with stowage, then restore the joined dump with plain pg_restore."""
+        out_dir = tempfile.mkdtemp(prefix="extract-", dir=self.workdir)
+        os.rmdir(out_dir)
+        self.stowage("extract", "--repo", repo, backup_id, "--key", self.key, "--to", out_dir, env=env)
+        segments = sorted(glob.glob(os.path.join(out_dir, "database.dump.*")))
+        self.assertTrue(segments, "no dump segments extracted")
+        dump_path = os.path.join(out_dir, "joined.dump")
+        with open(dump_path, "wb") as joined:
+            for segment in segments:
+                with open(segment, "rb") as part:
+                    shutil.copyfileobj(part, joined)
+        self.cluster.createdb(target_db)
+        self.cluster.run_tool("pg_restore", "--exit-on-error", "-d",
+                              self.cluster.conninfo(target_db), dump_path)
+        return out_dir
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def fake_pg_bindir(workdir, name, pg_dump_body):
+    """A bin directory whose pg_dump wraps the real one with a fault.
+
+    The other programs link to PostgreSQL 15's own. pg_dump_body is a shell
+    fragment; $REAL is the real pg_dump.
+    """
+    real_dir = "/usr/lib/postgresql/15/bin"
+    bindir = os.path.join(workdir, name)
+    os.makedirs(bindir)
+    for program in os.listdir(real_dir):
+        if program != "pg_dump":
+            os.symlink(os.path.join(real_dir, program), os.path.join(bindir, program))
+    script = os.path.join(bindir, "pg_dump")
+    with open(script, "w") as handle:
+        handle.write("#!/bin/bash\nREAL=%s/pg_dump\n" % real_dir)
+        handle.write('case "$1" in --version) exec "$REAL" --version;; esac\n')
+        handle.write(pg_dump_body + "\n")
+    os.chmod(script, 0o755)
+    return bindir
+
+
+def open_uploads(moto, bucket):
+    client = moto.client("s3")
+    return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def object_keys(moto, bucket):
+    client = moto.client("s3")
+    return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+__all__ = ["StowageTestCase", "sha256_hex", "fake_pg_bindir", "open_uploads", "object_keys",
+           "SMALL_PART", "run_stowage", "subprocess"]

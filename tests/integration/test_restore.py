@@ -1,0 +1,125 @@
+"""End-to-end tests of restore, verify and extract: round trips through a
+scratch instance, comparisons with live databases, and rejected input."""
+
+import json
+import os
+import subprocess
+import unittest
+
+from support import StowageTestCase, object_keys
+
+from harness import run_stowage
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class RestoreTest(StowageTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster.createdb("hard")
+        with open(os.path.join(HERE, "sql", "hard_cases.sql")) as handle:
+            cls.cluster.psql(handle.read(), db="hard")
+        cls.repo = "file://" + os.path.join(cls.workdir, "repo")
+        os.makedirs(cls.repo[len("file://"):])
+        result = run_stowage(["backup", "--repo", cls.repo, "--db", cls.cluster.conninfo("hard"),
+                              "--recipient", cls.pub, "--json"])
+        if result.returncode != 0:
+            raise RuntimeError("backup failed: %s" % result.stderr)
+        cls.backup_id = json.loads(result.stdout)["id"]
+
+    def schema_dump(self, conninfo):
+        # pg_dump 15.14 and later wrap the script in \restrict KEY and
+        # \unrestrict KEY with a random key; drop those two lines.
+        text = self.cluster.run_tool("pg_dump", "--schema-only", "-d", conninfo).stdout
+        return "\n".join(line for line in text.split("\n")
+                         if not line.startswith(("\\restrict ", "\\unrestrict ")))
+
+    def test_verified_scratch_restore_of_hard_cases(self):
+        report = os.path.join(self.workdir, "report.json")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--scratch", "local", "--verify", "--report", report)
+        self.assertIn("passed", result.stdout)
+        with open(report) as handle:
+            data = json.load(handle)
+        self.assertEqual("passed", data["result"])
+        self.assertTrue(data["verification"]["passed"])
+        steps = [s["step"] for s in data["steps"]]
+        for step in ("download", "decrypt+decompress", "restore", "verify", "scratch-remove"):
+            self.assertIn(step, steps)
+        self.assertFalse(os.path.exists(data.get("scratch_directory", "/nonexistent")))
+
+    def test_restore_to_target_gives_identical_schema(self):
+        self.cluster.createdb("hard_copy")
+        self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                     "--target", self.cluster.conninfo("hard_copy"), "--verify")
+        self.assertEqual(self.schema_dump(self.cluster.conninfo("hard")),
+                         self.schema_dump(self.cluster.conninfo("hard_copy")))
+
+    def test_verify_against_names_changed_table(self):
+        self.cluster.createdb("hard_changed")
+        self.stowage("restore", "--repo", self.repo, "latest", "--key", self.key,
+                     "--target", self.cluster.conninfo("hard_changed"))
+        self.cluster.psql("UPDATE inventory.documents SET body = 'x' WHERE id = 2", db="hard_changed")
+        result = self.stowage("verify", "--repo", self.repo, "latest", "--key", self.key,
+                              "--against", self.cluster.conninfo("hard_changed"), expect=3)
+        output = result.stdout + result.stderr
+        self.assertIn("documents", output)
+        self.assertNotIn("Order Lines", output)
+
+    def test_target_with_tables_is_refused_without_clean(self):
+        result = self.stowage("restore", "--repo", self.repo, "latest", "--key", self.key,
+                              "--target", self.cluster.conninfo("hard"), expect=2)
+        self.assertIn("--clean", result.stderr)
+
+    def test_verify_storage_passes(self):
+        result = self.stowage("verify", "--repo", self.repo, self.backup_id, "--key", self.key)
+        self.assertIn("verified", result.stdout)
+
+    def test_wrong_key_is_rejected_before_restore(self):
+        other = os.path.join(self.workdir, "other.key")
+        if not os.path.exists(other):
+            self.stowage("keygen", "--out", other)
+        self.cluster.createdb("wrong_key_target")
+        result = self.stowage("restore", "--repo", self.repo, "latest", "--key", other,
+                              "--target", self.cluster.conninfo("wrong_key_target"), expect=8)
+        self.assertIn("not encrypted to key id", result.stderr)
+        tables = self.cluster.query("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                                    "('pg_catalog', 'information_schema')", db="wrong_key_target")
+        self.assertEqual("0", tables[0][0])
+
+    def test_flipped_byte_is_named(self):
+        repo_dir = os.path.join(self.workdir, "flip-repo")
+        os.makedirs(repo_dir)
+        repo = "file://" + repo_dir
+        result = self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                              "--recipient", self.pub, "--json", "--part-size", "64KiB",
+                              env={"STOWAGE_MIN_PART_SIZE": "65536"})
+        backup_id = json.loads(result.stdout)["id"]
+        manifest = self.show_json(repo, backup_id)
+        data_path = os.path.join(repo_dir, manifest["object"]["key"])
+        part = manifest["object"]["parts"][1]
+        with open(data_path, "r+b") as handle:
+            handle.seek(part["offset"] + 10)
+            byte = handle.read(1)
+            handle.seek(part["offset"] + 10)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+        self.assertIn("part 2", result.stderr)
+        self.assertIn(backup_id, result.stderr)
+
+        with open(data_path, "r+b") as handle:
+            handle.truncate(manifest["object"]["stored_bytes"] - 100)
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+
+    def test_extract_refuses_existing_files(self):
+        target = os.path.join(self.workdir, "extract-twice")
+        self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key, "--to", target)
+        self.assertTrue(os.path.exists(os.path.join(target, "globals.sql")))
+        self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key, "--to", target,
+                     expect=1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -7,35 +7,88 @@
 
 #include "common/log.h"
 
-struct manifest_keys {
+struct key_list {
     char **keys;
     size_t count;
     size_t capacity;
 };
 
+struct manifest_keys {
+    struct key_list manifests;
+    struct key_list verifications;
+};
+
+static int has_suffix(const char *text, const char *suffix)
+{
+    size_t len = strlen(text);
+    size_t suffix_len = strlen(suffix);
+
+    return len > suffix_len && strcmp(text + len - suffix_len, suffix) == 0;
+}
+
+static int key_list_add(struct key_list *list, const char *key)
+{
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity == 0 ? 32 : list->capacity * 2;
+        char **grown = realloc(list->keys, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return -1;
+        list->keys = grown;
+        list->capacity = capacity;
+    }
+    list->keys[list->count] = strdup(key);
+    if (list->keys[list->count] == NULL)
+        return -1;
+    list->count++;
+    return 0;
+}
+
+static void key_list_free(struct key_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->keys[i]);
+    free(list->keys);
+}
+
 static int collect_manifest_key(const char *key, const struct storage_object_info *info,
                                 void *context)
 {
     struct manifest_keys *keys = context;
-    size_t len = strlen(key);
-    size_t suffix_len = strlen("/" CATALOG_MANIFEST_FILE);
 
-    if (len <= suffix_len || strcmp(key + len - suffix_len, "/" CATALOG_MANIFEST_FILE) != 0)
-        return 0;
-    if (keys->count == keys->capacity) {
-        size_t capacity = keys->capacity == 0 ? 32 : keys->capacity * 2;
-        char **grown = realloc(keys->keys, capacity * sizeof *grown);
-
-        if (grown == NULL)
-            return -1;
-        keys->keys = grown;
-        keys->capacity = capacity;
-    }
-    keys->keys[keys->count] = strdup(key);
-    if (keys->keys[keys->count] == NULL)
-        return -1;
-    keys->count++;
+    if (has_suffix(key, "/" CATALOG_MANIFEST_FILE))
+        return key_list_add(&keys->manifests, key);
+    if (strstr(key, "/" CATALOG_VERIFICATIONS_DIR "/") != NULL && has_suffix(key, ".json"))
+        return key_list_add(&keys->verifications, key);
     return 0;
+}
+
+/* Applies one key "backups/NAME/ID/verifications/STAMP-RESULT-N.json" to
+ * its entry; keys sort by time, so the last one applied is the newest. */
+static void apply_verification(struct catalog *catalog, const char *key)
+{
+    const char *file = strrchr(key, '/') + 1;
+    size_t dir_len = (size_t)(file - key) - strlen(CATALOG_VERIFICATIONS_DIR "/");
+    struct tm parts = {0};
+    char result[16] = "";
+
+    if (sscanf(file, "%4d%2d%2dT%2d%2d%2dZ-%15[a-z]", &parts.tm_year, &parts.tm_mon,
+               &parts.tm_mday, &parts.tm_hour, &parts.tm_min, &parts.tm_sec, result) != 7)
+        return;
+    parts.tm_year -= 1900;
+    parts.tm_mon -= 1;
+
+    for (size_t i = 0; i < catalog->count; i++) {
+        struct catalog_entry *entry = &catalog->entries[i];
+        size_t manifest_dir_len = strlen(entry->manifest_key) - strlen(CATALOG_MANIFEST_FILE);
+
+        if (manifest_dir_len != dir_len || strncmp(entry->manifest_key, key, dir_len) != 0)
+            continue;
+        entry->last_verified_at = timegm(&parts);
+        entry->last_verification_passed = strcmp(result, "passed") == 0;
+        entry->verification_count++;
+        return;
+    }
 }
 
 static int compare_entries(const void *a, const void *b)
@@ -86,20 +139,21 @@ int catalog_load(storage *store, const char *name, struct catalog *out, stow_err
     if (rc > 0 || (rc < 0 && !stow_error_is_set(err)))
         rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing the catalog");
 
-    if (rc == 0 && keys.count > 0) {
-        out->entries = calloc(keys.count, sizeof *out->entries);
+    if (rc == 0 && keys.manifests.count > 0) {
+        out->entries = calloc(keys.manifests.count, sizeof *out->entries);
         if (out->entries == NULL)
             rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     }
 
     stow_buf_init(&text, MANIFEST_MAX_BYTES);
-    for (size_t i = 0; rc == 0 && i < keys.count; i++)
-        rc = load_entry(store, keys.keys[i], &text, out, err);
+    for (size_t i = 0; rc == 0 && i < keys.manifests.count; i++)
+        rc = load_entry(store, keys.manifests.keys[i], &text, out, err);
     stow_buf_free(&text);
+    for (size_t i = 0; rc == 0 && i < keys.verifications.count; i++)
+        apply_verification(out, keys.verifications.keys[i]);
 
-    for (size_t i = 0; i < keys.count; i++)
-        free(keys.keys[i]);
-    free(keys.keys);
+    key_list_free(&keys.manifests);
+    key_list_free(&keys.verifications);
 
     if (rc != 0) {
         catalog_free(out);

@@ -11,6 +11,9 @@
 struct catalog_entry {
     char *manifest_key;       /* owned */
     struct manifest manifest;
+    time_t last_verified_at;  /* 0: never verified by a restore */
+    int last_verification_passed;
+    size_t verification_count;
 };
 
 struct catalog {

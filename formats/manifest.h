@@ -26,6 +26,7 @@
 #define CATALOG_BACKUPS_DIR "backups"
 #define CATALOG_DATA_FILE "data.stow"
 #define CATALOG_MANIFEST_FILE "manifest.json"
+#define CATALOG_VERIFICATIONS_DIR "verifications"
 
 struct manifest_recipient {
     const char *key_id;       /* borrowed from the document */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,8 +142,13 @@ int report_store(const struct report *report, storage *store, const struct manif
         return -1;
     gmtime_r(&now, &utc);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    snprintf(key, sizeof key, "%s/%s/%s/verifications/%s-%06x.json", CATALOG_BACKUPS_DIR,
-             manifest->name, manifest->id, stamp, (unsigned)(now & 0xffffff) ^ (unsigned)getpid());
+    /* The outcome is part of the key so a listing shows it without a read. */
+    snprintf(key, sizeof key, "%s/%s/%s/%s/%s-%s-%06x.json", CATALOG_BACKUPS_DIR,
+             manifest->name, manifest->id, CATALOG_VERIFICATIONS_DIR, stamp,
+             strcmp(json_string_value(json_object_get(report->document, "result")), "passed") == 0
+                 ? "passed"
+                 : "failed",
+             randombytes_uniform(0x1000000));
     rc = storage_put(store, key, text, strlen(text), &options, err);
     free(text);
     if (rc == STORAGE_CONFLICT)

@@ -29,14 +29,16 @@ static const struct code_advice code_advice[] = {
      "check the AWS credentials (the secret access key does not belong to the access key id)"},
     {"InvalidClientTokenId", STOW_EXIT_STORAGE,
      "check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, the shared credentials file)"},
-    {"InvalidToken", STOW_EXIT_STORAGE, "check AWS_SESSION_TOKEN or renew the temporary credentials"},
+    {"InvalidToken", STOW_EXIT_STORAGE,
+     "check AWS_SESSION_TOKEN or renew the temporary credentials"},
     {"ExpiredToken", STOW_EXIT_STORAGE, "renew the temporary AWS credentials"},
     {"RequestTimeTooSkewed", STOW_EXIT_STORAGE, "synchronise the system clock (NTP)"},
     {"PermanentRedirect", STOW_EXIT_STORAGE, "set --region to the bucket's region"},
     {"AuthorizationHeaderMalformed", STOW_EXIT_STORAGE, "set --region to the bucket's region"},
     {"NoSuchUpload", STOW_EXIT_FAILURE,
      "the multipart upload was aborted or completed by someone else; run the command again"},
-    {"SlowDown", STOW_EXIT_FAILURE, "the bucket is throttling requests; lower --transfers or retry later"},
+    {"SlowDown", STOW_EXIT_FAILURE,
+     "the bucket is throttling requests: retry later, or upload fewer parts at once"},
 };
 
 static const char *const retryable_codes[] = {

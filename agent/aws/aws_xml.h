@@ -1,7 +1,7 @@
 /* AWS XML responses: conversion of error bodies into Stowage errors, and
  * small libxml2 helpers shared by the S3 and RDS clients.
  *
- * AWS services answer errors in three XML shapes, all understood here:
+ * AWS services return errors in three XML shapes, and all are parsed here:
  *   S3:             <Error><Code/><Message/><RequestId/></Error>
  *   Query APIs:     <ErrorResponse><Error><Code/>...</Error><RequestId/></ErrorResponse>
  *   Auth failures:  <ErrorResponse><Errors><Error>...</Error></Errors></ErrorResponse>
@@ -46,7 +46,7 @@ struct aws_failure {
 int aws_xml_parse_error(const void *body, size_t len, struct aws_error_body *out);
 
 /* Records failure in err: the message names the operation, subject, HTTP
- * status and the service's code and message; the hint says what to do for
+ * status and the service's code and message; the hint names the next step for
  * well-known codes. Exit code STOW_EXIT_STORAGE for access, credential,
  * bucket and region problems, STOW_EXIT_FAILURE otherwise. Returns -1. */
 int aws_xml_fail_response(stow_error *err, const struct aws_failure *failure);

@@ -52,7 +52,7 @@ struct aws_credentials_provider {
     void *state;                        /* owned by the refresh function's module */
     void (*free_state)(void *state);    /* NULL when state needs no release */
     pthread_mutex_t lock;
-    int cached;                         /* 1 once current holds credentials */
+    int cached;                         /* 1 once current contains credentials */
     struct aws_credentials current;
 };
 
@@ -62,7 +62,7 @@ int aws_credentials_provider_new_default(struct aws_credentials_provider **out,
                                          stow_error *err);
 
 /* Creates a provider that always returns a copy of credentials (tests,
- * and credentials that the caller already holds). */
+ * and credentials that the caller already has). */
 int aws_credentials_provider_new_static(const struct aws_credentials *credentials,
                                         struct aws_credentials_provider **out,
                                         stow_error *err);
@@ -77,7 +77,7 @@ int aws_credentials_provider_get(struct aws_credentials_provider *provider,
                                  struct aws_credentials *out, stow_error *err);
 
 /* Drops the cached credentials so that the next get refreshes them (after
- * a service answered ExpiredToken). */
+ * a service returned ExpiredToken). */
 void aws_credentials_provider_invalidate(struct aws_credentials_provider *provider);
 
 /* Reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.

@@ -392,7 +392,8 @@ static enum attempt_outcome judge_attempt(struct http_job *job, CURLcode code)
         }
     } else {
         parse_error_body(job);
-        if (status == 404 && job->accept_not_found && strcmp(job->error.code, "NoSuchBucket") != 0) {
+        if (status == 404 && job->accept_not_found &&
+            strcmp(job->error.code, "NoSuchBucket") != 0) {
             job->result = HTTP_RESULT_NOT_FOUND;
             return OUTCOME_DONE;
         }

@@ -15,9 +15,9 @@
  * Retries wait a random time between 0 and min(backoff_max_ms,
  * backoff_base_ms * 2^(attempt-1)) ("full jitter") and are logged at warn.
  *
- * Limits. A response body is kept up to body_max bytes (error bodies and
- * XML documents) or up to the max of the job's sink (object data); a larger
- * response fails the job without retrying. Connections time out after
+ * Limits. Error bodies and XML documents are kept up to body_max bytes, and
+ * object data up to the max of the job's sink. A larger response fails the
+ * job without a retry. Connections time out after
  * connect_timeout_ms; a transfer slower than low_speed_bytes per second for
  * low_speed_seconds is abandoned and retried.
  *

@@ -1024,7 +1024,8 @@ static int add_part_element(xmlNode *root, const struct s3_completed_part *part)
     snprintf(number, sizeof number, "%u", part->number);
     sodium_bin2base64(checksum, sizeof checksum, part->sha256, sizeof part->sha256,
                       sodium_base64_VARIANT_ORIGINAL);
-    if (node == NULL || xmlNewTextChild(node, NULL, BAD_CAST "PartNumber", BAD_CAST number) == NULL ||
+    if (node == NULL ||
+        xmlNewTextChild(node, NULL, BAD_CAST "PartNumber", BAD_CAST number) == NULL ||
         xmlNewTextChild(node, NULL, BAD_CAST "ETag", BAD_CAST part->etag) == NULL ||
         xmlNewTextChild(node, NULL, BAD_CAST "ChecksumSHA256", BAD_CAST checksum) == NULL)
         return -1;

@@ -1,8 +1,8 @@
 /* Amazon S3 client: the object and multipart-upload calls that the storage
  * driver needs, signed with SigV4 and sent with the retrying HTTP layer.
  *
- * Addressing. Path-style URLs (http://HOST/BUCKET/KEY) are used when asked
- * for, or automatically when the endpoint host is an IP address or
+ * Addressing. Path-style URLs (http://HOST/BUCKET/KEY) are used on request,
+ * or automatically when the endpoint host is an IP address or
  * "localhost", or when the bucket name is not a valid DNS label (dots,
  * uppercase, underscores). Otherwise virtual-hosted URLs
  * (https://BUCKET.HOST/KEY) are used.

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #define SIGV4_TEXT_MAX (1024 * 1024)     /* canonical request and its parts */
-#define SIGV4_MAX_EXPIRES (7 * 24 * 3600) /* longest validity of a presigned URL */
+#define SIGV4_MAX_EXPIRES (7 * 24 * 3600) /* maximum validity of a presigned URL */
 
 /* One header or query parameter in canonical form; index keeps the caller's
  * order among headers of the same name. */

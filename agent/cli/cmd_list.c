@@ -75,6 +75,17 @@ static json_t *summary_json(const struct catalog_entry *entry)
                         json_integer((json_int_t)json_array_size(json_object_get(contents, "tables"))));
     json_object_set_new(summary, "encrypted", json_boolean(m->encrypted));
     json_object_set_new(summary, "manifest_key", json_string(entry->manifest_key));
+    if (entry->last_verified_at != 0) {
+        char verified[32];
+
+        manifest_format_time(entry->last_verified_at, verified);
+        json_object_set_new(summary, "last_verified_at", json_string(verified));
+        json_object_set_new(summary, "last_verification",
+                            json_string(entry->last_verification_passed ? "passed" : "failed"));
+    } else {
+        json_object_set_new(summary, "last_verified_at", json_null());
+        json_object_set_new(summary, "last_verification", json_null());
+    }
     return summary;
 }
 
@@ -90,20 +101,26 @@ static void print_json(json_t *value)
 
 static void print_table(const struct catalog *catalog)
 {
-    printf("%-26s %-20s %-20s %9s %10s %6s %s\n", "ID", "NAME", "STARTED (UTC)", "DURATION",
-           "STORED", "TABLES", "ENCRYPTED");
+    printf("%-23s %-16s %-20s %8s %10s %6s %-9s %s\n", "ID", "NAME", "STARTED (UTC)",
+           "DURATION", "STORED", "TABLES", "ENCRYPTED", "LAST VERIFIED");
     for (size_t i = 0; i < catalog->count; i++) {
         const struct manifest *m = &catalog->entries[i].manifest;
         json_t *contents = json_object_get(m->document, "contents");
+        const struct catalog_entry *entry = &catalog->entries[i];
         char started[32];
         char stored[32];
+        char verified[48] = "never";
 
         manifest_format_time(m->started_at, started);
         cli_format_bytes(m->stored_bytes, stored, sizeof stored);
-        printf("%-26s %-20s %-20s %8llds %10s %6zu %s\n", m->id, m->name, started,
+        if (entry->last_verified_at != 0) {
+            manifest_format_time(entry->last_verified_at, verified);
+            strcat(verified, entry->last_verification_passed ? " passed" : " FAILED");
+        }
+        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %s\n", m->id, m->name, started,
                (long long)(m->finished_at - m->started_at), stored,
                json_array_size(json_object_get(contents, "tables")),
-               m->encrypted ? "yes" : "no");
+               m->encrypted ? "yes" : "no", verified);
     }
 }
 

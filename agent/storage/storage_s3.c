@@ -1,8 +1,8 @@
 /* s3:// repository driver: the storage interface on the S3 client.
  *
  * Uploads are S3 multipart uploads. storage_upload_part hands each part to
- * a worker thread (one curl multi handle) that hashes it and uploads up to
- * transfers_in_flight parts at once; the caller blocks while that many are
+ * a worker thread (one curl multi handle), which hashes it and uploads up to
+ * transfers_in_flight parts at once. The caller blocks while that many are
  * unfinished, so memory stays near part size x transfers_in_flight. The
  * first failed part aborts the multipart upload at once and its error is
  * returned by the next storage_upload_part or by storage_upload_complete.
@@ -265,19 +265,19 @@ static void collect_transfer(struct storage_upload *upload, struct part_transfer
 /* Collects every finished transfer and frees it. */
 static void collect_finished(struct storage_upload *upload)
 {
-    size_t kept = 0;
+    size_t running = 0;
 
     for (size_t i = 0; i < upload->transfer_count; i++) {
         struct part_transfer *transfer = upload->transfers[i];
 
         if (!http_worker_is_finished(upload->worker, &transfer->call.job)) {
-            upload->transfers[kept++] = transfer;
+            upload->transfers[running++] = transfer;
             continue;
         }
         collect_transfer(upload, transfer);
         free_transfer(transfer);
     }
-    upload->transfer_count = kept;
+    upload->transfer_count = running;
 }
 
 /* Cancels transfers in flight and aborts the multipart upload once. */

@@ -1,14 +1,18 @@
 """End-to-end tests of restore, verify and extract: round trips through a
 scratch instance, comparisons with live databases, and rejected input."""
 
+import glob
 import json
 import os
+import signal
 import subprocess
+import time
 import unittest
 
 from support import StowageTestCase, object_keys
 
 from harness import run_stowage
+from harness.stowage import stowage_binary, stowage_environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,7 +52,30 @@ class RestoreTest(StowageTestCase):
         steps = [s["step"] for s in data["steps"]]
         for step in ("download", "decrypt+decompress", "restore", "verify", "scratch-remove"):
             self.assertIn(step, steps)
-        self.assertFalse(os.path.exists(data.get("scratch_directory", "/nonexistent")))
+        self.assertTrue(data["scratch_directory"])
+        self.assertFalse(os.path.exists(data["scratch_directory"]))
+        listing = self.list_json(self.repo)
+        entry = [b for b in listing if b["id"] == self.backup_id][0]
+        self.assertEqual("passed", entry["last_verification"])
+
+    def test_interrupted_scratch_restore_removes_instance(self):
+        scratch_parent = os.path.join(self.workdir, "scratch-interrupt")
+        os.makedirs(scratch_parent)
+        os.chmod(scratch_parent, 0o755)
+        env = stowage_environment({"STOWAGE_SCRATCH_DIR": scratch_parent})
+        process = subprocess.Popen(
+            [stowage_binary(), "restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+             "--scratch", "local", "--verify"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not glob.glob(os.path.join(scratch_parent, "*", "data",
+                                                                    "postmaster.pid")):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("SIGTERM", stderr)
+        self.assertEqual([], os.listdir(scratch_parent))
 
     def test_restore_to_target_gives_identical_schema(self):
         self.cluster.createdb("hard_copy")

@@ -120,7 +120,7 @@ class MultipartUploadTest(StorageCase):
             self.assertEqual(len(chunk), part["size"])
             self.assertEqual(sha256_hex(chunk), part["sha256"])
 
-    def test_random_data_reads_back_with_boto3_and_awscli(self):
+    def test_upload_reads_back_in_boto3_awscli(self):
         data = os.urandom(11 * PART + 777)
 
         parts = self.upload("db/backup-1.data", data)
@@ -184,7 +184,7 @@ class MultipartUploadTest(StorageCase):
         self.assertEqual(0, head["ContentLength"])
         self.assert_no_uploads_left()
 
-    def test_abort_leaves_no_object_and_no_upload(self):
+    def test_abort_leaves_nothing_behind(self):
         code, _, err = run_tool(self.repo_args() + ["upload", "db/aborted.data", str(PART), "2"],
                                 self.env, input=os.urandom(5 * PART))
 
@@ -528,7 +528,7 @@ class AddressingTest(StorageCase):
         self.assertEqual(0, code, err)
         return self.proxy.requests_matching(method="PUT", path=r"/env\.txt$")[-1]
 
-    def test_endpoint_and_region_from_environment(self):
+    def test_endpoint_region_from_environment(self):
         closed = FaultProxy(self.moto)
         closed.start()
         closed.stop()

@@ -16,10 +16,12 @@
  *   storage_tool [OPTIONS] uploads PREFIX
  *       lists the unfinished S3 multipart uploads under PREFIX (a full key
  *       prefix in the bucket of --repo) as JSON
- *   storage_tool sign SERVICE REGION METHOD HOST PATH UNIX_TIME PAYLOAD_HASH [name:value | name=value]...
- *   storage_tool presign SERVICE REGION METHOD HOST PATH UNIX_TIME EXPIRES [name=value]...
+ *   storage_tool sign SERVICE REGION METHOD HOST PATH UNIX_TIME PAYLOAD_HASH
+ *                [name:value | name=value]...
+ *   storage_tool presign SERVICE REGION METHOD HOST PATH UNIX_TIME EXPIRES
+ *                [name=value]...
  *       sign and presign print the result for the credentials in the
- *       environment; "name:value" adds a header, "name=value" a query parameter
+ *       environment. "name:value" adds a header, "name=value" a query parameter.
  *
  * OPTIONS: --repo URL (required), --endpoint URL, --region REGION,
  * --path-style auto|on|off, --storage-class CLASS, --transfers N,
@@ -98,7 +100,7 @@ static int write_all(const void *data, size_t len)
     return len == 0 || fwrite(data, 1, len, stdout) == len ? 0 : -1;
 }
 
-/* Fills buf from stdin until it holds max bytes or stdin ends. */
+/* Fills buf from stdin until it contains max bytes or stdin ends. */
 static int read_stdin(stow_buf *buf, size_t max, stow_error *err)
 {
     uint8_t chunk[65536];
@@ -273,8 +275,8 @@ static int stream_parts(struct tool *tool, storage_upload *upload, size_t part_s
             break;
         sent++;
         if (abort_after > 0 && sent >= abort_after) {
-            rc = stow_fail(&tool->err, STOW_EXIT_FAILURE, "aborted after %ld parts as asked",
-                           sent);
+            rc = stow_fail(&tool->err, STOW_EXIT_FAILURE,
+                           "aborted after %ld parts, as ABORT_AFTER_PARTS requested", sent);
             break;
         }
     }

@@ -152,8 +152,8 @@ static void test_suite_get_vanilla(void)
                     "host;x-amz-date\n" SIGV4_EMPTY_SHA256);
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, "
-                        "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+                        ", SignedHeaders=host;x-amz-date, Signature="
+                        "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
 }
 
 static void test_suite_get_unreserved(void)
@@ -164,8 +164,8 @@ static void test_suite_get_unreserved(void)
     request.path = "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, "
-                        "Signature=07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f");
+                        ", SignedHeaders=host;x-amz-date, Signature="
+                        "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f");
 }
 
 static void test_suite_query_order_key_case(void)
@@ -181,8 +181,8 @@ static void test_suite_query_order_key_case(void)
                     "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" SIGV4_EMPTY_SHA256);
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, "
-                        "Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
+                        ", SignedHeaders=host;x-amz-date, Signature="
+                        "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
 }
 
 static void test_suite_query_order_value(void)
@@ -195,8 +195,8 @@ static void test_suite_query_order_value(void)
     request.param_count = 2;
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, "
-                        "Signature=5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694");
+                        ", SignedHeaders=host;x-amz-date, Signature="
+                        "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694");
 }
 
 static void test_suite_utf8_query(void)
@@ -209,8 +209,8 @@ static void test_suite_utf8_query(void)
     request.param_count = 1;
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, "
-                        "Signature=2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04");
+                        ", SignedHeaders=host;x-amz-date, Signature="
+                        "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04");
 }
 
 static void test_suite_header_key_duplicate(void)
@@ -224,11 +224,12 @@ static void test_suite_header_key_duplicate(void)
     request.header_count = 3;
     check_canonical(&request, &credentials,
                     "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value2,value2,value1\n"
-                    "x-amz-date:20150830T123600Z\n\nhost;my-header1;x-amz-date\n" SIGV4_EMPTY_SHA256);
+                    "x-amz-date:20150830T123600Z\n\nhost;my-header1;x-amz-date\n"
+                    SIGV4_EMPTY_SHA256);
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;my-header1;x-amz-date, "
-                        "Signature=c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea");
+                        ", SignedHeaders=host;my-header1;x-amz-date, Signature="
+                        "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea");
 }
 
 static void test_suite_header_value_order(void)
@@ -244,8 +245,8 @@ static void test_suite_header_value_order(void)
     request.header_count = 4;
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;my-header1;x-amz-date, "
-                        "Signature=08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01");
+                        ", SignedHeaders=host;my-header1;x-amz-date, Signature="
+                        "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01");
 }
 
 static void test_suite_header_value_trim(void)
@@ -262,8 +263,8 @@ static void test_suite_header_value_trim(void)
                     "host;my-header1;my-header2;x-amz-date\n" SIGV4_EMPTY_SHA256);
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;my-header1;my-header2;x-amz-date, "
-                        "Signature=acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736");
+                        ", SignedHeaders=host;my-header1;my-header2;x-amz-date, Signature="
+                        "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736");
 }
 
 static void test_suite_post_form_urlencoded(void)
@@ -284,8 +285,8 @@ static void test_suite_post_form_urlencoded(void)
     request.payload_hash = payload_hash;
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=content-type;host;x-amz-date, "
-                        "Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a");
+                        ", SignedHeaders=content-type;host;x-amz-date, Signature="
+                        "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a");
 }
 
 /* The session token is signed as the x-amz-security-token header. The
@@ -299,8 +300,8 @@ static void test_session_token_signed(void)
            "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267");
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date;x-amz-security-token, "
-                        "Signature=07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8");
+                        ", SignedHeaders=host;x-amz-date;x-amz-security-token, Signature="
+                        "07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8");
 }
 
 static void test_s3_get_object_range(void)
@@ -318,8 +319,8 @@ static void test_s3_get_object_range(void)
                     "host;range;x-amz-content-sha256;x-amz-date\n" SIGV4_EMPTY_SHA256);
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" S3_SCOPE
-                        ", SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-                        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+                        ", SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature="
+                        "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
 }
 
 static void test_s3_put_object(void)
@@ -337,15 +338,16 @@ static void test_s3_put_object(void)
     check_canonical(&request, &credentials,
                     "PUT\n/test%24file.text\n\ndate:Fri, 24 May 2013 00:00:00 GMT\n"
                     "host:examplebucket.s3.amazonaws.com\n"
-                    "x-amz-content-sha256:44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072\n"
+                    "x-amz-content-sha256:"
+                    "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072\n"
                     "x-amz-date:20130524T000000Z\nx-amz-storage-class:REDUCED_REDUNDANCY\n\n"
                     "date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class\n"
                     "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" S3_SCOPE
                         ", SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;"
-                        "x-amz-storage-class, "
-                        "Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
+                        "x-amz-storage-class, Signature="
+                        "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
 }
 
 static void test_s3_get_bucket_lifecycle(void)
@@ -361,8 +363,8 @@ static void test_s3_get_bucket_lifecycle(void)
     request.param_count = 1;
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" S3_SCOPE
-                        ", SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
-                        "Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
+                        ", SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
+                        "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
 }
 
 static void test_s3_list_objects(void)
@@ -382,8 +384,8 @@ static void test_s3_list_objects(void)
                     "host;x-amz-content-sha256;x-amz-date\n" SIGV4_EMPTY_SHA256);
     check_authorization(&request, &credentials,
                         "AWS4-HMAC-SHA256 Credential=" S3_SCOPE
-                        ", SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
-                        "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
+                        ", SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
+                        "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
 }
 
 static void test_s3_presigned_get(void)
@@ -400,7 +402,8 @@ static void test_s3_presigned_get(void)
     CHECK_STR_EQ("X-Amz-Algorithm=AWS4-HMAC-SHA256"
                  "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
                  "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
-                 "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+                 "&X-Amz-Signature="
+                 "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
                  (const char *)query.data);
     stow_buf_free(&query);
 }

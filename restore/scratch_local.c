@@ -39,11 +39,11 @@
 extern char **environ;
 
 #define SCRATCH_SUPERUSER "stowage"
-#define SCRATCH_RUN_USER "postgres"     /* system user that runs the server under root */
+#define SCRATCH_RUN_USER "postgres"     /* system user that runs the server for root */
 #define SCRATCH_START_ATTEMPTS 5        /* new ports tried when the chosen one is taken */
 #define SCRATCH_START_TIMEOUT "60"      /* seconds pg_ctl start waits for the server */
 #define SCRATCH_STOP_TIMEOUT "30"       /* seconds pg_ctl stop waits per shutdown mode */
-#define SCRATCH_KILL_WAIT_MS 10000      /* wait for a SIGKILLed postmaster to exit */
+#define SCRATCH_KILL_WAIT_MS 10000      /* wait for a killed postmaster to exit */
 #define PROGRAM_OUTPUT_TAIL 1536        /* bytes of a child's output kept for errors */
 #define PROGRAM_OUTPUT_LINES 5          /* lines of that output quoted in errors */
 #define SERVER_LOG_TAIL 1024            /* bytes of server.log quoted in errors */
@@ -57,11 +57,11 @@ struct program_run {
     size_t output_len;
 };
 
-/* Environment of a child: the caller's, without libpq and locale settings
- * that would change what initdb and the server do, with LC_ALL=C so that
- * messages stay untranslated, and with HOME, USER and LOGNAME of the owner
- * when privileges are dropped. Entries point into environ or into the
- * struct's own buffers. */
+/* Environment of a child: PATH, TZ and TMPDIR of the caller, LC_ALL=C so
+ * that messages stay untranslated, and HOME, USER and LOGNAME of the owner.
+ * Nothing else passes, so the caller's secrets (AWS keys, PGPASSWORD) and
+ * libpq settings never reach initdb or the server, which may run as another
+ * user. Entries point into environ or into the struct's own buffers. */
 struct child_environment {
     char **entries;
     char home[PATH_MAX + 8];
@@ -74,16 +74,16 @@ static int drops_privileges(const struct scratch_local *scratch)
     return geteuid() != scratch->run_uid;
 }
 
-static int skip_variable(const char *entry, int dropping)
+static int keep_variable(const char *entry, int dropping)
 {
-    static const char *const always[] = {"PG", "LC_", "LANG=", "LANGUAGE="};
+    static const char *const always[] = {"PATH=", "TZ=", "TMPDIR="};
     static const char *const owner[] = {"HOME=", "USER=", "LOGNAME="};
 
     for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
         if (strncmp(entry, always[i], strlen(always[i])) == 0)
             return 1;
     }
-    for (size_t i = 0; dropping && i < sizeof owner / sizeof owner[0]; i++) {
+    for (size_t i = 0; !dropping && i < sizeof owner / sizeof owner[0]; i++) {
         if (strncmp(entry, owner[i], strlen(owner[i])) == 0)
             return 1;
     }
@@ -104,7 +104,7 @@ static int child_environment_new(const struct scratch_local *scratch,
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
 
     for (size_t i = 0; i < count; i++) {
-        if (!skip_variable(environ[i], dropping))
+        if (keep_variable(environ[i], dropping))
             env->entries[used++] = environ[i];
     }
     env->entries[used++] = "LC_ALL=C";
@@ -167,21 +167,16 @@ static void exec_child(const struct scratch_local *scratch, int dropping, char *
     _exit(127);
 }
 
-/* Keeps the newest bytes of a child's output in run->output. */
+/* Keeps the newest bytes of a child's output in run->output. A chunk is
+ * at most 1 KiB, smaller than run->output, so the newest bytes always fit. */
 static void keep_output_tail(struct program_run *run, const char *chunk, size_t got)
 {
-    size_t room = sizeof run->output - 1;
+    size_t room = sizeof run->output - 1 - got;
+    size_t keep = run->output_len < room ? run->output_len : room;
 
-    if (got >= room) {
-        memcpy(run->output, chunk + got - room, room);
-        run->output_len = room;
-    } else {
-        size_t keep = run->output_len + got <= room ? run->output_len : room - got;
-
-        memmove(run->output, run->output + run->output_len - keep, keep);
-        memcpy(run->output + keep, chunk, got);
-        run->output_len = keep + got;
-    }
+    memmove(run->output, run->output + run->output_len - keep, keep);
+    memcpy(run->output + keep, chunk, got);
+    run->output_len = keep + got;
     run->output[run->output_len] = '\0';
 }
 
@@ -200,7 +195,7 @@ static void collect_output(int fd, struct program_run *run)
 }
 
 /* Runs argv[0] as the cluster's owner in the scratch directory and waits
- * for it. Fails only when the child cannot be started; its exit status is
+ * for it. Fails only when the child cannot be started. Its exit status is
  * in run->status. */
 static int run_as_owner(const struct scratch_local *scratch, char *const argv[],
                         struct program_run *run, stow_error *err)
@@ -372,14 +367,15 @@ static int find_programs(struct scratch_local *scratch, stow_error *err)
         }
     }
 
-    /* path holds the last program found, postgres; its directory is bindir. */
+    /* path is the last program found, postgres, and its directory is bindir. */
     snprintf(scratch->bindir, sizeof scratch->bindir, "%.*s",
              (int)(strrchr(path, '/') - path), path);
     return check_version(scratch, path, err);
 }
 
 /* Picks the user that runs the server: the caller, or the postgres system
- * user when the caller is root, because PostgreSQL refuses to run as root. */
+ * user when the caller is root, because the PostgreSQL server exits when
+ * started as root. */
 static int choose_run_user(struct scratch_local *scratch, stow_error *err)
 {
     struct passwd entry;
@@ -399,13 +395,13 @@ static int choose_run_user(struct scratch_local *scratch, stow_error *err)
     getpwnam_r(SCRATCH_RUN_USER, &entry, buffer, sizeof buffer, &found);
     if (found == NULL || found->pw_uid == 0) {
         stow_fail(err, STOW_EXIT_FAILURE,
-                  "cannot create a scratch cluster as root: PostgreSQL refuses to run as "
-                  "root, and no unprivileged user \"%s\" exists to run it",
+                  "cannot create a scratch cluster as root: the PostgreSQL server does not "
+                  "run as root, and no unprivileged user \"%s\" exists to run it",
                   SCRATCH_RUN_USER);
-        stow_error_hint(err, "create the user (useradd --system --user-group --no-create-home "
-                             "%s; the Debian postgresql packages create it), or run stowage "
-                             "as an unprivileged user",
-                        SCRATCH_RUN_USER);
+        stow_error_hint(err, "create the system user %s (the Debian postgresql packages do, "
+                             "or run useradd --system --user-group --no-create-home %s), or "
+                             "run stowage as an unprivileged user",
+                        SCRATCH_RUN_USER, SCRATCH_RUN_USER);
         return -1;
     }
     scratch->run_uid = found->pw_uid;
@@ -435,7 +431,7 @@ static int check_path_characters(const char *path, const char *source, stow_erro
     return 0;
 }
 
-/* A Unix socket path must fit into sockaddr_un; PostgreSQL names its socket
+/* A Unix socket path must fit into sockaddr_un. PostgreSQL names its socket
  * DIR/.s.PGSQL.PORT. */
 static int check_socket_path_length(const char *base, stow_error *err)
 {
@@ -592,7 +588,8 @@ static int write_password_file(const struct scratch_local *scratch, const char *
     return 0;
 }
 
-/* C.UTF-8 sorts like C and keeps UTF-8 character classes; some systems lack it. */
+/* C.UTF-8 sorts like C and keeps UTF-8 character classes. Systems without
+ * it get C. */
 static const char *cluster_locale(void)
 {
     locale_t probe = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
@@ -614,7 +611,7 @@ static int init_cluster(struct scratch_local *scratch, stow_error *err)
     struct program_run run;
     int rc;
 
-    /* The password guards TCP connections; the socket trusts the superuser. */
+    /* The password guards TCP connections. The socket trusts the superuser. */
     if (sodium_init() < 0)
         return stow_fail(err, STOW_EXIT_FAILURE, "initializing libsodium failed");
     randombytes_buf(secret, sizeof secret);
@@ -694,7 +691,8 @@ static void read_server_log(const struct scratch_local *scratch, off_t offset, c
     snprintf(path, sizeof path, "%s/server.log", scratch->directory);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(out, size, "(cannot read %s: %s)", path, strerror(errno));
+        if (snprintf(out, size, "(cannot read %s: %s)", path, strerror(errno)) < 0)
+            out[0] = '\0';
         return;
     }
     end = lseek(fd, 0, SEEK_END);
@@ -707,7 +705,7 @@ static void read_server_log(const struct scratch_local *scratch, off_t offset, c
 }
 
 /* Runs pg_ctl start once on the chosen port. Sets *port_taken when the
- * server failed only because another process holds the port. */
+ * server failed only because another process had bound the port. */
 static int start_once(struct scratch_local *scratch, int *port_taken, stow_error *err)
 {
     char pg_ctl[PATH_MAX + 8];
@@ -829,8 +827,8 @@ static int runs_in_data_directory(const struct scratch_local *scratch, pid_t pid
     return alive;
 }
 
-/* Line 7 of postmaster.pid holds the System V shared memory key and id,
- * which a killed postmaster leaves behind. */
+/* Line 7 of postmaster.pid contains the System V shared memory key and id,
+ * whose segment a killed postmaster leaves behind. */
 static int postmaster_shared_memory_id(const struct scratch_local *scratch)
 {
     char path[PATH_MAX + 32];
@@ -995,7 +993,7 @@ int scratch_local_create_database(struct scratch_local *scratch, const char *dbn
         return -1;
     }
 
-    /* template0 holds nothing that a restore of a dump could collide with. */
+    /* template0 contains no objects that a restored dump could collide with. */
     identifier = PQescapeIdentifier(conn, dbname, strlen(dbname));
     if (identifier == NULL || asprintf(&sql, "CREATE DATABASE %s TEMPLATE template0",
                                        identifier) < 0) {

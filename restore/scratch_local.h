@@ -21,11 +21,13 @@ struct scratch_local {
     uid_t run_uid;              /* uid the server runs as */
     gid_t run_gid;
     char run_user[64];          /* operating system user the server runs as */
-    char password[64];          /* password of user over TCP; the socket needs none */
+    char password[64];          /* password of user for TCP, unused on the socket */
 };
 
 /* Creates the cluster with initdb of PostgreSQL major and starts it.
- * Cleans up after itself on failure. */
+ * Cleans up after itself on failure. A SIGINT or SIGTERM recorded by
+ * common/interrupt.h ends it after the current step with
+ * STOW_EXIT_INTERRUPTED. */
 int scratch_local_create(int major, struct scratch_local *scratch, stow_error *err);
 
 /* Writes a libpq conninfo (key=value) for database dbname. It connects
@@ -38,8 +40,9 @@ void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbn
 int scratch_local_create_database(struct scratch_local *scratch, const char *dbname,
                                   stow_error *err);
 
-/* Stops the server (fast shutdown, then immediate) and removes the
- * directory. Safe to call twice and after a failed create. */
+/* Stops the server (fast shutdown, then immediate, then SIGKILL of the
+ * postmaster) and removes the directory. Safe to call twice and after a
+ * failed create. */
 void scratch_local_remove(struct scratch_local *scratch);
 
 /* Returns the postmaster's pid from postmaster.pid, or -1 when the file is

@@ -45,9 +45,9 @@ struct aws_failure {
  * element with a Code was found, -1 otherwise (out is emptied either way). */
 int aws_xml_parse_error(const void *body, size_t len, struct aws_error_body *out);
 
-/* Records failure in err: the message names the operation, subject, HTTP
- * status and the service's code and message; the hint names the next step for
- * well-known codes. Exit code STOW_EXIT_STORAGE for access, credential,
+/* Records failure in err. The message names the operation, subject, HTTP
+ * status and the service's code and message, and the hint names the next
+ * step for well-known codes. Exit code STOW_EXIT_STORAGE for access, credential,
  * bucket and region problems, STOW_EXIT_FAILURE otherwise. Returns -1. */
 int aws_xml_fail_response(stow_error *err, const struct aws_failure *failure);
 

@@ -129,7 +129,7 @@ void http_job_init(struct http_job *job, const struct http_settings *settings,
 /* Releases the response body. Accepts NULL. The job must not be running. */
 void http_job_free(struct http_job *job);
 
-/* Copies the error of a failed job into err (unless err already holds
+/* Copies the error of a failed job into err (unless err already contains
  * one) and returns job->result. */
 int http_job_error(const struct http_job *job, stow_error *err);
 

@@ -79,7 +79,9 @@ typedef int (*s3_upload_fn)(const char *key, const char *upload_id, time_t initi
 const char *s3_default_region(void);
 
 /* Writes AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else
- * https://s3.REGION.amazonaws.com into out. */
+ * https://s3.REGION.amazonaws.com into out.
+ * NOTE: regions outside the aws partition (China: amazonaws.com.cn) need an
+ * explicit endpoint. */
 int s3_default_endpoint(const char *region, char *out, size_t size, stow_error *err);
 
 /* Creates a client. Fails with STOW_EXIT_USAGE for a malformed endpoint or
@@ -212,7 +214,7 @@ struct s3_uploads_page {
     char *next_upload_id_marker;
 };
 
-/* Parses a ListObjectsV2 result. Keys are decoded when the response says
+/* Parses a ListObjectsV2 result. Keys are decoded when the response has
  * EncodingType url. */
 int s3_parse_list_objects(const void *body, size_t len, struct s3_list_page *out,
                           stow_error *err);

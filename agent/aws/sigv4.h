@@ -83,7 +83,8 @@ int sigv4_sign(const struct sigv4_request *request, const struct aws_credentials
 
 /* Presigns request: writes into query (reset first) the complete encoded
  * query string, request->params included, that follows '?' in the URL. The
- * URL is valid for expires_seconds (1 to 604800). */
+ * URL is valid for expires_seconds (1 to 604800). Anyone holding the URL can
+ * make the request, so callers never log it. */
 int sigv4_presign(const struct sigv4_request *request, const struct aws_credentials *credentials,
                   unsigned expires_seconds, stow_buf *query, stow_error *err);
 

@@ -11,7 +11,7 @@
  * file driver does.
  *
  * Downloads keep up to transfers_in_flight ranged GETs ahead of the reader
- * on a worker thread; each range is checked against its SHA-256 before it
+ * on a worker thread. Each range is checked against its SHA-256 before it
  * is returned. */
 #include "storage/storage_driver.h"
 

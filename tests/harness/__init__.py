@@ -16,6 +16,7 @@ address.
 
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,6 +106,65 @@ def tagged_processes(tag, variable=TAG_VARIABLE):
     return found
 
 
+# File in each server directory naming the test process that owns it.
+OWNER_FILE = "harness-owner"
+
+
+def _process_start_time(pid):
+    """Return the start time of a process (clock ticks since boot), or None when it does not exist."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_exists(pid):
+    """Return True when a process with this id exists and is not a zombie."""
+    return _is_alive(pid)
+
+
+def mark_owner(directory):
+    """Record the current process (id and start time) as the owner of a server directory."""
+    with open(os.path.join(directory, OWNER_FILE), "w") as handle:
+        handle.write("%d %s\n" % (os.getpid(), _process_start_time(os.getpid())))
+
+
+def forget_owner(directory):
+    """Remove the owner record, so that remove_stale_directories leaves a kept directory alone."""
+    try:
+        os.unlink(os.path.join(directory, OWNER_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def remove_stale_directories(base, prefix, is_idle=None):
+    """Delete the server directories under base whose owning test process has exited.
+
+    A test process killed by a ctest timeout cannot delete its directories,
+    so the next harness run does. Directories without an owner record are
+    kept; is_idle(directory), when given, must also return True.
+    """
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        directory = os.path.join(base, entry)
+        try:
+            with open(os.path.join(directory, OWNER_FILE)) as handle:
+                pid, start_time = handle.read().split()
+        except (OSError, ValueError):
+            continue
+        if _process_start_time(int(pid)) == start_time:
+            continue
+        if is_idle is not None and not is_idle(directory):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _is_alive(pid):
     """Return False for a process that has exited but is still a zombie."""
     try:
@@ -166,27 +226,30 @@ _live_servers = []
 _live_servers_lock = threading.Lock()
 
 
-def register_server(server):
-    """Remember a started server so that interpreter exit stops it if the test did not."""
+def register_server(server, close):
+    """Remember a started server so that interpreter exit calls close() if the test did not.
+
+    unittest does not call tearDownClass when setUpClass fails, so a server
+    started there is stopped and its directory deleted only here.
+    """
     with _live_servers_lock:
-        _live_servers.append(server)
+        _live_servers.append((server, close))
 
 
 def unregister_server(server):
     with _live_servers_lock:
-        if server in _live_servers:
-            _live_servers.remove(server)
+        _live_servers[:] = [entry for entry in _live_servers if entry[0] is not server]
 
 
 @atexit.register
-def _stop_live_servers():
+def _close_live_servers():
     with _live_servers_lock:
-        servers = list(reversed(_live_servers))
-    for server in servers:
+        entries = list(reversed(_live_servers))
+    for server, close in entries:
         try:
-            server.stop()
-        except Exception as error:  # keep stopping the others
-            print("harness: stopping %r at exit failed: %s" % (server, error))
+            close()
+        except Exception as error:  # keep closing the others
+            print("harness: closing %r at exit failed: %s" % (server, error))
 
 
 # The submodules import the helpers above, so they are imported last.

@@ -28,13 +28,14 @@ import boto3
 import botocore.config
 
 from . import (
-    RUN_ID_VARIABLE, TAG_VARIABLE, clean_environment, die_with_parent_prefix, free_port,
-    new_tag, register_server, stop_process, tail, unregister_server,
+    RUN_ID_VARIABLE, TAG_VARIABLE, clean_environment, die_with_parent_prefix, free_port, mark_owner,
+    new_tag, register_server, remove_stale_directories, stop_process, tail, unregister_server,
 )
 
 ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing"
 DEFAULT_REGION = "us-east-1"
+DIRECTORY_PREFIX = "stowage-moto-"
 
 
 class MotoError(RuntimeError):
@@ -79,11 +80,7 @@ class MotoServer:
         return "MotoServer(port=%s)" % self.port
 
     def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
+        self.start()
         return self
 
     def __exit__(self, exc_type, exc, traceback):
@@ -107,9 +104,18 @@ class MotoServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self):
-        """Start moto_server and return once it answers HTTP requests."""
+        """Start moto_server and return once it answers HTTP requests; on failure, stop it and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         # The directory holds the log and moto's spooled uploads (TMPDIR).
-        self.directory = tempfile.mkdtemp(prefix="stowage-moto-")
+        remove_stale_directories(tempfile.gettempdir(), DIRECTORY_PREFIX)
+        self.directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX)
+        mark_owner(self.directory)
         env = clean_environment({TAG_VARIABLE: self.tag, "TMPDIR": self.directory})
         if os.environ.get(RUN_ID_VARIABLE):
             env[RUN_ID_VARIABLE] = os.environ[RUN_ID_VARIABLE]
@@ -125,7 +131,7 @@ class MotoServer:
                                              stdout=self._log_handle, stderr=subprocess.STDOUT,
                                              start_new_session=True)
             if self._wait_until_ready():
-                register_server(self)
+                register_server(self, self.stop)
                 return
         raise MotoError("moto_server could not bind a free port after 5 attempts:\n%s" % tail(self.log_path))
 

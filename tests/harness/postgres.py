@@ -28,11 +28,13 @@ import tempfile
 import time
 
 from . import (
-    RUN_ID_VARIABLE, TAG_VARIABLE, clean_environment, die_with_parent_prefix, free_port,
-    new_tag, register_server, stop_process, tail, unregister_server,
+    RUN_ID_VARIABLE, TAG_VARIABLE, clean_environment, die_with_parent_prefix, forget_owner, free_port,
+    mark_owner, new_tag, process_exists, register_server, remove_stale_directories, stop_process, tail,
+    unregister_server,
 )
 
 DEFAULT_BIN_DIR = "/usr/lib/postgresql/15/bin"
+DIRECTORY_PREFIX = "stowage-pg-"
 FALLBACK_SERVER_USER = "stowage-test"
 
 # Durability is pointless for a cluster that is deleted after the test.
@@ -80,17 +82,11 @@ class PostgresCluster:
         return "PostgresCluster(port=%s, directory=%s)" % (self.port, self.directory)
 
     def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            self.cleanup()
-            raise
+        self.start()
         return self
 
     def __exit__(self, exc_type, exc, traceback):
-        self.stop()
-        self.cleanup()
+        self.close()
         return False
 
     # Paths -----------------------------------------------------------------
@@ -141,9 +137,24 @@ class PostgresCluster:
     # Lifecycle -------------------------------------------------------------
 
     def start(self):
-        """Create the directory, run initdb and start the server; return once it accepts connections."""
+        """Create the directory, run initdb and start the server; return once it accepts connections.
+
+        On failure the server is stopped and the directory deleted before the
+        exception propagates.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            self.cleanup()
+            raise
+
+    def _start(self):
         self._server_user = _pick_server_user()
-        self.directory = tempfile.mkdtemp(prefix="stowage-pg-", dir=self.base_dir)
+        remove_stale_directories(self.base_dir, DIRECTORY_PREFIX, _server_stopped)
+        self.directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX, dir=self.base_dir)
+        mark_owner(self.directory)
+        register_server(self, self.close)
         if self._server_user is not None:
             _check_traversable(self.directory, self._server_user)
             os.chown(self.directory, self._server_user.pw_uid, self._server_user.pw_gid)
@@ -154,13 +165,11 @@ class PostgresCluster:
         for attempt in range(5):
             self.port = free_port()
             if self._start_server():
-                register_server(self)
                 return
         raise PostgresError("PostgreSQL could not bind a free port after 5 attempts:\n%s" % tail(self.log_path))
 
     def stop(self):
         """Stop the server with a fast shutdown (SIGINT), escalating to SIGKILL after 30 s."""
-        unregister_server(self)
         if self._process is not None:
             stop_process(self._process, signal.SIGINT, timeout=30)
             self._process = None
@@ -168,11 +177,18 @@ class PostgresCluster:
             self._log_handle.close()
             self._log_handle = None
 
+    def close(self):
+        """Stop the server and delete its directory (what leaving the context does)."""
+        self.stop()
+        self.cleanup()
+
     def cleanup(self):
         """Delete the temporary directory unless keep is set."""
+        unregister_server(self)
         if self.directory is None:
             return
         if self.keep:
+            forget_owner(self.directory)
             print("PostgresCluster: kept %s" % self.directory, file=sys.stderr)
         else:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -373,6 +389,16 @@ def _check_traversable(directory, user):
         if path == "/":
             return
         path = os.path.dirname(path)
+
+
+def _server_stopped(directory):
+    """Return True unless postmaster.pid in directory names a live process."""
+    try:
+        with open(os.path.join(directory, "data", "postmaster.pid")) as handle:
+            pid = int(handle.readline())
+    except (OSError, ValueError):
+        return True
+    return not process_exists(pid)
 
 
 def _read_from(path, offset):

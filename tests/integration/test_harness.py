@@ -67,35 +67,64 @@ def pid_alive(pid):
 
 
 class PostgresClusterTest(unittest.TestCase):
+    """One shared cluster for the tests that do not start or stop servers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PostgresCluster().__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.__exit__(None, None, None)
 
     def test_server_runs_unprivileged(self):
-        with PostgresCluster() as cluster:
-            expected_uid = pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.getuid()
-            if os.geteuid() == 0:
-                self.assertNotEqual(0, process_uid(cluster.pid))
-            self.assertEqual(expected_uid, process_uid(cluster.pid))
-            self.assertEqual(expected_uid, os.stat(cluster.data_dir).st_uid)
-            self.assertEqual("postgres", cluster.psql("SELECT current_user"))
-            self.assertEqual("off", cluster.psql("SHOW fsync"))
-            self.assertEqual("127.0.0.1", cluster.psql("SHOW listen_addresses"))
-            self.assertEqual(cluster.directory, cluster.psql("SHOW unix_socket_directories"))
+        cluster = self.cluster
+        expected_uid = pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.getuid()
+        if os.geteuid() == 0:
+            self.assertNotEqual(0, process_uid(cluster.pid))
+        self.assertEqual(expected_uid, process_uid(cluster.pid))
+        self.assertEqual(expected_uid, os.stat(cluster.data_dir).st_uid)
+        self.assertEqual("postgres", cluster.psql("SELECT current_user"))
+        self.assertEqual("off", cluster.psql("SHOW fsync"))
+        self.assertEqual("127.0.0.1", cluster.psql("SHOW listen_addresses"))
+        self.assertEqual(cluster.directory, cluster.psql("SHOW unix_socket_directories"))
 
     def test_pgbench_init_fills_tables(self):
-        with PostgresCluster() as cluster:
-            cluster.createdb("bench")
-            cluster.pgbench_init(scale=1, db="bench")
-            self.assertEqual("100000", cluster.psql("SELECT count(*) FROM pgbench_accounts", db="bench"))
-            self.assertEqual("1", cluster.psql("SELECT count(*) FROM pgbench_branches", db="bench"))
+        self.cluster.createdb("bench")
+        self.cluster.pgbench_init(scale=1, db="bench")
+        self.assertEqual("100000", self.cluster.psql("SELECT count(*) FROM pgbench_accounts", db="bench"))
+        self.assertEqual("1", self.cluster.psql("SELECT count(*) FROM pgbench_branches", db="bench"))
 
     def test_query_returns_rows_and_nulls(self):
-        with PostgresCluster() as cluster:
-            rows = cluster.query("SELECT 'a|b', NULL, 3 UNION ALL SELECT '', 'x', 4 ORDER BY 3")
-            self.assertEqual([("a|b", None, "3"), ("", "x", "4")], rows)
+        rows = self.cluster.query("SELECT 'a|b', NULL, 3 UNION ALL SELECT '', 'x', 4 ORDER BY 3")
+        self.assertEqual([("a|b", None, "3"), ("", "x", "4")], rows)
 
     def test_psql_error_raises(self):
-        with PostgresCluster() as cluster:
-            with self.assertRaisesRegex(PostgresError, "no_such_table"):
-                cluster.psql("SELECT * FROM no_such_table")
+        with self.assertRaisesRegex(PostgresError, "no_such_table"):
+            self.cluster.psql("SELECT * FROM no_such_table")
+
+    def test_connection_strings_work(self):
+        cluster = self.cluster
+        cluster.createdb("shop")
+        for target in (cluster.conninfo("shop"), cluster.uri("shop")):
+            result = cluster.run_tool("psql", "-X", "-At", "-d", target, "-c", "SELECT current_database()")
+            self.assertEqual("shop\n", result.stdout)
+
+    def test_env_only_when_asked(self):
+        cluster = self.cluster
+        with mock.patch.dict(os.environ, {"PGHOST": "192.0.2.1", "PGPASSWORD": "host-secret"}):
+            self.assertNotIn("PGHOST", cluster.client_environment())
+            self.assertNotIn("PGPASSWORD", cluster.client_environment())
+        variables = cluster.env("postgres")
+        self.assertEqual("127.0.0.1", variables["PGHOST"])
+        self.assertEqual(str(cluster.port), variables["PGPORT"])
+        result = subprocess.run([cluster.tool("psql"), "-X", "-At", "-c", "SELECT 1"],
+                                env=clean_environment(variables), capture_output=True, text=True)
+        self.assertEqual("1\n", result.stdout, result.stderr)
+
+
+class PostgresLifecycleTest(unittest.TestCase):
+    """Tests that start and stop their own clusters."""
 
     def test_two_clusters_are_separate(self):
         with PostgresCluster() as first, PostgresCluster() as second:
@@ -103,25 +132,6 @@ class PostgresClusterTest(unittest.TestCase):
             first.psql("CREATE TABLE only_here (id int)")
             self.assertEqual("1", first.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'only_here'"))
             self.assertEqual("0", second.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'only_here'"))
-
-    def test_connection_strings_work(self):
-        with PostgresCluster() as cluster:
-            cluster.createdb("shop")
-            for target in (cluster.conninfo("shop"), cluster.uri("shop")):
-                result = cluster.run_tool("psql", "-X", "-At", "-d", target, "-c", "SELECT current_database()")
-                self.assertEqual("shop\n", result.stdout)
-
-    def test_env_only_when_asked(self):
-        with mock.patch.dict(os.environ, {"PGHOST": "192.0.2.1", "PGPASSWORD": "host-secret"}):
-            with PostgresCluster() as cluster:
-                self.assertNotIn("PGHOST", cluster.client_environment())
-                self.assertNotIn("PGPASSWORD", cluster.client_environment())
-                variables = cluster.env("postgres")
-                self.assertEqual("127.0.0.1", variables["PGHOST"])
-                self.assertEqual(str(cluster.port), variables["PGPORT"])
-                result = subprocess.run([cluster.tool("psql"), "-X", "-At", "-c", "SELECT 1"],
-                                        env=clean_environment(variables), capture_output=True, text=True)
-                self.assertEqual("1\n", result.stdout, result.stderr)
 
     def test_password_required_over_tcp(self):
         with PostgresCluster(password="pw-for-test") as cluster:
@@ -177,6 +187,8 @@ class PostgresClusterTest(unittest.TestCase):
             time.sleep(0.1)
         self.assertFalse(pid_alive(pid))
         self.assertFalse(port_is_open(port))
+        with PostgresCluster():
+            self.assertFalse(os.path.exists(directory), "the next cluster removes the stale directory")
 
 
 class MotoServerTest(unittest.TestCase):

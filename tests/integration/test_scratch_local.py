@@ -132,8 +132,8 @@ class ScratchLocalTest(unittest.TestCase):
         check_sanitizer_report(result.stderr)
         return result
 
-    def spawn_hold(self):
-        process = subprocess.Popen([self.tool, "hold", MAJOR], env=self.environment(),
+    def spawn_hold(self, env=None):
+        process = subprocess.Popen([self.tool, "hold", MAJOR], env=self.environment(env),
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.processes.append(process)
@@ -292,6 +292,26 @@ class ScratchLocalTest(unittest.TestCase):
         self.assertEqual(code, INTERRUPTED_EXIT, stderr)
         self.assert_cluster_gone(facts)
 
+    def test_server_environment_has_no_secrets(self):
+        secret = "scratch-test-secret-value"
+        process = self.spawn_hold(env={"AWS_SECRET_ACCESS_KEY": secret, "PGPASSWORD": secret,
+                                       "PGOPTIONS": "-c work_mem=64kB"})
+        facts = self.wait_ready(process)
+
+        # The postmaster never rewrites its process title, so its original
+        # environment is still readable in /proc.
+        with open("/proc/%s/environ" % facts["postmaster_pid"], "rb") as handle:
+            environment = handle.read().split(b"\0")
+        self.assertNotIn(secret.encode(), b"\0".join(environment))
+        names = [entry.partition(b"=")[0] for entry in environment]
+        self.assertNotIn(b"AWS_SECRET_ACCESS_KEY", names)
+        self.assertNotIn(b"PGPASSWORD", names)
+        self.assertNotIn(b"PGOPTIONS", names)
+        self.assertIn(b"LC_ALL=C", environment)
+        code, stderr = self.stop_hold(process, signal.SIGTERM)
+        self.assertEqual(code, INTERRUPTED_EXIT, stderr)
+        self.assert_cluster_gone(facts)
+
     def test_missing_major_names_package(self):
         result = self.run_tool(major="98")
 
@@ -319,7 +339,7 @@ class ScratchLocalTest(unittest.TestCase):
 
     @unittest.skipUnless(is_root(), "mounting a small tmpfs needs root")
     def test_disk_full_names_directory(self):
-        # 3 MiB holds the directory but not the WAL segment that initdb writes.
+        # 3 MiB has room for the directory but not for the WAL segment that initdb writes.
         mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", self.base],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if mount.returncode != 0:

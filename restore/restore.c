@@ -216,6 +216,7 @@ int restore_run(storage *store, const struct catalog_entry *entry,
     report_begin(&job.report, options->verify ? "verified restore" : "restore", job.manifest);
 
     rc = run_steps(&job, err);
+    report_step_end(&job.report, err);
 
     PQfinish(job.conn);
     job.conn = NULL;

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Install what is missing, build stowage and run every test with ctest:
-# first a RelWithDebInfo build (build/), then a Debug build with
-# AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer
-# (build-asan/). Exits non-zero when any step of either pass fails.
+# Install what is missing, build stowage and run every test with ctest, in
+# two passes. The first uses a RelWithDebInfo build (build/), the second a
+# Debug build with AddressSanitizer, LeakSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/). The script exits non-zero when
+# any step of either pass fails.
 #
 # Usage: scripts/test.sh [--quick] [[-R] REGEX]
 #   --quick   skip the sanitizer pass
 #   REGEX     run only the ctest tests whose names match (ctest -R),
 #             for example 'unit\.' or 'integration\.test_harness'
 #
-# Environment: STOWAGE_JOBS (parallel build and test jobs, default 2),
-# STOWAGE_BUILD_DIR and STOWAGE_ASAN_BUILD_DIR (build directories),
-# STOWAGE_SANITIZE_CC (compilers to try for the sanitizer pass, in order;
-# default "clang gcc").
+# Environment variables:
+#   STOWAGE_JOBS            parallel build and test jobs (default 2)
+#   STOWAGE_BUILD_DIR       release build directory (default build)
+#   STOWAGE_ASAN_BUILD_DIR  sanitizer build directory (default build-asan)
+#   STOWAGE_SANITIZE_CC     compilers to try, in order, for the sanitizer
+#                           pass (default "clang gcc")
 set -euo pipefail
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 }
 
 quick=0
@@ -39,7 +42,7 @@ done
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-# moto, boto3 and awscli live in the machine's pyenv Python; a shell that
+# moto, boto3 and awscli come with the machine's pyenv Python. A shell that
 # did not load pyenv (cron, a bare CI environment) needs its shims on PATH.
 if ! python3 -c 'import moto' 2>/dev/null && [[ -d ${HOME:-/root}/.pyenv/shims ]]; then
   export PATH="${HOME:-/root}/.pyenv/shims:$PATH"

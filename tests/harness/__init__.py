@@ -43,7 +43,7 @@ def free_port():
     """Return a TCP port on 127.0.0.1 that was free a moment ago.
 
     The port is released before the caller binds it, so another process can
-    take it in between; servers started by the harness retry with a new port
+    take it in between. Servers started by the harness retry with a new port
     when their bind fails.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

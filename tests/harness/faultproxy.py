@@ -1,10 +1,11 @@
 """Fault-injecting HTTP/1.1 reverse proxy for tests against moto_server.
 
 The proxy runs in the test process (one thread per client connection) on
-127.0.0.1 and forwards every request to an upstream on loopback, unchanged:
+127.0.0.1 and forwards every request to an upstream on loopback. It keeps
 the request target, the Host header, the other headers in their order and
-the body bytes, so a SigV4 signature made for the proxy's host:port stays
-valid. Rules set from the test decide which requests get a fault:
+the body bytes unchanged, so a SigV4 signature made for the proxy's
+host:port stays valid. Rules set from the test decide which requests get a
+fault:
 
     with MotoServer() as moto, FaultProxy(moto) as proxy:
         proxy.add_fault(SLOW_DOWN, method="PUT", query=r"partNumber=2", count=2)
@@ -119,7 +120,7 @@ _COPY_CHUNK = 64 * 1024
 
 
 class Rule:
-    """One fault rule; matched and applied count the requests it matched and changed."""
+    """A fault rule. matched counts the requests it matched, applied those it changed."""
 
     def __init__(self, kind, method=None, path=None, query=None, body=None, nth=1, count=1, **params):
         if kind not in _KIND_PARAMETERS:
@@ -129,8 +130,8 @@ class Rule:
             raise ValueError("fault %s does not take %s" % (kind, ", ".join(sorted(unknown))))
         if kind == DROP_DURING_BODY and body is not None:
             raise ValueError("a drop_during_body rule cannot match the body, which has not arrived yet")
-        if kind == ERROR and "status" not in params:
-            raise ValueError("an error rule needs status, code and message")
+        if kind == ERROR and not {"status", "code"} <= set(params):
+            raise ValueError("an error rule needs status and code (message and shape are optional)")
         if kind == REWRITE and not callable(params.get("function")):
             raise ValueError("a rewrite rule needs a callable function")
         if nth < 1 or (count is not None and count < 1):
@@ -139,7 +140,9 @@ class Rule:
         self.method = method.upper() if method else None
         self.path = re.compile(path) if path is not None else None
         self.query = re.compile(query) if query is not None else None
-        self.body = re.compile(body.encode("latin-1") if isinstance(body, str) else body) if body is not None else None
+        if isinstance(body, str):
+            body = body.encode("latin-1")
+        self.body = re.compile(body) if body is not None else None
         self.nth = nth
         self.count = count
         self.params = params
@@ -176,11 +179,12 @@ class Rule:
 class RequestRecord:
     """One request seen by the proxy.
 
-    status is what the client received (None when the connection was closed
-    before a status line); upstream_status is what the upstream returned
-    (None when nothing was forwarded). fault is the kind that was applied,
-    or None; detail holds facts about it, such as the corrupted offset.
-    body is kept for bodies up to the proxy's record_body_limit, else None.
+    status is the status the client received, or None when the connection
+    was closed before a status line. upstream_status is the status the
+    upstream returned, or None when nothing was forwarded. fault is the
+    kind that was applied, or None, and detail contains facts about it such
+    as the corrupted offset. body is kept for bodies up to the proxy's
+    record_body_limit, else None.
     """
 
     def __init__(self, method, path, query, headers):
@@ -325,7 +329,7 @@ class FaultProxy:
             return list(self._records)
 
     def requests_matching(self, method=None, path=None, query=None, fault=None):
-        """Return the records whose method equals and whose path and query match the given patterns."""
+        """Return the records with the given method and fault whose path and query match the given patterns."""
         result = []
         for record in self.requests:
             if method is not None and record.method.upper() != method.upper():
@@ -403,13 +407,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             pass
 
     def log_message(self, format, *args):
-        """Keep the test output clean; the records hold what happened."""
+        """Keep the test output clean, because the records contain what happened."""
 
     def handle_one_request(self):
         try:
             super().handle_one_request()
         except (OSError, http.client.HTTPException, ValueError, _ClientGone):
-            # OSError covers resets and timeouts; ValueError a malformed chunk size.
+            # OSError covers resets and timeouts, and ValueError a malformed chunk size.
             self.close_connection = True
 
     def __getattr__(self, name):
@@ -462,8 +466,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self._send_redirect(record, params.get("region", "eu-west-1"), params.get("endpoint"))
             return
         if kind == ERROR:
-            self._send_error(record, params["status"], params.get("code", "InternalError"),
-                             params.get("message", ""), shape=params.get("shape", "s3"))
+            self._send_error(record, params["status"], params["code"], params.get("message", ""),
+                             shape=params.get("shape", "s3"))
             return
         if kind == DROP_AFTER_BODY:
             self._drop(rule)
@@ -491,9 +495,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked(limit)
         length = self._content_length() or 0
-        wanted = length if limit is None else min(limit, length)
-        body = self._read_exactly(wanted)
-        return body, wanted == length
+        size = length if limit is None else min(limit, length)
+        body = self._read_exactly(size)
+        return body, size == length
 
     def _read_exactly(self, size):
         parts = []

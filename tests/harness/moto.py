@@ -104,7 +104,7 @@ class MotoServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self):
-        """Start moto_server and return once it answers HTTP requests; on failure, stop it and raise."""
+        """Start moto_server and return once it responds to HTTP requests; on failure, stop it and raise."""
         try:
             self._start()
         except BaseException:
@@ -112,7 +112,7 @@ class MotoServer:
             raise
 
     def _start(self):
-        # The directory holds the log and moto's spooled uploads (TMPDIR).
+        # The directory contains the log and moto's spooled uploads (TMPDIR).
         remove_stale_directories(tempfile.gettempdir(), DIRECTORY_PREFIX)
         self.directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX)
         mark_owner(self.directory)
@@ -136,7 +136,7 @@ class MotoServer:
         raise MotoError("moto_server could not bind a free port after 5 attempts:\n%s" % tail(self.log_path))
 
     def _wait_until_ready(self):
-        """Return True once the server answers, False when it exited because the port was taken."""
+        """Return True once the server responds, False when it exited because the port was taken."""
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -153,7 +153,7 @@ class MotoServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise MotoError("moto_server did not answer within %d s:\n%s" % (self.start_timeout, tail(self.log_path)))
+        raise MotoError("moto_server did not respond within %d s:\n%s" % (self.start_timeout, tail(self.log_path)))
 
     def stop(self):
         """Stop the server (SIGTERM, then SIGKILL after 10 s) and delete its directory."""

@@ -10,10 +10,14 @@ PostgreSQL refuses to run as root, so as root the server runs as the
 exist) in a directory that user owns. Client tools (psql, pgbench) run as the
 calling user and connect over TCP to 127.0.0.1.
 
-Run as a module, it starts a cluster, runs one command with the connection
-in its environment and stops the cluster again (scripts/demo.sh uses this):
+main() starts a cluster, runs one command with the connection in its
+environment and stops the cluster again (scripts/demo.sh uses it):
 
-    PYTHONPATH=tests python3 -m harness.postgres --db demo --pgbench-scale 1 -- COMMAND [ARG...]
+    PYTHONPATH=tests python3 -c 'import sys; from harness.postgres import main; sys.exit(main())' \
+        --db demo --pgbench-scale 1 -- COMMAND [ARG...]
+
+(python3 -m harness.postgres works too, with a RuntimeWarning from runpy
+because the package imports this module first.)
 """
 
 import argparse
@@ -417,7 +421,7 @@ def main(argv=None):
     STOWAGE_PG_CONNINFO / STOWAGE_PG_URI for the chosen database. Returns
     the command's exit code.
     """
-    parser = argparse.ArgumentParser(prog="python3 -m harness.postgres", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="harness.postgres", description=main.__doc__)
     parser.add_argument("--db", default="postgres", help="database to create (default: postgres, which exists)")
     parser.add_argument("--pgbench-scale", type=int, default=0,
                         help="fill the database with pgbench tables at this scale (0: none)")

@@ -16,7 +16,7 @@ from collections import namedtuple
 from . import REPO_ROOT, clean_environment
 
 # Paths that do not exist, so that the host's ~/.aws files cannot change a test.
-_NO_FILE = "/nonexistent/stowage-test"
+_MISSING_DIRECTORY = "/nonexistent/stowage-test"
 
 # Reports of AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer.
 # A sanitizer exits non-zero, which a test that expects a failure would take
@@ -48,8 +48,8 @@ def stowage_environment(env=None):
     AWS_EC2_METADATA_DISABLED=true.
     """
     result = clean_environment({
-        "AWS_CONFIG_FILE": _NO_FILE + "/config",
-        "AWS_SHARED_CREDENTIALS_FILE": _NO_FILE + "/credentials",
+        "AWS_CONFIG_FILE": _MISSING_DIRECTORY + "/config",
+        "AWS_SHARED_CREDENTIALS_FILE": _MISSING_DIRECTORY + "/credentials",
     })
     if env:
         result.update(env)

@@ -112,23 +112,25 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def fake_pg_bindir(workdir, name, pg_dump_body):
-    """A bin directory whose pg_dump wraps the real one with a fault.
+def fake_pg_bindir(workdir, name, pg_dump_body, program="pg_dump", replacement=None):
+    """A bin directory where one program wraps the real one with a fault.
 
-    The other programs link to PostgreSQL 15's own. pg_dump_body is a shell
-    fragment; $REAL is the real pg_dump.
+    The other programs link to PostgreSQL 15's own. The wrapper runs
+    replacement (default pg_dump_body), a shell fragment in which $REAL is
+    the real program; --version is always passed through.
     """
     real_dir = "/usr/lib/postgresql/15/bin"
     bindir = os.path.join(workdir, name)
     os.makedirs(bindir)
-    for program in os.listdir(real_dir):
-        if program != "pg_dump":
-            os.symlink(os.path.join(real_dir, program), os.path.join(bindir, program))
-    script = os.path.join(bindir, "pg_dump")
+    os.chmod(bindir, 0o755)
+    for entry in os.listdir(real_dir):
+        if entry != program:
+            os.symlink(os.path.join(real_dir, entry), os.path.join(bindir, entry))
+    script = os.path.join(bindir, program)
     with open(script, "w") as handle:
-        handle.write("#!/bin/bash\nREAL=%s/pg_dump\n" % real_dir)
+        handle.write("#!/bin/bash\nREAL=%s/%s\n" % (real_dir, program))
         handle.write('case "$1" in --version) exec "$REAL" --version;; esac\n')
-        handle.write(pg_dump_body + "\n")
+        handle.write((replacement or pg_dump_body) + "\n")
     os.chmod(script, 0o755)
     return bindir
 

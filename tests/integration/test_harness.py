@@ -289,7 +289,7 @@ class FaultProxyTest(unittest.TestCase):
         self.moto.client("s3").put_object(Bucket="faults", Key="object", Body=self.payload)
 
     def s3(self, retries=NO_RETRIES, **config):
-        """Return a boto3 S3 client that goes through the proxy and validates no checksums itself."""
+        """Return a boto3 S3 client that goes through the proxy and validates response checksums only when required."""
         config.setdefault("response_checksum_validation", "when_required")
         return self.moto.client("s3", endpoint_url=self.proxy.endpoint, retries=retries, **config)
 

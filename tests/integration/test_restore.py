@@ -4,12 +4,16 @@ scratch instance, comparisons with live databases, and rejected input."""
 import glob
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
 import unittest
 
-from support import StowageTestCase, object_keys
+from support import StowageTestCase, fake_pg_bindir
+
+from harness import PostgresCluster
 
 from harness import run_stowage
 from harness.stowage import stowage_binary, stowage_environment
@@ -146,6 +150,126 @@ class RestoreTest(StowageTestCase):
         self.assertTrue(os.path.exists(os.path.join(target, "globals.sql")))
         self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key, "--to", target,
                      expect=1)
+
+    def test_s3_verified_scratch_restore(self):
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        env = self.s3_env()
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                     "--recipient", self.pub, "--part-size", "64KiB", env=env)
+        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                              "--scratch", "local", "--verify", env=env)
+        self.assertIn("passed", result.stdout)
+        self.assertEqual("passed", self.list_json(repo, env=env)[0]["last_verification"])
+
+    def test_at_time_picks_newest_before(self):
+        manifest = self.show_json(self.repo, self.backup_id)
+        started = manifest["started_at"]
+        result = self.stowage("show", "--repo", self.repo, "--at", started, "--json")
+        self.assertEqual(self.backup_id, json.loads(result.stdout)["id"])
+        result = self.stowage("show", "--repo", self.repo, "--at", "2001-01-01T00:00:00+02:00",
+                              expect=2)
+        self.assertIn("no complete backup", result.stderr)
+
+    def test_missing_role_fails_with_postgres_error(self):
+        self.cluster.createdb("owned")
+        self.cluster.psql("CREATE ROLE app_owner_%s NOLOGIN" % self.id().split(".")[-1][:8], db="owned")
+        role = "app_owner_%s" % self.id().split(".")[-1][:8]
+        self.cluster.psql("CREATE TABLE t (id int); ALTER TABLE t OWNER TO %s" % role, db="owned")
+        repo = self.file_repo()
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("owned"),
+                     "--recipient", self.pub)
+
+        other = PostgresCluster()
+        other.start()
+        try:
+            other.createdb("owned")
+            result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                                  "--target", other.conninfo("owned"), expect=1)
+            self.assertIn('role "%s" does not exist' % role, result.stderr)
+            self.assertIn("rolled back", result.stderr)
+            result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                                  "--target", other.conninfo("owned"), "--with-globals", "--verify")
+            self.assertEqual(role, other.query("SELECT tableowner FROM pg_tables WHERE tablename = 't'",
+                                               db="owned")[0][0])
+        finally:
+            other.stop()
+            other.cleanup()
+
+    def test_failed_scratch_restore_is_reported_and_removed(self):
+        bindir = fake_pg_bindir(self.workdir, "restore-fails-%s" % os.urandom(3).hex(),
+                                'exec "$REAL" "$@"', program="pg_restore",
+                                replacement='echo "pg_restore: error: simulated failure" >&2; exit 1')
+        scratch_parent = os.path.join(self.workdir, "scratch-fail")
+        os.makedirs(scratch_parent)
+        os.chmod(scratch_parent, 0o755)
+        report = os.path.join(self.workdir, "failed-report.json")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--scratch", "local", "--verify", "--report", report,
+                              env={"STOWAGE_PG_BINDIR": bindir, "STOWAGE_SCRATCH_DIR": scratch_parent},
+                              expect=1)
+        self.assertIn("simulated failure", result.stderr)
+        with open(report) as handle:
+            data = json.load(handle)
+        self.assertEqual("failed", data["result"])
+        self.assertEqual("restore", data["failed_step"])
+        self.assertEqual([], os.listdir(scratch_parent))
+
+    def test_wrong_passphrase_is_rejected(self):
+        protected = os.path.join(self.workdir, "protected.key")
+        passphrase = os.path.join(self.workdir, "passphrase")
+        wrong = os.path.join(self.workdir, "wrong-passphrase")
+        with open(passphrase, "w") as handle:
+            handle.write("correct horse battery staple\n")
+        with open(wrong, "w") as handle:
+            handle.write("incorrect\n")
+        if not os.path.exists(protected):
+            self.stowage("keygen", "--out", protected, "--passphrase-file", passphrase)
+        repo = self.file_repo()
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                     "--recipient", protected + ".pub")
+        result = self.stowage("verify", "--repo", repo, "latest", "--key", protected,
+                              "--passphrase-file", wrong, expect=8)
+        self.assertIn("wrong passphrase", result.stderr)
+        self.assertNotIn("incorrect", result.stderr)
+        self.stowage("verify", "--repo", repo, "latest", "--key", protected,
+                     "--passphrase-file", passphrase)
+
+    def test_other_backups_object_is_rejected(self):
+        repo_dir = os.path.join(self.workdir, "swap-repo")
+        os.makedirs(repo_dir)
+        repo = "file://" + repo_dir
+        first = json.loads(self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                                        "--recipient", self.pub, "--json").stdout)["id"]
+        second = json.loads(self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                                         "--recipient", self.pub, "--json").stdout)["id"]
+        first_key = self.show_json(repo, first)["object"]["key"]
+        second_key = self.show_json(repo, second)["object"]["key"]
+        shutil.copyfile(os.path.join(repo_dir, first_key), os.path.join(repo_dir, second_key))
+        result = self.stowage("verify", "--repo", repo, second, "--key", self.key, expect=3)
+        self.assertIn(second, result.stderr)
+        self.assertRegex(result.stderr, "SHA-256|was replaced")
+
+    def test_kept_scratch_and_verify_against_changed_row(self):
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--scratch", "local", "--verify", "--keep")
+        conninfo = re.search(r'psql "([^"]+)"', result.stdout).group(1)
+        directory = re.search(r"kept running in (\S+)", result.stdout).group(1)
+        try:
+            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c",
+                            'UPDATE "ünïcødé"."Tâble with spaces" SET "naïve" = \'changed\' WHERE id = 7'],
+                           check=True, env=stowage_environment())
+            result = self.stowage("verify", "--repo", self.repo, self.backup_id, "--key", self.key,
+                                  "--against", conninfo, expect=3)
+            output = result.stdout + result.stderr
+            self.assertIn("Tâble with spaces", output)
+            self.assertNotIn("documents", output)
+        finally:
+            data_dir = os.path.join(directory, "data")
+            subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
+                            "-D", data_dir, "-m", "immediate", "stop"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backup_reader.h"
 #include "common/log.h"
@@ -159,9 +160,11 @@ static void finish_scratch(struct restore_job *job)
         scratch_local_conninfo(&job->scratch, job->manifest->database, dbname_conninfo,
                                sizeof dbname_conninfo);
         printf("scratch instance kept running in %s\n  connect with: psql \"%s\"\n"
-               "  stop with:    pg_ctl -D %s stop && rm -rf %s\n",
-               job->scratch.directory, dbname_conninfo, job->scratch.data_directory,
-               job->scratch.directory);
+               "  stop with:    %s%s%s%s/pg_ctl -D %s stop && rm -rf %s\n",
+               job->scratch.directory, dbname_conninfo,
+               job->scratch.run_uid != geteuid() ? "runuser -u " : "",
+               job->scratch.run_uid != geteuid() ? job->scratch.run_user : "",
+               job->scratch.run_uid != geteuid() ? " -- " : "", job->scratch.bindir, job->scratch.data_directory, job->scratch.directory);
         return;
     }
     scratch_local_remove(&job->scratch);

@@ -72,6 +72,31 @@ class BackupTest(StowageTestCase):
         self.extract_and_restore(repo, manifest["id"], "noise_copy_s3", env=self.s3_env())
         self.assertEqual(self.row_counts("noise"), self.row_counts("noise_copy_s3"))
 
+    def test_pgbench_scale_10_to_s3_restores_with_pg_restore(self):
+        self.cluster.createdb("scale10")
+        self.cluster.pgbench_init(scale=10, db="scale10")
+        bucket = self.new_bucket()
+        repo = "s3://%s/pgbench" % bucket
+        result = self.backup(repo, "scale10", "--json", env=self.s3_env())
+        backup_id = json.loads(result.stdout)["id"]
+
+        listed = self.moto.aws("s3", "ls", "--recursive", "s3://%s/" % bucket).stdout
+        self.assertIn("pgbench/backups/scale10/%s/data.stow" % backup_id, listed)
+        self.assertIn("pgbench/backups/scale10/%s/manifest.json" % backup_id, listed)
+
+        manifest = self.show_json(repo, backup_id, env=self.s3_env())
+        client = self.moto.client("s3")
+        for part in manifest["object"]["parts"]:
+            body = client.get_object(Bucket=bucket, Key="pgbench/" + manifest["object"]["key"],
+                                     Range="bytes=%d-%d" % (part["offset"],
+                                                            part["offset"] + part["size"] - 1))
+            self.assertEqual(part["sha256"], sha256_hex(body["Body"].read()))
+        rows = {t["name"]: t["rows"] for t in manifest["contents"]["tables"]}
+        self.assertEqual(1000000, rows["pgbench_accounts"])
+
+        self.extract_and_restore(repo, backup_id, "scale10_copy", env=self.s3_env())
+        self.assertEqual(self.row_counts("scale10"), self.row_counts("scale10_copy"))
+
     def test_part_size_grows_with_part_count(self):
         repo = self.file_repo()
         self.backup(repo, "noise", "--part-size", "64KiB", "--part-growth-interval", "3",

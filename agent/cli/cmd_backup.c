@@ -35,7 +35,8 @@ static const char usage[] =
     "  --compress-level N     zstd level, 1 to 19 (default 3)\n"
     "  --compress-threads N   zstd worker threads, 0 for none (default 2)\n"
     "  --part-size SIZE       size of the first upload parts (default 16MiB; S3 needs\n"
-    "                         at least 5MiB); parts double every 1000 parts\n"
+    "                         at least 5MiB); the part size doubles every 900\n"
+    "                         parts, so any stream fits in 10,000 parts\n"
     "  --no-encryption        store the backup unencrypted (never the default)\n"
     "  --no-globals           leave out roles and tablespaces\n"
     "  --json                 print the result as JSON on stdout\n\n" CLI_REPO_HELP;

@@ -12,7 +12,7 @@ struct part_writer {
     stow_buf part;              /* the part being filled */
     uint32_t part_number;       /* 1-based number of that part */
     uint64_t base_part_size;
-    uint32_t growth_interval;   /* parts between doublings; 0: 1000 */
+    uint32_t growth_interval;   /* parts between doublings; 0: default */
     uint64_t bytes;             /* total bytes written */
 };
 

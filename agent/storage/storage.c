@@ -321,7 +321,7 @@ uint64_t storage_part_size_for(uint32_t part_number, uint64_t base_size,
     uint64_t size = base_size;
 
     if (growth_interval == 0)
-        growth_interval = 1000;
+        growth_interval = STORAGE_PART_GROWTH_INTERVAL;
     doublings = part_number == 0 ? 0 : (part_number - 1) / growth_interval;
     for (uint32_t i = 0; i < doublings && size < STORAGE_MAX_PART_SIZE; i++)
         size *= 2;

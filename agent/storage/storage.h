@@ -25,6 +25,10 @@
 #define STORAGE_MAX_PARTS 10000
 #define STORAGE_MIN_PART_SIZE (5u * 1024 * 1024)
 #define STORAGE_MAX_PART_SIZE (5ull * 1024 * 1024 * 1024)
+/* Parts between doublings of the part size. With 900, even 5 MiB first
+ * parts add up to about 9 TiB over 10,000 parts, past the 5 TiB object
+ * limit; 1000 would stop at 4.9 TiB. */
+#define STORAGE_PART_GROWTH_INTERVAL 900
 
 typedef struct storage storage;
 typedef struct storage_upload storage_upload;
@@ -156,7 +160,8 @@ void storage_download_free(storage_download *download);
 void storage_part_list_free(struct storage_part_list *list);
 
 /* Part size for 1-based part number when base_size bytes start the upload:
- * the size doubles every `growth_interval` parts (1000 by default), capped
+ * the size doubles every `growth_interval` parts (STORAGE_PART_GROWTH_INTERVAL
+ * by default), capped
  * at STORAGE_MAX_PART_SIZE, so a stream of any length up to the S3 object
  * limit fits in STORAGE_MAX_PARTS parts. */
 uint64_t storage_part_size_for(uint32_t part_number, uint64_t base_size,

@@ -625,6 +625,30 @@ static int hand_over(struct range_slot *slot, stow_buf *out, stow_error *err)
     return 0;
 }
 
+/* Fetches a part again after its digest did not match: bytes damaged in
+ * transit come back right, bytes damaged at rest fail again. */
+static int refetch_range(storage_download *download, const struct storage_part *part,
+                         stow_buf *out, stow_error *err)
+{
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        stow_error fetch_err = {0};
+
+        stow_log_warn("part %u of %s failed its SHA-256 check; fetching it again (attempt %d "
+                      "of 2)", part->number, download->key, attempt);
+        stow_buf_reset(out);
+        if (map_result(s3_get_object_range(download->client, download->key, part->offset,
+                                           part->size, out, &fetch_err)) != 0) {
+            *err = fetch_err;
+            return -1;
+        }
+        if (storage_check_part_digest(download->key, part, out, &fetch_err) == 0)
+            return 0;
+        if (attempt == 2)
+            *err = fetch_err;
+    }
+    return -1;
+}
+
 static int s3_download_next(storage_download *download, stow_buf *out, stow_error *err)
 {
     size_t index = download->next;
@@ -635,8 +659,11 @@ static int s3_download_next(storage_download *download, stow_buf *out, stow_erro
         return STORAGE_NOT_FOUND;
     slot = &download->slots[index % download->limit];
 
-    if (finish_range(download, slot, err) != 0 || hand_over(slot, out, err) != 0 ||
-        storage_check_part_digest(download->key, &download->ranges.parts[index], out, err) != 0)
+    if (finish_range(download, slot, err) != 0 || hand_over(slot, out, err) != 0)
+        return -1;
+    if (storage_check_part_digest(download->key, &download->ranges.parts[index], out,
+                                  &(stow_error){0}) != 0 &&
+        refetch_range(download, &download->ranges.parts[index], out, err) != 0)
         return -1;
 
     download->next++;

@@ -541,7 +541,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         """Close the client connection without a response, with a FIN or (reset=True) a TCP reset."""
         self.close_connection = True
         if rule.params.get("reset"):
+            # close() with a zero linger time sends RST. The socket closes only
+            # once rfile and wfile, which hold references to it, are closed.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()
+            self.wfile.close()
+            self.connection.close()
+            return
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -441,10 +441,21 @@ class FaultProxyTest(unittest.TestCase):
         self.assertIsNone(record.status)
         self.assertEqual(b"w" * 5000, self.stored("written"))
 
+    def send_raw_get(self):
+        """Send a GET on a plain socket and return the socket, so a test can tell a FIN from a reset."""
+        sock = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(b"GET /faults/object HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % self.proxy.port)
+        return sock
+
+    def test_drop_closes_with_fin(self):
+        self.proxy.add_fault(faultproxy.DROP_AFTER_BODY, method="GET")
+        self.assertEqual(b"", self.send_raw_get().recv(1024))
+
     def test_drop_with_reset(self):
         self.proxy.add_fault(faultproxy.DROP_AFTER_BODY, method="GET", reset=True)
         with self.assertRaises(ConnectionResetError):
-            self.raw("GET", "/faults/object")
+            self.send_raw_get().recv(1024)
 
     def test_stall_times_out_client(self):
         self.proxy.add_fault(faultproxy.STALL, method="GET", seconds=30)

@@ -13,7 +13,8 @@ import unittest
 
 from support import StowageTestCase, fake_pg_bindir
 
-from harness import PostgresCluster
+from harness import FaultProxy, PostgresCluster
+from harness.faultproxy import CORRUPT, INTERNAL_ERROR, TRUNCATE
 
 from harness import run_stowage
 from harness.stowage import stowage_binary, stowage_environment
@@ -161,6 +162,37 @@ class RestoreTest(StowageTestCase):
                               "--scratch", "local", "--verify", env=env)
         self.assertIn("passed", result.stdout)
         self.assertEqual("passed", self.list_json(repo, env=env)[0]["last_verification"])
+
+    def test_s3_download_faults_are_retried(self):
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                     "--recipient", self.pub, "--part-size", "64KiB", env=self.s3_env())
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(CORRUPT, method="GET", path=r"data\.stow", nth=1)
+            proxy.add_fault(TRUNCATE, method="GET", path=r"data\.stow", nth=2)
+            proxy.add_fault(INTERNAL_ERROR, method="GET", path=r"data\.stow", nth=3)
+            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key, env=env)
+            faults = [r.fault for r in proxy.requests if r.fault]
+        self.assertEqual(3, len(faults), faults)
+        self.assertIn("fetching it again", result.stderr)
+
+    def test_s3_object_corrupt_at_rest_fails_verification(self):
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                     "--recipient", self.pub, "--part-size", "64KiB", env=self.s3_env())
+        manifest = self.show_json(repo, "latest", env=self.s3_env())
+        client = self.moto.client("s3")
+        key = "db/" + manifest["object"]["key"]
+        body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body[manifest["object"]["parts"][2]["offset"] + 5] ^= 0x01
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key,
+                              env=self.s3_env(), expect=3)
+        self.assertIn("part 3", result.stderr)
+        self.assertIn("SHA-256", result.stderr)
 
     def test_at_time_picks_newest_before(self):
         manifest = self.show_json(self.repo, self.backup_id)

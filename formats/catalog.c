@@ -16,6 +16,7 @@ struct key_list {
 struct manifest_keys {
     struct key_list manifests;
     struct key_list verifications;
+    struct key_list holds;
 };
 
 static int has_suffix(const char *text, const char *suffix)
@@ -60,6 +61,8 @@ static int collect_manifest_key(const char *key, const struct storage_object_inf
         return key_list_add(&keys->manifests, key);
     if (strstr(key, "/" CATALOG_VERIFICATIONS_DIR "/") != NULL && has_suffix(key, ".json"))
         return key_list_add(&keys->verifications, key);
+    if (has_suffix(key, "/" CATALOG_HOLD_FILE))
+        return key_list_add(&keys->holds, key);
     return 0;
 }
 
@@ -89,6 +92,42 @@ static void apply_verification(struct catalog *catalog, const char *key)
         entry->verification_count++;
         return;
     }
+}
+
+/* Marks the entry whose directory holds the key "backups/NAME/ID/hold.json"
+ * as held and reads the hold document. A hold that cannot be read or
+ * parsed still holds the backup. */
+static int apply_hold(storage *store, struct catalog *catalog, const char *key, stow_error *err)
+{
+    size_t dir_len = strlen(key) - strlen(CATALOG_HOLD_FILE);
+    stow_buf text;
+    json_error_t parse_error;
+    int rc;
+
+    for (size_t i = 0; i < catalog->count; i++) {
+        struct catalog_entry *entry = &catalog->entries[i];
+        size_t manifest_dir_len = strlen(entry->manifest_key) - strlen(CATALOG_MANIFEST_FILE);
+
+        if (manifest_dir_len != dir_len || strncmp(entry->manifest_key, key, dir_len) != 0)
+            continue;
+        entry->held = 1;
+        stow_buf_init(&text, CATALOG_HOLD_MAX_BYTES);
+        rc = storage_get(store, key, &text, err);
+        if (rc == STORAGE_NOT_FOUND) {
+            entry->held = 0; /* released since the listing */
+            rc = 0;
+        } else if (rc == 0) {
+            entry->hold = json_loadb((const char *)text.data, text.len, JSON_REJECT_DUPLICATES,
+                                     &parse_error);
+            entry->hold_reason = json_string_value(json_object_get(entry->hold, "reason"));
+            if (entry->hold_reason == NULL)
+                stow_log_warn("hold %s is unreadable, so the backup stays held: %s", key,
+                              entry->hold == NULL ? parse_error.text : "no \"reason\" string");
+        }
+        stow_buf_free(&text);
+        return rc;
+    }
+    return 0;
 }
 
 static int compare_entries(const void *a, const void *b)
@@ -151,9 +190,12 @@ int catalog_load(storage *store, const char *name, struct catalog *out, stow_err
     stow_buf_free(&text);
     for (size_t i = 0; rc == 0 && i < keys.verifications.count; i++)
         apply_verification(out, keys.verifications.keys[i]);
+    for (size_t i = 0; rc == 0 && i < keys.holds.count; i++)
+        rc = apply_hold(store, out, keys.holds.keys[i], err);
 
     key_list_free(&keys.manifests);
     key_list_free(&keys.verifications);
+    key_list_free(&keys.holds);
 
     if (rc != 0) {
         catalog_free(out);
@@ -170,6 +212,7 @@ void catalog_free(struct catalog *catalog)
     for (size_t i = 0; i < catalog->count; i++) {
         free(catalog->entries[i].manifest_key);
         manifest_free(&catalog->entries[i].manifest);
+        json_decref(catalog->entries[i].hold);
     }
     free(catalog->entries);
     memset(catalog, 0, sizeof *catalog);

@@ -8,12 +8,21 @@
 #include "manifest.h"
 #include "storage/storage.h"
 
+/* A hold on a backup: backups/NAME/ID/hold.json, a JSON object with
+ * "reason", "held_at" (RFC 3339 UTC), "host" and "user". Retention never
+ * expires a held backup. */
+#define CATALOG_HOLD_FILE "hold.json"
+#define CATALOG_HOLD_MAX_BYTES (64u * 1024)
+
 struct catalog_entry {
     char *manifest_key;       /* owned */
     struct manifest manifest;
     time_t last_verified_at;  /* 0: never verified by a restore */
     int last_verification_passed;
     size_t verification_count;
+    int held;                 /* the backup's hold.json exists */
+    json_t *hold;             /* owned: the hold document; NULL when unreadable */
+    const char *hold_reason;  /* borrowed from hold; NULL when unreadable */
 };
 
 struct catalog {

@@ -106,6 +106,11 @@ int storage_open(const struct storage_options *options, storage **out, stow_erro
     return 0;
 }
 
+int storage_open_copy(const storage *store, storage **out, stow_error *err)
+{
+    return storage_open(&store->options, out, err);
+}
+
 void storage_free(storage *store)
 {
     if (store == NULL)
@@ -192,6 +197,18 @@ int storage_list(storage *store, const char *prefix, storage_list_fn fn, void *c
 int storage_delete(storage *store, const char *key, stow_error *err)
 {
     return store->driver->delete_key(store, key, err);
+}
+
+int storage_list_uploads(storage *store, const char *prefix, storage_upload_list_fn fn,
+                         void *context, stow_error *err)
+{
+    return store->driver->list_uploads(store, prefix, fn, context, err);
+}
+
+int storage_abort_upload(storage *store, const char *key, const char *upload_id,
+                         stow_error *err)
+{
+    return store->driver->abort_upload(store, key, upload_id, err);
 }
 
 /* Every upload and download handle starts with a pointer to its storage,

@@ -71,6 +71,10 @@ typedef int (*storage_list_fn)(const char *key, const struct storage_object_info
 /* Opens the repository named by options->url. Fails with STOW_EXIT_USAGE for
  * a malformed URL. Does not contact the store: storage_check does. */
 int storage_open(const struct storage_options *options, storage **out, stow_error *err);
+
+/* Opens a second handle on the repository of store, with the same options,
+ * for use by another thread (a handle serves one thread at a time). */
+int storage_open_copy(const storage *store, storage **out, stow_error *err);
 void storage_free(storage *store);
 
 /* The smallest part the store accepts (all but the last part). */
@@ -112,6 +116,30 @@ int storage_list(storage *store, const char *prefix, storage_list_fn fn, void *c
 
 /* Deletes one key; deleting a missing key succeeds. */
 int storage_delete(storage *store, const char *key, stow_error *err);
+
+/* An unfinished upload: an S3 multipart upload, or on file:// the hidden
+ * temporary file (".NAME.tmp-RANDOM") of an upload or a put. */
+struct storage_upload_info {
+    const char *key;        /* the key it would create, relative to the repository */
+    const char *upload_id;  /* S3 upload id, or the temporary file's name */
+    time_t initiated;       /* S3 Initiated; file: last write of the temporary file */
+    uint64_t size;          /* bytes written so far when size_known */
+    int size_known;         /* 1 on file://; 0 on S3, which lists no sizes */
+};
+
+typedef int (*storage_upload_list_fn)(const struct storage_upload_info *upload, void *context);
+
+/* Calls fn for every unfinished upload whose key starts with prefix. A
+ * non-zero return from fn stops the listing and is returned.
+ * NOTE: moto reports every multipart upload as initiated in 2010, so
+ * `initiated` cannot be trusted there. */
+int storage_list_uploads(storage *store, const char *prefix, storage_upload_list_fn fn,
+                         void *context, stow_error *err);
+
+/* Aborts one unfinished upload that storage_list_uploads returned. An upload
+ * that no longer exists succeeds. */
+int storage_abort_upload(storage *store, const char *key, const char *upload_id,
+                         stow_error *err);
 
 /* --- Streaming upload of an object of unknown length ------------------- */
 

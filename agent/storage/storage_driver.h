@@ -22,6 +22,10 @@ struct storage_driver {
     int (*list)(storage *store, const char *prefix, storage_list_fn fn, void *context,
                 stow_error *err);
     int (*delete_key)(storage *store, const char *key, stow_error *err);
+    int (*list_uploads)(storage *store, const char *prefix, storage_upload_list_fn fn,
+                        void *context, stow_error *err);
+    int (*abort_upload)(storage *store, const char *key, const char *upload_id,
+                        stow_error *err);
     int (*upload_begin)(storage *store, const char *key, storage_upload **out,
                         stow_error *err);
     int (*upload_part)(storage_upload *upload, stow_buf *part, stow_error *err);

@@ -476,6 +476,116 @@ static int file_delete(storage *store, const char *key, stow_error *err)
     return rc;
 }
 
+/* --- Unfinished uploads ---------------------------------------------------- */
+
+/* Splits a temporary file name ".NAME.tmp-RANDOM" (see temp_path_for) into
+ * the length of NAME; returns 0 for any other name. */
+static size_t temp_target_length(const char *file_name)
+{
+    const char *marker;
+
+    if (file_name[0] != '.' || strchr(file_name, '/') != NULL)
+        return 0;
+    marker = strstr(file_name + 1, ".tmp-");
+    if (marker == NULL || marker == file_name + 1 || marker[5] == '\0')
+        return 0;
+    while (strstr(marker + 1, ".tmp-") != NULL)
+        marker = strstr(marker + 1, ".tmp-");
+    return (size_t)(marker - file_name - 1);
+}
+
+struct upload_walk {
+    const char *prefix;
+    storage_upload_list_fn fn;
+    void *context;
+};
+
+/* Walks dir (the directory of relative key `relative`) for temporary files. */
+static int walk_uploads(const char *dir, const char *relative, struct upload_walk *walk,
+                        stow_error *err)
+{
+    DIR *handle = opendir(dir);
+    struct dirent *entry;
+    int rc = 0;
+
+    if (handle == NULL)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : fail_io(err, errno, "listing", dir);
+
+    while (rc == 0 && (entry = readdir(handle)) != NULL) {
+        size_t target_len = temp_target_length(entry->d_name);
+        char path[4096];
+        char key[4096];
+        struct stat st;
+
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+        if (lstat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode) && entry->d_name[0] != '.') {
+            snprintf(key, sizeof key, "%s%s%s", relative, relative[0] ? "/" : "", entry->d_name);
+            rc = walk_uploads(path, key, walk, err);
+        } else if (S_ISREG(st.st_mode) && target_len > 0) {
+            struct storage_upload_info upload;
+
+            snprintf(key, sizeof key, "%s%s%.*s", relative, relative[0] ? "/" : "",
+                     (int)target_len, entry->d_name + 1);
+            if (strncmp(key, walk->prefix, strlen(walk->prefix)) != 0)
+                continue;
+            upload.key = key;
+            upload.upload_id = entry->d_name;
+            upload.initiated = st.st_mtime;
+            upload.size = (uint64_t)st.st_size;
+            upload.size_known = 1;
+            rc = walk->fn(&upload, walk->context);
+        }
+    }
+    closedir(handle);
+    return rc;
+}
+
+static int file_list_uploads(storage *store, const char *prefix, storage_upload_list_fn fn,
+                             void *context, stow_error *err)
+{
+    struct upload_walk walk = {prefix, fn, context};
+
+    return walk_uploads(store->location, "", &walk, err);
+}
+
+/* Removes the temporary file upload_id beside key's path, after checking
+ * that the name is a temporary file of that key. */
+static int file_abort_upload(storage *store, const char *key, const char *upload_id,
+                             stow_error *err)
+{
+    const char *base = strrchr(key, '/') ? strrchr(key, '/') + 1 : key;
+    size_t target_len = temp_target_length(upload_id);
+    char *path;
+    char *temp;
+    char *slash;
+    int rc = 0;
+
+    if (check_key(key, err) != 0)
+        return -1;
+    if (target_len == 0 || target_len != strlen(base) ||
+        strncmp(upload_id + 1, base, target_len) != 0)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "\"%s\" is not a temporary file of key %s", upload_id, key);
+    path = object_path(store, key);
+    temp = path == NULL ? NULL : malloc(strlen(path) + strlen(upload_id) + 2);
+    if (temp == NULL) {
+        free(path);
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    }
+    strcpy(temp, path);
+    slash = strrchr(temp, '/');
+    strcpy(slash + 1, upload_id);
+    if (unlink(temp) != 0 && errno != ENOENT)
+        rc = fail_io(err, errno, "deleting", temp);
+    free(path);
+    free(temp);
+    return rc;
+}
+
 /* --- Upload --------------------------------------------------------------- */
 
 static int file_upload_begin(storage *store, const char *key, storage_upload **out,
@@ -671,6 +781,8 @@ const struct storage_driver storage_file_driver = {
     .head = file_head,
     .list = file_list,
     .delete_key = file_delete,
+    .list_uploads = file_list_uploads,
+    .abort_upload = file_abort_upload,
     .upload_begin = file_upload_begin,
     .upload_part = file_upload_part,
     .upload_complete = file_upload_complete,

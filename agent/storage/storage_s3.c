@@ -238,6 +238,56 @@ static int s3_delete(storage *store, const char *key, stow_error *err)
     return rc;
 }
 
+/* Passes listed multipart uploads to the caller relative to the prefix. */
+struct uploads_context {
+    size_t strip;
+    storage_upload_list_fn fn;
+    void *context;
+};
+
+static int upload_entry(const char *key, const char *upload_id, time_t initiated, void *context)
+{
+    struct uploads_context *uploads = context;
+    struct storage_upload_info info;
+
+    if (strlen(key) < uploads->strip)
+        return 0;
+    info.key = key + uploads->strip;
+    info.upload_id = upload_id;
+    info.initiated = initiated;
+    info.size = 0;
+    info.size_known = 0;
+    return uploads->fn(&info, uploads->context);
+}
+
+static int s3_list_uploads(storage *store, const char *prefix, storage_upload_list_fn fn,
+                           void *context, stow_error *err)
+{
+    struct uploads_context uploads = {store->prefix[0] ? strlen(store->prefix) + 1 : 0, fn,
+                                      context};
+    char *full_prefix = storage_full_key(store, prefix);
+    int rc;
+
+    if (full_prefix == NULL)
+        return fail_memory(err);
+    rc = s3_list_multipart_uploads(client_of(store), full_prefix, upload_entry, &uploads, err);
+    free(full_prefix);
+    return rc;
+}
+
+static int s3_abort_upload(storage *store, const char *key, const char *upload_id,
+                           stow_error *err)
+{
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = s3_abort_multipart_upload(client_of(store), full_key, upload_id, err);
+    free(full_key);
+    return rc;
+}
+
 /* --- upload -------------------------------------------------------------- */
 
 static void free_transfer(struct part_transfer *transfer)
@@ -696,6 +746,8 @@ const struct storage_driver storage_s3_driver = {
     .head = s3_head,
     .list = s3_list,
     .delete_key = s3_delete,
+    .list_uploads = s3_list_uploads,
+    .abort_upload = s3_abort_upload,
     .upload_begin = s3_upload_begin,
     .upload_part = s3_upload_part,
     .upload_complete = s3_upload_complete,

@@ -305,7 +305,15 @@ static int start_process(const char *path, char *const argv[], struct env_list *
         posix_spawn_file_actions_adddup2(&actions, pipes->errs[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, pipes->errs[1], STDERR_FILENO);
 
-    rc = posix_spawn(pid, path, &actions, NULL, argv, env->entries);
+    /* Each child leads its own process group, so stopping it also stops
+     * whatever it started (a wrapper script's pipeline, for example). */
+    posix_spawnattr_t attributes;
+
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    rc = posix_spawn(pid, path, &actions, &attributes, argv, env->entries);
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0)
         return stow_fail(err, STOW_EXIT_FAILURE, "starting %s failed: %s", path, strerror(rc));
@@ -397,7 +405,7 @@ void pgtools_kill(struct pg_child *child)
     stow_error ignored = {0};
 
     if (child->pid > 0)
-        kill(child->pid, SIGTERM);
+        kill(-child->pid, SIGTERM);
     if (child->pid > 0 || child->stderr_fd >= 0)
         pgtools_wait(child, &ignored);
 }

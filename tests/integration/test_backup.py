@@ -3,12 +3,16 @@ PostgreSQL server, a file:// repository and moto's S3."""
 
 import json
 import os
+import signal
+import subprocess
+import time
 import unittest
 
 from support import (SMALL_PART, StowageTestCase, fake_pg_bindir, object_keys, open_uploads,
                      sha256_hex)
 
 from harness import FaultProxy
+from harness.stowage import stowage_binary, stowage_environment
 from harness.faultproxy import DROP_BEFORE_RESPONSE, INTERNAL_ERROR, SLOW_DOWN
 
 
@@ -184,6 +188,27 @@ class BackupTest(StowageTestCase):
         result = self.backup("s3://%s/x" % bucket, "bench", "--part-size", "64KiB",
                              env=self.s3_env(STOWAGE_PG_BINDIR=bindir), expect=1)
         self.assertIn("truncated", result.stderr)
+        self._assert_nothing_left(bucket)
+
+    def test_sigterm_during_backup_aborts_upload(self):
+        bucket = self.new_bucket()
+        bindir = fake_pg_bindir(self.workdir, "slow-%s" % os.urandom(3).hex(),
+                                '"$REAL" "$@" | (head -c 300000; sleep 60; cat)')
+        env = stowage_environment(self.s3_env(STOWAGE_PG_BINDIR=bindir))
+        process = subprocess.Popen(
+            [stowage_binary(), "backup", "--repo", "s3://%s/x" % bucket, "--db",
+             self.cluster.conninfo("noise"), "--recipient", self.pub, "--part-size", "64KiB"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not open_uploads(self.moto, bucket):
+            time.sleep(0.1)
+        self.assertTrue(open_uploads(self.moto, bucket), "the upload never started")
+        started = time.time()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        self.assertLess(time.time() - started, 20)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
         self._assert_nothing_left(bucket)
 
     def test_transient_s3_faults_are_retried(self):

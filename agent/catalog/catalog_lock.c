@@ -1,0 +1,408 @@
+/* Catalog locks in the repository: acquire, refresh, take over, release. */
+#include "catalog/catalog_lock.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "common/duration.h"
+#include "common/log.h"
+#include "manifest.h"
+
+#define LOCK_FORMAT "stowage-lock"
+#define LOCK_VERSION 1
+#define ACQUIRE_ATTEMPTS 3
+#define REFRESH_MAX_SECONDS 60
+
+struct catalog_lock {
+    storage *store;                  /* own handle, used by whichever thread holds mutex */
+    char name[MANIFEST_NAME_MAX + 1];
+    char key[MANIFEST_NAME_MAX + 32];
+    struct catalog_lock_holder self; /* what this run writes */
+    int64_t stale_after;
+    int64_t refresh_interval;        /* seconds */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    int stopping;                    /* guarded by mutex */
+    int lost;                        /* guarded by mutex */
+    char lost_reason[512];           /* guarded by mutex */
+};
+
+static void lock_key(const char *name, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s.json", CATALOG_LOCKS_DIR, name);
+}
+
+static char *lock_document(const struct catalog_lock *lock, stow_error *err)
+{
+    char started[32];
+    char refreshed[32];
+    json_t *document;
+    char *text;
+
+    manifest_format_time(lock->self.started_at, started);
+    manifest_format_time(lock->self.refreshed_at, refreshed);
+    document = json_pack("{s:s, s:i, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "format", LOCK_FORMAT,
+                         "format_version", LOCK_VERSION, "name", lock->name, "host",
+                         lock->self.host, "pid", (json_int_t)lock->self.pid, "run_id",
+                         lock->self.run_id, "command", lock->self.command, "started_at",
+                         started, "refreshed_at", refreshed);
+    text = document == NULL ? NULL : json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(document);
+    if (text == NULL)
+        stow_fail(err, STOW_EXIT_FAILURE, "building the lock document of %s failed", lock->name);
+    return text;
+}
+
+static int write_lock(struct catalog_lock *lock, int create_only, stow_error *err)
+{
+    struct storage_put_options options = {create_only, "application/json"};
+    char *text = lock_document(lock, err);
+    int rc;
+
+    if (text == NULL)
+        return -1;
+    rc = storage_put(lock->store, lock->key, text, strlen(text), &options, err);
+    free(text);
+    return rc;
+}
+
+static void copy_string(json_t *document, const char *field, char *out, size_t size)
+{
+    const char *value = json_string_value(json_object_get(document, field));
+
+    snprintf(out, size, "%s", value != NULL ? value : "");
+}
+
+/* Fills holder from a lock document; returns 0 when it is one. */
+static int parse_holder(const stow_buf *text, struct catalog_lock_holder *holder)
+{
+    json_t *document = json_loadb((const char *)text->data, text->len, JSON_REJECT_DUPLICATES,
+                                  NULL);
+    const char *format = json_string_value(json_object_get(document, "format"));
+    const char *started = json_string_value(json_object_get(document, "started_at"));
+    const char *refreshed = json_string_value(json_object_get(document, "refreshed_at"));
+    int rc = -1;
+
+    if (format != NULL && strcmp(format, LOCK_FORMAT) == 0 && started != NULL &&
+        refreshed != NULL && manifest_parse_time(started, &holder->started_at) == 0 &&
+        manifest_parse_time(refreshed, &holder->refreshed_at) == 0 &&
+        json_is_string(json_object_get(document, "run_id"))) {
+        copy_string(document, "host", holder->host, sizeof holder->host);
+        copy_string(document, "run_id", holder->run_id, sizeof holder->run_id);
+        copy_string(document, "command", holder->command, sizeof holder->command);
+        holder->pid = (long long)json_integer_value(json_object_get(document, "pid"));
+        holder->readable = 1;
+        rc = 0;
+    }
+    json_decref(document);
+    return rc;
+}
+
+int catalog_lock_read(storage *store, const char *name, struct catalog_lock_holder *holder,
+                      stow_error *err)
+{
+    char key[MANIFEST_NAME_MAX + 32];
+    struct storage_object_info info;
+    stow_buf text;
+    int rc;
+
+    memset(holder, 0, sizeof *holder);
+    lock_key(name, key, sizeof key);
+    stow_buf_init(&text, CATALOG_LOCK_MAX_BYTES);
+    rc = storage_get(store, key, &text, err);
+    if (rc == 0 && parse_holder(&text, holder) != 0) {
+        /* Not a lock document: judge it by its age alone. */
+        rc = storage_head(store, key, &info, err);
+        holder->started_at = info.modified;
+        holder->refreshed_at = info.modified;
+    }
+    stow_buf_free(&text);
+    return rc;
+}
+
+int catalog_lock_is_stale(const struct catalog_lock_holder *holder, time_t now,
+                          int64_t stale_after)
+{
+    return now - holder->refreshed_at > stale_after;
+}
+
+void catalog_lock_describe(const struct catalog_lock_holder *holder, char *out, size_t size)
+{
+    char started[32];
+    char refreshed[32];
+
+    manifest_format_time(holder->started_at, started);
+    manifest_format_time(holder->refreshed_at, refreshed);
+    if (!holder->readable)
+        snprintf(out, size, "an unreadable lock object last modified at %s", refreshed);
+    else
+        snprintf(out, size, "stowage %s on host %s (pid %lld, run %s), started at %s, last "
+                            "refreshed at %s",
+                 holder->command, holder->host, holder->pid, holder->run_id, started,
+                 refreshed);
+}
+
+/* --- refresh thread ------------------------------------------------------ */
+
+static void mark_lost(struct catalog_lock *lock, const char *reason)
+{
+    pthread_mutex_lock(&lock->mutex);
+    lock->lost = 1;
+    snprintf(lock->lost_reason, sizeof lock->lost_reason, "%s", reason);
+    pthread_mutex_unlock(&lock->mutex);
+    stow_log(STOW_LOG_ERROR, "lost the lock %s of %s: %s", lock->key, lock->name, reason);
+}
+
+/* Rewrites refreshed_at after checking that the lock is still this run's.
+ * Returns -1 when the lock is lost. */
+static int refresh_once(struct catalog_lock *lock)
+{
+    struct catalog_lock_holder current;
+    stow_error err = {0};
+    char reason[512];
+    char holder[400];
+    int rc = catalog_lock_read(lock->store, lock->name, &current, &err);
+
+    if (rc == STORAGE_NOT_FOUND) {
+        mark_lost(lock, "the lock object was deleted by another process");
+        return -1;
+    }
+    if (rc == 0 && strcmp(current.run_id, lock->self.run_id) != 0) {
+        catalog_lock_describe(&current, holder, sizeof holder);
+        snprintf(reason, sizeof reason, "it now belongs to %s", holder);
+        mark_lost(lock, reason);
+        return -1;
+    }
+    if (rc == 0) {
+        lock->self.refreshed_at = time(NULL);
+        rc = write_lock(lock, 0, &err);
+    }
+    if (rc != 0)
+        stow_log_warn("refreshing the lock %s failed; retrying in %lld s: %s", lock->key,
+                      (long long)lock->refresh_interval, err.message);
+    else
+        stow_log_debug("refreshed the lock %s", lock->key);
+    return 0;
+}
+
+static void *refresh_thread(void *context)
+{
+    struct catalog_lock *lock = context;
+    struct timespec deadline;
+
+    pthread_mutex_lock(&lock->mutex);
+    while (!lock->stopping) {
+        int rc = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += (time_t)lock->refresh_interval;
+        while (!lock->stopping && rc == 0)
+            rc = pthread_cond_timedwait(&lock->wake, &lock->mutex, &deadline);
+        if (lock->stopping)
+            break;
+        pthread_mutex_unlock(&lock->mutex);
+        rc = refresh_once(lock);
+        pthread_mutex_lock(&lock->mutex);
+        if (rc != 0)
+            break;
+    }
+    pthread_mutex_unlock(&lock->mutex);
+    return NULL;
+}
+
+/* Starts the refresh thread with every signal blocked, so that SIGINT and
+ * SIGTERM reach the main thread. */
+static int start_refresh(struct catalog_lock *lock, stow_error *err)
+{
+    pthread_condattr_t attributes;
+    sigset_t all;
+    sigset_t previous;
+    int rc;
+
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&lock->wake, &attributes);
+    pthread_condattr_destroy(&attributes);
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+    rc = pthread_create(&lock->thread, NULL, refresh_thread, lock);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (rc != 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "starting the lock refresh thread failed: %s",
+                         strerror(rc));
+    lock->thread_started = 1;
+    return 0;
+}
+
+/* --- acquire and release -------------------------------------------------- */
+
+static int fail_locked(const struct catalog_lock *lock, const struct catalog_lock_holder *holder,
+                       stow_error *err)
+{
+    char description[400];
+    char stale[32];
+
+    catalog_lock_describe(holder, description, sizeof description);
+    stow_duration_format(lock->stale_after, stale, sizeof stale);
+    stow_fail(err, STOW_EXIT_LOCKED, "catalog name %s is locked by %s", lock->name, description);
+    stow_error_hint(err, "wait for that run to finish. A lock not refreshed for %s "
+                         "(--lock-stale-after) is taken over as stale; delete %s by hand only "
+                         "when that run is known to be dead", stale, lock->key);
+    return -1;
+}
+
+/* Deletes a stale lock so that the next create-only put can take it. */
+static int remove_stale(struct catalog_lock *lock, const struct catalog_lock_holder *holder,
+                        stow_error *err)
+{
+    char description[400];
+    char stale[32];
+
+    catalog_lock_describe(holder, description, sizeof description);
+    stow_duration_format(lock->stale_after, stale, sizeof stale);
+    stow_log_warn("taking over the stale lock %s of %s (not refreshed for more than %s): it "
+                  "was held by %s",
+                  lock->key, lock->name, stale, description);
+    return storage_delete(lock->store, lock->key, err);
+}
+
+/* Creates the lock object, taking over a stale one; at most
+ * ACQUIRE_ATTEMPTS create-only puts, since other runs may compete. */
+static int take_lock(struct catalog_lock *lock, stow_error *err)
+{
+    struct catalog_lock_holder holder;
+
+    for (int attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
+        int rc = write_lock(lock, 1, err);
+
+        if (rc != STORAGE_CONFLICT)
+            return rc;
+        rc = catalog_lock_read(lock->store, lock->name, &holder, err);
+        if (rc == STORAGE_NOT_FOUND)
+            continue; /* released since the put */
+        if (rc != 0)
+            return -1;
+        if (!catalog_lock_is_stale(&holder, time(NULL), lock->stale_after))
+            return fail_locked(lock, &holder, err);
+        if (remove_stale(lock, &holder, err) != 0)
+            return -1;
+    }
+    stow_fail(err, STOW_EXIT_LOCKED, "catalog name %s: other runs took the lock %s first, %d "
+                                     "times in a row",
+              lock->name, lock->key, ACQUIRE_ATTEMPTS);
+    return -1;
+}
+
+static void fill_self(struct catalog_lock *lock, const char *command)
+{
+    uint8_t random[8];
+
+    if (gethostname(lock->self.host, sizeof lock->self.host) != 0)
+        snprintf(lock->self.host, sizeof lock->self.host, "unknown");
+    lock->self.host[sizeof lock->self.host - 1] = '\0';
+    lock->self.pid = (long long)getpid();
+    randombytes_buf(random, sizeof random);
+    manifest_hex(random, sizeof random, lock->self.run_id);
+    snprintf(lock->self.command, sizeof lock->self.command, "%s", command);
+    lock->self.started_at = time(NULL);
+    lock->self.refreshed_at = lock->self.started_at;
+    lock->self.readable = 1;
+}
+
+static void free_lock(struct catalog_lock *lock)
+{
+    storage_free(lock->store);
+    pthread_mutex_destroy(&lock->mutex);
+    free(lock);
+}
+
+int catalog_lock_acquire(storage *store, const struct catalog_lock_options *options,
+                         catalog_lock **out, stow_error *err)
+{
+    struct catalog_lock *lock;
+
+    *out = NULL;
+    if (catalog_check_name(options->name, err) != 0)
+        return -1;
+    lock = calloc(1, sizeof *lock);
+    if (lock == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    pthread_mutex_init(&lock->mutex, NULL);
+    snprintf(lock->name, sizeof lock->name, "%s", options->name);
+    lock_key(lock->name, lock->key, sizeof lock->key);
+    lock->stale_after = options->stale_after > 0 ? options->stale_after
+                                                 : CATALOG_LOCK_STALE_AFTER_DEFAULT;
+    lock->refresh_interval = lock->stale_after / 4;
+    if (lock->refresh_interval < 1)
+        lock->refresh_interval = 1;
+    if (lock->refresh_interval > REFRESH_MAX_SECONDS)
+        lock->refresh_interval = REFRESH_MAX_SECONDS;
+    fill_self(lock, options->command);
+
+    if (storage_open_copy(store, &lock->store, err) != 0 || take_lock(lock, err) != 0) {
+        free_lock(lock);
+        return -1;
+    }
+    if (start_refresh(lock, err) != 0) {
+        catalog_lock_release(lock);
+        return -1;
+    }
+    stow_log_detail("took the lock %s (run %s)", lock->key, lock->self.run_id);
+    *out = lock;
+    return 0;
+}
+
+int catalog_lock_check(catalog_lock *lock, stow_error *err)
+{
+    int rc = 0;
+
+    if (lock == NULL)
+        return 0;
+    pthread_mutex_lock(&lock->mutex);
+    if (lock->lost)
+        rc = stow_fail(err, STOW_EXIT_LOCKED, "lost the lock %s of %s: %s", lock->key,
+                       lock->name, lock->lost_reason);
+    pthread_mutex_unlock(&lock->mutex);
+    return rc;
+}
+
+void catalog_lock_release(catalog_lock *lock)
+{
+    struct catalog_lock_holder current;
+    stow_error err = {0};
+    int rc;
+
+    if (lock == NULL)
+        return;
+    if (lock->thread_started) {
+        pthread_mutex_lock(&lock->mutex);
+        lock->stopping = 1;
+        pthread_cond_signal(&lock->wake);
+        pthread_mutex_unlock(&lock->mutex);
+        pthread_join(lock->thread, NULL);
+        pthread_cond_destroy(&lock->wake);
+    }
+
+    rc = catalog_lock_read(lock->store, lock->name, &current, &err);
+    if (rc == 0 && strcmp(current.run_id, lock->self.run_id) == 0)
+        rc = storage_delete(lock->store, lock->key, &err);
+    else if (rc == 0)
+        stow_log_warn("leaving the lock %s in place: it belongs to another run now", lock->key);
+    if (rc < 0)
+        stow_log_warn("releasing the lock %s failed, so it stays until it is taken over as "
+                      "stale: %s",
+                      lock->key, err.message);
+    else
+        stow_log_detail("released the lock %s", lock->key);
+    free_lock(lock);
+}

@@ -201,7 +201,8 @@ int catalog_load(storage *store, const char *name, struct catalog *out, stow_err
         catalog_free(out);
         return -1;
     }
-    qsort(out->entries, out->count, sizeof *out->entries, compare_entries);
+    if (out->count > 1)
+        qsort(out->entries, out->count, sizeof *out->entries, compare_entries);
     return 0;
 }
 

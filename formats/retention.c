@@ -1,4 +1,4 @@
-/* Retention decisions over a list of backups; the rules are in retention.h. */
+/* Retention decisions over a list of backups. retention.h describes the rules. */
 #include "retention.h"
 
 #include <ctype.h>
@@ -149,8 +149,8 @@ static int utc_periods(const struct retention_backup *backups, size_t count,
     return 0;
 }
 
-/* Converts start times to periods of zone with localtime_r, setting TZ for
- * the call only when it holds another value (see retention.h). */
+/* Converts start times to periods of zone with localtime_r. TZ is set for
+ * the call only when it has another value (see retention.h). */
 static int zone_periods(const struct retention_backup *backups, size_t count, const char *zone,
                         struct periods *out, stow_error *err)
 {

@@ -30,9 +30,9 @@
  * "EST5EDT,M3.2.0,M11.1.0". glibc has no per-call zone, so retention_decide
  * sets TZ in the environment for the duration of the call when it differs,
  * under a mutex, and restores it. Changing the environment races with
- * other threads that read it, so a program with threads sets TZ to the
- * zone before it starts them (stowage expire does); retention_decide then
- * changes nothing. */
+ * other threads that read it. A program with threads therefore sets TZ to
+ * the zone before it starts them, as stowage expire does, and
+ * retention_decide then leaves the environment alone. */
 #ifndef STOWAGE_RETENTION_H
 #define STOWAGE_RETENTION_H
 
@@ -45,7 +45,7 @@
 #define RETENTION_MAX_REASONS 8 /* one per rule: every rule can apply at once */
 #define RETENTION_REASON_MAX 40
 
-/* One backup as retention sees it. */
+/* The facts about one backup that the rules use. */
 struct retention_backup {
     const char *id;                /* borrowed; ties in started_at sort by id */
     time_t started_at;             /* UTC */

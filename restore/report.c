@@ -167,11 +167,11 @@ void report_print_text(const struct report *report)
            json_string_value(json_object_get(doc, "name")),
            json_string_value(json_object_get(doc, "result")));
     json_array_foreach(report->steps, index, step) {
-        printf("  %-12s %9.2f s  %s\n", json_string_value(json_object_get(step, "step")),
+        printf("  %-20s %9.2f s  %s\n", json_string_value(json_object_get(step, "step")),
                json_real_value(json_object_get(step, "seconds")),
                json_string_value(json_object_get(step, "status")));
     }
-    printf("  %-12s %9.2f s\n", "total", json_real_value(json_object_get(doc, "total_seconds")));
+    printf("  %-20s %9.2f s\n", "total", json_real_value(json_object_get(doc, "total_seconds")));
     if (json_object_get(doc, "error") != NULL)
         printf("  error: %s\n", json_string_value(json_object_get(doc, "error")));
 }

@@ -205,6 +205,12 @@ static int run_steps(struct restore_job *job, stow_error *err)
 int restore_run(storage *store, const struct catalog_entry *entry,
                 const struct restore_options *options, stow_error *err)
 {
+    return restore_run_report(store, entry, options, NULL, err);
+}
+
+int restore_run_report(storage *store, const struct catalog_entry *entry,
+                       const struct restore_options *options, json_t **report, stow_error *err)
+{
     struct restore_job job;
     stow_error store_err = {0};
     int rc;
@@ -235,6 +241,8 @@ int restore_run(storage *store, const struct catalog_entry *entry,
     if (options->verify && report_store(&job.report, store, job.manifest, &store_err) != 0)
         stow_log_warn("could not record the verification in the catalog: %s", store_err.message);
 
+    if (report != NULL)
+        *report = json_incref(job.report.document);
     report_free(&job.report);
     backup_data_key_free(job.data_key);
     stow_log_set_context("backup_id", NULL);

@@ -4,6 +4,8 @@
 #ifndef STOWAGE_RESTORE_H
 #define STOWAGE_RESTORE_H
 
+#include <jansson.h>
+
 #include "catalog.h"
 #include "storage/storage.h"
 
@@ -24,6 +26,12 @@ struct restore_options {
  * when verification finds a difference, after writing the report. */
 int restore_run(storage *store, const struct catalog_entry *entry,
                 const struct restore_options *options, stow_error *err);
+
+/* Runs restore_run and also returns its report: *report receives a new
+ * reference to the report's JSON document (free with json_decref), also
+ * when the restore failed. */
+int restore_run_report(storage *store, const struct catalog_entry *entry,
+                       const struct restore_options *options, json_t **report, stow_error *err);
 
 /* Reads the whole backup without restoring it: part checksums, decryption,
  * decompression, archive members and digests. */

@@ -2,8 +2,8 @@
 # Try stowage on this machine in one command. The script installs the
 # dependencies, builds stowage and starts a throwaway PostgreSQL 15 server
 # with a small pgbench database. It then makes a key pair, backs the
-# database up into a local repository, lists the repository and shows the
-# backup. The server is stopped at the end, and the keys and the repository
+# database up into a local repository, lists the repository, shows the
+# backup and restores it into a scratch instance with verification. The server is stopped at the end, and the keys and the repository
 # stay in the demo directory for a closer look.
 #
 # Usage: scripts/demo.sh [DIRECTORY]
@@ -34,6 +34,9 @@ if [[ ${1:-} == --with-server ]]; then
   backup_id=$("$stowage" list --repo "$repo" --json |
     python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
   run "$stowage" show --repo "$repo" "$backup_id"
+  run "$stowage" restore --repo "$repo" "$backup_id" --key "$demo_dir/demo.key" \
+    --scratch local --verify --report "$demo_dir/restore-report.json"
+  run "$stowage" list --repo "$repo"
 
   cat <<EOF
 
@@ -42,6 +45,7 @@ Done. What is where:
   secret key   $demo_dir/demo.key  (needed to restore; keep it private)
   public key   $demo_dir/demo.key.pub  (all that a backup host needs)
   repository   $demo_dir/repo
+  report       $demo_dir/restore-report.json  (the verified restore)
 The PostgreSQL server ($STOWAGE_PG_CONNINFO) stops now.
 EOF
   exit 0

@@ -3,7 +3,9 @@
 # two passes. The first uses a RelWithDebInfo build (build/), the second a
 # Debug build with AddressSanitizer, LeakSanitizer and
 # UndefinedBehaviorSanitizer (build-asan/). The script exits non-zero when
-# any step of either pass fails.
+# any step of either pass fails. A fuzz smoke run follows (scripts/fuzz.sh,
+# STOWAGE_FUZZ_SECONDS per target, default 10), skipped with --quick or a
+# REGEX.
 #
 # Usage: scripts/test.sh [--quick] [[-R] REGEX]
 #   --quick   skip the sanitizer pass
@@ -163,6 +165,22 @@ else
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   run_pass "sanitizer ($sanitizer_cc)" "$asan_build_dir" -DCMAKE_BUILD_TYPE=Debug -DSTOWAGE_SANITIZE=ON \
     -DCMAKE_C_COMPILER="$(command -v "$sanitizer_cc")"
+fi
+
+# Fuzz smoke run: each libFuzzer target for a few seconds on its seed
+# corpus (scripts/fuzz.sh documents longer runs). Skipped with a regex,
+# which selects ctest tests only.
+if ((quick)) || [[ -n $regex ]]; then
+  results+=("fuzz: skipped")
+else
+  started=$SECONDS
+  note "fuzz smoke run"
+  if scripts/fuzz.sh "${STOWAGE_FUZZ_SECONDS:-10}"; then
+    results+=("fuzz: passed ($((SECONDS - started)) s)")
+  else
+    results+=("fuzz: FAILED")
+    failed=1
+  fi
 fi
 
 note "summary (${SECONDS} s)"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 #define HTTP_USER_AGENT "stowage/" STOWAGE_VERSION
 #define HTTP_POLL_MS 1000
@@ -442,6 +443,7 @@ static void schedule_retry(struct http_engine *engine, struct http_job *job, CUR
     char reason[AWS_ERROR_MESSAGE_MAX + CURL_ERROR_SIZE + 64];
 
     describe_failure(job, code, reason, sizeof reason);
+    metrics_count_retry();
     stow_log_warn("%s %s (%s)%s%s: attempt %d of %d failed (%s); retrying in %u ms",
                   job->service, job->operation, job->method, subject_separator(job),
                   job->subject, job->attempts, job->settings->max_attempts, reason, delay);

@@ -459,6 +459,8 @@ void s3_call_free(struct s3_call *call)
         return;
     http_job_free(&call->job);
     stow_buf_free(&call->url);
+    free(call->copy_source);
+    call->copy_source = NULL;
 }
 
 static int call_perform(struct s3_call *call, stow_error *err)
@@ -570,6 +572,48 @@ int s3_head_object(s3_client *client, const char *key, struct s3_object_info *in
         info->modified = call.job.response.last_modified;
         snprintf(info->etag, sizeof info->etag, "%s", call.job.response.etag);
     }
+    s3_call_free(&call);
+    return rc;
+}
+
+/* Sets the x-amz-copy-source header of call: "/BUCKET/KEY", percent-encoded
+ * with '/' kept, as S3 expects. */
+static int set_copy_source(struct s3_call *call, const char *source_bucket,
+                           const char *source_key, stow_error *err)
+{
+    stow_buf value;
+
+    stow_buf_init(&value, S3_URL_MAX);
+    if (stow_buf_append_str(&value, "/", err) != 0 ||
+        sigv4_uri_encode(&value, source_bucket, 0, err) != 0 ||
+        stow_buf_append_str(&value, "/", err) != 0 ||
+        sigv4_uri_encode(&value, source_key, 1, err) != 0 ||
+        stow_buf_append(&value, "", 0, err) != 0) {
+        stow_buf_free(&value);
+        return -1;
+    }
+    call->copy_source = (char *)value.data;
+    call_header(call, "x-amz-copy-source", call->copy_source);
+    return 0;
+}
+
+int s3_copy_object(s3_client *client, const char *key, const char *source_bucket,
+                   const char *source_key, stow_error *err)
+{
+    struct s3_call call;
+    int rc;
+
+    call_init(&call, client, "CopyObject", "PUT", key);
+    http_job_subject(&call.job, "bucket %s key %s from bucket %s key %s", client->bucket, key,
+                     source_bucket, source_key);
+    call.job.error_in_success_body = 1;
+    call.job.accept_not_found = 1;
+    call_header(&call, "x-amz-checksum-algorithm", "SHA256");
+    if (client->storage_class != NULL)
+        call_header(&call, "x-amz-storage-class", client->storage_class);
+    rc = set_copy_source(&call, source_bucket, source_key, err);
+    if (rc == 0)
+        rc = call_perform(&call, err);
     s3_call_free(&call);
     return rc;
 }
@@ -686,6 +730,26 @@ void s3_call_upload_part(struct s3_call *call, s3_client *client, const char *ke
     call->send_checksum = 1;
     http_job_subject(&call->job, "bucket %s key %s part %u upload id %s", client->bucket, key,
                      part_number, upload_id);
+}
+
+int s3_call_upload_part_copy(struct s3_call *call, s3_client *client, const char *key,
+                             const char *upload_id, uint32_t part_number,
+                             const char *source_bucket, const char *source_key,
+                             uint64_t offset, uint64_t len, stow_error *err)
+{
+    call_init(call, client, "UploadPartCopy", "PUT", key);
+    snprintf(call->part_number_text, sizeof call->part_number_text, "%u", part_number);
+    call_param(call, "partNumber", call->part_number_text);
+    call_param(call, "uploadId", upload_id);
+    snprintf(call->range_text, sizeof call->range_text, "bytes=%llu-%llu",
+             (unsigned long long)offset, (unsigned long long)(offset + len - 1));
+    call_header(call, "x-amz-copy-source-range", call->range_text);
+    /* S3 reports a failed copy in the body of a 200 response as well. */
+    call->job.error_in_success_body = 1;
+    http_job_subject(&call->job, "bucket %s key %s part %u upload id %s from bucket %s key %s %s",
+                     client->bucket, key, part_number, upload_id, source_bucket, source_key,
+                     call->range_text);
+    return set_copy_source(call, source_bucket, source_key, err);
 }
 
 int s3_complete_multipart_upload(s3_client *client, const char *key, const char *upload_id,
@@ -1013,6 +1077,44 @@ void s3_uploads_page_free(struct s3_uploads_page *page)
     free(page->next_key_marker);
     free(page->next_upload_id_marker);
     memset(page, 0, sizeof *page);
+}
+
+int s3_parse_copy_result(const void *body, size_t len, char etag[S3_ETAG_MAX],
+                         uint8_t sha256[32], int *has_sha256, stow_error *err)
+{
+    xmlDoc *doc = aws_xml_read(body, len);
+    xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+    char checksum[64];
+    size_t decoded = 0;
+    int rc = -1;
+
+    *has_sha256 = 0;
+    etag[0] = '\0';
+    if (!aws_xml_is(root, "CopyPartResult") && !aws_xml_is(root, "CopyObjectResult")) {
+        stow_fail(err, STOW_EXIT_STORAGE, "response is not a CopyPartResult or "
+                                          "CopyObjectResult XML document");
+        goto done;
+    }
+    if (aws_xml_child_text(root, "ETag", etag, S3_ETAG_MAX) != 0 || etag[0] == '\0') {
+        stow_fail(err, STOW_EXIT_STORAGE, "copy result has no ETag");
+        goto done;
+    }
+    if (aws_xml_child_text(root, "ChecksumSHA256", checksum, sizeof checksum) == 0 &&
+        checksum[0] != '\0') {
+        if (sodium_base642bin(sha256, 32, checksum, strlen(checksum), NULL, &decoded, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
+            decoded != 32) {
+            stow_fail(err, STOW_EXIT_STORAGE, "copy result has an invalid ChecksumSHA256 "
+                                              "\"%s\"", checksum);
+            goto done;
+        }
+        *has_sha256 = 1;
+    }
+    rc = 0;
+
+done:
+    xmlFreeDoc(doc);
+    return rc;
 }
 
 static int add_part_element(xmlNode *root, const struct s3_completed_part *part)

@@ -123,6 +123,14 @@ int s3_head_object(s3_client *client, const char *key, struct s3_object_info *in
 int s3_list_objects(s3_client *client, const char *prefix, s3_list_fn fn, void *context,
                     stow_error *err);
 
+/* Copies source_key of source_bucket to key inside S3 (CopyObject, up to
+ * the 5 GiB limit of one request), with x-amz-checksum-algorithm SHA256 so
+ * that the copy carries a SHA-256 checksum. Returns S3_NOT_FOUND when the
+ * source does not exist. The client's credentials must be allowed to read
+ * the source. */
+int s3_copy_object(s3_client *client, const char *key, const char *source_bucket,
+                   const char *source_key, stow_error *err);
+
 /* Deletes key; a missing key succeeds. */
 int s3_delete_object(s3_client *client, const char *key, stow_error *err);
 
@@ -168,6 +176,7 @@ struct s3_call {
     char checksum_base64[48];
     char part_number_text[16];
     char range_text[64];
+    char *copy_source;               /* x-amz-copy-source value, owned; NULL unless a copy */
     stow_buf url;
 };
 
@@ -177,6 +186,17 @@ struct s3_call {
 void s3_call_upload_part(struct s3_call *call, s3_client *client, const char *key,
                          const char *upload_id, uint32_t part_number, const void *data,
                          size_t len);
+
+/* Prepares UploadPartCopy: part part_number of the upload becomes the len
+ * bytes at offset of source_key in source_bucket (x-amz-copy-source and
+ * x-amz-copy-source-range), copied inside S3. The client's credentials must
+ * be allowed to read the source. The response body (CopyPartResult) is in
+ * call->job.response.body afterwards: read its ETag with
+ * s3_parse_copy_result. Fails only when out of memory. */
+int s3_call_upload_part_copy(struct s3_call *call, s3_client *client, const char *key,
+                             const char *upload_id, uint32_t part_number,
+                             const char *source_bucket, const char *source_key,
+                             uint64_t offset, uint64_t len, stow_error *err);
 
 /* Prepares a ranged GetObject of len bytes at offset into sink (whose max
  * must allow len bytes). */
@@ -227,6 +247,11 @@ int s3_parse_upload_id(const void *body, size_t len, char **upload_id, stow_erro
 int s3_parse_multipart_uploads(const void *body, size_t len, struct s3_uploads_page *out,
                                stow_error *err);
 void s3_uploads_page_free(struct s3_uploads_page *page);
+
+/* Parses a CopyPartResult or CopyObjectResult: the ETag (quotes kept), and
+ * the ChecksumSHA256 when the store reports one (*has_sha256 is then 1). */
+int s3_parse_copy_result(const void *body, size_t len, char etag[S3_ETAG_MAX],
+                         uint8_t sha256[32], int *has_sha256, stow_error *err);
 
 /* Writes the CompleteMultipartUpload request document into out (reset
  * first). */

@@ -19,6 +19,7 @@
 
 #include "backup/backup_job.h"
 #include "catalog.h"
+#include "catalog/catalog_lock.h"
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "container.h"
@@ -162,6 +163,8 @@ int backup_run(storage *store, const struct backup_options *options,
                struct backup_result *result, stow_error *err)
 {
     struct backup_job job;
+    struct catalog_lock_options lock_options = {NULL, "backup", options->lock_stale_after};
+    catalog_lock *lock = NULL;
     struct timespec start, end;
     int rc = -1;
 
@@ -184,6 +187,11 @@ int backup_run(storage *store, const struct backup_options *options,
 
     /* A missing bucket or bad credentials fail before the dump starts. */
     if (storage_check(store, err) != 0)
+        goto cleanup;
+
+    /* One run per catalog name at a time: a second run fails here. */
+    lock_options.name = job.name;
+    if (catalog_lock_acquire(store, &lock_options, &lock, err) != 0)
         goto cleanup;
 
     stow_log_set_context("backup_id", job.id);
@@ -216,6 +224,7 @@ cleanup:
     if (rc != 0 && job.upload != NULL)
         stow_log_warn("aborting the upload of backup %s", job.id);
     job_free(&job);
+    catalog_lock_release(lock);
     stow_log_set_context("backup_id", NULL);
     return rc;
 }

@@ -20,6 +20,7 @@ struct backup_options {
     uint64_t part_size;               /* first part size in bytes */
     uint32_t part_growth_interval;    /* parts between part-size doublings */
     int skip_globals;                 /* leave out pg_dumpall --globals-only */
+    int64_t lock_stale_after;         /* seconds; 0: the catalog lock's default */
 };
 
 struct backup_result {

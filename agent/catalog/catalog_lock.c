@@ -21,7 +21,7 @@
 #define REFRESH_MAX_SECONDS 60
 
 struct catalog_lock {
-    storage *store;                  /* own handle, used by whichever thread holds mutex */
+    storage *store;                  /* own handle: the refresh thread's while it runs */
     char name[MANIFEST_NAME_MAX + 1];
     char key[MANIFEST_NAME_MAX + 32];
     struct catalog_lock_holder self; /* what this run writes */
@@ -82,7 +82,7 @@ static void copy_string(json_t *document, const char *field, char *out, size_t s
     snprintf(out, size, "%s", value != NULL ? value : "");
 }
 
-/* Fills holder from a lock document; returns 0 when it is one. */
+/* Fills holder from text. Returns 0 when text is a lock document, else -1. */
 static int parse_holder(const stow_buf *text, struct catalog_lock_holder *holder)
 {
     json_t *document = json_loadb((const char *)text->data, text->len, JSON_REJECT_DUPLICATES,
@@ -276,8 +276,8 @@ static int remove_stale(struct catalog_lock *lock, const struct catalog_lock_hol
     return storage_delete(lock->store, lock->key, err);
 }
 
-/* Creates the lock object, taking over a stale one; at most
- * ACQUIRE_ATTEMPTS create-only puts, since other runs may compete. */
+/* Creates the lock object, taking over a stale one. Other runs may
+ * compete, so it tries at most ACQUIRE_ATTEMPTS create-only puts. */
 static int take_lock(struct catalog_lock *lock, stow_error *err)
 {
     struct catalog_lock_holder holder;
@@ -297,9 +297,9 @@ static int take_lock(struct catalog_lock *lock, stow_error *err)
         if (remove_stale(lock, &holder, err) != 0)
             return -1;
     }
-    stow_fail(err, STOW_EXIT_LOCKED, "catalog name %s: other runs took the lock %s first, %d "
-                                     "times in a row",
-              lock->name, lock->key, ACQUIRE_ATTEMPTS);
+    stow_fail(err, STOW_EXIT_LOCKED, "could not take the lock %s of %s in %d attempts: other "
+                                     "runs are taking it at the same time",
+              lock->key, lock->name, ACQUIRE_ATTEMPTS);
     return -1;
 }
 

@@ -60,8 +60,8 @@ struct catalog_lock_holder {
 
 /* Takes the lock of options->name, taking over a stale one. Fails with
  * STOW_EXIT_LOCKED naming the holder's host, pid, command and start time
- * when another run holds it. On success *out holds the lock and its
- * refresh thread runs. */
+ * when another run has it. On success *out is the lock, and its refresh
+ * thread runs until catalog_lock_release. */
 int catalog_lock_acquire(storage *store, const struct catalog_lock_options *options,
                          catalog_lock **out, stow_error *err);
 

@@ -12,6 +12,7 @@
 
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 struct command {
     const char *name;
@@ -27,6 +28,15 @@ static const struct command commands[] = {
     {"restore", cmd_restore, "restore a backup into a database or a scratch instance"},
     {"verify", cmd_verify, "check a stored backup, or compare a database with one"},
     {"extract", cmd_extract, "write a backup's archive members as plain files"},
+    {"snapshot", cmd_snapshot, "create, list, copy and expire RDS snapshots"},
+    {"replicate", cmd_replicate, "copy backups to a replica repository, checked"},
+    {"dr", cmd_dr, "show how far a replica is behind and the RPO it offers (dr status)"},
+    {"drill", cmd_drill, "restore the newest backup of a replica, verified, with RPO and RTO"},
+    {"hold", cmd_hold, "keep a backup from expiring"},
+    {"release", cmd_release, "remove the hold of a backup"},
+    {"expire", cmd_expire, "delete the backups a retention policy does not keep"},
+    {"gc", cmd_gc, "remove leftovers of failed runs and abandoned uploads"},
+    {"check", cmd_check, "check credentials, repository, database and RDS access"},
 };
 
 static void print_usage(FILE *out)
@@ -64,7 +74,10 @@ int cli_main(int argc, char **argv)
 
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {
-            int rc = commands[i].run(argc - 1, argv + 1);
+            int rc;
+
+            metrics_run_begin(commands[i].name, argc - 1, argv + 1);
+            rc = metrics_run_end(commands[i].run(argc - 1, argv + 1));
 
             curl_global_cleanup();
             return rc;
@@ -120,6 +133,12 @@ int cli_common_option(struct cli_common *common, int code, const char *value, st
                              "invalid --log-level \"%s\": use error, warn, info, detail "
                              "or debug", value);
         stow_log_set_level(level);
+        return 1;
+    case CLI_OPT_METRICS_FILE:
+        metrics_set_textfile(value);
+        return 1;
+    case CLI_OPT_PUSHGATEWAY:
+        metrics_set_pushgateway(value);
         return 1;
     case CLI_OPT_HELP:
         common->help = 1;

@@ -19,6 +19,15 @@ int cmd_show(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_replicate(int argc, char **argv);
+int cmd_dr(int argc, char **argv);
+int cmd_drill(int argc, char **argv);
+int cmd_hold(int argc, char **argv);
+int cmd_release(int argc, char **argv);
+int cmd_expire(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 /* Option codes shared by every command that opens a repository. */
 enum cli_repo_option_code {
@@ -30,6 +39,8 @@ enum cli_repo_option_code {
     CLI_OPT_TRANSFERS,
     CLI_OPT_LOG_FORMAT,
     CLI_OPT_LOG_LEVEL,
+    CLI_OPT_METRICS_FILE,
+    CLI_OPT_PUSHGATEWAY,
     CLI_OPT_HELP,
     CLI_OPT_FIRST_COMMAND_OPTION /* commands number their own options from here */
 };
@@ -43,6 +54,8 @@ enum cli_repo_option_code {
     {"transfers", required_argument, NULL, CLI_OPT_TRANSFERS},                     \
     {"log-format", required_argument, NULL, CLI_OPT_LOG_FORMAT},                   \
     {"log-level", required_argument, NULL, CLI_OPT_LOG_LEVEL},                     \
+    {"metrics-file", required_argument, NULL, CLI_OPT_METRICS_FILE},               \
+    {"pushgateway", required_argument, NULL, CLI_OPT_PUSHGATEWAY},                 \
     {"help", no_argument, NULL, CLI_OPT_HELP}
 
 #define CLI_REPO_HELP                                                              \
@@ -54,7 +67,10 @@ enum cli_repo_option_code {
     "  --storage-class NAME  S3 storage class for uploaded objects\n"              \
     "  --transfers N         parts uploaded or downloaded at once (default 4)\n"   \
     "  --log-format FORMAT   text (default) or json (JSON lines on stderr)\n"      \
-    "  --log-level LEVEL     error, warn, info (default), detail or debug\n"
+    "  --log-level LEVEL     error, warn, info (default), detail or debug\n"      \
+    "  --metrics-file PATH   write Prometheus metrics of the run to PATH (node_exporter\n" \
+    "                      textfile; backup, restore and verify)\n"                \
+    "  --pushgateway URL     push the run's metrics to this Prometheus Pushgateway\n"
 
 struct cli_common {
     struct storage_options storage;

@@ -5,7 +5,9 @@
 
 #include "backup/backup.h"
 #include "cli/cli.h"
+#include "common/duration.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 enum {
     OPT_DB = CLI_OPT_FIRST_COMMAND_OPTION,
@@ -17,7 +19,8 @@ enum {
     OPT_PART_GROWTH,
     OPT_NO_ENCRYPTION,
     OPT_NO_GLOBALS,
-    OPT_JSON
+    OPT_JSON,
+    OPT_LOCK_STALE_AFTER
 };
 
 #define MAX_RECIPIENTS 32
@@ -39,7 +42,9 @@ static const char usage[] =
     "                         parts, so any stream fits in 10,000 parts\n"
     "  --no-encryption        store the backup unencrypted (never the default)\n"
     "  --no-globals           leave out roles and tablespaces\n"
-    "  --json                 print the result as JSON on stdout\n\n" CLI_REPO_HELP;
+    "  --json                 print the result as JSON on stdout\n"
+    "  --lock-stale-after DUR take over a lock of the name not refreshed for DUR\n"
+    "                         (default 10m; s, m, h, d or w)\n\n" CLI_REPO_HELP;
 
 struct backup_cli {
     struct cli_common common;
@@ -96,6 +101,9 @@ static int parse_backup_option(void *context, int code, const char *value, stow_
     case OPT_JSON:
         cli->json = 1;
         return 0;
+    case OPT_LOCK_STALE_AFTER:
+        return stow_duration_parse("--lock-stale-after", value, &cli->options.lock_stale_after,
+                                   err);
     default:
         return cli_usage_error(err, "backup", "unknown option");
     }
@@ -115,6 +123,7 @@ static int parse_arguments(struct backup_cli *cli, int argc, char **argv, stow_e
         {"no-encryption", no_argument, NULL, OPT_NO_ENCRYPTION},
         {"no-globals", no_argument, NULL, OPT_NO_GLOBALS},
         {"json", no_argument, NULL, OPT_JSON},
+        {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
         {NULL, 0, NULL, 0},
     };
 
@@ -161,7 +170,7 @@ static void print_result(const struct backup_cli *cli, const struct backup_resul
 int cmd_backup(int argc, char **argv)
 {
     struct backup_cli cli;
-    struct backup_result result;
+    struct backup_result result = {0};
     stow_error err = {0};
     storage *store = NULL;
 
@@ -185,6 +194,12 @@ int cmd_backup(int argc, char **argv)
         check_part_size(&cli, storage_min_part_size(store), &err) == 0 &&
         backup_run(store, &cli.options, &result, &err) == 0)
         print_result(&cli, &result);
+
+    /* Metrics of the run: the catalog name, and the sizes once complete. */
+    metrics_set_name(result.name[0] != '\0' ? result.name : cli.options.name);
+    if (!stow_error_is_set(&err))
+        metrics_record_backup(result.plain_bytes, result.compressed_bytes, result.stored_bytes,
+                              result.parts);
 
     storage_free(store);
     return cli_finish(&err);

@@ -86,6 +86,12 @@ static json_t *summary_json(const struct catalog_entry *entry)
         json_object_set_new(summary, "last_verified_at", json_null());
         json_object_set_new(summary, "last_verification", json_null());
     }
+    if (entry->held && entry->hold != NULL)
+        json_object_set(summary, "hold", entry->hold);
+    else if (entry->held)
+        json_object_set_new(summary, "hold", json_string("unreadable"));
+    else
+        json_object_set_new(summary, "hold", json_null());
     return summary;
 }
 
@@ -101,8 +107,8 @@ static void print_json(json_t *value)
 
 static void print_table(const struct catalog *catalog)
 {
-    printf("%-23s %-16s %-20s %8s %10s %6s %-9s %s\n", "ID", "NAME", "STARTED (UTC)",
-           "DURATION", "STORED", "TABLES", "ENCRYPTED", "LAST VERIFIED");
+    printf("%-23s %-16s %-20s %8s %10s %6s %-9s %-4s %s\n", "ID", "NAME", "STARTED (UTC)",
+           "DURATION", "STORED", "TABLES", "ENCRYPTED", "HOLD", "LAST VERIFIED");
     for (size_t i = 0; i < catalog->count; i++) {
         const struct manifest *m = &catalog->entries[i].manifest;
         json_t *contents = json_object_get(m->document, "contents");
@@ -117,10 +123,10 @@ static void print_table(const struct catalog *catalog)
             manifest_format_time(entry->last_verified_at, verified);
             strcat(verified, entry->last_verification_passed ? " passed" : " FAILED");
         }
-        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %s\n", m->id, m->name, started,
+        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %-4s %s\n", m->id, m->name, started,
                (long long)(m->finished_at - m->started_at), stored,
                json_array_size(json_object_get(contents, "tables")),
-               m->encrypted ? "yes" : "no", verified);
+               m->encrypted ? "yes" : "no", entry->held ? "HELD" : "", verified);
     }
 }
 
@@ -159,6 +165,14 @@ int cmd_list(int argc, char **argv)
     return cli_finish(&err);
 }
 
+/* A string field of the entry's hold document, or "?" when it is unreadable. */
+static const char *hold_field(const struct catalog_entry *entry, const char *field)
+{
+    const char *value = json_string_value(json_object_get(entry->hold, field));
+
+    return value != NULL ? value : "?";
+}
+
 static void print_show_text(const struct catalog_entry *entry)
 {
     const struct manifest *m = &entry->manifest;
@@ -182,7 +196,12 @@ static void print_show_text(const struct catalog_entry *entry)
     printf("encryption  %s", m->encrypted ? "xchacha20poly1305-secretstream, recipients" : "none");
     for (size_t i = 0; i < m->recipient_count; i++)
         printf(" %s", m->recipients[i].key_id);
-    printf("\nmanifest    %s\n\n%-50s %12s %s\n", entry->manifest_key, "TABLE", "ROWS", "DIGEST");
+    printf("\nmanifest    %s\n", entry->manifest_key);
+    if (entry->held)
+        printf("hold        held since %s by %s on %s: %s\n", hold_field(entry, "held_at"),
+               hold_field(entry, "user"), hold_field(entry, "host"),
+               hold_field(entry, "reason"));
+    printf("\n%-50s %12s %s\n", "TABLE", "ROWS", "DIGEST");
     json_array_foreach(tables, index, table) {
         char qualified[256];
 

@@ -8,6 +8,9 @@
 #include "common/log.h"
 #include "restore.h"
 
+/* Restores from RDS snapshots and points in time (cmd_snapshot.c). */
+int cmd_restore_rds(int argc, char **argv);
+
 enum {
     OPT_KEY = CLI_OPT_FIRST_COMMAND_OPTION,
     OPT_PASSPHRASE_FILE,
@@ -39,7 +42,9 @@ static const char restore_usage[] =
     "Usage: stowage restore --repo URL BACKUP --key SECFILE --target CONNINFO\n"
     "                       [--clean] [--with-globals] [--no-owner] [--verify]\n"
     "       stowage restore --repo URL BACKUP --key SECFILE --scratch local --verify\n"
-    "                       [--report FILE] [--keep]\n\n"
+    "                       [--report FILE] [--keep]\n"
+    "       stowage restore --from-snapshot ID | --instance ID --at TIME --scratch rds\n"
+    "                       [--verify] [--amcheck]   (stowage restore --scratch rds --help)\n\n"
     "Streams the backup into pg_restore without staging it on disk: every part's\n"
     "SHA-256 is checked, the data is decrypted and decompressed on the way, and\n"
     "pg_restore runs in a single transaction, so a failed restore leaves nothing.\n\n"
@@ -174,6 +179,18 @@ static int check_restore_target(const struct read_cli *cli, stow_error *err)
     return 0;
 }
 
+/* Returns 1 when the arguments ask for an RDS scratch restore. */
+static int wants_rds_restore(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scratch=rds") == 0 ||
+            (strcmp(argv[i], "--scratch") == 0 && i + 1 < argc && strcmp(argv[i + 1], "rds") == 0) ||
+            strncmp(argv[i], "--from-snapshot", 15) == 0 || strncmp(argv[i], "--instance", 10) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int cmd_restore(int argc, char **argv)
 {
     struct read_cli cli;
@@ -185,6 +202,8 @@ int cmd_restore(int argc, char **argv)
     storage *store = NULL;
     int rc;
 
+    if (wants_rds_restore(argc, argv))
+        return cmd_restore_rds(argc, argv);
     memset(&cli, 0, sizeof cli);
     cli.command = "restore";
     rc = parse_read_command(&cli, argc, argv, spec, &at, &err);

@@ -231,6 +231,18 @@ int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)
     return store->driver->upload_part(upload, part, err);
 }
 
+int storage_upload_part_copy(storage_upload *upload, storage *source, const char *source_key,
+                             uint64_t offset, uint64_t size, const uint8_t sha256[32],
+                             stow_error *err)
+{
+    storage *store = ((struct storage_transfer_head *)upload)->store;
+
+    if (store->driver->upload_part_copy == NULL || source->driver != store->driver)
+        return STORAGE_UNSUPPORTED;
+    return store->driver->upload_part_copy(upload, source, source_key, offset, size, sha256,
+                                           err);
+}
+
 int storage_upload_complete(storage_upload *upload, struct storage_part_list *parts_out,
                             stow_error *err)
 {

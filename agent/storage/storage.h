@@ -19,6 +19,7 @@
 
 #define STORAGE_NOT_FOUND 1   /* the key does not exist; err untouched */
 #define STORAGE_CONFLICT 2    /* a conditional write lost; err untouched */
+#define STORAGE_UNSUPPORTED 3 /* the stores cannot do this between them; err untouched */
 
 /* Hard limits that S3 sets and both drivers keep, so a repository can move
  * between drivers. */
@@ -155,6 +156,22 @@ int storage_upload_begin(storage *store, const char *key, storage_upload **out,
  * signature and the checksum header. Every part but the last must be at
  * least min_part_size bytes. A failure of any earlier part may surface here. */
 int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err);
+
+/* Hands the next part to the upload as a copy, made inside the store, of
+ * the size bytes at offset of source_key in source: S3 UploadPartCopy with
+ * x-amz-copy-source-range, so the data does not pass through this host.
+ * sha256 is the part's expected SHA-256. It goes into the part list and the
+ * completion request, and a store that reports the copied part's checksum
+ * is checked against it (a mismatch fails with STOW_EXIT_VERIFY). Otherwise
+ * the copy is not read, so callers check the object afterwards. Returns
+ * STORAGE_UNSUPPORTED, leaving the upload unchanged, unless both stores are
+ * S3 on the same endpoint (or both on AWS's own endpoints); the caller then
+ * reads the part and hands it over with storage_upload_part. Part-size rules
+ * and failures behave as in storage_upload_part, and the two calls may be
+ * mixed in one upload. */
+int storage_upload_part_copy(storage_upload *upload, storage *source, const char *source_key,
+                             uint64_t offset, uint64_t size, const uint8_t sha256[32],
+                             stow_error *err);
 
 /* Waits for all parts, commits the object and returns the part list in
  * order (parts_out owned by the caller). An upload with no parts stores an

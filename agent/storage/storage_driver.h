@@ -32,6 +32,12 @@ struct storage_driver {
     int (*upload_complete)(storage_upload *upload, struct storage_part_list *parts_out,
                            stow_error *err);
     void (*upload_abort)(storage_upload *upload);
+    /* Optional (NULL: STORAGE_UNSUPPORTED). Called only when source uses the
+     * same driver; returns STORAGE_UNSUPPORTED when the two stores cannot copy
+     * between them. */
+    int (*upload_part_copy)(storage_upload *upload, storage *source, const char *source_key,
+                            uint64_t offset, uint64_t size, const uint8_t sha256[32],
+                            stow_error *err);
     int (*download_begin)(storage *store, const char *key,
                           const struct storage_part_list *ranges, storage_download **out,
                           stow_error *err);

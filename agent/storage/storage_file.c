@@ -446,7 +446,7 @@ static int file_list(storage *store, const char *prefix, storage_list_fn fn, voi
     int rc;
 
     rc = collect_keys(store->location, "", &keys, err);
-    if (rc == 0)
+    if (rc == 0 && keys.count > 1)
         qsort(keys.entries, keys.count, sizeof *keys.entries, compare_entries);
 
     for (size_t i = 0; rc == 0 && i < keys.count; i++) {

@@ -8,7 +8,8 @@
  * returned by the next storage_upload_part or by storage_upload_complete.
  * Empty parts are skipped. An upload that received no data is aborted and
  * an empty object is stored with PutObject, with an empty part list, as the
- * file driver does.
+ * file driver does. storage_upload_part_copy submits UploadPartCopy calls
+ * to the same worker, so copied and uploaded parts share the limit.
  *
  * Downloads keep up to transfers_in_flight ranged GETs ahead of the reader
  * on a worker thread. Each range is checked against its SHA-256 before it
@@ -25,8 +26,10 @@
 /* One part while its upload is in flight; freed once collected. */
 struct part_transfer {
     struct s3_call call;
-    uint8_t *data;  /* the part's bytes, taken from the caller's buffer */
+    uint8_t *data;  /* the part's bytes, taken from the caller's buffer; NULL for a copy */
     size_t record;  /* index into the upload's records */
+    int copied;     /* an UploadPartCopy: the ETag is in the response body */
+    uint8_t expected_sha256[32]; /* of a copied part, given by the caller */
 };
 
 struct storage_upload {
@@ -299,6 +302,38 @@ static void free_transfer(struct part_transfer *transfer)
     free(transfer);
 }
 
+/* Records a copied part: the ETag from the CopyPartResult, and the
+ * expected SHA-256 after checking it against the checksum that S3 reports
+ * (AWS does for uploads created with a SHA-256 checksum; moto does not). */
+static void collect_copy(struct storage_upload *upload, struct part_transfer *transfer)
+{
+    struct storage_part *part = &upload->parts[transfer->record];
+    const stow_buf *body = &transfer->call.job.response.body;
+    uint8_t reported[32];
+    char expected_hex[65], reported_hex[65];
+    int has_sha256 = 0;
+
+    if (s3_parse_copy_result(body->data, body->len, upload->etags[transfer->record], reported,
+                             &has_sha256, &upload->failure) != 0) {
+        stow_error_prefix(&upload->failure, "S3 UploadPartCopy for %s",
+                          transfer->call.job.subject);
+        return;
+    }
+    if (has_sha256 && memcmp(reported, transfer->expected_sha256, 32) != 0) {
+        sigv4_hex(transfer->expected_sha256, expected_hex);
+        sigv4_hex(reported, reported_hex);
+        stow_fail(&upload->failure, STOW_EXIT_VERIFY,
+                  "part %u of %s was copied with SHA-256 %s, expected %s: the source "
+                  "object does not match (%s)",
+                  part->number, upload->key, reported_hex, expected_hex,
+                  transfer->call.job.subject);
+        return;
+    }
+    memcpy(part->sha256, transfer->expected_sha256, sizeof part->sha256);
+    stow_log_detail("copied part %u of %s inside S3 (%llu bytes)", part->number, upload->key,
+                    (unsigned long long)part->size);
+}
+
 /* Records a finished part: its ETag and SHA-256, or the upload's failure. */
 static void collect_transfer(struct storage_upload *upload, struct part_transfer *transfer)
 {
@@ -306,6 +341,10 @@ static void collect_transfer(struct storage_upload *upload, struct part_transfer
 
     if (http_job_error(&transfer->call.job, &upload->failure) != 0)
         return;
+    if (transfer->copied) {
+        collect_copy(upload, transfer);
+        return;
+    }
     memcpy(part->sha256, transfer->call.body_sha256, sizeof part->sha256);
     memcpy(upload->etags[transfer->record], transfer->call.job.response.etag, S3_ETAG_MAX);
     stow_log_detail("uploaded part %u of %s (%llu bytes)", part->number, upload->key,
@@ -500,6 +539,99 @@ static int s3_upload_part(storage_upload *upload, stow_buf *part, stow_error *er
         return -1;
 
     if (submit_part(upload, part, &upload->failure) != 0)
+        return report_failure(upload, err);
+    return 0;
+}
+
+/* Returns 1 when endpoint's host is one of AWS's own (*.amazonaws.com). */
+static int endpoint_is_aws(const char *endpoint)
+{
+    static const char suffix[] = ".amazonaws.com";
+    CURLU *url = curl_url();
+    char *host = NULL;
+    int aws = 0;
+
+    if (url != NULL && curl_url_set(url, CURLUPART_URL, endpoint, 0) == CURLUE_OK &&
+        curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        size_t len = strlen(host);
+
+        aws = len > strlen(suffix) && strcmp(host + len - strlen(suffix), suffix) == 0;
+    }
+    curl_free(host);
+    curl_url_cleanup(url);
+    return aws;
+}
+
+/* Returns 1 when one S3 service serves both stores, so that it can copy
+ * between them: the same endpoint, or AWS's regional endpoints, which copy
+ * across regions. */
+static int same_service(const storage *store, const storage *source)
+{
+    const char *endpoint = s3_client_endpoint(client_of(store));
+    const char *source_endpoint = s3_client_endpoint(client_of(source));
+
+    if (strcmp(endpoint, source_endpoint) == 0)
+        return 1;
+    return endpoint_is_aws(endpoint) && endpoint_is_aws(source_endpoint);
+}
+
+/* Submits an UploadPartCopy of the range as the next part. */
+static int submit_copy(struct storage_upload *upload, storage *source, const char *source_key,
+                       uint64_t offset, uint64_t size, const uint8_t sha256[32],
+                       stow_error *err)
+{
+    struct part_transfer *transfer = calloc(1, sizeof *transfer);
+    char *full_source_key = storage_full_key(source, source_key);
+    const struct storage_part *record;
+    int rc = -1;
+
+    if (transfer == NULL || full_source_key == NULL || add_part_record(upload, size, err) != 0) {
+        fail_memory(err);
+        goto done;
+    }
+    record = &upload->parts[upload->count - 1];
+    transfer->record = upload->count - 1;
+    transfer->copied = 1;
+    memcpy(transfer->expected_sha256, sha256, sizeof transfer->expected_sha256);
+    if (s3_call_upload_part_copy(&transfer->call, upload->client, upload->key,
+                                 upload->upload_id, record->number,
+                                 s3_client_bucket(client_of(source)), full_source_key, offset,
+                                 size, err) != 0)
+        goto done;
+
+    upload->transfers[upload->transfer_count++] = transfer;
+    http_worker_submit(upload->worker, &transfer->call.job);
+    transfer = NULL;
+    rc = 0;
+
+done:
+    free_transfer(transfer);
+    free(full_source_key);
+    return rc;
+}
+
+static int s3_upload_part_copy(storage_upload *upload, storage *source, const char *source_key,
+                               uint64_t offset, uint64_t size, const uint8_t sha256[32],
+                               stow_error *err)
+{
+    if (!same_service(upload->store, source))
+        return STORAGE_UNSUPPORTED;
+    if (upload->worker != NULL)
+        collect_finished(upload);
+    if (report_failure(upload, err) != 0)
+        return -1;
+    if (size == 0)
+        return 0;
+
+    if (check_part_limits(upload, (size_t)size, &upload->failure) != 0)
+        return report_failure(upload, err);
+
+    http_worker_wait_below(upload->worker, upload->limit);
+    collect_finished(upload);
+    if (report_failure(upload, err) != 0)
+        return -1;
+
+    if (submit_copy(upload, source, source_key, offset, size, sha256, &upload->failure) != 0)
         return report_failure(upload, err);
     return 0;
 }
@@ -752,6 +884,7 @@ const struct storage_driver storage_s3_driver = {
     .upload_part = s3_upload_part,
     .upload_complete = s3_upload_complete,
     .upload_abort = s3_upload_abort,
+    .upload_part_copy = s3_upload_part_copy,
     .download_begin = s3_download_begin,
     .download_next = s3_download_next,
     .download_free = s3_download_free,

@@ -183,6 +183,9 @@ class Bench:
     def before_case(self, case, dataset):
         if case in RESTORE_CASES:
             self.cluster.createdb(RESTORE_DB)
+        if case == "3":
+            # stowage takes a file:// repository only when its directory exists.
+            os.makedirs(os.path.join(self.workdir, "file-repo"))
         self.cluster.psql("CHECKPOINT")
 
     def after_case(self, case, dataset):

@@ -35,6 +35,7 @@ from harness.stowage import stowage_environment  # noqa: E402
 
 PG_BIN_DIR = os.environ.get("STOWAGE_PG_BIN_DIR", "/usr/lib/postgresql/15/bin")
 TIME_PROGRAM = "/usr/bin/time"
+TIME_FORMAT = "%e %U %S %M %x"  # wall s, user s, system s, peak RSS KiB, exit status
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
@@ -78,33 +79,27 @@ class ChildLog:
         for program in WRAPPED_PROGRAMS:
             path = os.path.join(self.bin_dir, program)
             with open(path, "w") as handle:
-                handle.write("#!/bin/sh\nexec %s -o %s/%s.$$ -f '%%e %%U %%S %%M %%x' %s/%s \"$@\"\n"
-                             % (TIME_PROGRAM, self.log_dir, program, PG_BIN_DIR, program))
+                handle.write("#!/bin/sh\nexec %s -o %s/%s.$$ -f '%s' %s/%s \"$@\"\n"
+                             % (TIME_PROGRAM, self.log_dir, program, TIME_FORMAT, PG_BIN_DIR, program))
             os.chmod(path, 0o755)
         for program in LINKED_PROGRAMS:
             os.symlink(os.path.join(PG_BIN_DIR, program), os.path.join(self.bin_dir, program))
 
     def collect(self):
-        """Return and delete the records written since the last call: dicts with name, cpu, rss_kib."""
+        """Return and delete the records written since the last call (see read_time_output), with name."""
         records = []
         for path in sorted(glob.glob(os.path.join(self.log_dir, "*"))):
-            name = os.path.basename(path).rsplit(".", 1)[0]
-            with open(path) as handle:
-                lines = handle.read().split("\n")
+            record = read_time_output(path)
             os.unlink(path)
-            # A program killed by a signal gets a "Command terminated by
-            # signal N" line before the figures.
-            fields = [line for line in lines if line.strip()][-1].split()
-            wall, user, system, rss_kib, status = fields
-            records.append({"name": name, "wall": float(wall), "user": float(user), "sys": float(system),
-                            "rss_kib": int(rss_kib), "status": int(status)})
+            record["name"] = os.path.basename(path).rsplit(".", 1)[0]
+            records.append(record)
         return records
 
 
 # /proc readers ------------------------------------------------------------------
 
 def read_stat(pid):
-    """Return (comm, ppid, cpu seconds of the process and its reaped children, start time) or None."""
+    """Return (comm, ppid, CPU s of the process and its reaped children, start time, state) or None."""
     try:
         with open("/proc/%d/stat" % pid) as handle:
             text = handle.read()
@@ -114,7 +109,7 @@ def read_stat(pid):
     fields = text[text.rindex(")") + 2:].split()
     # fields[0] is field 3 of proc(5): state; utime is field 14.
     utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
-    return comm, int(fields[1]), (utime + stime + cutime + cstime) / CLOCK_TICKS, fields[19]
+    return comm, int(fields[1]), (utime + stime + cutime + cstime) / CLOCK_TICKS, fields[19], fields[0]
 
 
 def read_peak_rss_kib(pid):
@@ -177,7 +172,7 @@ class ServerMeter:
 
 
 class ProcessWatcher(threading.Thread):
-    """Samples the peak RSS of some processes, and finds the scratch cluster under stowage.
+    """Samples the peak RSS of programs run under /usr/bin/time, and finds the scratch cluster under stowage.
 
     The scratch cluster's postmaster is started by pg_ctl and outlives it,
     so it is found while pg_ctl runs (as a descendant of stowage named
@@ -214,10 +209,12 @@ class ProcessWatcher(threading.Thread):
             pids = list(self.watched)
             roots = list(self.roots)
         for pid in pids:
-            value = read_peak_rss_kib(pid)
-            if value is not None:
+            # The watched process is /usr/bin/time; the program is its child.
+            values = [read_peak_rss_kib(child) for child in children_of(pid)]
+            values = [value for value in values if value is not None]
+            if values:
                 with self._lock:
-                    self.watched[pid] = max(self.watched[pid], value)
+                    self.watched[pid] = max([self.watched[pid]] + values)
         if self.find_scratch:
             if self.scratch is None:
                 self._find_scratch(roots)
@@ -225,14 +222,20 @@ class ProcessWatcher(threading.Thread):
                 self._sample_scratch()
 
     def _find_scratch(self, roots):
+        """Look for a postgres process whose parent is pg_ctl: the postmaster that pg_ctl start forked.
+
+        initdb's own postgres children (bootstrap and single-user mode) have
+        initdb as their parent, so they do not match.
+        """
         pending = list(roots)
         while pending:
             pid = pending.pop()
+            parent = read_stat(pid)
             for child in children_of(pid):
                 stat = read_stat(child)
                 if stat is None:
                     continue
-                if stat[0] == "postgres":
+                if stat[0] == "postgres" and parent is not None and parent[0] == "pg_ctl":
                     self.scratch = (child, stat[3])
                     self.scratch_directory = _data_directory(child)
                     return
@@ -251,7 +254,8 @@ class ProcessWatcher(threading.Thread):
         if self.scratch is None:
             return False
         stat = read_stat(self.scratch[0])
-        return stat is not None and stat[3] == self.scratch[1] and stat[0] == "postgres"
+        return (stat is not None and stat[3] == self.scratch[1] and stat[0] == "postgres"
+                and stat[4] not in ("Z", "X"))
 
     def stop(self):
         self._stop_event.set()
@@ -272,7 +276,14 @@ def _data_directory(pid):
 
 
 def stop_leaked_scratch(watcher):
-    """Stop a scratch postmaster that outlived stowage and delete its directory; return a warning or None."""
+    """Stop a scratch postmaster that outlived stowage and delete its directory; return a warning or None.
+
+    pg_ctl stop -w returns once postmaster.pid is gone, a moment before the
+    postmaster exits, so a server still there after 5 s counts as leaked.
+    """
+    deadline = time.monotonic() + 5
+    while watcher.scratch_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
     if not watcher.scratch_alive():
         return None
     pid = watcher.scratch[0]
@@ -304,17 +315,22 @@ def run_pipeline(commands, env, stdout_path=None, capture_stdout=False, stderr_p
                  watch_rss=(), find_scratch=False, child_log=None):
     """Run commands connected by pipes; return a dict with wall seconds and one record per process.
 
-    Every process gets its own process group; on timeout or interrupt each
-    group gets SIGINT, then SIGKILL after 30 s. The last command writes to
-    stdout_path (or /dev/null), or to a pipe when capture_stdout is set.
-    watch_rss lists the indexes of commands whose peak RSS is also sampled
-    from /proc, because wait4() reports the larger of a process's own peak
-    and its children's. Records of programs run under child_log's wrappers
-    come back in "children".
+    Every command runs under /usr/bin/time, which reports its CPU time and
+    peak RSS. A child that Python starts directly would report Python's own
+    peak RSS, because the kernel keeps the peak of the memory image that
+    exec() replaced. Each command gets its own process group; on timeout or
+    interrupt each group gets SIGINT, then SIGKILL after 30 s.
+
+    The last command writes to stdout_path (or /dev/null), or to a pipe when
+    capture_stdout is set. watch_rss lists the indexes of commands whose peak
+    RSS is also sampled from /proc, because /usr/bin/time reports the larger
+    of a process's own peak and its children's. Records of programs run
+    under child_log's wrappers come back in "children".
     """
     stderr_handle = open(stderr_path or os.devnull, "ab")
     watcher = ProcessWatcher(find_scratch=find_scratch)
     processes = []
+    time_outputs = []
     output_handle = None
     stdout_text = ""
     started = time.monotonic()
@@ -329,7 +345,10 @@ def run_pipeline(commands, env, stdout_path=None, capture_stdout=False, stderr_p
             else:
                 output_handle = open(stdout_path or os.devnull, "wb")
                 stdout = output_handle
-            process = subprocess.Popen(command, stdin=previous, stdout=stdout, stderr=stderr_handle, env=env,
+            time_output = "%s.time.%d.%d" % (stderr_path or "/tmp/stowage-bench", os.getpid(), index)
+            time_outputs.append(time_output)
+            process = subprocess.Popen([TIME_PROGRAM, "-o", time_output, "-f", TIME_FORMAT] + list(command),
+                                       stdin=previous, stdout=stdout, stderr=stderr_handle, env=env,
                                        start_new_session=True)
             if index > 0:
                 previous.close()  # the reading end now belongs to the new process only
@@ -345,16 +364,9 @@ def run_pipeline(commands, env, stdout_path=None, capture_stdout=False, stderr_p
             reader = threading.Thread(target=lambda: chunks.append(processes[-1].stdout.read()), daemon=True)
             reader.start()
 
-        records = []
         deadline = started + timeout
-        for process, command in zip(processes, commands):
-            status, usage = _wait_with_deadline(process, deadline)
-            records.append({
-                "name": os.path.basename(command[0]),
-                "user": usage.ru_utime, "sys": usage.ru_stime,
-                "rss_kib": usage.ru_maxrss,
-                "status": os.waitstatus_to_exitcode(status),
-            })
+        for process in processes:
+            _wait_with_deadline(process, deadline)
         wall = time.monotonic() - started
         if reader is not None:
             reader.join()
@@ -371,15 +383,21 @@ def run_pipeline(commands, env, stdout_path=None, capture_stdout=False, stderr_p
             if process.stdout is not None:
                 process.stdout.close()
 
+    records = []
+    for index, (command, time_output) in enumerate(zip(commands, time_outputs)):
+        record = read_time_output(time_output)
+        os.unlink(time_output)
+        record["name"] = os.path.basename(command[0])
+        records.append(record)
     children = child_log.collect() if child_log is not None else []
     for index, record in enumerate(records):
         sampled = watcher.peak_rss_kib(processes[index].pid) if index in watch_rss else None
         own_rss_kib = record["rss_kib"]
         exact = True
         if children and index in watch_rss:
-            # wait4() gives max(own peak, children's peaks). When that is
-            # above every child's peak it is the process's own; otherwise the
-            # sampled VmHWM is the best figure there is.
+            # /usr/bin/time gives max(own peak, children's peaks). When that
+            # is above every child's peak it is the process's own; otherwise
+            # the sampled VmHWM is the best figure there is.
             if own_rss_kib <= max(child["rss_kib"] for child in children):
                 own_rss_kib = sampled or own_rss_kib
                 exact = False
@@ -395,6 +413,20 @@ def run_pipeline(commands, env, stdout_path=None, capture_stdout=False, stderr_p
         "scratch_server_cpu": watcher.scratch_cpu if find_scratch else None,
         "warning": warning,
     }
+
+
+def read_time_output(path):
+    """Parse a file written by /usr/bin/time -f TIME_FORMAT into a record with wall, user, sys, rss_kib, status."""
+    with open(path) as handle:
+        lines = [line for line in handle.read().split("\n") if line.strip()]
+    # A program killed by a signal gets a "Command terminated by signal N"
+    # line before the figures, and its status field reads 0.
+    wall, user, system, rss_kib, status = lines[-1].split()
+    status = int(status)
+    if status == 0 and len(lines) > 1 and "signal" in lines[0]:
+        status = -int(lines[0].split()[-1])
+    return {"wall": float(wall), "user": float(user), "sys": float(system), "rss_kib": int(rss_kib),
+            "status": status}
 
 
 def _wait_with_deadline(process, deadline):

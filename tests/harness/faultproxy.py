@@ -279,11 +279,15 @@ class FaultProxy:
         self._thread.start()
 
     def stop(self):
-        """Stop accepting, end stalls and close every open client connection."""
+        """Stop accepting, end stalls and close every open client connection.
+
+        A stalled request ends with its connection closed, not forwarded.
+        """
         if self._server is None:
             return
         self._stopping.set()
         self._server.shutdown()
+        self._server.server_close()
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
@@ -291,7 +295,6 @@ class FaultProxy:
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._server.server_close()
         self._thread.join(10)
         self._server = None
 
@@ -441,7 +444,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             record.fault = rule.kind
             limit = rule.params.get("after_bytes")
             if limit is None:
-                limit = self._content_length() // 2 if self._content_length() else 0
+                length = self._content_length()
+                limit = length // 2 if length else 0
             body, _ = self._read_body(limit)
             self._note_body(record, body)
             record.detail["after_bytes"] = len(body)
@@ -475,8 +479,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if kind == STALL:
             seconds = params.get("seconds", 60)
             record.detail["seconds"] = seconds
-            self.proxy._stopping.wait(seconds)
-            if params.get("then", "forward") == "close":
+            stopping = self.proxy._stopping.wait(seconds)
+            if stopping or params.get("then", "forward") == "close":
                 self._drop(rule)
                 return
 
@@ -656,10 +660,14 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if kind == REWRITE or (has_body and length is None):
             body = response.read()
             if kind == REWRITE:
+                original_status = status
                 status, headers, body = params["function"](status, headers, body)
+                if status != original_status:
+                    reason = http.client.responses.get(status, "Unknown")
                 record.detail["rewritten"] = True
-            headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
-            headers.append(("Content-Length", str(len(body))))
+            if has_body:
+                headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(body))))
             length = len(body)
             source = _BytesSource(body)
         else:
@@ -685,7 +693,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             seconds = params.get("seconds", 60)
             record.detail["seconds"] = seconds
             self._copy_body(source, length // 2)
-            self.proxy._stopping.wait(seconds)
+            if self.proxy._stopping.wait(seconds):
+                self._drop(rule)
+                return
             self._copy_body(source, length - length // 2)
         else:
             self._copy_body(source, length)

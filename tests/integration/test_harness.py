@@ -522,6 +522,15 @@ class FaultProxyTest(unittest.TestCase):
         names = [b["Name"] for b in self.s3().list_buckets()["Buckets"]]
         self.assertEqual(["rewritten"], names)
 
+    def test_rewrite_changes_status(self):
+        def not_found(status, headers, body):
+            return 404, headers, b"<Error><Code>NoSuchKey</Code></Error>"
+        self.proxy.add_fault(faultproxy.REWRITE, method="GET", function=not_found)
+        response, body = self.raw("GET", "/faults/object")
+        self.assertEqual((404, "Not Found"), (response.status, response.reason))
+        self.assertEqual(b"<Error><Code>NoSuchKey</Code></Error>", body)
+        self.assertEqual(200, self.proxy.requests[-1].upstream_status)
+
     def test_head_keeps_content_length(self):
         response, body = self.raw("HEAD", "/faults/object")
         self.assertEqual(200, response.status)

@@ -1,0 +1,183 @@
+/* stowage gc: removes unreferenced objects and abandoned uploads. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog/catalog_lock.h"
+#include "catalog/gc.h"
+#include "cli/cli.h"
+#include "common/duration.h"
+#include "common/log.h"
+#include "manifest.h"
+
+enum {
+    OPT_OLDER_THAN = CLI_OPT_FIRST_COMMAND_OPTION,
+    OPT_DRY_RUN,
+    OPT_JSON,
+    OPT_LOCK_STALE_AFTER
+};
+
+#define OLDER_THAN_DEFAULT (24 * 3600)
+
+static const char usage[] =
+    "Usage: stowage gc --repo URL [--older-than DURATION] [--dry-run] [--json]\n\n"
+    "Removes what failed or interrupted runs left under backups/: data objects\n"
+    "and verification reports of backups without a manifest, and unfinished\n"
+    "uploads (S3 multipart uploads, hidden temporary files on file://).\n"
+    "Nothing younger than --older-than is removed, nor anything of a catalog name\n"
+    "whose lock is fresh (a backup or expire is running). Manifests, holds and\n"
+    "keys that Stowage did not create are never touched.\n\n"
+    "Options:\n"
+    "  --older-than DURATION    grace period (default 24h): a number with s,\n"
+    "                           m (minutes), h, d or w\n"
+    "  --dry-run                report what would be removed, remove nothing\n"
+    "  --json                   print the outcome as JSON on stdout\n"
+    "  --lock-stale-after DUR   a lock not refreshed for DUR protects nothing\n"
+    "                           (default 10m)\n\n" CLI_REPO_HELP;
+
+struct gc_cli {
+    struct cli_common common;
+    struct gc_options options;
+    int json;
+};
+
+static int parse_gc_option(void *context, int code, const char *value, stow_error *err)
+{
+    struct gc_cli *cli = context;
+
+    switch (code) {
+    case OPT_OLDER_THAN:
+        return stow_duration_parse("--older-than", value, &cli->options.older_than, err);
+    case OPT_DRY_RUN:
+        cli->options.dry_run = 1;
+        return 0;
+    case OPT_JSON:
+        cli->json = 1;
+        return 0;
+    case OPT_LOCK_STALE_AFTER:
+        return stow_duration_parse("--lock-stale-after", value, &cli->options.lock_stale_after,
+                                   err);
+    default:
+        return cli_usage_error(err, "gc", "unknown option");
+    }
+}
+
+static const char *action_text(const struct gc_item *item, int dry_run)
+{
+    int upload = item->kind == GC_UPLOAD;
+
+    switch (item->action) {
+    case GC_REMOVE:
+        if (item->done)
+            return upload ? "aborted" : "removed";
+        if (dry_run)
+            return upload ? "would abort" : "would remove";
+        return upload ? "not aborted" : "not removed";
+    case GC_KEEP_RECENT:
+        return "kept (younger than the grace period)";
+    case GC_KEEP_LOCKED:
+        return "kept (its catalog name is locked by a running backup or expire)";
+    case GC_KEEP_FOREIGN:
+        return "kept (not a Stowage container)";
+    }
+    return "";
+}
+
+static void print_text(const struct gc_result *result, const struct gc_options *options)
+{
+    size_t kept = 0;
+    char size[32];
+
+    for (size_t i = 0; i < result->count; i++) {
+        const struct gc_item *item = &result->items[i];
+        char when[32];
+
+        manifest_format_time(item->time, when);
+        if (item->kind == GC_UPLOAD)
+            printf("%s: upload of %s (upload id %s, initiated %s)\n",
+                   action_text(item, options->dry_run), item->key, item->upload_id, when);
+        else
+            printf("%s: %s (%llu bytes, modified %s)\n", action_text(item, options->dry_run),
+                   item->key, (unsigned long long)item->size, when);
+        kept += item->action != GC_REMOVE ? 1 : 0;
+    }
+    cli_format_bytes(result->bytes, size, sizeof size);
+    printf("gc: %s %zu objects and uploads, %s reclaimed (sizes of S3 multipart uploads are "
+           "not listed), %zu kept%s\n",
+           options->dry_run ? "would remove" : "removed", result->removed, size, kept,
+           options->dry_run ? "; dry run, nothing was removed" : "");
+}
+
+static void print_json(const struct gc_result *result, const struct gc_options *options)
+{
+    static const char *const actions[] = {"remove", "keep_recent", "keep_locked",
+                                          "keep_foreign"};
+    json_t *items = json_array();
+    json_t *document;
+    char *text;
+
+    for (size_t i = 0; i < result->count; i++) {
+        const struct gc_item *item = &result->items[i];
+        char when[32];
+
+        manifest_format_time(item->time, when);
+        json_array_append_new(
+            items, json_pack("{s:s, s:s, s:s, s:s?, s:o, s:s, s:b}", "kind",
+                             item->kind == GC_UPLOAD ? "upload" : "object", "action",
+                             actions[item->action], "key", item->key, "upload_id",
+                             item->upload_id, "bytes",
+                             item->size_known ? json_integer((json_int_t)item->size)
+                                              : json_null(),
+                             "time", when, "done", item->done));
+    }
+    document = json_pack("{s:b, s:I, s:o, s:I, s:I}", "dry_run", options->dry_run,
+                         "older_than_seconds", (json_int_t)options->older_than, "items", items,
+                         "removed", (json_int_t)result->removed, "bytes_reclaimed",
+                         (json_int_t)result->bytes);
+    text = json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text != NULL)
+        printf("%s\n", text);
+    free(text);
+    json_decref(document);
+}
+
+int cmd_gc(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        CLI_REPO_LONG_OPTIONS,
+        {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
+        {NULL, 0, NULL, 0},
+    };
+    struct gc_cli cli;
+    struct gc_result result = {0};
+    stow_error err = {0};
+    storage *store = NULL;
+    int rc;
+
+    memset(&cli, 0, sizeof cli);
+    cli_common_init(&cli.common);
+    cli.options.older_than = OLDER_THAN_DEFAULT;
+    cli.options.lock_stale_after = CATALOG_LOCK_STALE_AFTER_DEFAULT;
+    if (cli_parse(argc, argv, "gc", long_options, &cli.common, parse_gc_option, &cli, NULL, 0,
+                  NULL, &err) != 0)
+        return cli_finish(&err);
+    if (cli.common.help) {
+        fputs(usage, stdout);
+        return STOW_EXIT_OK;
+    }
+
+    if (cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0) {
+        rc = gc_run(store, &cli.options, &result, &err);
+        if (cli.json)
+            print_json(&result, &cli.options);
+        else if (rc == 0 || result.count > 0)
+            print_text(&result, &cli.options);
+    }
+    gc_result_free(&result);
+    storage_free(store);
+    return cli_finish(&err);
+}

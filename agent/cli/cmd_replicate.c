@@ -1,0 +1,402 @@
+/* stowage replicate, dr status and drill: the disaster-recovery commands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aws/s3.h"
+#include "catalog.h"
+#include "cli/cli.h"
+#include "common/duration.h"
+#include "common/log.h"
+#include "drill.h"
+#include "replicate/dr_status.h"
+#include "replicate/replicate.h"
+
+enum {
+    OPT_TO = CLI_OPT_FIRST_COMMAND_OPTION,
+    OPT_TO_REGION,
+    OPT_TO_ENDPOINT,
+    OPT_TO_PATH_STYLE,
+    OPT_TO_STORAGE_CLASS,
+    OPT_NAME,
+    OPT_REPAIR,
+    OPT_STREAM,
+    OPT_SNAPSHOTS,
+    OPT_JSON,
+    OPT_KEY,
+    OPT_PASSPHRASE_FILE,
+    OPT_RPO_OBJECTIVE,
+    OPT_RTO_OBJECTIVE,
+    OPT_REPORT,
+    OPT_MARKDOWN,
+    OPT_SCRATCH,
+    OPT_LOCK_STALE_AFTER
+};
+
+static const char replicate_usage[] =
+    "Usage: stowage replicate --repo PRIMARY --to REPLICA [OPTIONS]\n\n"
+    "Copies every complete backup of the primary repository that the replica\n"
+    "lacks, newest first, keeping the part boundaries so that the manifest's\n"
+    "checksums stay valid. Parts are copied inside S3 (UploadPartCopy) when both\n"
+    "repositories are on one S3 service, across regions too; otherwise they are\n"
+    "streamed through this host. Each copy is checked before it counts: its size,\n"
+    "and every part's SHA-256 read back from the replica (one read of the copy).\n"
+    "Then the verification reports and, last, the manifest are written. An\n"
+    "interrupted run leaves no manifest for an incomplete copy; run it again to\n"
+    "finish. Nothing is ever deleted from the replica except by --repair.\n\n"
+    "Options:\n"
+    "  --to URL                replica repository: s3://BUCKET/PREFIX or file:///PATH\n"
+    "  --to-region NAME        AWS region of the replica (default: AWS_REGION,\n"
+    "                          AWS_DEFAULT_REGION, then us-east-1)\n"
+    "  --to-endpoint URL       S3 endpoint of the replica (default: AWS_ENDPOINT_URL_S3,\n"
+    "                          AWS_ENDPOINT_URL, then AWS)\n"
+    "  --to-path-style         path-style S3 addressing for the replica\n"
+    "  --to-storage-class NAME S3 storage class of the copies\n"
+    "  --name NAME             only backups of this catalog name\n"
+    "  --repair                also check the backups the replica has (reads each\n"
+    "                          copy once) and copy again those that fail\n"
+    "  --stream                copy through this host even where S3 could copy\n"
+    "                          inside the service (the replica's credentials cannot\n"
+    "                          read the primary)\n"
+    "  --snapshots             copy RDS snapshots too (not supported yet)\n"
+    "  --lock-stale-after DUR  take over the replica's lock of a name when it was not\n"
+    "                          refreshed for DUR (default 10m; s, m, h, d or w)\n"
+    "  --json                  print the result as JSON on stdout\n\n"
+    "The primary is --repo with the options below.\n\n" CLI_REPO_HELP;
+
+static const char dr_usage[] =
+    "Usage: stowage dr status --repo PRIMARY --replica REPLICA [OPTIONS]\n\n"
+    "For each catalog name: the newest backup in the primary and in the replica,\n"
+    "the backups the replica lacks, the lag (how much older the replica's newest\n"
+    "backup is than the primary's) and the RPO the replica offers now: the age of\n"
+    "the newest backup there whose last verified restore passed, or of the newest\n"
+    "complete backup there when none has passed one (the output names the basis).\n"
+    "Ages count from a backup's start, when pg_dump takes its snapshot.\n\n"
+    "Options:\n"
+    "  --replica URL           replica repository: s3://BUCKET/PREFIX or file:///PATH\n"
+    "  --replica-region NAME   AWS region of the replica\n"
+    "  --replica-endpoint URL  S3 endpoint of the replica\n"
+    "  --name NAME             only this catalog name\n"
+    "  --json                  print the status as JSON on stdout\n\n" CLI_REPO_HELP;
+
+static const char drill_usage[] =
+    "Usage: stowage drill --repo REPLICA --key SECFILE [OPTIONS]\n\n"
+    "Restores the newest backup of the repository (normally the replica) into a\n"
+    "local scratch instance, verifies it against its manifest, removes the\n"
+    "instance, and reports:\n"
+    "  RPO  the age of the restored backup when the drill started;\n"
+    "  RTO  the time from the start of the drill to the end of the verification.\n"
+    "Exit codes: 0 passed, 3 verification failed, 5 an objective was missed, and\n"
+    "the restore's own code for other failures.\n\n"
+    "Options:\n"
+    "  --key SECFILE           secret key of a recipient, such as the DR escrow key\n"
+    "                          (env STOWAGE_KEY)\n"
+    "  --passphrase-file FILE  passphrase of a protected key\n"
+    "  --name NAME             catalog name, when the repository holds several\n"
+    "  --rpo-objective DUR     maximum age of the restored backup (s, m, h, d or w)\n"
+    "  --rto-objective DUR     maximum time to a verified restore\n"
+    "  --report FILE           write the drill report as JSON\n"
+    "  --markdown FILE         write the drill report as Markdown\n"
+    "  --scratch local         where to restore; only local is supported\n\n" CLI_REPO_HELP;
+
+struct dr_cli {
+    const char *command;
+    struct cli_common common;
+    struct cli_common replica;      /* storage options of the replica */
+    struct replicate_options replicate;
+    struct drill_options drill;
+    const char *scratch;
+    int snapshots;
+    int json;
+};
+
+static int parse_duration_option(const char *option, const char *value, int64_t *out,
+                                 stow_error *err)
+{
+    return stow_duration_parse(option, value, out, err);
+}
+
+static int parse_dr_option(void *context, int code, const char *value, stow_error *err)
+{
+    struct dr_cli *cli = context;
+
+    switch (code) {
+    case OPT_TO: cli->replica.storage.url = value; break;
+    case OPT_TO_REGION: cli->replica.storage.region = value; break;
+    case OPT_TO_ENDPOINT: cli->replica.storage.endpoint = value; break;
+    case OPT_TO_PATH_STYLE: cli->replica.storage.path_style = 1; break;
+    case OPT_TO_STORAGE_CLASS: cli->replica.storage.storage_class = value; break;
+    case OPT_NAME:
+        cli->replicate.name = value;
+        cli->drill.name = value;
+        break;
+    case OPT_REPAIR: cli->replicate.repair = 1; break;
+    case OPT_STREAM: cli->replicate.stream = 1; break;
+    case OPT_SNAPSHOTS: cli->snapshots = 1; break;
+    case OPT_JSON: cli->json = 1; break;
+    case OPT_KEY: cli->drill.secret_key_path = value; break;
+    case OPT_PASSPHRASE_FILE: cli->drill.passphrase_file = value; break;
+    case OPT_RPO_OBJECTIVE:
+        return parse_duration_option("--rpo-objective", value, &cli->drill.rpo_objective, err);
+    case OPT_RTO_OBJECTIVE:
+        return parse_duration_option("--rto-objective", value, &cli->drill.rto_objective, err);
+    case OPT_REPORT: cli->drill.report_path = value; break;
+    case OPT_MARKDOWN: cli->drill.markdown_path = value; break;
+    case OPT_SCRATCH: cli->scratch = value; break;
+    case OPT_LOCK_STALE_AFTER:
+        return parse_duration_option("--lock-stale-after", value,
+                                     &cli->replicate.lock_stale_after, err);
+    default: return cli_usage_error(err, cli->command, "unknown option");
+    }
+    return 0;
+}
+
+static const struct option replicate_options[] = {
+    CLI_REPO_LONG_OPTIONS,
+    {"to", required_argument, NULL, OPT_TO},
+    {"to-region", required_argument, NULL, OPT_TO_REGION},
+    {"to-endpoint", required_argument, NULL, OPT_TO_ENDPOINT},
+    {"to-path-style", no_argument, NULL, OPT_TO_PATH_STYLE},
+    {"to-storage-class", required_argument, NULL, OPT_TO_STORAGE_CLASS},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"repair", no_argument, NULL, OPT_REPAIR},
+    {"stream", no_argument, NULL, OPT_STREAM},
+    {"snapshots", no_argument, NULL, OPT_SNAPSHOTS},
+    {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
+    {"json", no_argument, NULL, OPT_JSON},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option dr_options[] = {
+    CLI_REPO_LONG_OPTIONS,
+    {"replica", required_argument, NULL, OPT_TO},
+    {"replica-region", required_argument, NULL, OPT_TO_REGION},
+    {"replica-endpoint", required_argument, NULL, OPT_TO_ENDPOINT},
+    {"replica-path-style", no_argument, NULL, OPT_TO_PATH_STYLE},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"json", no_argument, NULL, OPT_JSON},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option drill_options[] = {
+    CLI_REPO_LONG_OPTIONS,
+    {"key", required_argument, NULL, OPT_KEY},
+    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"rpo-objective", required_argument, NULL, OPT_RPO_OBJECTIVE},
+    {"rto-objective", required_argument, NULL, OPT_RTO_OBJECTIVE},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"markdown", required_argument, NULL, OPT_MARKDOWN},
+    {"scratch", required_argument, NULL, OPT_SCRATCH},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses the command line. Returns 1 after --help, 0, or -1. */
+static int parse_dr_command(struct dr_cli *cli, const char *command, int argc, char **argv,
+                            const struct option *options, stow_error *err)
+{
+    memset(cli, 0, sizeof *cli);
+    cli->command = command;
+    cli_common_init(&cli->common);
+    cli_common_init(&cli->replica);
+    cli->replica.storage.url = NULL;
+    if (cli_parse(argc, argv, command, options, &cli->common, parse_dr_option, cli, NULL, 0,
+                  NULL, err) != 0)
+        return -1;
+    if (cli->common.help)
+        return 1;
+    if (cli->common.storage.url == NULL)
+        return cli_usage_error(err, command, "--repo URL is required (or set STOWAGE_REPO)");
+    cli->replica.storage.transfers_in_flight = cli->common.storage.transfers_in_flight;
+    return 0;
+}
+
+/* Opens the primary (--repo) and the replica, and checks that both are
+ * reachable. */
+static int open_both(struct dr_cli *cli, storage **primary, storage **replica, stow_error *err)
+{
+    if (cli_open_repository(&cli->common, primary, err) != 0 ||
+        cli_open_repository(&cli->replica, replica, err) != 0)
+        return -1;
+    if (strcmp(storage_url(*primary), storage_url(*replica)) == 0 &&
+        (cli->replica.storage.endpoint == NULL ||
+         (cli->common.storage.endpoint != NULL &&
+          strcmp(cli->replica.storage.endpoint, cli->common.storage.endpoint) == 0)))
+        return stow_fail(err, STOW_EXIT_USAGE, "the replica %s is the primary repository",
+                         storage_url(*replica));
+    if (storage_check(*primary, err) != 0 || storage_check(*replica, err) != 0)
+        return -1;
+    return 0;
+}
+
+static void print_json(json_t *value)
+{
+    char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if (text != NULL) {
+        printf("%s\n", text);
+        free(text);
+    }
+}
+
+/* --- replicate ------------------------------------------------------------ */
+
+static void print_replicate_text(const struct replicate_result *result, const storage *replica)
+{
+    for (size_t i = 0; i < result->count; i++) {
+        const struct replicate_item *item = &result->items[i];
+        char size[32];
+
+        cli_format_bytes(item->stored_bytes, size, sizeof size);
+        printf("%-9s %-23s %-16s %6zu parts %10s", replicate_action_name(item->action),
+               item->id, item->name, item->parts, size);
+        if (item->method != NULL)
+            printf("  %s in %.1f s, checked in %.1f s", item->method, item->copy_seconds,
+                   item->check_seconds);
+        else if (item->check_seconds > 0)
+            printf("  checked in %.1f s", item->check_seconds);
+        if (item->action == REPLICATE_FAILED)
+            printf("  %s", item->error.message);
+        else if (item->note != NULL)
+            printf("  (%s)", item->note);
+        printf("\n");
+    }
+    printf("replicated to %s: %zu copied, %zu kept from an earlier run, %zu copied again, "
+           "%zu already there, %zu failed\n",
+           storage_url(replica), result->copied, result->reused, result->repaired,
+           result->present, result->failed);
+}
+
+int cmd_replicate(int argc, char **argv)
+{
+    struct dr_cli cli;
+    struct replicate_result result = {0};
+    storage *primary = NULL;
+    storage *replica = NULL;
+    stow_error err = {0};
+    int rc = parse_dr_command(&cli, "replicate", argc, argv, replicate_options, &err);
+
+    if (rc == 1) {
+        fputs(replicate_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (rc == 0 && cli.replica.storage.url == NULL)
+        cli_usage_error(&err, "replicate", "--to URL is required: the replica repository");
+    if (rc == 0 && cli.snapshots) {
+        /* NOTE: RDS snapshot copies wait for the RDS snapshot module
+         * (agent/rds/snapshot.h), which does not exist yet. */
+        stow_fail(&err, STOW_EXIT_USAGE, "--snapshots is not supported yet: replicate copies "
+                                         "logical backups only");
+        stow_error_hint(&err, "run replicate without --snapshots, and copy RDS snapshots "
+                              "with aws rds copy-db-snapshot for now");
+    }
+    if (stow_error_is_set(&err))
+        return cli_finish(&err);
+
+    if (open_both(&cli, &primary, &replica, &err) == 0) {
+        replicate_run(primary, replica, &cli.replicate, &result, &err);
+        if (cli.json) {
+            json_t *summary = replicate_result_json(&result, primary, replica);
+
+            print_json(summary);
+            json_decref(summary);
+        } else {
+            print_replicate_text(&result, replica);
+        }
+    }
+    replicate_result_free(&result);
+    storage_free(primary);
+    storage_free(replica);
+    return cli_finish(&err);
+}
+
+/* --- dr status ------------------------------------------------------------ */
+
+static int dr_status(struct dr_cli *cli, stow_error *err)
+{
+    struct catalog primary_catalog = {0};
+    struct catalog replica_catalog = {0};
+    storage *primary = NULL;
+    storage *replica = NULL;
+    json_t *status = NULL;
+    int rc = open_both(cli, &primary, &replica, err);
+
+    if (rc == 0)
+        rc = catalog_load(primary, cli->replicate.name, &primary_catalog, err);
+    if (rc == 0)
+        rc = catalog_load(replica, cli->replicate.name, &replica_catalog, err);
+    if (rc == 0) {
+        status = dr_status_build(&primary_catalog, &replica_catalog, time(NULL));
+        json_object_set_new(status, "primary", json_string(storage_url(primary)));
+        json_object_set_new(status, "replica", json_string(storage_url(replica)));
+        if (cli->json)
+            print_json(status);
+        else
+            dr_status_print_table(status, stdout);
+    }
+    json_decref(status);
+    catalog_free(&primary_catalog);
+    catalog_free(&replica_catalog);
+    storage_free(primary);
+    storage_free(replica);
+    return rc;
+}
+
+int cmd_dr(int argc, char **argv)
+{
+    struct dr_cli cli;
+    stow_error err = {0};
+    int rc;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        fputs(dr_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? STOW_EXIT_USAGE : STOW_EXIT_OK;
+    }
+    if (strcmp(argv[1], "status") != 0) {
+        cli_usage_error(&err, "dr", "unknown dr command: the only one is \"status\"");
+        return cli_finish(&err);
+    }
+    rc = parse_dr_command(&cli, "dr", argc - 1, argv + 1, dr_options, &err);
+    if (rc == 1) {
+        fputs(dr_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (rc == 0 && cli.replica.storage.url == NULL)
+        cli_usage_error(&err, "dr", "--replica URL is required");
+    if (!stow_error_is_set(&err))
+        dr_status(&cli, &err);
+    return cli_finish(&err);
+}
+
+/* --- drill ---------------------------------------------------------------- */
+
+int cmd_drill(int argc, char **argv)
+{
+    struct dr_cli cli;
+    storage *store = NULL;
+    stow_error err = {0};
+    int rc = parse_dr_command(&cli, "drill", argc, argv, drill_options, &err);
+
+    if (rc == 1) {
+        fputs(drill_usage, stdout);
+        return STOW_EXIT_OK;
+    }
+    if (rc == 0 && cli.drill.secret_key_path == NULL)
+        cli.drill.secret_key_path = getenv("STOWAGE_KEY");
+    /* NOTE: --scratch rds waits for the RDS scratch instances. */
+    if (rc == 0 && cli.scratch != NULL && strcmp(cli.scratch, "local") != 0)
+        stow_fail(&err, STOW_EXIT_USAGE, "invalid --scratch \"%s\": only \"local\" is "
+                                         "supported by drill",
+                  cli.scratch);
+    if (stow_error_is_set(&err))
+        return cli_finish(&err);
+
+    if (strncmp(cli.common.storage.url, "s3://", 5) == 0)
+        cli.drill.region = cli.common.storage.region ? cli.common.storage.region
+                                                     : s3_default_region();
+    if (cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0)
+        drill_run(store, &cli.drill, &err);
+    storage_free(store);
+    return cli_finish(&err);
+}

@@ -1,0 +1,513 @@
+/* Prometheus text format for the metrics of one run, the node_exporter
+ * textfile writer, the Pushgateway client, and the run record of this
+ * process. */
+#include "common/metrics.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define METRICS_PATH_MAX 4096
+#define METRICS_URL_MAX 4096
+#define PUSH_MAX_ATTEMPTS 3
+#define PUSH_TIMEOUT_MS 10000L
+#define PUSH_BACKOFF_MS 500
+
+/* --- exposition text ------------------------------------------------------ */
+
+int metrics_escape_label(stow_buf *out, const char *value, stow_error *err)
+{
+    for (const char *c = value; *c != '\0'; c++) {
+        const char *escaped = NULL;
+
+        if (*c == '\\')
+            escaped = "\\\\";
+        else if (*c == '"')
+            escaped = "\\\"";
+        else if (*c == '\n')
+            escaped = "\\n";
+        if (escaped != NULL ? stow_buf_append_str(out, escaped, err)
+                            : stow_buf_append(out, c, 1, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Appends the label set {name="...",command="..."[,kind="..."]}. */
+static int append_labels(stow_buf *out, const struct metrics_run *run, const char *kind,
+                         stow_error *err)
+{
+    if (stow_buf_append_str(out, "{name=\"", err) != 0 ||
+        metrics_escape_label(out, run->name, err) != 0 ||
+        stow_buf_append_str(out, "\",command=\"", err) != 0 ||
+        metrics_escape_label(out, run->command, err) != 0 ||
+        stow_buf_append_str(out, "\"", err) != 0)
+        return -1;
+    if (kind != NULL && (stow_buf_append_str(out, ",kind=\"", err) != 0 ||
+                         metrics_escape_label(out, kind, err) != 0 ||
+                         stow_buf_append_str(out, "\"", err) != 0))
+        return -1;
+    return stow_buf_append_str(out, "}", err);
+}
+
+static int append_family(stow_buf *out, const char *metric, const char *type, const char *help,
+                         stow_error *err)
+{
+    return stow_buf_printf(out, err, "# HELP %s %s\n# TYPE %s %s\n", metric, help, metric, type);
+}
+
+/* Appends one sample; value is already formatted. */
+static int append_sample(stow_buf *out, const char *metric, const struct metrics_run *run,
+                         const char *kind, const char *value, stow_error *err)
+{
+    if (stow_buf_append_str(out, metric, err) != 0 || append_labels(out, run, kind, err) != 0)
+        return -1;
+    return stow_buf_printf(out, err, " %s\n", value);
+}
+
+static int append_gauge(stow_buf *out, const char *metric, const char *help,
+                        const struct metrics_run *run, const char *value, stow_error *err)
+{
+    if (append_family(out, metric, "gauge", help, err) != 0)
+        return -1;
+    return append_sample(out, metric, run, NULL, value, err);
+}
+
+static int append_backup_metrics(stow_buf *out, const struct metrics_run *run, stow_error *err)
+{
+    static const char bytes_metric[] = "stowage_backup_bytes";
+    char value[64];
+    double ratio = run->compressed_bytes > 0
+                       ? (double)run->archive_bytes / (double)run->compressed_bytes
+                       : 0.0;
+
+    if (append_family(out, bytes_metric, "gauge",
+                      "Size of the last backup in bytes: the archive before compression, "
+                      "after compression, and as stored (encrypted).",
+                      err) != 0)
+        return -1;
+    snprintf(value, sizeof value, "%llu", (unsigned long long)run->archive_bytes);
+    if (append_sample(out, bytes_metric, run, "archive", value, err) != 0)
+        return -1;
+    snprintf(value, sizeof value, "%llu", (unsigned long long)run->compressed_bytes);
+    if (append_sample(out, bytes_metric, run, "compressed", value, err) != 0)
+        return -1;
+    snprintf(value, sizeof value, "%llu", (unsigned long long)run->stored_bytes);
+    if (append_sample(out, bytes_metric, run, "stored", value, err) != 0)
+        return -1;
+
+    snprintf(value, sizeof value, "%.4f", ratio);
+    if (append_gauge(out, "stowage_backup_compression_ratio",
+                     "Archive bytes divided by compressed bytes of the last backup.", run, value,
+                     err) != 0)
+        return -1;
+    snprintf(value, sizeof value, "%llu", (unsigned long long)run->parts);
+    return append_gauge(out, "stowage_backup_parts", "Upload parts of the last backup.", run,
+                        value, err);
+}
+
+int metrics_format(const struct metrics_run *run, int with_last_success, stow_buf *out,
+                   stow_error *err)
+{
+    char value[64];
+
+    stow_buf_reset(out);
+    snprintf(value, sizeof value, "%lld", (long long)run->finished_at);
+    if (append_gauge(out, "stowage_last_run_timestamp_seconds",
+                     "Unix time at which the last run finished.", run, value, err) != 0)
+        return -1;
+    if (with_last_success && run->last_success != 0) {
+        snprintf(value, sizeof value, "%lld", (long long)run->last_success);
+        if (append_gauge(out, "stowage_last_success_timestamp_seconds",
+                         "Unix time at which the last successful run finished.", run, value,
+                         err) != 0)
+            return -1;
+    }
+    snprintf(value, sizeof value, "%.3f", run->duration_seconds);
+    if (append_gauge(out, "stowage_run_duration_seconds", "Duration of the last run in seconds.",
+                     run, value, err) != 0)
+        return -1;
+    if (append_gauge(out, "stowage_run_success", "1 when the last run succeeded, else 0.", run,
+                     run->success ? "1" : "0", err) != 0)
+        return -1;
+
+    snprintf(value, sizeof value, "%llu", (unsigned long long)run->retries);
+    if (append_family(out, "stowage_retries_total", "counter",
+                      "HTTP requests retried during the last run.", err) != 0 ||
+        append_sample(out, "stowage_retries_total", run, NULL, value, err) != 0)
+        return -1;
+
+    if (run->verification >= 0 &&
+        append_gauge(out, "stowage_verification_success",
+                     "1 when the last run's verification passed, else 0.", run,
+                     run->verification ? "1" : "0", err) != 0)
+        return -1;
+    if (run->has_backup && append_backup_metrics(out, run, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* --- textfile ------------------------------------------------------------- */
+
+int metrics_read_last_success(const char *path, const struct metrics_run *run, time_t *out)
+{
+    stow_buf prefix;
+    char line[1024];
+    FILE *file;
+    int rc = 1;
+
+    stow_buf_init(&prefix, sizeof line);
+    if (stow_buf_append_str(&prefix, "stowage_last_success_timestamp_seconds", NULL) != 0 ||
+        append_labels(&prefix, run, NULL, NULL) != 0 ||
+        stow_buf_append_str(&prefix, " ", NULL) != 0) {
+        stow_buf_free(&prefix);
+        return 1;
+    }
+    file = fopen(path, "r");
+    while (file != NULL && rc == 1 && fgets(line, sizeof line, file) != NULL) {
+        char *end = NULL;
+        long long value;
+
+        if (strncmp(line, (const char *)prefix.data, prefix.len) != 0)
+            continue;
+        value = strtoll(line + prefix.len, &end, 10);
+        if (end != line + prefix.len && value > 0) {
+            *out = (time_t)value;
+            rc = 0;
+        }
+    }
+    if (file != NULL)
+        fclose(file);
+    stow_buf_free(&prefix);
+    return rc;
+}
+
+static int write_all(int fd, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t written = write(fd, data, len);
+
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written < 0)
+            return -1;
+        data += written;
+        len -= (size_t)written;
+    }
+    return 0;
+}
+
+/* Writes text to a new temporary file beside path, then renames it. */
+static int replace_file(const char *path, const stow_buf *text, stow_error *err)
+{
+    char temporary[METRICS_PATH_MAX];
+    int written = snprintf(temporary, sizeof temporary, "%s.tmp.%ld", path, (long)getpid());
+    int fd;
+
+    if (written < 0 || (size_t)written >= sizeof temporary)
+        return stow_fail(err, STOW_EXIT_USAGE, "--metrics-file path is too long");
+    fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating metrics file", temporary);
+    /* The umask must not make the file unreadable for node_exporter. */
+    if (fchmod(fd, 0644) != 0 || write_all(fd, text->data, text->len) != 0 || fsync(fd) != 0) {
+        int saved = errno;
+
+        close(fd);
+        unlink(temporary);
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, saved, "writing metrics file", temporary);
+    }
+    if (close(fd) != 0 || rename(temporary, path) != 0) {
+        int saved = errno;
+
+        unlink(temporary);
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, saved, "replacing metrics file", path);
+    }
+    return 0;
+}
+
+int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err)
+{
+    struct metrics_run copy = *run;
+    stow_buf text;
+    int rc;
+
+    if (!copy.success && copy.last_success == 0)
+        metrics_read_last_success(path, &copy, &copy.last_success);
+    stow_buf_init(&text, METRICS_TEXT_MAX);
+    rc = metrics_format(&copy, 1, &text, err);
+    if (rc == 0)
+        rc = replace_file(path, &text, err);
+    stow_buf_free(&text);
+    return rc;
+}
+
+/* --- Pushgateway ---------------------------------------------------------- */
+
+/* Returns 1 when value can stand as a URL path segment unencoded. */
+static int is_plain_segment(const char *value)
+{
+    if (value[0] == '\0')
+        return 0;
+    for (const char *c = value; *c != '\0'; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_' || *c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Appends "/LABEL/VALUE", or "/LABEL@base64/BASE64URL" for other values. */
+static int append_grouping_label(stow_buf *out, const char *label, const char *value,
+                                 stow_error *err)
+{
+    size_t len = strlen(value);
+    size_t encoded_size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_URLSAFE);
+    char *encoded;
+    int rc;
+
+    if (is_plain_segment(value))
+        return stow_buf_printf(out, err, "/%s/%s", label, value);
+    encoded = malloc(encoded_size);
+    if (encoded == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory encoding a metrics label");
+    sodium_bin2base64(encoded, encoded_size, (const unsigned char *)value, len,
+                      sodium_base64_VARIANT_URLSAFE);
+    /* An empty value is written as "=", which the Pushgateway reads as "". */
+    rc = stow_buf_printf(out, err, "/%s@base64/%s", label, encoded[0] != '\0' ? encoded : "=");
+    free(encoded);
+    return rc;
+}
+
+int metrics_push_url(const char *gateway, const struct metrics_run *run, stow_buf *out,
+                     stow_error *err)
+{
+    size_t len = strlen(gateway);
+
+    while (len > 0 && gateway[len - 1] == '/')
+        len--;
+    stow_buf_reset(out);
+    if (stow_buf_append(out, gateway, len, err) != 0 ||
+        stow_buf_append_str(out, "/metrics/job/stowage", err) != 0 ||
+        append_grouping_label(out, "name", run->name, err) != 0 ||
+        append_grouping_label(out, "command", run->command, err) != 0)
+        return -1;
+    return 0;
+}
+
+struct push_body {
+    const stow_buf *text;
+    size_t offset;
+};
+
+static size_t read_push_body(char *buffer, size_t size, size_t count, void *context)
+{
+    struct push_body *body = context;
+    size_t left = body->text->len - body->offset;
+    size_t chunk = left < size * count ? left : size * count;
+
+    memcpy(buffer, body->text->data + body->offset, chunk);
+    body->offset += chunk;
+    return chunk;
+}
+
+static size_t keep_reply(char *data, size_t size, size_t count, void *context)
+{
+    stow_buf_append(context, data, size * count, NULL);
+    return size * count; /* a reply past the buffer's maximum is cut, not an error */
+}
+
+/* Sends one attempt. Returns 0 on 2xx, 1 when a retry may help, -1 otherwise. */
+static int push_attempt(CURL *easy, const char *method, const stow_buf *text, const char *url,
+                        stow_error *err)
+{
+    struct push_body body = {text, 0};
+    char reply_text[256];
+    stow_buf reply;
+    long status = 0;
+    CURLcode code;
+
+    stow_buf_init(&reply, 4096);
+    curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_push_body);
+    curl_easy_setopt(easy, CURLOPT_READDATA, &body);
+    curl_easy_setopt(easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)text->len);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, keep_reply);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &reply);
+    code = curl_easy_perform(easy);
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+
+    snprintf(reply_text, sizeof reply_text, "%.*s", (int)reply.len,
+             reply.len > 0 ? (const char *)reply.data : "");
+    reply_text[strcspn(reply_text, "\r\n")] = '\0';
+    stow_buf_free(&reply);
+
+    if (code == CURLE_OK && status >= 200 && status < 300)
+        return 0;
+    stow_error_clear(err);
+    if (code != CURLE_OK)
+        stow_fail(err, STOW_EXIT_FAILURE, "pushing metrics to %s failed: %s", url,
+                  curl_easy_strerror(code));
+    else
+        stow_fail(err, STOW_EXIT_FAILURE, "pushing metrics to %s failed: HTTP %ld %s", url,
+                  status, reply_text);
+    return code != CURLE_OK || status >= 500 || status == 429 ? 1 : -1;
+}
+
+int metrics_push(const char *gateway, const struct metrics_run *run, stow_error *err)
+{
+    const char *method = run->success ? "PUT" : "POST";
+    struct curl_slist *headers = NULL;
+    stow_error attempt_err = {0};
+    stow_buf url, text;
+    CURL *easy = NULL;
+    int rc = -1;
+
+    stow_buf_init(&url, METRICS_URL_MAX);
+    stow_buf_init(&text, METRICS_TEXT_MAX);
+    if (metrics_push_url(gateway, run, &url, err) != 0 ||
+        metrics_format(run, run->success, &text, err) != 0)
+        goto done;
+    easy = curl_easy_init();
+    headers = curl_slist_append(NULL, "Content-Type: text/plain; version=0.0.4");
+    if (easy == NULL || headers == NULL) {
+        stow_fail(err, STOW_EXIT_FAILURE, "libcurl could not set up the metrics push");
+        goto done;
+    }
+
+    /* One blocking request at the end of the run: the easy interface is
+     * enough, and the retries are few and short. */
+    curl_easy_setopt(easy, CURLOPT_URL, (const char *)url.data);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, PUSH_TIMEOUT_MS);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "stowage/" STOWAGE_VERSION);
+    for (int attempt = 1; attempt <= PUSH_MAX_ATTEMPTS; attempt++) {
+        rc = push_attempt(easy, method, &text, (const char *)url.data, &attempt_err);
+        if (rc != 1 || attempt == PUSH_MAX_ATTEMPTS)
+            break;
+        stow_log_warn("%s (attempt %d of %d); retrying in %d ms", attempt_err.message, attempt,
+                      PUSH_MAX_ATTEMPTS, PUSH_BACKOFF_MS * attempt);
+        usleep((useconds_t)PUSH_BACKOFF_MS * 1000u * (useconds_t)attempt);
+    }
+    if (rc != 0) {
+        if (err != NULL && !stow_error_is_set(err))
+            memcpy(err, &attempt_err, sizeof attempt_err);
+        rc = -1;
+    }
+
+done:
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(easy);
+    stow_buf_free(&url);
+    stow_buf_free(&text);
+    return rc;
+}
+
+/* --- the run of this process ---------------------------------------------- */
+
+static struct {
+    struct metrics_run run;
+    struct timespec started;
+    const char *textfile;
+    const char *pushgateway;
+    int restore_verifies;
+} current = {.run = {.verification = -1}};
+
+static atomic_ullong retry_count;
+
+void metrics_count_retry(void)
+{
+    atomic_fetch_add(&retry_count, 1);
+}
+
+void metrics_set_textfile(const char *path)
+{
+    current.textfile = path;
+}
+
+void metrics_set_pushgateway(const char *url)
+{
+    current.pushgateway = url;
+}
+
+void metrics_set_name(const char *name)
+{
+    if (name != NULL && name[0] != '\0')
+        snprintf(current.run.name, sizeof current.run.name, "%s", name);
+}
+
+void metrics_record_backup(uint64_t archive_bytes, uint64_t compressed_bytes,
+                           uint64_t stored_bytes, uint64_t parts)
+{
+    current.run.has_backup = 1;
+    current.run.archive_bytes = archive_bytes;
+    current.run.compressed_bytes = compressed_bytes;
+    current.run.stored_bytes = stored_bytes;
+    current.run.parts = parts;
+}
+
+void metrics_run_begin(const char *command, int argc, char **argv)
+{
+    clock_gettime(CLOCK_MONOTONIC, &current.started);
+    snprintf(current.run.command, sizeof current.run.command, "%s", command);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            metrics_set_name(argv[i + 1]);
+        else if (strncmp(argv[i], "--name=", 7) == 0)
+            metrics_set_name(argv[i] + 7);
+        else if (strcmp(argv[i], "--verify") == 0)
+            current.restore_verifies = 1;
+    }
+}
+
+static int writes_metrics(const char *command)
+{
+    return strcmp(command, "backup") == 0 || strcmp(command, "restore") == 0 ||
+           strcmp(command, "verify") == 0;
+}
+
+int metrics_run_end(int exit_code)
+{
+    struct metrics_run *run = &current.run;
+    struct timespec now;
+    stow_error err = {0};
+
+    if (current.textfile == NULL && current.pushgateway == NULL)
+        return exit_code;
+    if (!writes_metrics(run->command)) {
+        stow_log_warn("stowage %s writes no metrics; --metrics-file and --pushgateway are "
+                      "ignored", run->command);
+        return exit_code;
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    run->duration_seconds = (double)(now.tv_sec - current.started.tv_sec) +
+                            (double)(now.tv_nsec - current.started.tv_nsec) / 1e9;
+    run->finished_at = time(NULL);
+    run->success = exit_code == 0;
+    run->last_success = run->success ? run->finished_at : 0;
+    run->retries = atomic_load(&retry_count);
+    if (strcmp(run->command, "verify") == 0 ||
+        (strcmp(run->command, "restore") == 0 && current.restore_verifies))
+        run->verification = exit_code == 0;
+
+    if (current.textfile != NULL && metrics_write_textfile(current.textfile, run, &err) != 0) {
+        stow_log_warn("metrics were not written: %s", err.message);
+        stow_error_clear(&err);
+    }
+    if (current.pushgateway != NULL && metrics_push(current.pushgateway, run, &err) != 0)
+        stow_log_warn("metrics were not pushed: %s", err.message);
+    return exit_code;
+}

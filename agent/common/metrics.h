@@ -1,0 +1,119 @@
+/* Prometheus metrics of one run, in the text exposition format (0.0.4),
+ * written as a node_exporter textfile or pushed to a Pushgateway.
+ *
+ * Metrics (labels name and command on every series):
+ *   stowage_last_run_timestamp_seconds      gauge, when the run finished
+ *   stowage_last_success_timestamp_seconds  gauge, when the last successful
+ *                                           run finished (omitted until one has)
+ *   stowage_run_duration_seconds            gauge
+ *   stowage_run_success                     gauge, 1 or 0
+ *   stowage_retries_total                   counter, HTTP retries in this run
+ *   stowage_verification_success            gauge, 1 or 0; only when the run
+ *                                           verified (verify, restore --verify)
+ *   stowage_backup_bytes{kind=...}          gauge, kind "archive" (before
+ *                                           compression), "compressed", "stored"
+ *   stowage_backup_compression_ratio        gauge, archive / compressed bytes
+ *   stowage_backup_parts                    gauge, upload parts
+ * The stowage_backup_* metrics appear only after a successful backup.
+ *
+ * The textfile is replaced atomically: written to a temporary file in the
+ * same directory, flushed, made mode 0644 and renamed over the old one, so
+ * node_exporter never reads half a file. A failed run copies
+ * stowage_last_success_timestamp_seconds of the same name and command from
+ * the file it replaces.
+ *
+ * A push goes to URL/metrics/job/stowage/name/NAME/command/COMMAND, so that
+ * backup and verify runs of one name keep separate groups. A successful
+ * run replaces its group (PUT); a failed run updates only the metrics it
+ * sends (POST) and sends no stowage_last_success_timestamp_seconds, so the
+ * Pushgateway keeps the last success and the backup sizes of the last
+ * successful run. Label values that are not plain URL path segments are
+ * sent base64url-encoded ("name@base64/...").
+ *
+ * The process-wide record below serves the CLI: cli_main starts it, option
+ * parsing sets the outputs, commands add what they know, and the end of
+ * the run writes it. It is used from the main thread only. */
+#ifndef STOWAGE_METRICS_H
+#define STOWAGE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+
+#define METRICS_NAME_MAX 128
+#define METRICS_COMMAND_MAX 32
+#define METRICS_TEXT_MAX (64u * 1024)
+
+struct metrics_run {
+    char command[METRICS_COMMAND_MAX];  /* "backup", "restore", "verify" */
+    char name[METRICS_NAME_MAX];        /* catalog name; "" when unknown */
+    time_t finished_at;
+    double duration_seconds;
+    int success;
+    int verification;                   /* -1: none ran; else 0 or 1 */
+    time_t last_success;                /* 0: none known */
+    uint64_t retries;
+    int has_backup;                     /* 1: the backup_* fields are set */
+    uint64_t archive_bytes;
+    uint64_t compressed_bytes;
+    uint64_t stored_bytes;
+    uint64_t parts;
+};
+
+/* Appends value escaped for a label: backslash, double quote and newline
+ * become \\, \" and \n. */
+int metrics_escape_label(stow_buf *out, const char *value, stow_error *err);
+
+/* Writes the exposition text of run into out (reset first). with_last_success
+ * 0 leaves out stowage_last_success_timestamp_seconds. */
+int metrics_format(const struct metrics_run *run, int with_last_success, stow_buf *out,
+                   stow_error *err);
+
+/* Reads stowage_last_success_timestamp_seconds for run's name and command
+ * from an earlier textfile. Returns 0 when found, 1 otherwise. */
+int metrics_read_last_success(const char *path, const struct metrics_run *run, time_t *out);
+
+/* Replaces the textfile at path atomically (mode 0644). */
+int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err);
+
+/* Writes the push URL for run under the Pushgateway base URL into out
+ * (reset first). */
+int metrics_push_url(const char *gateway, const struct metrics_run *run, stow_buf *out,
+                     stow_error *err);
+
+/* Pushes run to the Pushgateway at gateway (PUT on success, POST on
+ * failure), with up to three attempts. */
+int metrics_push(const char *gateway, const struct metrics_run *run, stow_error *err);
+
+/* --- the run of this process ---------------------------------------------- */
+
+/* Starts the record: command, start time, and --name and --verify from
+ * the command's arguments (the restore and verify commands report neither
+ * to the CLI layer). */
+void metrics_run_begin(const char *command, int argc, char **argv);
+
+/* Set by --metrics-file and --pushgateway; the strings are borrowed. */
+void metrics_set_textfile(const char *path);
+void metrics_set_pushgateway(const char *url);
+
+/* Sets the catalog name once the command knows it. */
+void metrics_set_name(const char *name);
+
+/* Records the sizes of a successful backup. */
+void metrics_record_backup(uint64_t archive_bytes, uint64_t compressed_bytes,
+                           uint64_t stored_bytes, uint64_t parts);
+
+/* Counts one retried HTTP request (called by the HTTP layer, from any
+ * thread). */
+void metrics_count_retry(void);
+
+/* Finishes the record with the command's exit code and writes it to the
+ * configured outputs. Only backup, restore and verify write metrics;
+ * other commands given an output log a warning. A failed write is logged
+ * at warn and does not change the exit code. Returns exit_code. */
+int metrics_run_end(int exit_code);
+
+#endif

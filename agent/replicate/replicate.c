@@ -1,0 +1,675 @@
+/* The replicate flow: per catalog name, under the replica's lock, each
+ * backup the replica lacks is copied, checked and committed. */
+#include "replicate/replicate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "catalog/catalog_lock.h"
+#include "common/interrupt.h"
+#include "common/log.h"
+#include "replicate/object_copy.h"
+
+#define REPORT_MAX_BYTES (16u * 1024 * 1024)
+
+/* Keys and sizes under backups/ of one repository, sorted by key. */
+struct key_entry {
+    char *key;
+    uint64_t size;
+};
+
+struct key_index {
+    struct key_entry *entries;
+    size_t count;
+    size_t capacity;
+};
+
+struct replicate_state {
+    storage *primary;
+    storage *replica;
+    const struct replicate_options *options;
+    struct catalog primary_catalog;
+    struct catalog replica_catalog;
+    struct key_index primary_keys;
+    struct key_index replica_keys;
+    catalog_lock *lock;          /* the replica's lock of the name being replicated */
+    stow_buf manifest_text;      /* the primary's manifest of the backup in hand */
+    stow_buf replica_text;
+    struct replicate_result *result;
+};
+
+/* --- key index ------------------------------------------------------------ */
+
+static int index_add(const char *key, const struct storage_object_info *info, void *context)
+{
+    struct key_index *index = context;
+
+    if (index->count == index->capacity) {
+        size_t capacity = index->capacity == 0 ? 256 : index->capacity * 2;
+        struct key_entry *grown = realloc(index->entries, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return -1;
+        index->entries = grown;
+        index->capacity = capacity;
+    }
+    index->entries[index->count].key = strdup(key);
+    if (index->entries[index->count].key == NULL)
+        return -1;
+    index->entries[index->count].size = info->size;
+    index->count++;
+    return 0;
+}
+
+static int compare_keys(const void *a, const void *b)
+{
+    return strcmp(((const struct key_entry *)a)->key, ((const struct key_entry *)b)->key);
+}
+
+static void index_free(struct key_index *index)
+{
+    for (size_t i = 0; i < index->count; i++)
+        free(index->entries[i].key);
+    free(index->entries);
+    memset(index, 0, sizeof *index);
+}
+
+static int index_load(storage *store, const char *name, struct key_index *index,
+                      stow_error *err)
+{
+    char prefix[128];
+    int rc;
+
+    snprintf(prefix, sizeof prefix, "%s/%s%s", CATALOG_BACKUPS_DIR, name ? name : "",
+             name ? "/" : "");
+    rc = storage_list(store, prefix, index_add, index, err);
+    if (rc != 0 && !stow_error_is_set(err))
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing %s", storage_url(store));
+    if (rc != 0)
+        return -1;
+    qsort(index->entries, index->count, sizeof *index->entries, compare_keys);
+    return 0;
+}
+
+/* Returns the index of the first key not below key. */
+static size_t index_lower_bound(const struct key_index *index, const char *key)
+{
+    size_t low = 0;
+    size_t high = index->count;
+
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+
+        if (strcmp(index->entries[middle].key, key) < 0)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low;
+}
+
+static const struct key_entry *index_find(const struct key_index *index, const char *key)
+{
+    size_t position = index_lower_bound(index, key);
+
+    if (position < index->count && strcmp(index->entries[position].key, key) == 0)
+        return &index->entries[position];
+    return NULL;
+}
+
+/* --- results -------------------------------------------------------------- */
+
+const char *replicate_action_name(enum replicate_action action)
+{
+    switch (action) {
+    case REPLICATE_PRESENT: return "present";
+    case REPLICATE_COPIED: return "copied";
+    case REPLICATE_REUSED: return "reused";
+    case REPLICATE_REPAIRED: return "repaired";
+    case REPLICATE_FAILED: return "failed";
+    }
+    return "unknown";
+}
+
+static struct replicate_item *add_item(struct replicate_result *result,
+                                       const struct manifest *manifest, stow_error *err)
+{
+    struct replicate_item *item;
+
+    if (result->count == result->capacity) {
+        size_t capacity = result->capacity == 0 ? 16 : result->capacity * 2;
+        struct replicate_item *grown = realloc(result->items, capacity * sizeof *grown);
+
+        if (grown == NULL) {
+            stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+            return NULL;
+        }
+        result->items = grown;
+        result->capacity = capacity;
+    }
+    item = &result->items[result->count];
+    memset(item, 0, sizeof *item);
+    item->id = strdup(manifest->id);
+    item->name = strdup(manifest->name);
+    item->stored_bytes = manifest->stored_bytes;
+    item->parts = manifest->parts.count;
+    if (item->id == NULL || item->name == NULL) {
+        free(item->id);
+        free(item->name);
+        stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        return NULL;
+    }
+    result->count++;
+    return item;
+}
+
+static void set_note(struct replicate_item *item, const char *reason)
+{
+    free(item->note);
+    item->note = strdup(reason);
+}
+
+void replicate_result_free(struct replicate_result *result)
+{
+    if (result == NULL)
+        return;
+    for (size_t i = 0; i < result->count; i++) {
+        free(result->items[i].id);
+        free(result->items[i].name);
+        free(result->items[i].note);
+    }
+    free(result->items);
+    memset(result, 0, sizeof *result);
+}
+
+static void count_item(struct replicate_result *result, const struct replicate_item *item)
+{
+    switch (item->action) {
+    case REPLICATE_PRESENT: result->present++; break;
+    case REPLICATE_COPIED: result->copied++; break;
+    case REPLICATE_REUSED: result->reused++; break;
+    case REPLICATE_REPAIRED: result->repaired++; break;
+    case REPLICATE_FAILED: result->failed++; break;
+    }
+    result->reports_copied += item->reports_copied;
+}
+
+json_t *replicate_result_json(const struct replicate_result *result, const storage *primary,
+                              const storage *replica)
+{
+    json_t *backups = json_array();
+
+    for (size_t i = 0; i < result->count; i++) {
+        const struct replicate_item *item = &result->items[i];
+        json_t *entry = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", item->id, "name",
+                                  item->name, "action", replicate_action_name(item->action),
+                                  "stored_bytes", (json_int_t)item->stored_bytes, "parts",
+                                  (json_int_t)item->parts, "reports_copied",
+                                  (json_int_t)item->reports_copied);
+
+        json_object_set_new(entry, "method", item->method ? json_string(item->method)
+                                                          : json_null());
+        json_object_set_new(entry, "copy_seconds", json_real(item->copy_seconds));
+        json_object_set_new(entry, "check_seconds", json_real(item->check_seconds));
+        json_object_set_new(entry, "note", item->note ? json_string(item->note) : json_null());
+        if (item->action == REPLICATE_FAILED) {
+            json_object_set_new(entry, "error", json_string(item->error.message));
+            json_object_set_new(entry, "exit_code", json_integer(item->error.exit_code));
+        }
+        json_array_append_new(backups, entry);
+    }
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "primary",
+                     storage_url(primary), "replica", storage_url(replica), "backups_in_primary",
+                     (json_int_t)result->count, "present", (json_int_t)result->present, "copied",
+                     (json_int_t)result->copied, "reused", (json_int_t)result->reused,
+                     "repaired", (json_int_t)result->repaired, "failed",
+                     (json_int_t)result->failed, "reports_copied",
+                     (json_int_t)result->reports_copied, "backups", backups);
+}
+
+/* --- one backup ----------------------------------------------------------- */
+
+static const struct catalog_entry *find_replica_entry(const struct replicate_state *state,
+                                                      const char *manifest_key)
+{
+    for (size_t i = 0; i < state->replica_catalog.count; i++) {
+        if (strcmp(state->replica_catalog.entries[i].manifest_key, manifest_key) == 0)
+            return &state->replica_catalog.entries[i];
+    }
+    return NULL;
+}
+
+/* Copies the primary's verification reports of the backup that the
+ * replica lacks. Reports are small, so they go through this host. */
+static int copy_reports(struct replicate_state *state, const struct catalog_entry *entry,
+                        struct replicate_item *item, stow_error *err)
+{
+    static const struct storage_put_options create_only = {1, "application/json"};
+    size_t directory_len = strlen(entry->manifest_key) - strlen(CATALOG_MANIFEST_FILE);
+    char prefix[512];
+    stow_buf text;
+    int rc = 0;
+
+    snprintf(prefix, sizeof prefix, "%.*s%s/", (int)directory_len, entry->manifest_key,
+             CATALOG_VERIFICATIONS_DIR);
+    stow_buf_init(&text, REPORT_MAX_BYTES);
+    for (size_t i = index_lower_bound(&state->primary_keys, prefix);
+         rc == 0 && i < state->primary_keys.count; i++) {
+        const char *key = state->primary_keys.entries[i].key;
+
+        if (strncmp(key, prefix, strlen(prefix)) != 0)
+            break;
+        if (index_find(&state->replica_keys, key) != NULL)
+            continue;
+        rc = storage_get(state->primary, key, &text, err);
+        if (rc == STORAGE_NOT_FOUND) {
+            rc = 0; /* removed since the listing */
+            continue;
+        }
+        if (rc == 0)
+            rc = storage_put(state->replica, key, text.data, text.len, &create_only, err);
+        if (rc == STORAGE_CONFLICT)
+            rc = 0; /* another run copied it */
+        if (rc == 0)
+            item->reports_copied++;
+    }
+    stow_buf_free(&text);
+    return rc;
+}
+
+/* Writes the primary's manifest bytes to the replica, create-only. A
+ * manifest that is already there passes when its bytes are the same. */
+static int write_manifest(struct replicate_state *state, const struct catalog_entry *entry,
+                          stow_error *err)
+{
+    static const struct storage_put_options create_only = {1, "application/json"};
+    const stow_buf *text = &state->manifest_text;
+    int rc;
+
+    if (catalog_lock_check(state->lock, err) != 0)
+        return -1;
+    rc = storage_put(state->replica, entry->manifest_key, text->data, text->len, &create_only,
+                     err);
+    if (rc != STORAGE_CONFLICT)
+        return rc;
+
+    rc = storage_get(state->replica, entry->manifest_key, &state->replica_text, err);
+    if (rc == 0 && (state->replica_text.len != text->len ||
+                    memcmp(state->replica_text.data, text->data, text->len) != 0))
+        rc = stow_fail(err, STOW_EXIT_FAILURE,
+                       "a different manifest appeared at %s in %s while backup %s was copied",
+                       entry->manifest_key, storage_url(state->replica), entry->manifest.id);
+    else if (rc == STORAGE_NOT_FOUND)
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "the manifest at %s in %s conflicted, then "
+                                               "vanished",
+                       entry->manifest_key, storage_url(state->replica));
+    return rc;
+}
+
+/* Returns 1 when the replica's manifest of the backup has the primary's
+ * bytes; fills err and returns -1 when it cannot be read. */
+static int replica_manifest_matches(struct replicate_state *state,
+                                    const struct catalog_entry *entry, stow_error *err)
+{
+    int rc = storage_get(state->replica, entry->manifest_key, &state->replica_text, err);
+
+    if (rc == STORAGE_NOT_FOUND)
+        return 0;
+    if (rc != 0)
+        return -1;
+    return state->replica_text.len == state->manifest_text.len &&
+           memcmp(state->replica_text.data, state->manifest_text.data,
+                  state->manifest_text.len) == 0;
+}
+
+/* Decides, for a backup that the replica has, whether it passes the repair
+ * check. Returns 1 when it passes, 0 when it must be copied again (the
+ * reason goes to item->note, and *object_failed is 1 when the object itself
+ * failed), -1 on a failure that is not about the copy. */
+static int repair_check(struct replicate_state *state, const struct catalog_entry *entry,
+                        struct replicate_item *item, int *object_failed, stow_error *err)
+{
+    stow_error check_err = {0};
+    int matches = replica_manifest_matches(state, entry, err);
+
+    *object_failed = 0;
+
+    if (matches < 0)
+        return -1;
+    if (!matches) {
+        set_note(item, "the replica's manifest differs from the primary's");
+        return 0;
+    }
+    if (object_check(state->replica, &entry->manifest, &item->check_seconds, &check_err) == 0)
+        return 1;
+    if (check_err.exit_code != STOW_EXIT_VERIFY) {
+        *err = check_err;
+        return -1;
+    }
+    set_note(item, check_err.message);
+    *object_failed = 1;
+    return 0;
+}
+
+/* Removes the replica's manifest of a backup that is to be copied again,
+ * so that no manifest names an object while it is being replaced. */
+static int remove_replica_manifest(struct replicate_state *state,
+                                   const struct catalog_entry *entry, const char *reason,
+                                   stow_error *err)
+{
+    stow_log_warn("backup %s in %s is copied again (%s); its manifest there is removed first",
+                  entry->manifest.id, storage_url(state->replica), reason);
+    if (catalog_lock_check(state->lock, err) != 0)
+        return -1;
+    return storage_delete(state->replica, entry->manifest_key, err);
+}
+
+/* Checks an object that an earlier run, or another tool, left under the
+ * backup's key. Returns 1 when it is a complete copy of the backup. */
+static int reuse_existing_object(struct replicate_state *state,
+                                 const struct catalog_entry *entry, struct replicate_item *item,
+                                 stow_error *err)
+{
+    const struct key_entry *existing = index_find(&state->replica_keys,
+                                                  entry->manifest.object_key);
+    stow_error check_err = {0};
+    char reason[STOW_ERROR_MESSAGE_MAX + 64];
+
+    if (existing == NULL)
+        return 0;
+    if (existing->size == entry->manifest.stored_bytes &&
+        object_check(state->replica, &entry->manifest, &item->check_seconds, &check_err) == 0)
+        return 1;
+    if (check_err.exit_code != 0 && check_err.exit_code != STOW_EXIT_VERIFY) {
+        *err = check_err;
+        return -1;
+    }
+    if (check_err.exit_code == 0)
+        snprintf(reason, sizeof reason, "the object under the backup's key has %llu bytes, "
+                                        "the backup %llu: it is not a copy of the backup",
+                 (unsigned long long)existing->size,
+                 (unsigned long long)entry->manifest.stored_bytes);
+    else
+        snprintf(reason, sizeof reason, "the object under the backup's key is not a copy of "
+                                        "the backup: %s",
+                 check_err.message);
+    stow_log_warn("backup %s: %s in %s; replacing it with a copy", entry->manifest.id, reason,
+                  storage_url(state->replica));
+    if (item->note == NULL)
+        set_note(item, reason);
+    return 0;
+}
+
+/* Copies the data object, checks the copy, copies the reports and commits
+ * the manifest. object_failed 1 skips the check of an object already under
+ * the key, which has just failed it. */
+static int copy_backup(struct replicate_state *state, const struct catalog_entry *entry,
+                       struct replicate_item *item, int object_failed, stow_error *err)
+{
+    struct object_copy_stats stats;
+    int reused = object_failed ? 0 : reuse_existing_object(state, entry, item, err);
+
+    if (reused < 0)
+        return -1;
+    if (!reused) {
+        if (object_copy(state->primary, state->replica, &entry->manifest,
+                        !state->options->stream, &stats, err) != 0)
+            return -1;
+        item->method = stats.method;
+        item->copy_seconds = stats.seconds;
+        if (object_check(state->replica, &entry->manifest, &item->check_seconds, err) != 0) {
+            stow_error_prefix(err, "the copy failed its check");
+            return -1;
+        }
+    }
+    if (copy_reports(state, entry, item, err) != 0 || write_manifest(state, entry, err) != 0)
+        return -1;
+
+    if (item->action != REPLICATE_REPAIRED)
+        item->action = reused ? REPLICATE_REUSED : REPLICATE_COPIED;
+    return 0;
+}
+
+static void log_outcome(const struct replicate_state *state, const struct replicate_item *item)
+{
+    double mib = (double)item->stored_bytes / (1024.0 * 1024.0);
+
+    if (item->action == REPLICATE_PRESENT) {
+        stow_log_detail("backup %s is already in %s%s", item->id, storage_url(state->replica),
+                        item->check_seconds > 0 ? " and passed its check" : "");
+        return;
+    }
+    if (item->action == REPLICATE_REUSED) {
+        stow_log_info("backup %s: kept the complete object that an earlier run left in %s "
+                      "(checked in %.1f s) and wrote its manifest",
+                      item->id, storage_url(state->replica), item->check_seconds);
+        return;
+    }
+    stow_log_info("backup %s %s to %s: %zu parts, %.1f MiB %s in %.1f s (%.1f MiB/s), checked "
+                  "in %.1f s",
+                  item->id, item->action == REPLICATE_REPAIRED ? "copied again" : "copied",
+                  storage_url(state->replica), item->parts, mib, item->method,
+                  item->copy_seconds,
+                  item->copy_seconds > 0 ? mib / item->copy_seconds : 0.0, item->check_seconds);
+}
+
+/* Brings one backup of the primary into the replica. */
+static int replicate_backup(struct replicate_state *state, const struct catalog_entry *entry,
+                            struct replicate_item *item, stow_error *err)
+{
+    const struct catalog_entry *replica_entry = find_replica_entry(state, entry->manifest_key);
+    int rc;
+
+    stow_log_set_context("backup_id", entry->manifest.id);
+    rc = storage_get(state->primary, entry->manifest_key, &state->manifest_text, err);
+    if (rc == STORAGE_NOT_FOUND)
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "the manifest %s vanished from %s (expired "
+                                               "since the listing?)",
+                       entry->manifest_key, storage_url(state->primary));
+    if (rc != 0)
+        return -1;
+
+    /* A backup the replica has: done, unless repair finds it wrong. */
+    if (replica_entry != NULL) {
+        item->action = REPLICATE_PRESENT;
+        if (state->options->repair) {
+            int object_failed = 0;
+
+            rc = repair_check(state, entry, item, &object_failed, err);
+            if (rc < 0)
+                return -1;
+            if (rc == 0) {
+                if (remove_replica_manifest(state, entry, item->note, err) != 0)
+                    return -1;
+                item->action = REPLICATE_REPAIRED;
+                return copy_backup(state, entry, item, object_failed, err);
+            }
+        }
+        return copy_reports(state, entry, item, err);
+    }
+
+    /* An invalid manifest under the key is replaced only on request. */
+    if (index_find(&state->replica_keys, entry->manifest_key) != NULL) {
+        if (!state->options->repair) {
+            stow_fail(err, STOW_EXIT_VERIFY, "%s holds an invalid manifest at %s",
+                      storage_url(state->replica), entry->manifest_key);
+            stow_error_hint(err, "run stowage replicate --repair to replace it with the "
+                                 "primary's");
+            return -1;
+        }
+        set_note(item, "the replica's manifest was invalid");
+        if (remove_replica_manifest(state, entry, "its manifest there is invalid", err) != 0)
+            return -1;
+        item->action = REPLICATE_REPAIRED;
+    }
+    return copy_backup(state, entry, item, 0, err);
+}
+
+/* --- per name --------------------------------------------------------------- */
+
+/* Replicates the backups of one catalog name, newest first, under the
+ * replica's lock of that name. Returns -1 only for an interruption; other
+ * failures are recorded in the items. */
+static int replicate_name(struct replicate_state *state, const char *name, stow_error *err)
+{
+    struct catalog_lock_options lock_options = {name, "replicate",
+                                                state->options->lock_stale_after};
+    const struct catalog *catalog = &state->primary_catalog;
+    stow_error lock_err = {0};
+    int rc = 0;
+
+    if (catalog_lock_acquire(state->replica, &lock_options, &state->lock, &lock_err) != 0)
+        stow_error_prefix(&lock_err, "cannot replicate the backups of %s", name);
+
+    for (size_t i = catalog->count; rc == 0 && i-- > 0;) {
+        const struct catalog_entry *entry = &catalog->entries[i];
+        struct replicate_item *item;
+
+        if (strcmp(entry->manifest.name, name) != 0)
+            continue;
+        if (stow_interrupted()) {
+            rc = stow_fail_interrupted(err, "replication");
+            break;
+        }
+        item = add_item(state->result, &entry->manifest, err);
+        if (item == NULL) {
+            rc = -1;
+            break;
+        }
+        if (stow_error_is_set(&lock_err))
+            item->error = lock_err;
+        else if (replicate_backup(state, entry, item, &item->error) == 0)
+            log_outcome(state, item);
+
+        if (stow_error_is_set(&item->error)) {
+            item->action = REPLICATE_FAILED;
+            if (item->error.exit_code == STOW_EXIT_INTERRUPTED) {
+                *err = item->error;
+                rc = -1;
+            } else if (!stow_error_is_set(&lock_err)) {
+                stow_error_prefix(&item->error, "backup %s was not replicated", item->id);
+                stow_log_error(&item->error);
+            }
+        }
+        count_item(state->result, item);
+    }
+    if (stow_error_is_set(&lock_err))
+        stow_log_error(&lock_err);
+    catalog_lock_release(state->lock);
+    state->lock = NULL;
+    stow_log_set_context("backup_id", NULL);
+    return rc;
+}
+
+/* Collects the distinct catalog names of the primary, sorted. */
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static const char **distinct_names(const struct catalog *catalog, size_t *count)
+{
+    const char **names = calloc(catalog->count + 1, sizeof *names);
+    size_t distinct = 0;
+
+    *count = 0;
+    if (names == NULL)
+        return NULL;
+    for (size_t i = 0; i < catalog->count; i++)
+        names[i] = catalog->entries[i].manifest.name;
+    qsort(names, catalog->count, sizeof *names, compare_names);
+    for (size_t i = 0; i < catalog->count; i++) {
+        if (distinct == 0 || strcmp(names[distinct - 1], names[i]) != 0)
+            names[distinct++] = names[i];
+    }
+    *count = distinct;
+    return names;
+}
+
+static int load_state(struct replicate_state *state, stow_error *err)
+{
+    const char *name = state->options->name;
+
+    if (catalog_load(state->primary, name, &state->primary_catalog, err) != 0 ||
+        catalog_load(state->replica, name, &state->replica_catalog, err) != 0 ||
+        index_load(state->primary, name, &state->primary_keys, err) != 0 ||
+        index_load(state->replica, name, &state->replica_keys, err) != 0)
+        return -1;
+    state->result->primary_broken = state->primary_catalog.broken;
+    return 0;
+}
+
+static void free_state(struct replicate_state *state)
+{
+    catalog_free(&state->primary_catalog);
+    catalog_free(&state->replica_catalog);
+    index_free(&state->primary_keys);
+    index_free(&state->replica_keys);
+    stow_buf_free(&state->manifest_text);
+    stow_buf_free(&state->replica_text);
+}
+
+static int summarise_failures(const struct replicate_result *result, const storage *replica,
+                              stow_error *err)
+{
+    const stow_error *first = NULL;
+
+    for (size_t i = 0; i < result->count && first == NULL; i++) {
+        if (result->items[i].action == REPLICATE_FAILED)
+            first = &result->items[i].error;
+    }
+    if (first == NULL)
+        return 0;
+    stow_fail(err, first->exit_code, "%zu of %zu backups were not replicated to %s; the first: "
+                                     "%s",
+              result->failed, result->count, storage_url(replica), first->message);
+    if (first->hint[0] != '\0')
+        stow_error_hint(err, "%s", first->hint);
+    return -1;
+}
+
+int replicate_run(storage *primary, storage *replica, const struct replicate_options *options,
+                  struct replicate_result *result, stow_error *err)
+{
+    struct replicate_state state;
+    const char **names = NULL;
+    size_t name_count = 0;
+    int rc;
+
+    memset(&state, 0, sizeof state);
+    memset(result, 0, sizeof *result);
+    state.primary = primary;
+    state.replica = replica;
+    state.options = options;
+    state.result = result;
+    stow_buf_init(&state.manifest_text, MANIFEST_MAX_BYTES);
+    stow_buf_init(&state.replica_text, MANIFEST_MAX_BYTES);
+
+    /* Read both catalogs and key listings once. */
+    rc = load_state(&state, err);
+    if (rc == 0) {
+        names = distinct_names(&state.primary_catalog, &name_count);
+        if (names == NULL)
+            rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    }
+    if (rc == 0)
+        stow_log_info("replicating %zu backups from %s to %s (%zu already there)",
+                      state.primary_catalog.count, storage_url(primary), storage_url(replica),
+                      state.replica_catalog.count);
+
+    /* Each name under its own lock in the replica. */
+    for (size_t i = 0; rc == 0 && i < name_count; i++)
+        rc = replicate_name(&state, names[i], err);
+
+    if (rc == 0) {
+        stow_log_info("replication to %s finished: %zu copied, %zu kept from an earlier run, "
+                      "%zu copied again, %zu already there, %zu failed",
+                      storage_url(replica), result->copied, result->reused, result->repaired,
+                      result->present, result->failed);
+        rc = summarise_failures(result, replica, err);
+    }
+    free(names);
+    free_state(&state);
+    return rc;
+}

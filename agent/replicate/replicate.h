@@ -1,0 +1,103 @@
+/* Replication of backups from a primary repository to a replica, usually
+ * in another region, for disaster recovery.
+ *
+ * Model. A backup is in the replica when the replica holds a valid manifest
+ * for it under the same key. For each complete backup of the primary that
+ * the replica lacks, newest first:
+ *   1. the data object is copied under the same key with the manifest's
+ *      part boundaries (object_copy.h): inside S3 when both repositories
+ *      are on one S3 service, else streamed part by part;
+ *   2. the copy is checked against the manifest: its size, and each part's
+ *      SHA-256 read back from the replica, which reads the copy once;
+ *   3. the primary's verification reports that the replica lacks are
+ *      copied;
+ *   4. the manifest is written last, with the primary's bytes and a
+ *      create-only put.
+ * A run that stops before step 4 leaves no manifest, so the backup does not
+ * exist in the replica and the next run copies it again. A complete object
+ * that an earlier run left without a manifest is checked and kept when it
+ * passes. An object under a backup's key that fails the check, such as one
+ * written by another tool, is never taken for the backup: it is replaced
+ * by a copy.
+ *
+ * Repair. With repair set, backups that the replica already has are checked
+ * as in step 2, and their manifest is compared byte for byte with the
+ * primary's. A backup that fails loses its replica manifest first, and is
+ * then copied as if it were missing. An invalid manifest in the replica is
+ * replaced only with repair set.
+ *
+ * Locks. Each catalog name is replicated under the replica's lock for that
+ * name (catalog_lock.h, command "replicate"), so that expire and gc on the
+ * replica leave a copy in progress alone. A name whose lock is held is
+ * skipped with STOW_EXIT_LOCKED; the other names go on.
+ *
+ * Replication never deletes a backup from the replica: retention runs on
+ * each repository separately. */
+#ifndef STOWAGE_REPLICATE_H
+#define STOWAGE_REPLICATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "storage/storage.h"
+
+enum replicate_action {
+    REPLICATE_PRESENT,   /* the replica had it (checked too, with repair) */
+    REPLICATE_COPIED,    /* copied by this run */
+    REPLICATE_REUSED,    /* an object left by an earlier run passed the check; manifest written */
+    REPLICATE_REPAIRED,  /* failed the repair check; copied again */
+    REPLICATE_FAILED
+};
+
+struct replicate_options {
+    const char *name;   /* only this catalog name; NULL: every name */
+    int repair;         /* check the backups the replica has, copy failed ones again */
+    int stream;         /* never copy inside the store, always through this host */
+    int64_t lock_stale_after; /* seconds; 0: CATALOG_LOCK_STALE_AFTER_DEFAULT */
+};
+
+/* The outcome for one backup of the primary. */
+struct replicate_item {
+    char *id;                  /* owned */
+    char *name;                /* owned */
+    enum replicate_action action;
+    const char *method;        /* "server-side" or "streamed" when copied; else NULL */
+    uint64_t stored_bytes;
+    size_t parts;
+    double copy_seconds;
+    double check_seconds;      /* reading the copy back; 0 when not checked */
+    size_t reports_copied;     /* verification reports written to the replica */
+    char *note;                /* owned; why the backup was copied again, or NULL */
+    stow_error error;          /* set when action is REPLICATE_FAILED */
+};
+
+struct replicate_result {
+    struct replicate_item *items;  /* owned; in the order processed */
+    size_t count;
+    size_t capacity;
+    size_t present, copied, reused, repaired, failed;
+    size_t reports_copied;
+    size_t primary_broken;         /* invalid manifests skipped in the primary */
+};
+
+/* Replicates the backups of primary into replica as described above.
+ * Returns 0 when every backup is in the replica and checked. Otherwise
+ * returns -1 with err naming how many backups failed, with the exit code
+ * of the first failure; an interruption (STOW_EXIT_INTERRUPTED) stops the
+ * run at once. result is filled either way and freed with
+ * replicate_result_free. */
+int replicate_run(storage *primary, storage *replica, const struct replicate_options *options,
+                  struct replicate_result *result, stow_error *err);
+
+void replicate_result_free(struct replicate_result *result);
+
+/* Returns the action's name as in the JSON output ("copied", ...). */
+const char *replicate_action_name(enum replicate_action action);
+
+/* Builds the JSON summary of a run (a new reference). */
+json_t *replicate_result_json(const struct replicate_result *result, const storage *primary,
+                              const storage *replica);
+
+#endif

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Measure the peak RSS of stowage backup and restore at several pgbench scales (the driver behind memory.sh).
+
+For each scale it creates a pgbench database, then runs with default
+settings: stowage backup to a file:// repository, stowage backup to moto
+S3, and stowage restore from each of them into an empty database. The
+peak RSS of stowage itself is reported apart from pg_dump's and
+pg_restore's (see benchlib.run_pipeline). The table replaces the marked
+section of --out.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib  # noqa: E402
+from benchlib import log  # noqa: E402
+
+BUCKET = "memory"
+RESTORE_DB = "memory_restore"
+REPORT_MARKER = "memory.sh results"
+# The bound that the design sets: 64 MiB plus part size x parts in flight
+# with the defaults (16 MiB parts, 4 transfers), and the stricter target.
+DESIGN_BOUND_MIB = 64 + 16 * 4
+TARGET_MIB = 100
+
+STEPS = [
+    ("backup-file", "stowage backup --repo file://$WORK/repo --db $DB --recipient $KEY.pub"),
+    ("backup-s3", "stowage backup --repo s3://memory/scale-N --db $DB --recipient $KEY.pub"),
+    ("restore-file", "stowage restore --repo file://$WORK/repo latest --key $KEY --target $TARGET"),
+    ("restore-s3", "stowage restore --repo s3://memory/scale-N latest --key $KEY --target $TARGET"),
+]
+
+
+def measure(env, workdir, child_log, command, timeout):
+    stderr_path = os.path.join(workdir, "step.stderr")
+    if os.path.exists(stderr_path):
+        os.unlink(stderr_path)
+    child_log.collect()
+    result = benchlib.run_pipeline([command], env, stderr_path=stderr_path, capture_stdout=True, watch_rss=(0,),
+                                   child_log=child_log, timeout=timeout)
+    stowage = result["processes"][0]
+    record = {
+        "wall": result["wall"],
+        "status": stowage["status"],
+        "stowage_rss_kib": stowage["own_rss_kib"],
+        "rss_exact": stowage["rss_exact"],
+        "sampled_rss_kib": stowage["sampled_rss_kib"],
+        "children": result["children"],
+        "error": None,
+    }
+    if stowage["status"] != 0:
+        record["error"] = benchlib.tail_text(stderr_path, 1500)
+        log("FAILED: %s\n%s" % (" ".join(command), record["error"]))
+    return record
+
+
+def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, key):
+    db = "memory_%d" % scale
+    cluster.createdb(db)
+    log("scale %d: creating pgbench tables" % scale)
+    benchlib.pgbench_init(cluster, db, scale)
+    cluster.psql("CHECKPOINT")
+    size = int(cluster.psql("SELECT pg_database_size('%s')" % db))
+    source = cluster.conninfo(db)
+    target = cluster.conninfo(RESTORE_DB)
+    file_repo = "file://" + os.path.join(workdir, "repo")
+    s3_repo = "s3://%s/scale-%d" % (BUCKET, scale)
+    os.makedirs(os.path.join(workdir, "repo"), exist_ok=True)
+    commands = {
+        "backup-file": [stowage, "backup", "--repo", file_repo, "--db", source, "--recipient", key + ".pub",
+                        "--json"],
+        "backup-s3": [stowage, "backup", "--repo", s3_repo, "--db", source, "--recipient", key + ".pub", "--json"],
+        "restore-file": [stowage, "restore", "--repo", file_repo, "latest", "--key", key, "--target", target],
+        "restore-s3": [stowage, "restore", "--repo", s3_repo, "latest", "--key", key, "--target", target],
+    }
+    records = []
+    for round_number in range(1, options.rounds + 1):
+        for step, _ in STEPS:
+            if step.startswith("restore"):
+                cluster.createdb(RESTORE_DB)
+            cluster.psql("CHECKPOINT")
+            record = measure(env, workdir, child_log, commands[step], options.timeout)
+            record.update({"scale": scale, "step": step, "round": round_number, "database_bytes": size})
+            if step.startswith("restore"):
+                cluster.psql("DROP DATABASE %s WITH (FORCE)" % RESTORE_DB)
+            log("scale %d %-12s round %d: %6.1f s, stowage peak RSS %s%.1f MiB" % (
+                scale, step, round_number, record["wall"], "" if record["rss_exact"] else "~",
+                record["stowage_rss_kib"] / 1024))
+            records.append(record)
+        shutil.rmtree(os.path.join(workdir, "repo"), ignore_errors=True)
+        os.makedirs(os.path.join(workdir, "repo"))
+        benchlib.delete_prefix(moto, BUCKET, "scale-%d/" % scale)
+    cluster.psql("DROP DATABASE %s WITH (FORCE)" % db)
+    return records
+
+
+def build_report(options, facts, versions, records, started, finished):
+    lines = ["### Results of `scripts/bench/memory.sh`", ""]
+    lines.append("Run of %s, %.0f minutes, %d round(s) per step, default settings (16 MiB parts, 4 transfers, "
+                 "zstd level 3 with 2 threads); options: `%s`."
+                 % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), (finished - started) / 60,
+                    options.rounds, " ".join(sys.argv[1:]) or "(defaults)"))
+    lines.append("")
+    lines.append(benchlib.versions_markdown(facts, versions))
+    lines.append("")
+    lines.append("Peak RSS of the stowage process alone (largest over the rounds), beside the bound of "
+                 "64 MiB + 16 MiB x 4 parts in flight = %d MiB and the stricter %d MiB target. `~` marks a "
+                 "figure sampled from /proc every 50 ms, used where a child's peak hid stowage's own in "
+                 "wait4()." % (DESIGN_BOUND_MIB, TARGET_MIB))
+    lines.append("")
+    header = ["scale", "database MB", "step", "wall s", "stowage peak RSS MiB", "largest child (peak RSS MiB)",
+              "within %d MiB" % DESIGN_BOUND_MIB, "within %d MiB" % TARGET_MIB]
+    rows = []
+    for scale in options.scale_list:
+        for step, _ in STEPS:
+            runs = [record for record in records if record["scale"] == scale and record["step"] == step]
+            good = [record for record in runs if record["error"] is None]
+            if not good:
+                if runs:
+                    rows.append([scale, "%.0f" % (runs[0]["database_bytes"] / 1e6), step, "failed", "-", "-", "-",
+                                 "-"])
+                continue
+            peak = max(good, key=lambda record: record["stowage_rss_kib"])
+            peak_mib = peak["stowage_rss_kib"] / 1024
+            child_name, child_rss = "-", 0
+            for record in good:
+                for child in record["children"]:
+                    if child["rss_kib"] > child_rss:
+                        child_name, child_rss = child["name"], child["rss_kib"]
+            rows.append([scale, "%.0f" % (peak["database_bytes"] / 1e6), step,
+                         "%.1f" % benchlib.median([record["wall"] for record in good]),
+                         "%s%.1f" % ("" if all(record["rss_exact"] for record in good) else "~", peak_mib),
+                         "%s %.0f" % (child_name, child_rss / 1024),
+                         "yes" if peak_mib <= DESIGN_BOUND_MIB else "**no**",
+                         "yes" if peak_mib <= TARGET_MIB else "**no**"])
+    lines.append(benchlib.markdown_table(header, rows, ["---:", "---:", "---"] + ["---:"] * 5))
+    lines.append("")
+    lines.append("Commands (`$DB` is the pgbench database, `$TARGET` an empty database):")
+    lines.append("")
+    lines.append("```")
+    for step, command in STEPS:
+        lines.append("%-12s %s" % (step, command))
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="scripts/bench/memory.sh",
+                                     description="Peak RSS of stowage backup and restore at several pgbench scales.")
+    parser.add_argument("--scales", default="10,50,200", help="comma-separated pgbench scales (default 10,50,200)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every step (default 1)")
+    parser.add_argument("--out", default=os.path.join(benchlib.ROOT, "docs", "BENCHMARKS.md"),
+                        help="Markdown file whose marked section is replaced (default docs/BENCHMARKS.md)")
+    parser.add_argument("--json", help="also write every measurement to this JSON file")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one step may take (default 3600)")
+    parser.add_argument("--stowage", help="stowage binary (default: build/stowage or $STOWAGE_BIN)")
+    options = parser.parse_args(argv)
+    try:
+        options.scale_list = [int(value) for value in options.scales.split(",") if value.strip()]
+    except ValueError:
+        parser.error("--scales takes comma-separated integers, not %r" % options.scales)
+    if not options.scale_list or min(options.scale_list) < 1 or options.rounds < 1:
+        parser.error("--scales and --rounds must be at least 1")
+    return options
+
+
+def main(argv=None):
+    options = parse_arguments(argv)
+    stowage = benchlib.find_stowage(options.stowage)
+    benchlib.check_programs(["moto_server", benchlib.TIME_PROGRAM])
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    started = time.time()
+    facts = benchlib.machine_facts()
+    workdir = tempfile.mkdtemp(prefix="stowage-memory-")
+    cluster = moto = None
+    try:
+        cluster, moto = benchlib.start_servers()
+        child_log = benchlib.ChildLog(workdir)
+        env = benchlib.client_environment(cluster, moto, child_log)
+        versions = benchlib.tool_versions(stowage, cluster)
+        key = os.path.join(workdir, "memory.key")
+        result = benchlib.run_pipeline([[stowage, "keygen", "--out", key]], env)
+        if result["processes"][0]["status"] != 0:
+            raise SystemExit("memory: stowage keygen failed")
+        moto.create_bucket(BUCKET)
+        records = []
+        for scale in options.scale_list:
+            records += run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, key)
+        report = build_report(options, facts, versions, records, started, time.time())
+        benchlib.replace_section(options.out, REPORT_MARKER, report)
+        print(report)
+        if options.json:
+            benchlib.save_json(options.json, {"facts": facts, "versions": versions, "records": records})
+        log("report written to %s" % options.out)
+        return 1 if any(record["error"] for record in records) else 0
+    finally:
+        if moto is not None:
+            moto.stop()
+        if cluster is not None:
+            cluster.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped and temporary files removed")
+        sys.exit(130)

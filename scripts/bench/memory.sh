@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Measure the peak RSS of stowage backup (to file:// and to moto S3) and
+# stowage restore (from each into an empty database) at pgbench scales 10,
+# 50 and 200, with default settings, against the bound of 64 MiB + 16 MiB
+# parts x 4 in flight = 128 MiB and the stricter 100 MiB target. Prints a
+# table and puts it into docs/BENCHMARKS.md (between the "memory.sh
+# results" markers).
+#
+# Usage: scripts/bench/memory.sh [OPTIONS]
+#   --scales LIST   comma-separated pgbench scales (default 10,50,200;
+#                   scale 200 needs about 8 GB of free disk in TMPDIR)
+#   --rounds N      runs of every step (default 1)
+#   --out FILE      Markdown file for the table (default docs/BENCHMARKS.md)
+#   --json FILE     also write every measurement as JSON
+#   --timeout S     seconds one step may take (default 3600)
+#
+# Stowage's own peak RSS is told apart from pg_dump's and pg_restore's by
+# running those under /usr/bin/time through STOWAGE_PG_BINDIR wrappers.
+# The default run takes about 15 minutes on 2 CPUs.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+  exit 0
+fi
+
+if ! python3 -c 'import moto' 2>/dev/null && [[ -d ${HOME:-/root}/.pyenv/shims ]]; then
+  export PATH="${HOME:-/root}/.pyenv/shims:$PATH"
+fi
+export AWS_EC2_METADATA_DISABLED=true
+
+exec python3 "$here/memory.py" "$@"

@@ -1,0 +1,470 @@
+"""End-to-end tests of disaster recovery: replicate between regions and
+between repository kinds, interrupted copies, repair, foreign objects,
+dr status, and drills with an escrow key alone."""
+
+import json
+import os
+import signal
+import time
+import unittest
+
+from support import SMALL_PART, StowageTestCase, open_uploads
+
+from harness import FaultProxy, run_stowage
+from harness.faultproxy import STALL
+from harness.stowage import spawn_stowage
+
+PRIMARY_REGION = "us-east-1"
+REPLICA_REGION = "eu-west-1"
+PREFIX = "db"
+
+
+class DrTest(StowageTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster.createdb("app")
+        cls.cluster.psql(
+            "CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note "
+            "FROM generate_series(1, 5000) g;"
+            "CREATE SEQUENCE order_ids START 100;", db="app")
+        # Random hex compresses to about half: some 10 MB stored, so about
+        # 150 parts of 64 KiB.
+        cls.cluster.createdb("big")
+        cls.cluster.psql(
+            "CREATE TABLE samples AS SELECT g AS id, md5(random()::text) || md5(random()::text)"
+            " AS a, md5(random()::text) AS b FROM generate_series(1, 200000) g", db="big")
+
+        cls.escrow_key = os.path.join(cls.workdir, "dr-escrow.key")
+        cls.run_class_stowage(["keygen", "--out", cls.escrow_key])
+        cls.escrow_pub = cls.escrow_key + ".pub"
+        with open(cls.escrow_pub) as handle:
+            cls.escrow_key_id = handle.read().split()[1]
+
+        # One large backup that the interruption tests copy.
+        cls.big_bucket = "stowage-big-%s" % os.urandom(4).hex()
+        cls.moto.create_bucket(cls.big_bucket, region=PRIMARY_REGION)
+        cls.big_repo = "s3://%s/%s" % (cls.big_bucket, PREFIX)
+        result = cls.run_class_stowage(
+            ["backup", "--repo", cls.big_repo, "--db", cls.cluster.conninfo("big"),
+             "--recipient", cls.pub, "--part-size", "64KiB", "--json"], env=cls.class_s3_env())
+        cls.big_id = json.loads(result.stdout)["id"]
+
+    @classmethod
+    def class_s3_env(cls, region=PRIMARY_REGION, **extra):
+        env = cls.moto.env(region=region)
+        env["STOWAGE_MIN_PART_SIZE"] = str(SMALL_PART)
+        env.update(extra)
+        return env
+
+    @classmethod
+    def run_class_stowage(cls, args, env=None):
+        result = run_stowage(args, env=env, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError("stowage %s failed: %s" % (" ".join(args), result.stderr))
+        return result
+
+    # Helpers ---------------------------------------------------------------
+
+    def primary_repo(self):
+        bucket = "stowage-primary-%s" % os.urandom(4).hex()
+        self.moto.create_bucket(bucket, region=PRIMARY_REGION)
+        return "s3://%s/%s" % (bucket, PREFIX), bucket
+
+    def replica_repo(self):
+        bucket = "stowage-replica-%s" % os.urandom(4).hex()
+        self.moto.create_bucket(bucket, region=REPLICA_REGION)
+        return "s3://%s/%s" % (bucket, PREFIX), bucket
+
+    def replica_env(self, **extra):
+        return self.class_s3_env(region=REPLICA_REGION, **extra)
+
+    def backup_app(self, repo, env=None, db="app"):
+        """Back up db with the ops key and the escrow key as recipients; return the id."""
+        result = self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo(db),
+                              "--recipient", self.pub, "--recipient", self.escrow_pub,
+                              "--part-size", "64KiB", "--json",
+                              env=env if env is not None else self.class_s3_env())
+        return json.loads(result.stdout)["id"]
+
+    def replicate(self, primary, replica, *extra, env=None, expect=0):
+        args = ["replicate", "--repo", primary, "--to", replica, "--json"]
+        if replica.startswith("s3://"):
+            args += ["--to-region", REPLICA_REGION]
+        result = self.stowage(*(args + list(extra)),
+                              env=env if env is not None else self.class_s3_env(), expect=expect)
+        return json.loads(result.stdout), result
+
+    def replica_ids(self, replica):
+        env = self.replica_env() if replica.startswith("s3://") else self.class_s3_env()
+        return sorted(entry["id"] for entry in self.list_json(replica, env=env))
+
+    def verify(self, repo, backup_id, env, expect=0, key=None):
+        return self.stowage("verify", "--repo", repo, backup_id, "--key", key or self.key,
+                            env=env, expect=expect)
+
+    def object_key(self, repo, backup_id, env):
+        manifest = self.show_json(repo, backup_id, env=env)
+        return "%s/%s" % (PREFIX, manifest["object"]["key"]), manifest
+
+    def copy_requests(self, proxy):
+        return [r for r in proxy.requests
+                if r.method == "PUT" and r.header("x-amz-copy-source") is not None]
+
+    def start_interrupted_copy(self, replica, proxy):
+        """Start replicate of the big backup through proxy; return it once 30 parts are copied."""
+        proxy.add_fault(STALL, method="PUT", query=r"partNumber=", nth=20, count=None,
+                        seconds=0.5)
+        env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+        process = spawn_stowage(["replicate", "--repo", self.big_repo, "--to", replica,
+                                 "--to-region", REPLICA_REGION, "--json"], env=env)
+        deadline = time.monotonic() + 120
+        while len(self.copy_requests(proxy)) < 30 and time.monotonic() < deadline:
+            self.assertIsNone(process.poll(), "replicate ended before the interruption: %s"
+                              % (process.communicate(),))
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(self.copy_requests(proxy)), 30)
+        return process
+
+    def replica_keys(self, bucket):
+        client = self.moto.client("s3", region=REPLICA_REGION)
+        return [item["Key"] for item in
+                client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    # Replication between regions -------------------------------------------
+
+    def test_second_run_copies_only_new_backup(self):
+        primary, primary_bucket = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        ids = [self.backup_app(primary), self.backup_app(primary)]
+
+        first, _ = self.replicate(primary, replica)
+        self.assertEqual(2, first["copied"])
+        self.assertEqual(["server-side", "server-side"],
+                         [entry["method"] for entry in first["backups"]])
+
+        ids.append(self.backup_app(primary))
+        with FaultProxy(self.moto) as proxy:
+            second, _ = self.replicate(primary, replica,
+                                       env=self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
+            copies = self.copy_requests(proxy)
+            primary_reads = proxy.requests_matching(method="GET", path=r"data\.stow$")
+        self.assertEqual(1, second["copied"])
+        self.assertEqual(2, second["present"])
+        self.assertEqual(0, second["failed"])
+        self.assertEqual([ids[2]], [entry["id"] for entry in second["backups"]
+                                    if entry["action"] == "copied"])
+        self.assertEqual(sorted(ids), self.replica_ids(replica))
+
+        # The new backup's parts were copied inside S3, one request per
+        # part, and the only data reads were of the copy in the replica.
+        manifest = self.show_json(primary, ids[2], env=self.class_s3_env())
+        self.assertEqual(len(manifest["object"]["parts"]), len(copies))
+        for record in copies:
+            self.assertIn(ids[2], record.header("x-amz-copy-source"))
+            self.assertIn(primary_bucket, record.header("x-amz-copy-source"))
+            self.assertTrue(record.header("x-amz-copy-source-range").startswith("bytes="))
+        self.assertTrue(primary_reads)
+        for record in primary_reads:
+            self.assertIn(replica_bucket, record.path)
+
+        # The replica's manifests are the primary's bytes.
+        primary_client = self.moto.client("s3", region=PRIMARY_REGION)
+        replica_client = self.moto.client("s3", region=REPLICA_REGION)
+        for backup_id in ids:
+            key = "%s/backups/app/%s/manifest.json" % (PREFIX, backup_id)
+            self.assertEqual(primary_client.get_object(Bucket=primary_bucket, Key=key)["Body"].read(),
+                             replica_client.get_object(Bucket=replica_bucket, Key=key)["Body"].read())
+        self.verify(replica, ids[2], self.replica_env())
+
+    def test_other_endpoint_streams_parts(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        other_endpoint = self.moto.endpoint.replace("127.0.0.1", "localhost")
+
+        summary, _ = self.replicate(primary, replica, "--to-endpoint", other_endpoint)
+        self.assertEqual(1, summary["copied"])
+        self.assertEqual("streamed", summary["backups"][0]["method"])
+        self.verify(replica, backup_id, self.replica_env())
+
+    def test_dr_status_shows_lag_and_rpo_basis(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        first_id = self.backup_app(primary)
+        self.replicate(primary, replica)
+        time.sleep(1.1)
+        second_id = self.backup_app(primary)
+
+        result = self.stowage("dr", "status", "--repo", primary, "--replica", replica,
+                              "--replica-region", REPLICA_REGION, "--json",
+                              env=self.class_s3_env())
+        status = json.loads(result.stdout)
+        self.assertEqual(["app"], [entry["name"] for entry in status["names"]])
+        entry = status["names"][0]
+        self.assertEqual(second_id, entry["primary"]["newest_id"])
+        self.assertEqual(first_id, entry["replica"]["newest_id"])
+        self.assertEqual(1, entry["replica"]["missing"])
+        self.assertGreaterEqual(entry["lag_seconds"], 1)
+        self.assertEqual("complete", entry["rpo"]["basis"])
+        self.assertEqual(first_id, entry["rpo"]["backup_id"])
+        self.assertGreaterEqual(entry["rpo"]["seconds"], 1)
+
+        table = self.stowage("dr", "status", "--repo", primary, "--replica", replica,
+                             "--replica-region", REPLICA_REGION, env=self.class_s3_env()).stdout
+        self.assertIn(first_id, table)
+        self.assertIn("complete " + first_id, table)
+
+    # Interrupted copies -------------------------------------------------------
+
+    def test_sigterm_leaves_no_manifest(self):
+        replica, replica_bucket = self.replica_repo()
+        manifest = self.show_json(self.big_repo, self.big_id, env=self.class_s3_env())
+        self.assertGreater(len(manifest["object"]["parts"]), 100)
+
+        with FaultProxy(self.moto) as proxy:
+            process = self.start_interrupted_copy(replica, proxy)
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=120)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("SIGTERM", stderr)
+        keys = self.replica_keys(replica_bucket)
+        self.assertFalse([key for key in keys if key.endswith("manifest.json")], keys)
+        self.assertFalse([key for key in keys if key.endswith("data.stow")], keys)
+        self.assertEqual([], open_uploads(self.moto, replica_bucket))
+        self.assertEqual([], self.replica_ids(replica))
+
+        summary, _ = self.replicate(self.big_repo, replica)
+        self.assertEqual(1, summary["copied"])
+        self.assertEqual([self.big_id], self.replica_ids(replica))
+        self.verify(replica, self.big_id, self.replica_env())
+
+    def test_sigkill_leaves_no_manifest(self):
+        replica, replica_bucket = self.replica_repo()
+        with FaultProxy(self.moto) as proxy:
+            process = self.start_interrupted_copy(replica, proxy)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+        self.assertEqual(-signal.SIGKILL, process.returncode)
+        keys = self.replica_keys(replica_bucket)
+        self.assertFalse([key for key in keys if key.endswith("manifest.json")], keys)
+        self.assertEqual([], self.replica_ids(replica))
+        # The killed run's multipart upload stays for stowage gc.
+        self.assertEqual(1, len(open_uploads(self.moto, replica_bucket)))
+
+        # Its lock stays too, until it is stale.
+        time.sleep(2.5)
+        summary, _ = self.replicate(self.big_repo, replica, "--lock-stale-after", "2s")
+        self.assertEqual(1, summary["copied"])
+        self.assertEqual([self.big_id], self.replica_ids(replica))
+        self.verify(replica, self.big_id, self.replica_env())
+
+    # Damaged and foreign objects ------------------------------------------
+
+    def test_repair_copies_corrupt_object_again(self):
+        primary, _ = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        self.replicate(primary, replica)
+
+        key, manifest = self.object_key(replica, backup_id, self.replica_env())
+        client = self.moto.client("s3", region=REPLICA_REGION)
+        body = bytearray(client.get_object(Bucket=replica_bucket, Key=key)["Body"].read())
+        body[manifest["object"]["parts"][1]["offset"] + 7] ^= 0x20
+        client.put_object(Bucket=replica_bucket, Key=key, Body=bytes(body))
+
+        result = self.verify(replica, backup_id, self.replica_env(), expect=3)
+        self.assertIn("part 2", result.stderr)
+        self.assertIn(backup_id, result.stderr)
+
+        # Without --repair the copies are not read again.
+        plain, _ = self.replicate(primary, replica)
+        self.assertEqual("present", plain["backups"][0]["action"])
+
+        repaired, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual(1, repaired["repaired"])
+        self.assertIn("part 2", repaired["backups"][0]["note"])
+        self.verify(replica, backup_id, self.replica_env())
+
+        # A missing object is copied again as well.
+        client.delete_object(Bucket=replica_bucket, Key=key)
+        repaired, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual(1, repaired["repaired"])
+        self.assertIn("missing", repaired["backups"][0]["note"])
+        self.verify(replica, backup_id, self.replica_env())
+
+        # A repair run over good copies changes nothing.
+        checked, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual(1, checked["present"])
+        self.assertGreater(checked["backups"][0]["check_seconds"], 0)
+
+    def test_foreign_object_is_never_taken(self):
+        primary, primary_bucket = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        same_size_id = self.backup_app(primary)
+        other_size_id = self.backup_app(primary)
+
+        # awscli writes objects of its own under both backups' keys.
+        for backup_id, size in ((same_size_id, None), (other_size_id, 1000)):
+            key, manifest = self.object_key(primary, backup_id, self.class_s3_env())
+            path = os.path.join(self.workdir, "foreign-%s" % backup_id)
+            with open(path, "wb") as handle:
+                handle.write(os.urandom(size or manifest["object"]["stored_bytes"]))
+            self.moto.aws("s3", "cp", path, "s3://%s/%s" % (replica_bucket, key),
+                          region=REPLICA_REGION)
+
+        summary, _ = self.replicate(primary, replica)
+        self.assertEqual(2, summary["copied"])
+        notes = {entry["id"]: entry["note"] for entry in summary["backups"]}
+        self.assertIn("not a copy of the backup", notes[same_size_id])
+        self.assertIn("SHA-256", notes[same_size_id])
+        self.assertIn("1000 bytes", notes[other_size_id])
+        for backup_id in (same_size_id, other_size_id):
+            self.verify(replica, backup_id, self.replica_env())
+
+        # A foreign object beside a manifest that awscli copied as well:
+        # verify names it, and repair replaces it.
+        key, manifest = self.object_key(primary, same_size_id, self.class_s3_env())
+        path = os.path.join(self.workdir, "foreign-again-%s" % same_size_id)
+        with open(path, "wb") as handle:
+            handle.write(os.urandom(manifest["object"]["stored_bytes"]))
+        self.moto.aws("s3", "cp", path, "s3://%s/%s" % (replica_bucket, key),
+                      region=REPLICA_REGION)
+        result = self.verify(replica, same_size_id, self.replica_env(), expect=3)
+        self.assertIn("SHA-256", result.stderr)
+        repaired, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual(1, repaired["repaired"])
+        self.assertEqual(1, repaired["present"])
+        self.verify(replica, same_size_id, self.replica_env())
+
+    # Other repository kinds ------------------------------------------------
+
+    def test_s3_to_file_and_file_to_s3(self):
+        primary, _ = self.primary_repo()
+        backup_id = self.backup_app(primary)
+        file_replica = self.file_repo()
+
+        summary, _ = self.replicate(primary, file_replica)
+        self.assertEqual(1, summary["copied"])
+        self.assertEqual("streamed", summary["backups"][0]["method"])
+        self.verify(file_replica, backup_id, self.class_s3_env())
+        self.assertTrue(os.path.exists(os.path.join(
+            file_replica[len("file://"):], "backups", "app", backup_id, "manifest.json")))
+
+        file_primary = self.file_repo()
+        file_id = self.backup_app(file_primary, env=self.class_s3_env())
+        replica, _ = self.replica_repo()
+        summary, _ = self.replicate(file_primary, replica)
+        self.assertEqual(1, summary["copied"])
+        self.assertEqual("streamed", summary["backups"][0]["method"])
+        self.assertEqual([file_id], self.replica_ids(replica))
+        self.verify(replica, file_id, self.replica_env())
+
+        again, _ = self.replicate(file_primary, replica)
+        self.assertEqual(0, again["copied"])
+        self.assertEqual(1, again["present"])
+
+    # Drills ----------------------------------------------------------------
+
+    def test_drill_with_escrow_key_alone(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        self.backup_app(primary)
+        backup_id = self.backup_app(primary)
+        self.replicate(primary, replica)
+        manifest = self.show_json(replica, backup_id, env=self.replica_env())
+        key_ids = [entry["key_id"] for entry in manifest["encryption"]["recipients"]]
+        self.assertEqual(2, len(key_ids))
+        self.assertIn(self.escrow_key_id, key_ids)
+
+        report_path = os.path.join(self.workdir, "drill-%s.json" % backup_id)
+        markdown_path = os.path.join(self.workdir, "drill-%s.md" % backup_id)
+        result = self.stowage("drill", "--repo", replica, "--key", self.escrow_key,
+                              "--rpo-objective", "1h", "--rto-objective", "10m",
+                              "--report", report_path, "--markdown", markdown_path,
+                              env=self.replica_env())
+        self.assertIn("passed", result.stdout)
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("passed", report["result"])
+        self.assertEqual(backup_id, report["backup"]["id"])
+        self.assertEqual(replica, report["repository"])
+        self.assertEqual(REPLICA_REGION, report["region"])
+        self.assertTrue(report["verification"]["passed"])
+        steps = {step["step"]: step for step in report["steps"]}
+        for name in ("select-backup", "open-key", "scratch-create", "restore", "verify",
+                     "scratch-remove"):
+            self.assertIn(name, steps)
+            self.assertEqual("ok", steps[name]["status"])
+            self.assertGreaterEqual(steps[name]["seconds"], 0)
+        self.assertGreaterEqual(report["rpo"]["measured_seconds"], 0)
+        self.assertEqual(3600, report["rpo"]["objective_seconds"])
+        self.assertTrue(report["rpo"]["met"])
+        self.assertGreater(report["rto"]["measured_seconds"], 0)
+        self.assertLess(report["rto"]["measured_seconds"],
+                        report["restore_report"]["total_seconds"] + steps["select-backup"]["seconds"] + 1)
+        self.assertTrue(report["rto"]["met"])
+        with open(markdown_path) as handle:
+            markdown = handle.read()
+        for text in ("# DR drill: app", backup_id, "RPO", "RTO", "**passed**", "| verify |"):
+            self.assertIn(text, markdown)
+
+        # The drill's verified restore is the replica's RPO basis now.
+        status = json.loads(self.stowage(
+            "dr", "status", "--repo", primary, "--replica", replica, "--replica-region",
+            REPLICA_REGION, "--json", env=self.class_s3_env()).stdout)
+        self.assertEqual("verified", status["names"][0]["rpo"]["basis"])
+        self.assertEqual(backup_id, status["names"][0]["rpo"]["backup_id"])
+
+        # The same backup against a one-second RPO objective, once it is older.
+        time.sleep(2)
+        result = self.stowage("drill", "--repo", replica, "--key", self.escrow_key,
+                              "--rpo-objective", "1s", "--report", report_path,
+                              env=self.replica_env(), expect=5)
+        self.assertIn("RPO objective", result.stderr)
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("objective missed", report["result"])
+        self.assertFalse(report["rpo"]["met"])
+        self.assertGreaterEqual(report["rpo"]["measured_seconds"], 2)
+        self.assertTrue(report["verification"]["passed"])
+        self.assertEqual(5, report["exit_code"])
+
+    def test_drill_of_corrupt_replica_fails_verification(self):
+        primary, _ = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        self.replicate(primary, replica)
+        key, manifest = self.object_key(replica, backup_id, self.replica_env())
+        client = self.moto.client("s3", region=REPLICA_REGION)
+        body = bytearray(client.get_object(Bucket=replica_bucket, Key=key)["Body"].read())
+        body[manifest["object"]["parts"][0]["offset"] + 100] ^= 0x01
+        client.put_object(Bucket=replica_bucket, Key=key, Body=bytes(body))
+
+        report_path = os.path.join(self.workdir, "drill-corrupt-%s.json" % backup_id)
+        result = self.stowage("drill", "--repo", replica, "--key", self.escrow_key,
+                              "--report", report_path, env=self.replica_env(), expect=3)
+        self.assertIn("part 1", result.stderr)
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("failed", report["result"])
+        self.assertIsNone(report["rto"]["measured_seconds"])
+
+    # Usage -------------------------------------------------------------------
+
+    def test_snapshots_option_is_rejected(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        result = self.stowage("replicate", "--repo", primary, "--to", replica, "--snapshots",
+                              env=self.class_s3_env(), expect=2)
+        self.assertIn("--snapshots is not supported yet", result.stderr)
+
+    def test_drill_rejects_rds_scratch(self):
+        result = self.stowage("drill", "--repo", self.file_repo(), "--key", self.escrow_key,
+                              "--scratch", "rds", expect=2)
+        self.assertIn("only \"local\"", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

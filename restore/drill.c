@@ -225,8 +225,10 @@ static void describe_measure(const json_t *measure, char *out, size_t size)
     char value[32] = "not measured";
     char goal[32];
 
-    if (json_is_number(measured))
-        snprintf(value, sizeof value, "%.1f s", json_number_value(measured));
+    if (json_is_integer(measured))
+        snprintf(value, sizeof value, "%lld s", (long long)json_integer_value(measured));
+    else if (json_is_real(measured))
+        snprintf(value, sizeof value, "%.1f s", json_real_value(measured));
     if (!json_is_integer(objective)) {
         snprintf(out, size, "%s (no objective)", value);
         return;

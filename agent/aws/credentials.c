@@ -16,7 +16,7 @@
 /* Cached credentials with less than this many seconds left are not used
  * after a failed refresh. */
 #define STILL_VALID_MIN 10
-/* Longest wait before a failed refresh is tried again. */
+/* Maximum wait in seconds before a failed refresh is tried again. */
 #define RETRY_AFTER_FAILURE_MAX 60
 
 int aws_credentials_copy_field(char *out, size_t size, const char *value, const char *name,

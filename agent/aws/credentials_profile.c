@@ -115,7 +115,7 @@ static char *trim(char *text)
 /* Returns 1 when line is a section header naming profile, 0 for another
  * section header, -1 when line is not a section header. In the config file
  * a profile's section is "[profile NAME]", and "[default]" for the default
- * profile; in the credentials file it is "[NAME]". */
+ * profile. In the credentials file it is "[NAME]". */
 static int match_section(char *line, const char *profile, int config_file)
 {
     size_t len = strlen(line);
@@ -139,7 +139,7 @@ typedef int (*ini_value_fn)(const char *name, const char *value, void *context,
  * line indented deeper than the key before it continues that key's value
  * (nested settings such as "s3 =", as Python's configparser reads them)
  * and is skipped. Returns 1 when the file does not exist, 0 when
- * it was read (*found tells whether the section exists), -1 on error. */
+ * it was read (*found is 1 when the section exists), -1 on error. */
 static int read_ini_section(const char *path, const char *profile, int config_file,
                             ini_value_fn fn, void *context, int *found, stow_error *err)
 {

@@ -102,7 +102,7 @@ static int set_url(struct metadata_call *call, const char *endpoint, const char 
     return 0;
 }
 
-/* Names the source of credentials; a description too long is cut. */
+/* Names the source of credentials. A description too long is cut. */
 static void set_source(struct aws_credentials *out, const char *what)
 {
     if (snprintf(out->source, sizeof out->source, "%s", what) < 0)
@@ -370,7 +370,8 @@ static void imds_settings(struct http_settings *settings)
     settings->backoff_max_ms = 1000;
 }
 
-/* Returns 1 when a failed call means that no metadata service answers. */
+/* Returns 1 when a failed call got no HTTP response, so that no metadata
+ * service is listening. */
 static int is_unreachable(const struct metadata_call *call)
 {
     return call->job.response.status == 0;

@@ -1,10 +1,8 @@
 /* AWS Security Token Service: the two calls that turn a role into
  * temporary credentials, over the Query API (version 2011-06-15).
- *
- *   AssumeRole               signed with SigV4 by the source credentials
- *                            (a profile's role_arn with source_profile);
- *   AssumeRoleWithWebIdentity  unsigned; the OIDC token proves the caller
- *                            (Kubernetes service accounts).
+ * AssumeRole is signed with SigV4 by the source credentials (a profile's
+ * role_arn with source_profile). AssumeRoleWithWebIdentity is not signed,
+ * because the OIDC token of a Kubernetes service account proves the caller.
  *
  * Endpoint: AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else the regional
  * endpoint https://sts.REGION.amazonaws.com, or the global

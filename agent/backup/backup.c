@@ -203,7 +203,11 @@ int backup_run(storage *store, const struct backup_options *options,
     if (backup_stream_dump(&job, err) != 0)
         goto cleanup;
 
-    /* The manifest is the commit point: written last. */
+    /* The manifest is the commit point: written last, and only while this
+     * run still holds the lock, so a run whose lock was taken over cannot
+     * commit beside the run that took it. */
+    if (catalog_lock_check(lock, err) != 0)
+        goto cleanup;
     job.finished_at = time(NULL);
     clock_gettime(CLOCK_MONOTONIC, &end);
     job.seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;

@@ -111,12 +111,6 @@ struct dr_cli {
     int json;
 };
 
-static int parse_duration_option(const char *option, const char *value, int64_t *out,
-                                 stow_error *err)
-{
-    return stow_duration_parse(option, value, out, err);
-}
-
 static int parse_dr_option(void *context, int code, const char *value, stow_error *err)
 {
     struct dr_cli *cli = context;
@@ -138,14 +132,14 @@ static int parse_dr_option(void *context, int code, const char *value, stow_erro
     case OPT_KEY: cli->drill.secret_key_path = value; break;
     case OPT_PASSPHRASE_FILE: cli->drill.passphrase_file = value; break;
     case OPT_RPO_OBJECTIVE:
-        return parse_duration_option("--rpo-objective", value, &cli->drill.rpo_objective, err);
+        return stow_duration_parse("--rpo-objective", value, &cli->drill.rpo_objective, err);
     case OPT_RTO_OBJECTIVE:
-        return parse_duration_option("--rto-objective", value, &cli->drill.rto_objective, err);
+        return stow_duration_parse("--rto-objective", value, &cli->drill.rto_objective, err);
     case OPT_REPORT: cli->drill.report_path = value; break;
     case OPT_MARKDOWN: cli->drill.markdown_path = value; break;
     case OPT_SCRATCH: cli->scratch = value; break;
     case OPT_LOCK_STALE_AFTER:
-        return parse_duration_option("--lock-stale-after", value,
+        return stow_duration_parse("--lock-stale-after", value,
                                      &cli->replicate.lock_stale_after, err);
     default: return cli_usage_error(err, cli->command, "unknown option");
     }
@@ -295,8 +289,11 @@ int cmd_replicate(int argc, char **argv)
         return cli_finish(&err);
 
     if (open_both(&cli, &primary, &replica, &err) == 0) {
-        replicate_run(primary, replica, &cli.replicate, &result, &err);
-        if (cli.json) {
+        /* A run that failed before its first backup has nothing to show. */
+        if (replicate_run(primary, replica, &cli.replicate, &result, &err) != 0 &&
+            result.count == 0) {
+            /* the error is logged below */
+        } else if (cli.json) {
             json_t *summary = replicate_result_json(&result, primary, replica);
 
             print_json(summary);

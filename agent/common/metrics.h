@@ -24,10 +24,10 @@
  *
  * A push goes to URL/metrics/job/stowage/name/NAME/command/COMMAND, so that
  * backup and verify runs of one name keep separate groups. A successful
- * run replaces its group (PUT); a failed run updates only the metrics it
- * sends (POST) and sends no stowage_last_success_timestamp_seconds, so the
- * Pushgateway keeps the last success and the backup sizes of the last
- * successful run. Label values that are not plain URL path segments are
+ * run replaces its group with PUT. A failed run sends POST, which updates
+ * only the metrics it sends, and it sends no
+ * stowage_last_success_timestamp_seconds. So the Pushgateway keeps the last
+ * success and the backup sizes of the last successful run. Label values that are not plain URL path segments are
  * sent base64url-encoded ("name@base64/...").
  *
  * The process-wide record below serves the CLI: cli_main starts it, option
@@ -99,7 +99,7 @@ void metrics_run_begin(const char *command, int argc, char **argv);
 void metrics_set_textfile(const char *path);
 void metrics_set_pushgateway(const char *url);
 
-/* Sets the catalog name once the command knows it. */
+/* Sets the catalog name once the command has resolved it. */
 void metrics_set_name(const char *name);
 
 /* Records the sizes of a successful backup. */

@@ -420,6 +420,8 @@ static int copy_backup(struct replicate_state *state, const struct catalog_entry
         item->copy_seconds = stats.seconds;
         if (object_check(state->replica, &entry->manifest, &item->check_seconds, err) != 0) {
             stow_error_prefix(err, "the copy failed its check");
+            stow_error_hint(err, "check the primary's object with stowage verify --repo %s %s",
+                            storage_url(state->primary), entry->manifest.id);
             return -1;
         }
     }

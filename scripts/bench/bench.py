@@ -204,8 +204,12 @@ class Bench:
         self.child_log.collect()
         stderr_path = os.path.join(self.workdir, "case-%s-%s-%d.stderr" % (dataset.name, case, round_number))
         self.server.start()
+        pressure = benchlib.cpu_pressure_total()
+        load = os.getloadavg()[0]
         result = benchlib.run_pipeline(commands, self.env, stderr_path=stderr_path, timeout=self.options.timeout,
                                        child_log=self.child_log, **extra)
+        if pressure is not None:
+            pressure = (benchlib.cpu_pressure_total() - pressure) / 1e6 / result["wall"]
         result["server_cpu"] = self.server.stop()
         failed = [process for process in result["processes"] if process["status"] != 0]
         record = {
@@ -213,7 +217,7 @@ class Bench:
             "processes": result["processes"], "children": result["children"],
             "server_cpu": result["server_cpu"], "scratch_server_cpu": result["scratch_server_cpu"],
             "command": [" ".join(command) for command in commands],
-            "error": None, "warning": result["warning"],
+            "error": None, "warning": result["warning"], "cpu_pressure": pressure, "load": load,
         }
         if case in ("3", "4") and not failed:
             try:
@@ -234,6 +238,9 @@ class Bench:
             log("warning: " + record["warning"])
         self.after_case(case, dataset)
         self.results.append(record)
+        if self.options.json:
+            # Written after every case, so that an interrupted run keeps its measurements.
+            benchlib.save_json(self.options.json, {"results": self.results})
         return record
 
     def run_rounds(self, datasets, cases):
@@ -284,6 +291,11 @@ def process_breakdown(runs):
     return summary
 
 
+def format_pressure(runs):
+    values = [run["cpu_pressure"] for run in runs if run.get("cpu_pressure") is not None]
+    return "%.0f%%" % (100 * median(values)) if values else "-"
+
+
 def format_breakdown(summary):
     parts = []
     for name, (cpu, rss_mib, exact) in summary.items():
@@ -301,14 +313,14 @@ def dataset_report(dataset, cases, results):
                     dataset.dump_bytes / max(1, dataset.stowage_stored_bytes or 1)))
     lines.append("")
     header = ["case", "what", "wall s median", "min", "max", "MB/s", "client CPU s", "server CPU s",
-              "peak RSS MiB", "failed"]
+              "peak RSS MiB", "CPU pressure", "failed"]
     rows = []
     medians = {}
     for case in cases:
         runs = [run for run in runs_of[case] if run["error"] is None]
         failed = len(runs_of[case]) - len(runs)
         if not runs:
-            rows.append([case, CASES[case][0], "-", "-", "-", "-", "-", "-", "-", failed])
+            rows.append([case, CASES[case][0], "-", "-", "-", "-", "-", "-", "-", "-", failed])
             continue
         walls = [run["wall"] for run in runs]
         wall = median(walls)
@@ -322,8 +334,9 @@ def dataset_report(dataset, cases, results):
             main_cpu, main_rss, main_exact = breakdown["stowage"]
         rows.append([case, CASES[case][0], "%.2f" % wall, "%.2f" % min(walls), "%.2f" % max(walls),
                      "%.0f" % (dataset.dump_bytes / 1e6 / wall), "%.2f" % client_cpu, "%.2f" % server_cpu,
-                     "%s%.0f (%s)" % ("" if main_exact else "~", main_rss, main_name), failed])
-    lines.append(benchlib.markdown_table(header, rows, ["---", "---"] + ["---:"] * 8))
+                     "%s%.0f (%s)" % ("" if main_exact else "~", main_rss, main_name),
+                     format_pressure(runs), failed])
+    lines.append(benchlib.markdown_table(header, rows, ["---", "---"] + ["---:"] * 9))
     lines.append("")
 
     ratio_parts = []
@@ -393,7 +406,10 @@ def build_report(options, facts, versions, datasets, cases, results, started, fi
                  "time. Client CPU s is user+system time of every client process (stowage with the "
                  "programs it starts, or every process of the pipeline); server CPU s is the time of the "
                  "benchmark's PostgreSQL server and, in case 8, of the scratch server. Peak RSS is the "
-                 "largest of the runs, for stowage or else the largest process of the pipeline.")
+                 "largest of the runs, for stowage or else the largest process of the pipeline. CPU pressure "
+                 "is the median share of the wall time in which some runnable task on the machine waited "
+                 "for a CPU (`/proc/pressure/cpu`, \"some\"): other work on the machine, or the case's own "
+                 "processes competing for the CPUs.")
     for dataset in datasets:
         lines.append("")
         lines.append("#### %s" % dataset.label)
@@ -447,7 +463,7 @@ def parse_arguments(argv):
 
 def main(argv=None):
     options = parse_arguments(argv)
-    stowage = benchlib.find_stowage(options.stowage)
+    benchlib.find_stowage(options.stowage)
     benchlib.check_programs(["zstd", "aws", "moto_server", benchlib.TIME_PROGRAM])
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.time()
@@ -455,6 +471,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="stowage-bench-")
     cluster = moto = None
     try:
+        stowage = benchlib.find_stowage(options.stowage, copy_to=workdir)
         cluster, moto = benchlib.start_servers()
         bench = Bench(options, workdir, cluster, moto, stowage)
         versions = benchlib.tool_versions(stowage, cluster)

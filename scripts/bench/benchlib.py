@@ -462,11 +462,31 @@ def _stop_all(processes):
 
 # Environment and versions ----------------------------------------------------------
 
-def find_stowage(path=None):
+def find_stowage(path=None, copy_to=None):
+    """Return the stowage binary to measure; with copy_to, a copy in that directory.
+
+    Other work in the same tree may rebuild build/stowage while a benchmark
+    runs, so the drivers measure a copy taken at the start.
+    """
     path = path or os.environ.get("STOWAGE_BIN") or os.path.join(ROOT, "build", "stowage")
     if not os.access(path, os.X_OK):
         raise SystemExit("bench: stowage binary %s not found; build it with cmake --build build" % path)
-    return path
+    if copy_to is None:
+        return path
+    copy = os.path.join(copy_to, "stowage")
+    shutil.copy2(path, copy)
+    os.chmod(copy, 0o755)
+    return copy
+
+
+def cpu_pressure_total():
+    """Return the microseconds in which some runnable task waited for a CPU (/proc/pressure/cpu), or None."""
+    try:
+        with open("/proc/pressure/cpu") as handle:
+            first = handle.readline().split()
+    except OSError:
+        return None
+    return int(first[-1].split("=")[1])
 
 
 def check_programs(names):

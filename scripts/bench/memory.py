@@ -173,7 +173,7 @@ def parse_arguments(argv):
 
 def main(argv=None):
     options = parse_arguments(argv)
-    stowage = benchlib.find_stowage(options.stowage)
+    benchlib.find_stowage(options.stowage)
     benchlib.check_programs(["moto_server", benchlib.TIME_PROGRAM])
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.time()
@@ -181,6 +181,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="stowage-memory-")
     cluster = moto = None
     try:
+        stowage = benchlib.find_stowage(options.stowage, copy_to=workdir)
         cluster, moto = benchlib.start_servers()
         child_log = benchlib.ChildLog(workdir)
         env = benchlib.client_environment(cluster, moto, child_log)

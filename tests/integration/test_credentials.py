@@ -1,7 +1,9 @@
-"""End-to-end tests of the AWS credential chain: web identity and profile
-roles through moto's STS, container credentials and instance metadata from
-loopback servers that the tests start, and credentials that expire or are
-rejected in the middle of a multipart upload.
+"""End-to-end tests of the AWS credential chain and of stowage check.
+
+Web identity and profile roles go through moto's STS. Container
+credentials and instance metadata come from loopback servers that the
+tests start. Other tests let credentials expire, or be rejected, in the
+middle of a multipart upload.
 
 Every server here listens on 127.0.0.1. Only InstanceMetadataTest enables
 instance metadata, and it points AWS_EC2_METADATA_SERVICE_ENDPOINT at its
@@ -234,6 +236,34 @@ class CredentialChainTest(StowageTestCase):
         self.assertIn("using AWS credentials from role", result.stderr)
         assert_no_secret([result.stdout, result.stderr], [web_token] + session_tokens)
 
+    def test_check_file_repository_and_database(self):
+        self.moto.client("rds").create_db_instance(
+            DBInstanceIdentifier="orders", DBInstanceClass="db.t3.micro", Engine="postgres",
+            MasterUsername="admin", MasterUserPassword="admin-password", AllocatedStorage=20)
+        result = self.stowage("check", "--repo", self.file_repo(), "--db",
+                              self.cluster.conninfo("noise"), "--rds-region", "us-east-1",
+                              env=self.moto.env())
+        lines = result.stdout.splitlines()
+        self.assertRegex(lines[0], r"^credentials +ok +environment variables \(AWS_ACCESS_KEY_ID\) "
+                                   r"\(long-term key\)$")
+        self.assertRegex(lines[1], r"^repository +ok +file://.* is reachable$")
+        self.assertRegex(lines[2], r"^database +ok +PostgreSQL 15\.\d+.*, database noise on ")
+        self.assertRegex(lines[3], r"^rds +ok +DescribeDBInstances in us-east-1 lists 1 instance$")
+
+    def test_check_exit_code_of_first_failure(self):
+        result = self.stowage("check", "--repo", "s3://%s-missing/x" % self.bucket, "--db",
+                              "host=127.0.0.1 port=1 dbname=none connect_timeout=2",
+                              env=self.moto.env(), expect=6)
+        lines = result.stdout.splitlines()
+        self.assertRegex(lines[0], r"^credentials +ok ")
+        self.assertRegex(lines[1], r"^repository +failed +.*NoSuchBucket")
+        self.assertRegex(lines[2], r"^database +failed ")
+        self.assertRegex(lines[3], r"^rds +skipped +no --rds-region given$")
+
+        result = self.stowage("check", "--repo", self.file_repo(), "--db",
+                              "host=127.0.0.1 port=1 dbname=none connect_timeout=2", expect=7)
+        self.assertRegex(result.stdout, r"credentials +skipped +not needed for this repository")
+
     def test_web_identity_without_role_arn_fails(self):
         token_file = self.write("token", "header.payload.signature")
         env = without_static_keys(self.moto.env())
@@ -282,8 +312,8 @@ class CredentialChainTest(StowageTestCase):
 
     def test_credentials_refreshed_during_multipart_upload(self):
         auth_token = secrets.token_hex(16)
-        # Credentials live 20 s and are refreshed 10 s before they expire;
-        # four UploadPart requests stall 6 s each, so one upload outlives
+        # Credentials live 20 s and are refreshed 10 s before they expire.
+        # Four UploadPart requests stall 6 s each, so one upload outlives
         # several sets of credentials.
         with ContainerCredentialsServer(auth_token, lifetime=20) as server, \
                 FaultProxy(self.moto) as proxy:

@@ -2,6 +2,7 @@
 between repository kinds, interrupted copies, repair, foreign objects,
 dr status, and drills with an escrow key alone."""
 
+import base64
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import unittest
 from support import SMALL_PART, StowageTestCase, open_uploads
 
 from harness import FaultProxy, run_stowage
-from harness.faultproxy import STALL
+from harness.faultproxy import REWRITE, STALL
 from harness.stowage import spawn_stowage
 
 PRIMARY_REGION = "us-east-1"
@@ -121,8 +122,8 @@ class DrTest(StowageTestCase):
                                  "--to-region", REPLICA_REGION, "--json"], env=env)
         deadline = time.monotonic() + 120
         while len(self.copy_requests(proxy)) < 30 and time.monotonic() < deadline:
-            self.assertIsNone(process.poll(), "replicate ended before the interruption: %s"
-                              % (process.communicate(),))
+            if process.poll() is not None:
+                self.fail("replicate ended before the interruption: %s" % (process.communicate(),))
             time.sleep(0.05)
         self.assertGreaterEqual(len(self.copy_requests(proxy)), 30)
         return process
@@ -262,6 +263,52 @@ class DrTest(StowageTestCase):
 
     # Damaged and foreign objects ------------------------------------------
 
+    def test_checksum_reported_by_copy_is_checked(self):
+        primary, backup_id = self.big_repo, self.big_id
+        replica, replica_bucket = self.replica_repo()
+        parts = self.show_json(primary, backup_id, env=self.class_s3_env())["object"]["parts"]
+        self.assertGreater(len(parts), 3)
+
+        def add_checksum(sha256_hex):
+            checksum = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+
+            def rewrite(status, headers, body):
+                return status, headers, body.replace(
+                    b"</CopyPartResult>",
+                    b"<ChecksumSHA256>%s</ChecksumSHA256></CopyPartResult>" % checksum.encode())
+            return rewrite
+
+        def error_in_body(status, headers, body):
+            return 200, headers, (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>"
+                                  b"<Code>InternalError</Code><Message>We encountered an "
+                                  b"internal error. Please try again.</Message></Error>")
+
+        # S3 computes a copied part's SHA-256; one that differs fails the copy.
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(REWRITE, method="PUT", query=r"partNumber=3&",
+                            function=add_checksum("00" * 32))
+            env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            summary, result = self.replicate(primary, replica, env=env, expect=3)
+        self.assertEqual(1, summary["failed"])
+        self.assertIn("part 3", summary["backups"][0]["error"])
+        self.assertIn(parts[2]["sha256"], summary["backups"][0]["error"])
+        self.assertEqual([], self.replica_keys(replica_bucket))
+        self.assertEqual([], open_uploads(self.moto, replica_bucket))
+
+        # The right checksum passes, and an error in a 200 response is retried.
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(REWRITE, method="PUT", query=r"partNumber=2&",
+                            function=add_checksum(parts[1]["sha256"]))
+            proxy.add_fault(REWRITE, method="PUT", query=r"partNumber=3&", function=error_in_body)
+            env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            summary, result = self.replicate(primary, replica, env=env)
+            rewritten = [r for r in proxy.requests if r.detail.get("rewritten")]
+        self.assertEqual(2, len(rewritten))
+        self.assertEqual(1, summary["copied"])
+        self.assertIn("UploadPartCopy", result.stderr)
+        self.assertIn("retrying", result.stderr)
+        self.verify(replica, backup_id, self.replica_env())
+
     def test_repair_copies_corrupt_object_again(self):
         primary, _ = self.primary_repo()
         replica, replica_bucket = self.replica_repo()
@@ -285,6 +332,14 @@ class DrTest(StowageTestCase):
         repaired, _ = self.replicate(primary, replica, "--repair")
         self.assertEqual(1, repaired["repaired"])
         self.assertIn("part 2", repaired["backups"][0]["note"])
+        self.verify(replica, backup_id, self.replica_env())
+
+        # So is a truncated object.
+        body = client.get_object(Bucket=replica_bucket, Key=key)["Body"].read()
+        client.put_object(Bucket=replica_bucket, Key=key, Body=body[:-100])
+        repaired, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual(1, repaired["repaired"])
+        self.assertIn("%d bytes" % (len(body) - 100), repaired["backups"][0]["note"])
         self.verify(replica, backup_id, self.replica_env())
 
         # A missing object is copied again as well.

@@ -79,7 +79,7 @@ def value(samples, metric, **labels):
 
 
 class PushgatewayStandIn:
-    """Records PUT and POST requests on 127.0.0.1, answering 200 (or 500 while failures remain)."""
+    """Records PUT and POST requests on 127.0.0.1 and returns 200, or 500 while failures remain."""
 
     def __init__(self, failures=0):
         stand_in = self

@@ -444,7 +444,7 @@ static void test_refresh_time(void)
 }
 
 /* A source for the provider tests: counts calls, hands out key ids with
- * the call number, and fails when told to. */
+ * the call number, and fails while fail is set. */
 struct counting_source {
     int calls;
     int fail;

@@ -22,7 +22,7 @@
 #include "storage/storage.h"
 
 struct drill_options {
-    const char *name;             /* catalog name; NULL when the repository holds one */
+    const char *name;             /* catalog name; NULL when the repository has one name */
     const char *secret_key_path;  /* a recipient's secret key, such as the escrow key */
     const char *passphrase_file;
     int64_t rpo_objective;        /* seconds; 0: none */

@@ -123,14 +123,15 @@ struct snapshot_restore_options {
 };
 
 /* Restores into a scratch instance, verifies it, writes the report and
- * removes the instance. store (may be NULL) is searched for a logical
- * backup of each database taken within the match window of the snapshot
- * (or point in time); its tables must exist and their row counts are
- * compared, reported as an approximate match because the two were taken at
- * different times. With a store and a snapshot, the report is also kept at
- * snapshots/SOURCE/SNAPSHOT-ID/verifications/. Fails with STOW_EXIT_VERIFY
- * when a database, schema or table is missing or amcheck finds corruption,
- * STOW_EXIT_DATABASE when the instance cannot be reached. */
+ * removes the instance. store (may be NULL) is searched for the logical
+ * backup of each database taken closest to the snapshot (or point in time)
+ * within the match window. The backup's tables must exist, and their row
+ * counts are compared and reported as an approximate match, because the two
+ * were taken at different times. With a store and a snapshot, the report is
+ * also kept at snapshots/SOURCE/SNAPSHOT-ID/verifications/.
+ * Fails with STOW_EXIT_VERIFY when a database, schema or table is missing
+ * or amcheck finds corruption, and with STOW_EXIT_DATABASE when the
+ * instance cannot be reached. */
 int snapshot_restore_run(rds_client *client, storage *store,
                          const struct snapshot_restore_options *options, stow_error *err);
 

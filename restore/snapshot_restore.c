@@ -1,6 +1,6 @@
 /* Verified restores from RDS: a DB snapshot or a point in time restored
- * into a scratch instance, checked over libpq against what the repository
- * knows, reported with step times, and removed.
+ * into a scratch instance, checked over libpq against the logical backups
+ * in the repository, reported with step times, and removed.
  *
  * Every query runs asynchronously and polls the interrupt flag, so SIGINT
  * or SIGTERM cancels a slow verification query and the flow still reaches
@@ -378,9 +378,12 @@ static int connect_database(struct rds_restore_job *job, const char *dbname, PGc
                                  err);
     if (rc == 0)
         rc = pgtools_connect((const char *)conninfo.data, conn, err);
-    if (rc != 0)
+    if (rc != 0) {
         stow_error_prefix(err, "connecting to database %s of scratch instance %s at %s:%s",
                           dbname, job->scratch.id, job->host, job->port);
+        stow_error_hint(err, "check --connect-host (a tunnel or bastion when this host cannot "
+                             "reach the VPC), --db-user, and PGPASSWORD or .pgpass");
+    }
     stow_buf_free(&conninfo);
     return rc;
 }
@@ -410,22 +413,42 @@ static int result_has(const PGresult *result, const char *name)
     return 0;
 }
 
-/* Checks that the server answers and lists its databases; every database
- * requested must be there. */
+/* Connects to the database "postgres", else to the first requested database
+ * that accepts the connection. The error is the first attempt's. */
+static int connect_any(struct rds_restore_job *job, PGconn **conn, stow_error *err)
+{
+    const struct snapshot_restore_options *options = job->options;
+    stow_error later = {0};
+
+    if (connect_database(job, DEFAULT_DATABASE, conn, err) == 0)
+        return 0;
+    for (size_t i = 0; i < options->database_count; i++) {
+        if (strcmp(options->databases[i], DEFAULT_DATABASE) == 0)
+            continue;
+        stow_error_clear(&later);
+        if (connect_database(job, options->databases[i], conn, &later) == 0) {
+            stow_error_clear(err);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Checks that the server responds and lists its databases. Every requested
+ * database must be among them. */
 static int check_server(struct rds_restore_job *job, stow_error *err)
 {
     static const char sql[] =
         "SELECT datname, version() FROM pg_database WHERE datallowconn AND NOT datistemplate "
         "AND datname <> 'rdsadmin' ORDER BY 1";
     const struct snapshot_restore_options *options = job->options;
-    const char *first = options->database_count > 0 ? options->databases[0] : DEFAULT_DATABASE;
     PGconn *conn = NULL;
     PGresult *result = NULL;
     json_t *found = json_array();
     int rc;
 
     report_set(&job->report, "databases_found", found);
-    rc = connect_database(job, first, &conn, err);
+    rc = connect_any(job, &conn, err);
     if (rc == 0)
         rc = query_ok(conn, sql, 0, NULL, "connect", &result, err);
     for (int row = 0; rc == 0 && row < PQntuples(result); row++)
@@ -442,7 +465,7 @@ static int check_server(struct rds_restore_job *job, stow_error *err)
     for (int row = 0; rc == 0 && options->database_count == 0 && row < PQntuples(result); row++)
         rc = add_name(job, PQgetvalue(result, row, 0), err);
     if (rc == 0)
-        stow_log_info("scratch instance %s answers at %s:%s with %d databases", job->scratch.id,
+        stow_log_info("scratch instance %s responds at %s:%s with %d databases", job->scratch.id,
                       job->host, job->port, PQntuples(result));
     PQclear(result);
     PQfinish(conn);
@@ -799,7 +822,7 @@ static int run_steps(struct rds_restore_job *job, stow_error *err)
     return 0;
 }
 
-/* Deletes the scratch instance, or says how to when it is kept. */
+/* Deletes the scratch instance, or prints how to delete it when it is kept. */
 static void finish_scratch(struct rds_restore_job *job, stow_error *err)
 {
     json_t *scratch = json_object_get(job->report.document, "scratch_instance");

@@ -388,8 +388,10 @@ static int resolve_profile(const char *name, int explicit_profile, int depth,
         return -1;
 
     if (!profile->found && explicit_profile) {
-        stow_fail(err, STOW_EXIT_USAGE, "AWS profile %s is not in %s or %s", name,
-                  profile->config_path, profile->credentials_path);
+        stow_fail(err, STOW_EXIT_STORAGE,
+                  "AWS credentials file %s has no profile %s, and the config file %s has none "
+                  "either",
+                  profile->credentials_path, name, profile->config_path);
         stow_error_hint(err, "fix AWS_PROFILE or the source_profile setting, or add the profile");
         rc = -1;
     } else if (!profile->found) {

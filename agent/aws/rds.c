@@ -1241,7 +1241,7 @@ static int parse_snapshot(const xmlNode *node, int cluster, struct rds_snapshot 
         return -1;
     out->encrypted = child_is_true(node, cluster ? "StorageEncrypted" : "Encrypted");
     if (!out->encrypted)
-        out->kms_key_id[0] = '\0'; /* a cluster reports a default key even when unencrypted */
+        out->kms_key_id[0] = '\0'; /* moto 5.2 reports a placeholder key for unencrypted clusters */
     out->allocated_storage_gib = child_long(node, "AllocatedStorage", 0);
     out->percent_progress = (int)child_long(node, "PercentProgress", -1);
     out->created = child_time(node, "SnapshotCreateTime");

@@ -12,6 +12,7 @@
 #include "drill.h"
 #include "replicate/dr_status.h"
 #include "replicate/replicate.h"
+#include "replicate/snapshot_replicate.h"
 
 enum {
     OPT_TO = CLI_OPT_FIRST_COMMAND_OPTION,
@@ -31,7 +32,13 @@ enum {
     OPT_REPORT,
     OPT_MARKDOWN,
     OPT_SCRATCH,
-    OPT_LOCK_STALE_AFTER
+    OPT_LOCK_STALE_AFTER,
+    OPT_INSTANCE,
+    OPT_KMS_KEY,
+    OPT_RDS_REGION,
+    OPT_RDS_ENDPOINT,
+    OPT_WAIT_TIMEOUT,
+    OPT_POLL_INTERVAL
 };
 
 static const char replicate_usage[] =
@@ -59,10 +66,23 @@ static const char replicate_usage[] =
     "  --stream                copy through this host even where S3 could copy\n"
     "                          inside the service (the replica's credentials cannot\n"
     "                          read the primary)\n"
-    "  --snapshots             copy RDS snapshots too (not supported yet)\n"
     "  --lock-stale-after DUR  take over the replica's lock of a name when it was not\n"
     "                          refreshed for DUR (default 10m; s, m, h, d or w)\n"
     "  --json                  print the result as JSON on stdout\n\n"
+    "RDS snapshots:\n"
+    "  --snapshots             also copy the RDS DB snapshots that Stowage created\n"
+    "                          (stowage snapshot create) to --to-region, which is then\n"
+    "                          required, and record each copy in the replica; each copy\n"
+    "                          is waited for until it is available\n"
+    "  --instance ID           only snapshots of this DB instance\n"
+    "  --kms-key KEY           KMS key id, ARN or alias in --to-region (needed for\n"
+    "                          encrypted snapshots)\n"
+    "  --rds-region NAME       region of the snapshots (default: --region, then\n"
+    "                          AWS_REGION, AWS_DEFAULT_REGION)\n"
+    "  --rds-endpoint URL      RDS endpoint (env AWS_ENDPOINT_URL_RDS, AWS_ENDPOINT_URL)\n"
+    "  --wait-timeout DUR      how long to wait for each copy (default 1h)\n"
+    "  --poll-interval DUR     first delay between status checks; it doubles up to 1m\n"
+    "                          (default 10s)\n\n"
     "The primary is --repo with the options below.\n\n" CLI_REPO_HELP;
 
 static const char dr_usage[] =
@@ -77,6 +97,7 @@ static const char dr_usage[] =
     "  --replica URL           replica repository: s3://BUCKET/PREFIX or file:///PATH\n"
     "  --replica-region NAME   AWS region of the replica\n"
     "  --replica-endpoint URL  S3 endpoint of the replica\n"
+    "  --replica-path-style    path-style S3 addressing for the replica\n"
     "  --name NAME             only this catalog name\n"
     "  --json                  print the status as JSON on stdout\n\n" CLI_REPO_HELP;
 
@@ -108,8 +129,38 @@ struct dr_cli {
     struct drill_options drill;
     const char *scratch;
     int snapshots;
+    struct snapshot_replicate_options snapshot;
+    const char *rds_region;
+    const char *rds_endpoint;
     int json;
 };
+
+/* Parses the options of --snapshots. */
+static int parse_snapshot_option(struct dr_cli *cli, int code, const char *value,
+                                 stow_error *err)
+{
+    int64_t seconds;
+
+    switch (code) {
+    case OPT_INSTANCE: cli->snapshot.instance_id = value; return 0;
+    case OPT_KMS_KEY: cli->snapshot.kms_key_id = value; return 0;
+    case OPT_RDS_REGION: cli->rds_region = value; return 0;
+    case OPT_RDS_ENDPOINT: cli->rds_endpoint = value; return 0;
+    case OPT_WAIT_TIMEOUT:
+        return stow_duration_parse("--wait-timeout", value, &cli->snapshot.wait.timeout_seconds,
+                                   err);
+    case OPT_POLL_INTERVAL:
+        if (stow_duration_parse("--poll-interval", value, &seconds, err) != 0)
+            return -1;
+        if (seconds > SNAPSHOT_POLL_MAX_MS / 1000)
+            return stow_fail(err, STOW_EXIT_USAGE, "--poll-interval may be at most %ds",
+                             SNAPSHOT_POLL_MAX_MS / 1000);
+        cli->snapshot.wait.poll_ms = (unsigned)(seconds * 1000);
+        return 0;
+    default:
+        return cli_usage_error(err, cli->command, "unknown option");
+    }
+}
 
 static int parse_dr_option(void *context, int code, const char *value, stow_error *err)
 {
@@ -140,8 +191,8 @@ static int parse_dr_option(void *context, int code, const char *value, stow_erro
     case OPT_SCRATCH: cli->scratch = value; break;
     case OPT_LOCK_STALE_AFTER:
         return stow_duration_parse("--lock-stale-after", value,
-                                     &cli->replicate.lock_stale_after, err);
-    default: return cli_usage_error(err, cli->command, "unknown option");
+                                   &cli->replicate.lock_stale_after, err);
+    default: return parse_snapshot_option(cli, code, value, err);
     }
     return 0;
 }
@@ -159,6 +210,12 @@ static const struct option replicate_options[] = {
     {"snapshots", no_argument, NULL, OPT_SNAPSHOTS},
     {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
     {"json", no_argument, NULL, OPT_JSON},
+    {"instance", required_argument, NULL, OPT_INSTANCE},
+    {"kms-key", required_argument, NULL, OPT_KMS_KEY},
+    {"rds-region", required_argument, NULL, OPT_RDS_REGION},
+    {"rds-endpoint", required_argument, NULL, OPT_RDS_ENDPOINT},
+    {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
+    {"poll-interval", required_argument, NULL, OPT_POLL_INTERVAL},
     {NULL, 0, NULL, 0},
 };
 
@@ -192,6 +249,7 @@ static int parse_dr_command(struct dr_cli *cli, const char *command, int argc, c
 {
     memset(cli, 0, sizeof *cli);
     cli->command = command;
+    snapshot_wait_default(&cli->snapshot.wait);
     cli_common_init(&cli->common);
     cli_common_init(&cli->replica);
     cli->replica.storage.url = NULL;
@@ -236,7 +294,7 @@ static void print_json(json_t *value)
 
 /* --- replicate ------------------------------------------------------------ */
 
-static void print_replicate_text(const struct replicate_result *result, const storage *replica)
+static void print_backups_text(const struct replicate_result *result, const storage *replica)
 {
     for (size_t i = 0; i < result->count; i++) {
         const struct replicate_item *item = &result->items[i];
@@ -262,12 +320,85 @@ static void print_replicate_text(const struct replicate_result *result, const st
            result->present, result->failed);
 }
 
+static void print_snapshots_text(const struct snapshot_replicate_result *result,
+                                 const rds_client *target)
+{
+    for (size_t i = 0; i < result->count; i++) {
+        const struct snapshot_replicate_item *item = &result->items[i];
+
+        printf("%-9s snapshot %s as %s (%.1f s)%s%s\n", item->action, item->id, item->copy_id,
+               item->seconds, strcmp(item->action, "failed") == 0 ? "  " : "",
+               strcmp(item->action, "failed") == 0 ? item->error.message : "");
+    }
+    printf("RDS snapshots in %s: %zu copied, %zu already there, %zu failed, %zu skipped\n",
+           rds_client_region(target), result->copied, result->present, result->failed,
+           result->skipped);
+}
+
+/* Opens the RDS clients of the snapshots' region and of --to-region. */
+static int open_rds_clients(const struct dr_cli *cli, rds_client **source, rds_client **target,
+                            stow_error *err)
+{
+    struct rds_options options;
+
+    memset(&options, 0, sizeof options);
+    options.region = cli->rds_region != NULL ? cli->rds_region : cli->common.storage.region;
+    options.endpoint = cli->rds_endpoint;
+    if (rds_client_new(&options, source, err) != 0)
+        return -1;
+    options.region = cli->replica.storage.region;
+    return rds_client_new(&options, target, err);
+}
+
+/* Copies the RDS snapshots after the backups. The first failure of the
+ * two steps stays in err; a later one is logged. */
+static void replicate_snapshots(struct dr_cli *cli, storage *replica, json_t *summary,
+                                stow_error *err)
+{
+    struct snapshot_replicate_result result = {0};
+    rds_client *source = NULL;
+    rds_client *target = NULL;
+    stow_error snapshot_err = {0};
+
+    cli->snapshot.replica = replica;
+    if (open_rds_clients(cli, &source, &target, &snapshot_err) == 0) {
+        snapshot_replicate_run(source, target, &cli->snapshot, &result, &snapshot_err);
+        if (summary != NULL)
+            json_object_set_new(summary, "snapshots",
+                                snapshot_replicate_result_json(&result, source, target));
+        else
+            print_snapshots_text(&result, target);
+    }
+    if (stow_error_is_set(&snapshot_err) && stow_error_is_set(err))
+        stow_log_error(&snapshot_err);
+    else if (stow_error_is_set(&snapshot_err))
+        *err = snapshot_err;
+    snapshot_replicate_result_free(&result);
+    rds_client_free(source);
+    rds_client_free(target);
+}
+
+static int check_replicate_usage(const struct dr_cli *cli, stow_error *err)
+{
+    if (cli->replica.storage.url == NULL)
+        return cli_usage_error(err, "replicate", "--to URL is required: the replica repository");
+    if (cli->snapshots && cli->replica.storage.region == NULL)
+        return cli_usage_error(err, "replicate", "--snapshots needs --to-region REGION: the "
+                                                 "region to copy the snapshots to");
+    if (!cli->snapshots && (cli->snapshot.instance_id != NULL ||
+                            cli->snapshot.kms_key_id != NULL))
+        return cli_usage_error(err, "replicate", "--instance and --kms-key apply to "
+                                                 "--snapshots only");
+    return 0;
+}
+
 int cmd_replicate(int argc, char **argv)
 {
     struct dr_cli cli;
     struct replicate_result result = {0};
     storage *primary = NULL;
     storage *replica = NULL;
+    json_t *summary = NULL;
     stow_error err = {0};
     int rc = parse_dr_command(&cli, "replicate", argc, argv, replicate_options, &err);
 
@@ -275,33 +406,27 @@ int cmd_replicate(int argc, char **argv)
         fputs(replicate_usage, stdout);
         return STOW_EXIT_OK;
     }
-    if (rc == 0 && cli.replica.storage.url == NULL)
-        cli_usage_error(&err, "replicate", "--to URL is required: the replica repository");
-    if (rc == 0 && cli.snapshots) {
-        /* NOTE: RDS snapshot copies wait for the RDS snapshot module
-         * (agent/rds/snapshot.h), which does not exist yet. */
-        stow_fail(&err, STOW_EXIT_USAGE, "--snapshots is not supported yet: replicate copies "
-                                         "logical backups only");
-        stow_error_hint(&err, "run replicate without --snapshots, and copy RDS snapshots "
-                              "with aws rds copy-db-snapshot for now");
-    }
-    if (stow_error_is_set(&err))
+    if (rc != 0 || check_replicate_usage(&cli, &err) != 0)
         return cli_finish(&err);
+    if (open_both(&cli, &primary, &replica, &err) != 0)
+        goto done;
 
-    if (open_both(&cli, &primary, &replica, &err) == 0) {
-        /* A run that failed before its first backup has nothing to show. */
-        if (replicate_run(primary, replica, &cli.replicate, &result, &err) != 0 &&
-            result.count == 0) {
-            /* the error is logged below */
-        } else if (cli.json) {
-            json_t *summary = replicate_result_json(&result, primary, replica);
-
-            print_json(summary);
-            json_decref(summary);
-        } else {
-            print_replicate_text(&result, replica);
-        }
+    /* Backups first; a run that failed before its first backup shows nothing. */
+    if (replicate_run(primary, replica, &cli.replicate, &result, &err) == 0 || result.count > 0) {
+        if (cli.json)
+            summary = replicate_result_json(&result, primary, replica);
+        else
+            print_backups_text(&result, replica);
     }
+
+    /* Then the RDS snapshots, unless the run was interrupted. */
+    if (cli.snapshots && err.exit_code != STOW_EXIT_INTERRUPTED)
+        replicate_snapshots(&cli, replica, summary, &err);
+    if (summary != NULL)
+        print_json(summary);
+
+done:
+    json_decref(summary);
     replicate_result_free(&result);
     storage_free(primary);
     storage_free(replica);

@@ -148,7 +148,7 @@ static const char restore_rds_usage[] =
     "with an expiry), waits until it is available, checks it over libpq, reports\n"
     "the steps and their times, and deletes the instance without a final\n"
     "snapshot, also on failure and on SIGINT or SIGTERM.\n\n"
-    "Verification (--verify): the server answers; the databases exist; when the\n"
+    "Verification (--verify): the server responds; the databases exist; when the\n"
     "repository holds a logical backup of a database taken within the match\n"
     "window, its schemas and tables exist and their row counts are compared\n"
     "(an approximate match: the two were taken at different times).\n\n"
@@ -387,7 +387,7 @@ static void print_result(const struct snapshot_result *result, int json, const c
     const struct rds_snapshot *s = &result->snapshot;
 
     if (json) {
-        json_t *doc = snapshot_manifest_new(result, NULL, NULL);
+        json_t *doc = snapshot_manifest_new(result);
 
         json_object_set_new(doc, "manifest_key", result->manifest_key[0]
                                                      ? json_string(result->manifest_key)
@@ -404,6 +404,8 @@ static void print_result(const struct snapshot_result *result, int json, const c
            s->encrypted ? "encrypted" : "not encrypted");
     if (s->encrypted)
         printf("  kms key    %s\n", s->kms_key_id);
+    if (result->copied_from_id[0] != '\0')
+        printf("  copied     from %s in %s\n", result->copied_from_id, result->copied_from_region);
     if (result->manifest_key[0] != '\0')
         printf("  manifest   %s\n", result->manifest_key);
 }

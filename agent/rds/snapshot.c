@@ -273,9 +273,7 @@ static json_t *tags_json(const struct rds_tag_list *tags)
     return object;
 }
 
-json_t *snapshot_manifest_new(const struct snapshot_result *result,
-                              const struct rds_snapshot *copied_from,
-                              const char *copied_from_region)
+json_t *snapshot_manifest_new(const struct snapshot_result *result)
 {
     const struct rds_snapshot *s = &result->snapshot;
     json_t *doc = json_object();
@@ -300,19 +298,18 @@ json_t *snapshot_manifest_new(const struct snapshot_result *result,
     json_object_set_new(doc, "started_at", time_or_null(result->requested_at));
     json_object_set_new(doc, "finished_at", time_or_null(result->available_at));
     json_object_set_new(doc, "tags", tags_json(&s->tags));
-    if (copied_from != NULL)
+    if (result->copied_from_id[0] != '\0')
         json_object_set_new(doc, "copied_from",
-                            json_pack("{s:s, s:s, s:s}", "id", copied_from->id, "arn",
-                                      copied_from->arn, "region", copied_from_region));
+                            json_pack("{s:s, s:s, s:s}", "id", result->copied_from_id, "arn",
+                                      result->copied_from_arn, "region",
+                                      result->copied_from_region));
     else
         json_object_set_new(doc, "copied_from", json_null());
     json_object_set_new(doc, "tools", json_pack("{s:s}", "stowage", STOWAGE_VERSION));
     return doc;
 }
 
-int snapshot_manifest_store(storage *store, struct snapshot_result *result,
-                            const struct rds_snapshot *copied_from,
-                            const char *copied_from_region, stow_error *err)
+int snapshot_manifest_store(storage *store, struct snapshot_result *result, stow_error *err)
 {
     static const struct storage_put_options options = {1, "application/json"};
     const struct rds_snapshot *s = &result->snapshot;
@@ -324,7 +321,7 @@ int snapshot_manifest_store(storage *store, struct snapshot_result *result,
     if (snapshot_catalog_key(key, sizeof key, s->source_id, s->id, SNAPSHOT_MANIFEST_FILE) != 0)
         return stow_fail(err, STOW_EXIT_FAILURE, "manifest key for snapshot %s is too long",
                          s->id);
-    doc = snapshot_manifest_new(result, copied_from, copied_from_region);
+    doc = snapshot_manifest_new(result);
     text = manifest_serialise(doc, err);
     json_decref(doc);
     if (text == NULL)
@@ -405,7 +402,7 @@ int snapshot_create(rds_client *client, const struct snapshot_create_options *op
                   out->snapshot.allocated_storage_gib);
 
     /* Record it. */
-    if (options->store != NULL && snapshot_manifest_store(options->store, out, NULL, NULL, err) != 0)
+    if (options->store != NULL && snapshot_manifest_store(options->store, out, err) != 0)
         return -1;
     return 0;
 }
@@ -494,10 +491,13 @@ int snapshot_copy(rds_client *source, rds_client *target,
         goto done;
     }
     out->available_at = time(NULL);
+    snprintf(out->copied_from_id, sizeof out->copied_from_id, "%s", original.id);
+    snprintf(out->copied_from_arn, sizeof out->copied_from_arn, "%s", original.arn);
+    snprintf(out->copied_from_region, sizeof out->copied_from_region, "%s", source_region);
     stow_log_info("copy %s is available in %s after %llds", target_id, target_region,
                   (long long)(out->available_at - out->requested_at));
     if (options->store != NULL)
-        rc = snapshot_manifest_store(options->store, out, &original, source_region, err);
+        rc = snapshot_manifest_store(options->store, out, err);
 
 done:
     rds_snapshot_free(&original);

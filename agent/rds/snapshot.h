@@ -79,6 +79,10 @@ struct snapshot_result {
     time_t requested_at;
     time_t available_at;
     char manifest_key[SNAPSHOT_KEY_MAX]; /* "" when no repository was given */
+    /* The source of a copy; all "" for a snapshot that is not a copy. */
+    char copied_from_id[RDS_ID_MAX];
+    char copied_from_arn[RDS_ARN_MAX];
+    char copied_from_region[RDS_FIELD_MAX];
 };
 
 void snapshot_result_free(struct snapshot_result *result);
@@ -91,8 +95,10 @@ struct snapshot_create_options {
 };
 
 /* Creates a tagged snapshot named by snapshot_name, waits until it is
- * available and records it. When the deadline passes, the snapshot is
- * deleted (best effort) so that a retried run does not pile them up. */
+ * available and records it. When the wait fails, a DB snapshot is deleted
+ * (best effort) so that retried runs do not pile them up. A cluster
+ * snapshot is left in place with a warning, because this client has no
+ * DeleteDBClusterSnapshot. */
 int snapshot_create(rds_client *client, const struct snapshot_create_options *options,
                     struct snapshot_result *out, stow_error *err);
 
@@ -106,7 +112,8 @@ struct snapshot_copy_options {
 
 /* Copies a DB snapshot into the target client's region (with a pre-signed
  * URL when the regions differ), tags the copy as Stowage's, waits until it
- * is available and records it. */
+ * is available and records it. A copy whose wait fails is deleted (best
+ * effort). */
 int snapshot_copy(rds_client *source, rds_client *target,
                   const struct snapshot_copy_options *options, struct snapshot_result *out,
                   stow_error *err);
@@ -137,7 +144,7 @@ void snapshot_plan_expiry(const struct rds_snapshot *items, size_t count,
 /* Sorts by creation time, newest first, then by id. */
 void snapshot_sort_newest_first(struct rds_snapshot *items, size_t count);
 
-/* Returns a short text for a verdict ("delete", "keep: newest 3", ...). */
+/* Returns a short text for a verdict ("delete", "keep (newest)", ...). */
 const char *snapshot_verdict_text(enum snapshot_verdict verdict);
 
 struct snapshot_expire_options {
@@ -170,15 +177,10 @@ void snapshot_expiry_free(struct snapshot_expiry *expiry);
 int snapshot_catalog_key(char *out, size_t size, const char *source_id,
                          const char *snapshot_id, const char *file);
 
-/* Builds the manifest document of result; copied_from (may be NULL) is the
- * source snapshot of a copy, in copied_from_region. */
-json_t *snapshot_manifest_new(const struct snapshot_result *result,
-                              const struct rds_snapshot *copied_from,
-                              const char *copied_from_region);
+/* Builds the manifest document of result. */
+json_t *snapshot_manifest_new(const struct snapshot_result *result);
 
 /* Writes the manifest of result (create-only) and sets result->manifest_key. */
-int snapshot_manifest_store(storage *store, struct snapshot_result *result,
-                            const struct rds_snapshot *copied_from,
-                            const char *copied_from_region, stow_error *err);
+int snapshot_manifest_store(storage *store, struct snapshot_result *result, stow_error *err);
 
 #endif

@@ -69,13 +69,13 @@ static size_t missing_of(const struct catalog *primary, const struct catalog *re
     size_t missing = 0;
 
     for (size_t i = 0; i < primary->count; i++) {
-        const struct manifest *wanted = &primary->entries[i].manifest;
+        const struct manifest *expected = &primary->entries[i].manifest;
         int found = 0;
 
-        if (strcmp(wanted->name, name) != 0)
+        if (strcmp(expected->name, name) != 0)
             continue;
         for (size_t j = 0; j < replica->count && !found; j++)
-            found = strcmp(replica->entries[j].manifest.id, wanted->id) == 0 &&
+            found = strcmp(replica->entries[j].manifest.id, expected->id) == 0 &&
                     strcmp(replica->entries[j].manifest.name, name) == 0;
         missing += !found;
     }

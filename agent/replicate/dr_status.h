@@ -4,8 +4,8 @@
  * Times are the backups' started_at, when pg_dump takes its snapshot, so
  * they are the points in time that a restore returns to.
  *   lag  started_at of the primary's newest backup minus that of the
- *        replica's newest; 0 when the replica has the newest; null when the
- *        replica has no backup of the name.
+ *        replica's newest. It is 0 when the replica has the newest, and null
+ *        when the replica has no backup of the name.
  *   RPO  age now of the newest complete backup in the replica whose last
  *        verified restore passed (basis "verified"); when no backup there
  *        passed one, age of the newest complete backup (basis "complete");

@@ -88,7 +88,8 @@ static int index_load(storage *store, const char *name, struct key_index *index,
         rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing %s", storage_url(store));
     if (rc != 0)
         return -1;
-    qsort(index->entries, index->count, sizeof *index->entries, compare_keys);
+    if (index->count > 0)
+        qsort(index->entries, index->count, sizeof *index->entries, compare_keys);
     return 0;
 }
 
@@ -219,10 +220,11 @@ json_t *replicate_result_json(const struct replicate_result *result, const stora
         }
         json_array_append_new(backups, entry);
     }
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "primary",
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "primary",
                      storage_url(primary), "replica", storage_url(replica), "backups_in_primary",
-                     (json_int_t)result->count, "present", (json_int_t)result->present, "copied",
-                     (json_int_t)result->copied, "reused", (json_int_t)result->reused,
+                     (json_int_t)result->count, "invalid_manifests_in_primary",
+                     (json_int_t)result->primary_broken, "present", (json_int_t)result->present,
+                     "copied", (json_int_t)result->copied, "reused", (json_int_t)result->reused,
                      "repaired", (json_int_t)result->repaired, "failed",
                      (json_int_t)result->failed, "reports_copied",
                      (json_int_t)result->reports_copied, "backups", backups);
@@ -442,9 +444,9 @@ static void log_outcome(const struct replicate_state *state, const struct replic
                         item->check_seconds > 0 ? " and passed its check" : "");
         return;
     }
-    if (item->action == REPLICATE_REUSED) {
-        stow_log_info("backup %s: kept the complete object that an earlier run left in %s "
-                      "(checked in %.1f s) and wrote its manifest",
+    if (item->method == NULL) {
+        stow_log_info("backup %s: kept the complete object already in %s (checked in %.1f s) "
+                      "and wrote its manifest",
                       item->id, storage_url(state->replica), item->check_seconds);
         return;
     }
@@ -456,6 +458,25 @@ static void log_outcome(const struct replicate_state *state, const struct replic
                   item->copy_seconds > 0 ? mib / item->copy_seconds : 0.0, item->check_seconds);
 }
 
+/* Checks a backup that the replica has, and copies it again when it fails. */
+static int repair_backup(struct replicate_state *state, const struct catalog_entry *entry,
+                         struct replicate_item *item, stow_error *err)
+{
+    int object_failed = 0;
+    int rc = repair_check(state, entry, item, &object_failed, err);
+
+    item->action = REPLICATE_PRESENT;
+    if (rc < 0)
+        return -1;
+    if (rc == 1)
+        return copy_reports(state, entry, item, err);
+
+    if (remove_replica_manifest(state, entry, item->note, err) != 0)
+        return -1;
+    item->action = REPLICATE_REPAIRED;
+    return copy_backup(state, entry, item, object_failed, err);
+}
+
 /* Brings one backup of the primary into the replica. */
 static int replicate_backup(struct replicate_state *state, const struct catalog_entry *entry,
                             struct replicate_item *item, stow_error *err)
@@ -464,6 +485,12 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
     int rc;
 
     stow_log_set_context("backup_id", entry->manifest.id);
+    if (replica_entry != NULL && !state->options->repair) {
+        item->action = REPLICATE_PRESENT;
+        return copy_reports(state, entry, item, err);
+    }
+
+    /* The primary's manifest bytes, to compare and to write. */
     rc = storage_get(state->primary, entry->manifest_key, &state->manifest_text, err);
     if (rc == STORAGE_NOT_FOUND)
         rc = stow_fail(err, STOW_EXIT_FAILURE, "the manifest %s vanished from %s (expired "
@@ -472,24 +499,9 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
     if (rc != 0)
         return -1;
 
-    /* A backup the replica has: done, unless repair finds it wrong. */
-    if (replica_entry != NULL) {
-        item->action = REPLICATE_PRESENT;
-        if (state->options->repair) {
-            int object_failed = 0;
-
-            rc = repair_check(state, entry, item, &object_failed, err);
-            if (rc < 0)
-                return -1;
-            if (rc == 0) {
-                if (remove_replica_manifest(state, entry, item->note, err) != 0)
-                    return -1;
-                item->action = REPLICATE_REPAIRED;
-                return copy_backup(state, entry, item, object_failed, err);
-            }
-        }
-        return copy_reports(state, entry, item, err);
-    }
+    /* With repair, a backup the replica has is checked first. */
+    if (replica_entry != NULL)
+        return repair_backup(state, entry, item, err);
 
     /* An invalid manifest under the key is replaced only on request. */
     if (index_find(&state->replica_keys, entry->manifest_key) != NULL) {

@@ -1,7 +1,7 @@
 /* Replication of backups from a primary repository to a replica, usually
  * in another region, for disaster recovery.
  *
- * Model. A backup is in the replica when the replica holds a valid manifest
+ * Model. A backup is in the replica when the replica has a valid manifest
  * for it under the same key. For each complete backup of the primary that
  * the replica lacks, newest first:
  *   1. the data object is copied under the same key with the manifest's
@@ -43,11 +43,14 @@
 #include "common/error.h"
 #include "storage/storage.h"
 
+/* What a run did with one backup. REPLICATE_REUSED means that a complete
+ * object left by an earlier run passed the check, so only the manifest was
+ * written. */
 enum replicate_action {
     REPLICATE_PRESENT,   /* the replica had it (checked too, with repair) */
     REPLICATE_COPIED,    /* copied by this run */
-    REPLICATE_REUSED,    /* an object left by an earlier run passed the check; manifest written */
-    REPLICATE_REPAIRED,  /* failed the repair check; copied again */
+    REPLICATE_REUSED,
+    REPLICATE_REPAIRED,  /* failed the repair check, so it was copied again */
     REPLICATE_FAILED
 };
 
@@ -83,10 +86,10 @@ struct replicate_result {
 };
 
 /* Replicates the backups of primary into replica as described above.
- * Returns 0 when every backup is in the replica and checked. Otherwise
- * returns -1 with err naming how many backups failed, with the exit code
- * of the first failure; an interruption (STOW_EXIT_INTERRUPTED) stops the
- * run at once. result is filled either way and freed with
+ * Returns 0 when every backup of the primary is in the replica. Otherwise it
+ * returns -1, and err names how many backups failed and carries the exit
+ * code of the first failure. An interruption (STOW_EXIT_INTERRUPTED) stops
+ * the run at once. result is filled either way; free it with
  * replicate_result_free. */
 int replicate_run(storage *primary, storage *replica, const struct replicate_options *options,
                   struct replicate_result *result, stow_error *err);

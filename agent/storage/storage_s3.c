@@ -303,8 +303,8 @@ static void free_transfer(struct part_transfer *transfer)
 }
 
 /* Records a copied part: the ETag from the CopyPartResult, and the
- * expected SHA-256 after checking it against the checksum that S3 reports
- * (AWS does for uploads created with a SHA-256 checksum; moto does not). */
+ * expected SHA-256 after checking it against the ChecksumSHA256 of the
+ * result when there is one (moto 5.2 sends none). */
 static void collect_copy(struct storage_upload *upload, struct part_transfer *transfer)
 {
     struct storage_part *part = &upload->parts[transfer->record];

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Measure the peak RSS of stowage backup and restore at several pgbench scales (the driver behind memory.sh).
 
-For each scale it creates a pgbench database, then runs with default
-settings: stowage backup to a file:// repository, stowage backup to moto
+For each scale it creates a pgbench database (and, with --estate-mb, one
+real-estate database, whose compressed backup is large enough to keep
+several upload parts in flight), then runs with default settings: stowage backup to a file:// repository, stowage backup to moto
 S3, and stowage restore from each of them into an empty database. The
 peak RSS of stowage itself is reported apart from pg_dump's and
 pg_restore's (see benchlib.run_pipeline). The table replaces the marked
@@ -10,9 +11,11 @@ section of --out.
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,23 +58,43 @@ def measure(env, workdir, child_log, command, timeout):
         "children": result["children"],
         "error": None,
     }
+    if command[1] == "backup" and stowage["status"] == 0:
+        try:
+            summary = json.loads(result["stdout"])
+            record["stored_bytes"] = summary["stored_bytes"]
+            record["parts"] = summary["parts"]
+        except (ValueError, KeyError):
+            log("unexpected --json output of stowage backup: %r" % result["stdout"][:200])
     if stowage["status"] != 0:
         record["error"] = benchlib.tail_text(stderr_path, 1500)
         log("FAILED: %s\n%s" % (" ".join(command), record["error"]))
     return record
 
 
-def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, key):
-    db = "memory_%d" % scale
+def load_database(cluster, env, db, scale):
+    """Fill db: pgbench tables at scale, or the real-estate dataset when scale is "estate-N" (N MB)."""
     cluster.createdb(db)
-    log("scale %d: creating pgbench tables" % scale)
-    benchlib.pgbench_init(cluster, db, scale)
+    if isinstance(scale, int):
+        log("scale %d: creating pgbench tables" % scale)
+        benchlib.pgbench_init(cluster, db, scale)
+        return
+    size_mb = scale.split("-", 1)[1]
+    log("%s: generating the real-estate dataset" % scale)
+    generator = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dataset")
+    subprocess.run([sys.executable, generator, "--size-mb", size_mb, "--db", cluster.conninfo(db),
+                    "--psql", os.path.join(benchlib.PG_BIN_DIR, "psql"), "--quiet"], env=env, check=True)
+    cluster.psql("VACUUM (FREEZE, ANALYZE)", db=db, timeout=7200)
+
+
+def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, key):
+    db = "memory_%s" % str(scale).replace("-", "_")
+    load_database(cluster, env, db, scale)
     cluster.psql("CHECKPOINT")
     size = int(cluster.psql("SELECT pg_database_size('%s')" % db))
     source = cluster.conninfo(db)
     target = cluster.conninfo(RESTORE_DB)
     file_repo = "file://" + os.path.join(workdir, "repo")
-    s3_repo = "s3://%s/scale-%d" % (BUCKET, scale)
+    s3_repo = "s3://%s/scale-%s" % (BUCKET, scale)
     os.makedirs(os.path.join(workdir, "repo"), exist_ok=True)
     commands = {
         "backup-file": [stowage, "backup", "--repo", file_repo, "--db", source, "--recipient", key + ".pub",
@@ -90,13 +113,13 @@ def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, k
             record.update({"scale": scale, "step": step, "round": round_number, "database_bytes": size})
             if step.startswith("restore"):
                 cluster.psql("DROP DATABASE %s WITH (FORCE)" % RESTORE_DB)
-            log("scale %d %-12s round %d: %6.1f s, stowage peak RSS %s%.1f MiB" % (
+            log("scale %s %-12s round %d: %6.1f s, stowage peak RSS %s%.1f MiB" % (
                 scale, step, round_number, record["wall"], "" if record["rss_exact"] else "~",
                 record["stowage_rss_kib"] / 1024))
             records.append(record)
         shutil.rmtree(os.path.join(workdir, "repo"), ignore_errors=True)
         os.makedirs(os.path.join(workdir, "repo"))
-        benchlib.delete_prefix(moto, BUCKET, "scale-%d/" % scale)
+        benchlib.delete_prefix(moto, BUCKET, "scale-%s/" % scale)
     cluster.psql("DROP DATABASE %s WITH (FORCE)" % db)
     return records
 
@@ -115,8 +138,9 @@ def build_report(options, facts, versions, records, started, finished):
                  "figure sampled from /proc every 50 ms, used where a child's peak hid stowage's own in "
                  "wait4()." % (DESIGN_BOUND_MIB, TARGET_MIB))
     lines.append("")
-    header = ["scale", "database MB", "step", "wall s", "stowage peak RSS MiB", "largest child (peak RSS MiB)",
-              "within %d MiB" % DESIGN_BOUND_MIB, "within %d MiB" % TARGET_MIB]
+    header = ["pgbench scale or dataset", "database MB", "step", "backup object MB (parts)", "wall s",
+              "stowage peak RSS MiB", "largest child (peak RSS MiB)", "within %d MiB" % DESIGN_BOUND_MIB,
+              "within %d MiB" % TARGET_MIB]
     rows = []
     for scale in options.scale_list:
         for step, _ in STEPS:
@@ -124,8 +148,8 @@ def build_report(options, facts, versions, records, started, finished):
             good = [record for record in runs if record["error"] is None]
             if not good:
                 if runs:
-                    rows.append([scale, "%.0f" % (runs[0]["database_bytes"] / 1e6), step, "failed", "-", "-", "-",
-                                 "-"])
+                    rows.append([scale, "%.0f" % (runs[0]["database_bytes"] / 1e6), step, "-", "failed", "-", "-",
+                                 "-", "-"])
                 continue
             peak = max(good, key=lambda record: record["stowage_rss_kib"])
             peak_mib = peak["stowage_rss_kib"] / 1024
@@ -134,15 +158,18 @@ def build_report(options, facts, versions, records, started, finished):
                 for child in record["children"]:
                     if child["rss_kib"] > child_rss:
                         child_name, child_rss = child["name"], child["rss_kib"]
-            rows.append([scale, "%.0f" % (peak["database_bytes"] / 1e6), step,
+            stored = [record for record in records if record["scale"] == scale and record.get("parts")
+                      and record["step"].split("-")[1] == step.split("-")[1]]
+            object_size = "%.1f (%d)" % (stored[0]["stored_bytes"] / 1e6, stored[0]["parts"]) if stored else "-"
+            rows.append([scale, "%.0f" % (peak["database_bytes"] / 1e6), step, object_size,
                          "%.1f" % benchlib.median([record["wall"] for record in good]),
                          "%s%.1f" % ("" if all(record["rss_exact"] for record in good) else "~", peak_mib),
                          "%s %.0f" % (child_name, child_rss / 1024),
                          "yes" if peak_mib <= DESIGN_BOUND_MIB else "**no**",
                          "yes" if peak_mib <= TARGET_MIB else "**no**"])
-    lines.append(benchlib.markdown_table(header, rows, ["---:", "---:", "---"] + ["---:"] * 5))
+    lines.append(benchlib.markdown_table(header, rows, ["---:", "---:", "---"] + ["---:"] * 6))
     lines.append("")
-    lines.append("Commands (`$DB` is the pgbench database, `$TARGET` an empty database):")
+    lines.append("Commands (`$DB` is the pgbench or real-estate database, `$TARGET` an empty database):")
     lines.append("")
     lines.append("```")
     for step, command in STEPS:
@@ -155,6 +182,9 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="scripts/bench/memory.sh",
                                      description="Peak RSS of stowage backup and restore at several pgbench scales.")
     parser.add_argument("--scales", default="10,50,200", help="comma-separated pgbench scales (default 10,50,200)")
+    parser.add_argument("--estate-mb", type=int, default=500,
+                        help="also measure the real-estate dataset of this many MB, whose backup fills "
+                             "several upload parts (default 500, 0 to skip)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every step (default 1)")
     parser.add_argument("--out", default=os.path.join(benchlib.ROOT, "docs", "BENCHMARKS.md"),
                         help="Markdown file whose marked section is replaced (default docs/BENCHMARKS.md)")
@@ -168,6 +198,11 @@ def parse_arguments(argv):
         parser.error("--scales takes comma-separated integers, not %r" % options.scales)
     if not options.scale_list or min(options.scale_list) < 1 or options.rounds < 1:
         parser.error("--scales and --rounds must be at least 1")
+    if options.estate_mb < 0:
+        parser.error("--estate-mb must be 0 or more")
+    # Scales are pgbench scales; "estate-N" names the real-estate dataset of N MB.
+    if options.estate_mb:
+        options.scale_list.append("estate-%d" % options.estate_mb)
     return options
 
 

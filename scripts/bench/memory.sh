@@ -9,6 +9,9 @@
 # Usage: scripts/bench/memory.sh [OPTIONS]
 #   --scales LIST   comma-separated pgbench scales (default 10,50,200;
 #                   scale 200 needs about 8 GB of free disk in TMPDIR)
+#   --estate-mb N   also measure the real-estate dataset of N MB (default
+#                   500, 0 to skip): pgbench backups compress so well that
+#                   they fill one or two upload parts, this one fills ten
 #   --rounds N      runs of every step (default 1)
 #   --out FILE      Markdown file for the table (default docs/BENCHMARKS.md)
 #   --json FILE     also write every measurement as JSON
@@ -16,7 +19,7 @@
 #
 # Stowage's own peak RSS is told apart from pg_dump's and pg_restore's by
 # running those under /usr/bin/time through STOWAGE_PG_BINDIR wrappers.
-# The default run takes about 15 minutes on 2 CPUs.
+# The default run takes about 25 minutes on 2 CPUs.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -459,8 +459,10 @@ class ProfileRoleTest(unittest.TestCase):
         with FaultProxy(self.moto) as proxy:
             env = self.environment(proxy, "absent", "", self.base_credentials())
             result = run_stowage(["check", "--repo", "s3://profiles"], env=env)
-        self.assertEqual(2, result.returncode, result.stdout + result.stderr)
-        self.assertIn("AWS profile absent is not in", result.stdout)
+        self.assertEqual(6, result.returncode, result.stdout + result.stderr)
+        self.assertIn("AWS credentials file %s has no profile absent, and the config file %s has "
+                      "none either" % (env["AWS_SHARED_CREDENTIALS_FILE"], env["AWS_CONFIG_FILE"]),
+                      result.stdout)
         self.assertEqual([], proxy.requests)
 
 

@@ -393,6 +393,56 @@ class DrTest(StowageTestCase):
         self.assertEqual(1, repaired["present"])
         self.verify(replica, same_size_id, self.replica_env())
 
+    def test_leftover_complete_object_is_reused(self):
+        primary, primary_bucket = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        backup_id = self.backup_app(primary)
+
+        # A run that stopped after its upload leaves the object, no manifest.
+        key, _ = self.object_key(primary, backup_id, self.class_s3_env())
+        self.moto.client("s3", region=REPLICA_REGION).copy_object(
+            Bucket=replica_bucket, Key=key, CopySource={"Bucket": primary_bucket, "Key": key})
+
+        summary, _ = self.replicate(primary, replica)
+        self.assertEqual(1, summary["reused"])
+        self.assertEqual("reused", summary["backups"][0]["action"])
+        self.assertIsNone(summary["backups"][0]["method"])
+        self.assertGreater(summary["backups"][0]["check_seconds"], 0)
+        self.assertEqual([backup_id], self.replica_ids(replica))
+
+    def test_invalid_replica_manifest_needs_repair(self):
+        primary, _ = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        self.moto.client("s3", region=REPLICA_REGION).put_object(
+            Bucket=replica_bucket, Body=b"{not json",
+            Key="%s/backups/app/%s/manifest.json" % (PREFIX, backup_id))
+
+        summary, _ = self.replicate(primary, replica, expect=3)
+        self.assertEqual("failed", summary["backups"][0]["action"])
+        self.assertIn("invalid manifest", summary["backups"][0]["error"])
+        self.assertEqual([], self.replica_ids(replica))
+
+        summary, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual("repaired", summary["backups"][0]["action"])
+        self.assertIn("invalid", summary["backups"][0]["note"])
+        self.assertEqual([backup_id], self.replica_ids(replica))
+        self.verify(replica, backup_id, self.replica_env())
+
+        # A valid manifest that differs from the primary's is replaced too,
+        # and the object, which passes its check, is kept.
+        key = "%s/backups/app/%s/manifest.json" % (PREFIX, backup_id)
+        client = self.moto.client("s3", region=REPLICA_REGION)
+        manifest = json.loads(client.get_object(Bucket=replica_bucket, Key=key)["Body"].read())
+        manifest["tags"] = {"planted": "yes"}
+        client.put_object(Bucket=replica_bucket, Key=key, Body=json.dumps(manifest).encode())
+        summary, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual("repaired", summary["backups"][0]["action"])
+        self.assertIn("differs", summary["backups"][0]["note"])
+        self.assertIsNone(summary["backups"][0]["method"])
+        self.assertNotIn("planted", json.dumps(self.show_json(replica, backup_id,
+                                                              env=self.replica_env())))
+
     # Other repository kinds ------------------------------------------------
 
     def test_s3_to_file_and_file_to_s3(self):

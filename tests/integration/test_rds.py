@@ -141,7 +141,8 @@ class RdsTestCase(StowageTestCase):
                       client.describe_db_snapshots(DBInstanceIdentifier=instance)["DBSnapshots"])
 
     def scratch_instances(self):
-        return [i["DBInstanceIdentifier"] for i in self.rds.describe_db_instances()["DBInstances"]
+        pages = self.rds.get_paginator("describe_db_instances").paginate()
+        return [i["DBInstanceIdentifier"] for page in pages for i in page["DBInstances"]
                 if i["DBInstanceIdentifier"].startswith("stowage-scratch-")]
 
     def tags(self, arn, client=None):
@@ -192,6 +193,8 @@ class SnapshotTest(RdsTestCase):
                                self.kms_key, "--repo", self.repo, "--json")
         copy = json.loads(result.stdout)
         self.assertEqual(newest["id"] + "-" + DR_REGION, copy["id"])
+        self.assertEqual({"id": newest["id"], "arn": newest["arn"], "region": SOURCE_REGION},
+                         copy["copied_from"])
         described = self.rds_dr.describe_db_snapshots(DBSnapshotIdentifier=copy["id"])["DBSnapshots"][0]
         self.assertTrue(described["Encrypted"])
         self.assertIn(self.kms_key, described["KmsKeyId"])
@@ -458,7 +461,7 @@ class ScratchRestoreTest(RdsTestCase):
         self.cluster.psql("DROP TABLE doomed", db="shrinking")
         created = self.create_snapshot()
         result = self.stowage(*self.restore_args("--from-snapshot", created["id"], "--verify",
-                                                 "--database", "shrinking", "--database", "absent",
+                                                 "--database", "absent", "--database", "shrinking",
                                                  "--repo", self.backup_repo),
                               env=self.env(), expect=EXIT_VERIFY)
         self.assertIn("table public.doomed is missing in database shrinking", result.stdout)
@@ -542,6 +545,13 @@ class ScratchRestoreTest(RdsTestCase):
         self.assertEqual([INSTANCE, "stowage-scratch-fake"], instances)
 
     def test_gc_scratch_deletes_only_expired(self):
+        # The scratch instances come after a full page of 100 others, so the
+        # cleanup finds them only by following DescribeDBInstances' Marker.
+        for number in range(100):
+            self.rds.create_db_instance(DBInstanceIdentifier="filler-%03d" % number,
+                                        DBInstanceClass="db.t3.micro", Engine="postgres",
+                                        AllocatedStorage=20, MasterUsername="u",
+                                        MasterUserPassword="not-used-1")
         past = (datetime.datetime.utcnow() - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         future = (datetime.datetime.utcnow() + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         for name, expires in (("stowage-scratch-old", past), ("stowage-scratch-new", future)):
@@ -550,22 +560,17 @@ class ScratchRestoreTest(RdsTestCase):
                                         MasterUserPassword="not-used-1",
                                         Tags=[{"Key": "stowage:scratch", "Value": "true"},
                                               {"Key": "stowage:expires-at", "Value": expires}])
-        # Enough instances for DescribeDBInstances to page (100 per page).
-        for number in range(100):
-            self.rds.create_db_instance(DBInstanceIdentifier="filler-%03d" % number,
-                                        DBInstanceClass="db.t3.micro", Engine="postgres",
-                                        AllocatedStorage=20, MasterUsername="u",
-                                        MasterUserPassword="not-used-1")
+        first_page = self.rds.describe_db_instances(MaxRecords=100)["DBInstances"]
+        self.assertNotIn("stowage-scratch-old", [i["DBInstanceIdentifier"] for i in first_page])
+
         dry = self.snapshot("gc-scratch", "--dry-run").stdout
         self.assertRegex(dry, r"stowage-scratch-old .* would delete")
         self.assertEqual(["stowage-scratch-new", "stowage-scratch-old"], sorted(self.scratch_instances()))
         out = self.snapshot("gc-scratch").stdout
         self.assertRegex(out, r"stowage-scratch-old .* deleted")
         self.assertRegex(out, r"stowage-scratch-new .* kept \(not expired\)")
+        self.assertIn("2 scratch instances found, 1 deleted", out)
         self.assertEqual(["stowage-scratch-new"], self.scratch_instances())
-        self.assertEqual(102, len(self.rds.describe_db_instances(MaxRecords=100)["DBInstances"]) +
-                         len(self.rds.describe_db_instances(
-                             Marker=self.rds.describe_db_instances(MaxRecords=100)["Marker"])["DBInstances"]))
 
 
 class ScratchInterruptTest(RdsTestCase):
@@ -588,6 +593,8 @@ class ScratchInterruptTest(RdsTestCase):
             process.stdin.write("ROLLBACK;\n")
             process.stdin.close()
             process.wait(30)
+        if not process.stdout.closed:
+            process.stdout.close()
 
     def wait_for_blocked_verification(self, process):
         deadline = time.monotonic() + 120

@@ -170,8 +170,8 @@ static void test_profile_errors(void)
     reset_environment();
     CHECK_INT_EQ(1, aws_credentials_from_profile("default", 0, &credentials, &err));
     CHECK_INT_EQ(-1, aws_credentials_from_profile("missing", 1, &credentials, &err));
-    CHECK_CONTAINS(err.message, "AWS profile missing is not in");
-    CHECK_INT_EQ(STOW_EXIT_USAGE, err.exit_code);
+    CHECK_CONTAINS(err.message, "has no profile missing, and the config file");
+    CHECK_INT_EQ(STOW_EXIT_STORAGE, err.exit_code);
 
     stow_error_clear(&err);
     write_file(credentials_path, "[half]\naws_access_key_id = AKIDHALF\n");
@@ -212,7 +212,7 @@ static void test_source_profile_loop_detected(void)
     write_file(config_path, "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\n"
                             "source_profile = nowhere\n");
     CHECK_INT_EQ(-1, aws_credentials_from_profile("a", 1, &credentials, &err));
-    CHECK_CONTAINS(err.message, "AWS profile nowhere is not in");
+    CHECK_CONTAINS(err.message, "has no profile nowhere");
 }
 
 static void test_legacy_file_reader(void)

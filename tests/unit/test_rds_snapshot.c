@@ -136,8 +136,6 @@ static void test_sort_newest_first(void)
 static void test_manifest_document(void)
 {
     struct snapshot_result result;
-    struct rds_snapshot source = make_snapshot("stowage-db1-20261204-030000", "manual",
-                                               "available", FIXED_TIME, 1);
     json_t *doc;
     char key[SNAPSHOT_KEY_MAX];
 
@@ -152,11 +150,14 @@ static void test_manifest_document(void)
     result.snapshot.encrypted = 1;
     result.snapshot.allocated_storage_gib = 20;
     snprintf(result.region, sizeof result.region, "us-west-2");
-    snprintf(source.arn, sizeof source.arn, "arn:aws:rds:us-east-1:1:snapshot:src");
+    snprintf(result.copied_from_id, sizeof result.copied_from_id, "stowage-db1-20261204-030000");
+    snprintf(result.copied_from_arn, sizeof result.copied_from_arn,
+             "arn:aws:rds:us-east-1:1:snapshot:src");
+    snprintf(result.copied_from_region, sizeof result.copied_from_region, "us-east-1");
     result.requested_at = FIXED_TIME + 30;
     result.available_at = FIXED_TIME + 90;
 
-    doc = snapshot_manifest_new(&result, &source, "us-east-1");
+    doc = snapshot_manifest_new(&result);
     CHECK_STR_EQ("stowage-manifest", json_string_value(json_object_get(doc, "format")));
     CHECK_STR_EQ("snapshot", json_string_value(json_object_get(doc, "kind")));
     CHECK_STR_EQ("db", json_string_value(json_object_get(doc, "snapshot_type")));
@@ -174,6 +175,8 @@ static void test_manifest_document(void)
                                                               RDS_TAG_CREATED_BY)));
     CHECK_STR_EQ("us-east-1", json_string_value(json_object_get(
                                   json_object_get(doc, "copied_from"), "region")));
+    CHECK_STR_EQ("stowage-db1-20261204-030000", json_string_value(json_object_get(
+                                                    json_object_get(doc, "copied_from"), "id")));
     CHECK_STR_EQ("arn:aws:rds:us-east-1:1:snapshot:src",
                  json_string_value(json_object_get(json_object_get(doc, "copied_from"), "arn")));
     json_decref(doc);

@@ -506,7 +506,10 @@ int cmd_drill(int argc, char **argv)
     }
     if (rc == 0 && cli.drill.secret_key_path == NULL)
         cli.drill.secret_key_path = getenv("STOWAGE_KEY");
-    /* NOTE: --scratch rds waits for the RDS scratch instances. */
+    /* NOTE: --scratch rds could restore the newest snapshot copy with
+     * snapshot_restore_run, but the RPO of a copy needs the original's
+     * creation time (OriginalSnapshotCreateTime), which aws/rds.c does not
+     * parse yet. */
     if (rc == 0 && cli.scratch != NULL && strcmp(cli.scratch, "local") != 0)
         stow_fail(&err, STOW_EXIT_USAGE, "invalid --scratch \"%s\": only \"local\" is "
                                          "supported by drill",

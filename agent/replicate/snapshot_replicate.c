@@ -51,7 +51,10 @@ static int record_existing_copy(const struct snapshot_replicate_options *options
     result.snapshot = *copy; /* borrowed: not freed here */
     snprintf(result.region, sizeof result.region, "%s", target_region);
     result.available_at = time(NULL);
-    return snapshot_manifest_store(options->replica, &result, original, source_region, err);
+    snprintf(result.copied_from_id, sizeof result.copied_from_id, "%s", original->id);
+    snprintf(result.copied_from_arn, sizeof result.copied_from_arn, "%s", original->arn);
+    snprintf(result.copied_from_region, sizeof result.copied_from_region, "%s", source_region);
+    return snapshot_manifest_store(options->replica, &result, err);
 }
 
 /* Waits for a copy that an earlier run started, then records it. */

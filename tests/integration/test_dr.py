@@ -470,6 +470,63 @@ class DrTest(StowageTestCase):
         self.assertEqual(0, again["copied"])
         self.assertEqual(1, again["present"])
 
+    # RDS snapshots ---------------------------------------------------------
+
+    def test_stowage_snapshots_are_copied_once(self):
+        rds = self.moto.client("rds", region=PRIMARY_REGION)
+        rds_replica = self.moto.client("rds", region=REPLICA_REGION)
+        instance = "drdb-%s" % os.urandom(3).hex()
+        rds.create_db_instance(DBInstanceIdentifier=instance, DBInstanceClass="db.t3.micro",
+                               Engine="postgres", AllocatedStorage=20,
+                               MasterUsername="postgres", MasterUserPassword="not-used-1")
+        created = json.loads(self.stowage("snapshot", "create", "--instance", instance,
+                                          "--json", "--poll-interval", "1s",
+                                          env=self.class_s3_env()).stdout)
+        rds.create_db_snapshot(DBInstanceIdentifier=instance,
+                               DBSnapshotIdentifier=instance + "-foreign")
+        primary, _ = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        self.backup_app(primary)
+
+        summary, _ = self.replicate(primary, replica, "--snapshots", "--instance", instance,
+                                    "--poll-interval", "1s")
+        self.assertEqual(1, summary["copied"])
+        snapshots = summary["snapshots"]
+        self.assertEqual(PRIMARY_REGION, snapshots["source_region"])
+        self.assertEqual(REPLICA_REGION, snapshots["target_region"])
+        self.assertEqual(1, snapshots["copied"])
+        # The foreign manual snapshot and the automated one stay where they are.
+        self.assertEqual(2, snapshots["skipped"])
+        copy_id = created["id"] + "-" + REPLICA_REGION
+        self.assertEqual([(created["id"], copy_id, "copied")],
+                         [(item["id"], item["copy_id"], item["action"])
+                          for item in snapshots["snapshots"]])
+        described = rds_replica.describe_db_snapshots(
+            DBSnapshotIdentifier=copy_id)["DBSnapshots"][0]
+        self.assertEqual("available", described["Status"])
+        tags = {tag["Key"]: tag["Value"] for tag in rds_replica.list_tags_for_resource(
+            ResourceName=described["DBSnapshotArn"])["TagList"]}
+        self.assertEqual(created["arn"], tags["stowage:copied-from"])
+        self.assertEqual([], [s["DBSnapshotIdentifier"] for s in rds_replica.describe_db_snapshots(
+            DBInstanceIdentifier=instance)["DBSnapshots"] if "foreign" in s["DBSnapshotIdentifier"]])
+        manifest_key = "%s/snapshots/%s/%s/manifest.json" % (PREFIX, instance, copy_id)
+        self.assertIn(manifest_key, self.replica_keys(replica_bucket))
+
+        # A second run finds the copy and records nothing twice.
+        again, _ = self.replicate(primary, replica, "--snapshots", "--instance", instance,
+                                  "--poll-interval", "1s")
+        self.assertEqual(0, again["snapshots"]["copied"])
+        self.assertEqual(1, again["snapshots"]["present"])
+        self.assertEqual(1, again["present"])
+
+        # A copy whose manifest an interrupted run did not write is recorded.
+        self.moto.client("s3", region=REPLICA_REGION).delete_object(Bucket=replica_bucket,
+                                                                    Key=manifest_key)
+        again, _ = self.replicate(primary, replica, "--snapshots", "--instance", instance,
+                                  "--poll-interval", "1s")
+        self.assertEqual(1, again["snapshots"]["present"])
+        self.assertIn(manifest_key, self.replica_keys(replica_bucket))
+
     # Drills ----------------------------------------------------------------
 
     def test_drill_with_escrow_key_alone(self):
@@ -558,12 +615,11 @@ class DrTest(StowageTestCase):
 
     # Usage -------------------------------------------------------------------
 
-    def test_snapshots_option_is_rejected(self):
+    def test_snapshots_need_target_region(self):
         primary, _ = self.primary_repo()
-        replica, _ = self.replica_repo()
-        result = self.stowage("replicate", "--repo", primary, "--to", replica, "--snapshots",
-                              env=self.class_s3_env(), expect=2)
-        self.assertIn("--snapshots is not supported yet", result.stderr)
+        result = self.stowage("replicate", "--repo", primary, "--to", self.file_repo(),
+                              "--snapshots", env=self.class_s3_env(), expect=2)
+        self.assertIn("--to-region", result.stderr)
 
     def test_drill_rejects_rds_scratch(self):
         result = self.stowage("drill", "--repo", self.file_repo(), "--key", self.escrow_key,

@@ -533,6 +533,8 @@ class DrTest(StowageTestCase):
         primary, _ = self.primary_repo()
         replica, _ = self.replica_repo()
         self.backup_app(primary)
+        # Start times have whole seconds: the newer backup must start later.
+        time.sleep(1.1)
         backup_id = self.backup_app(primary)
         self.replicate(primary, replica)
         manifest = self.show_json(replica, backup_id, env=self.replica_env())

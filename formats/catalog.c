@@ -87,6 +87,10 @@ static void apply_verification(struct catalog *catalog, const char *key)
 
         if (manifest_dir_len != dir_len || strncmp(entry->manifest_key, key, dir_len) != 0)
             continue;
+        /* A passed storage check does not make a backup verified, but a
+         * failed one means it would not restore. */
+        if (strcmp(result, "checkpassed") == 0)
+            return;
         entry->last_verified_at = timegm(&parts);
         entry->last_verification_passed = strcmp(result, "passed") == 0;
         entry->verification_count++;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "formats/rowdigest.h"
 #include "pg/pgtools.h"
@@ -569,9 +570,13 @@ static int check_relations(struct verify_run *run, stow_error *err)
 {
     const struct dumpscan_contents *expected = run->expected;
 
-    for (size_t i = 0; i < expected->table_count; i++)
+    for (size_t i = 0; i < expected->table_count; i++) {
+        /* Checked between tables: a COPY in progress runs to its end. */
+        if (stow_interrupted())
+            return stow_fail_interrupted(err, "the verification");
         if (check_table(run, &expected->tables[i], err) != 0)
             return -1;
+    }
     for (size_t i = 0; i < expected->sequence_count; i++)
         if (check_sequence(run, &expected->sequences[i], err) != 0)
             return -1;

@@ -136,18 +136,23 @@ int report_store(const struct report *report, storage *store, const struct manif
     char *text = report_text(report, err);
     struct tm utc;
     time_t now = time(NULL);
+    int passed;
+    int storage_check;
     int rc;
 
     if (text == NULL)
         return -1;
     gmtime_r(&now, &utc);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    /* The outcome is part of the key so a listing shows it without a read. */
-    snprintf(key, sizeof key, "%s/%s/%s/%s/%s-%s-%06x.json", CATALOG_BACKUPS_DIR,
+    /* The outcome is part of the key so a listing shows it without a read.
+     * A storage check is labelled apart: it proves the object, not that the
+     * backup restores. */
+    passed = strcmp(json_string_value(json_object_get(report->document, "result")), "passed") == 0;
+    storage_check = strcmp(json_string_value(json_object_get(report->document, "kind")),
+                           REPORT_KIND_STORAGE_CHECK) == 0;
+    snprintf(key, sizeof key, "%s/%s/%s/%s/%s-%s%s-%06x.json", CATALOG_BACKUPS_DIR,
              manifest->name, manifest->id, CATALOG_VERIFICATIONS_DIR, stamp,
-             strcmp(json_string_value(json_object_get(report->document, "result")), "passed") == 0
-                 ? "passed"
-                 : "failed",
+             storage_check ? "check" : "", passed ? "passed" : "failed",
              randombytes_uniform(0x1000000));
     rc = storage_put(store, key, text, strlen(text), &options, err);
     free(text);

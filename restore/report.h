@@ -10,6 +10,9 @@
 #include "manifest.h"
 #include "storage/storage.h"
 
+/* Kind of the report of `stowage verify` without a restore. */
+#define REPORT_KIND_STORAGE_CHECK "storage check"
+
 struct report {
     json_t *document;          /* owned */
     json_t *steps;             /* borrowed from document */

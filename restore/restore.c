@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backup_reader.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "dbverify.h"
 #include "pg/pgtools.h"
@@ -142,10 +143,13 @@ static int verify_restored(struct restore_job *job, stow_error *err)
     report_set(&job->report, "verification",
                json_pack("{s:b, s:I, s:o}", "passed", count == 0, "difference_count",
                          (json_int_t)count, "differences", differences));
-    if (count > 0)
+    if (count > 0) {
+        dbverify_print_differences(differences);
         return stow_fail(err, STOW_EXIT_VERIFY,
-                         "the restored database differs from backup %s in %zu places "
-                         "(see the report)", job->manifest->id, count);
+                         "the restored database differs from backup %s in %zu place%s "
+                         "(listed above and in the report)",
+                         job->manifest->id, count, count == 1 ? "" : "s");
+    }
     stow_log_info("verified: the restored database matches backup %s", job->manifest->id);
     return 0;
 }
@@ -170,31 +174,45 @@ static void finish_scratch(struct restore_job *job)
     scratch_local_remove(&job->scratch);
 }
 
+/* Starts the next step unless SIGINT or SIGTERM arrived. */
+static int begin_step(struct restore_job *job, const char *step, stow_error *err)
+{
+    if (stow_interrupted())
+        return stow_fail_interrupted(err, "the restore");
+    report_step_begin(&job->report, step);
+    return 0;
+}
+
 static int run_steps(struct restore_job *job, stow_error *err)
 {
     const struct restore_options *options = job->options;
 
-    report_step_begin(&job->report, "open-key");
+    if (begin_step(job, "open-key", err) != 0)
+        return -1;
     if (backup_open_data_key(job->manifest, options->secret_key_path, options->passphrase_file,
                              &job->data_key, err) != 0)
         return -1;
 
     if (options->scratch_local) {
-        report_step_begin(&job->report, "scratch-create");
+        if (begin_step(job, "scratch-create", err) != 0)
+            return -1;
         if (prepare_scratch(job, err) != 0)
             return -1;
     }
 
-    report_step_begin(&job->report, "connect");
+    if (begin_step(job, "connect", err) != 0)
+        return -1;
     if (connect_target(job, err) != 0)
         return -1;
 
-    report_step_begin(&job->report, "restore");
+    if (begin_step(job, "restore", err) != 0)
+        return -1;
     if (restore_stream(job, err) != 0)
         return -1;
 
     if (options->verify) {
-        report_step_begin(&job->report, "verify");
+        if (begin_step(job, "verify", err) != 0)
+            return -1;
         if (verify_restored(job, err) != 0)
             return -1;
     }

@@ -63,20 +63,34 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
     uint8_t *data_key = NULL;
     int rc;
 
+    struct report report;
+    stow_error store_err = {0};
+
     if (backup_open_data_key(manifest, secret_key_path, passphrase_file, &data_key, err) != 0)
         return -1;
+    report_begin(&report, REPORT_KIND_STORAGE_CHECK, manifest);
+    report_step_begin(&report, "read");
     rc = backup_reader_run(store, manifest, data_key, count_member, &tally, &stats, err);
     backup_data_key_free(data_key);
     if (rc == 0)
         rc = check_dump_size(manifest, &tally, err);
-    if (rc != 0) {
+    if (rc != 0)
         stow_error_prefix(err, "backup %s failed verification", manifest->id);
+
+    /* Only data problems are recorded; an interrupted or unreachable check
+     * says nothing about the backup. */
+    report_finish(&report, err);
+    if ((rc == 0 || err->exit_code == STOW_EXIT_VERIFY) &&
+        report_store(&report, store, manifest, &store_err) != 0)
+        stow_log_warn("could not record the storage check in the catalog: %s", store_err.message);
+    report_free(&report);
+    if (rc != 0)
         return -1;
-    }
-    printf("backup %s verified: %zu parts and their SHA-256, %llu stored bytes, decryption "
-           "and decompression to the end, %llu archive members, archive digest (%.1f s)\n",
+    printf("backup %s verified: %zu parts and their SHA-256, %llu stored bytes, %s"
+           "decompression to the end, %llu archive members, archive digest (%.1f s)\n",
            manifest->id, manifest->parts.count, (unsigned long long)stats.stored_bytes,
-           (unsigned long long)tally.members, stats.total_seconds);
+           manifest->encrypted ? "decryption and " : "", (unsigned long long)tally.members,
+           stats.total_seconds);
     return 0;
 }
 
@@ -123,7 +137,36 @@ struct extract_target {
     int file_fd;
     char current[256];
     uint64_t files;
+    char **created;       /* names of the files this run created, for removal */
+    size_t created_capacity;
 };
+
+static int remember_created(struct extract_target *target, const char *name)
+{
+    if (target->files == target->created_capacity) {
+        size_t capacity = target->created_capacity == 0 ? 16 : target->created_capacity * 2;
+        char **grown = realloc(target->created, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return -1;
+        target->created = grown;
+        target->created_capacity = capacity;
+    }
+    target->created[target->files] = strdup(name);
+    return target->created[target->files] == NULL ? -1 : 0;
+}
+
+/* A failed extract removes what it wrote: a short last segment must not
+ * pass for a complete dump. */
+static void remove_created(struct extract_target *target, int remove_files)
+{
+    for (size_t i = 0; i < target->files; i++) {
+        if (remove_files)
+            unlinkat(target->dir_fd, target->created[i], 0);
+        free(target->created[i]);
+    }
+    free(target->created);
+}
 
 static int open_member_file(struct extract_target *target, const char *name, stow_error *err)
 {
@@ -136,8 +179,14 @@ static int open_member_file(struct extract_target *target, const char *name, sto
     /* O_NOFOLLOW and O_EXCL: a planted link or file cannot redirect a write. */
     target->file_fd = openat(target->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
                                                        O_CLOEXEC, 0600);
-    if (target->file_fd < 0)
-        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", name);
+    if (target->file_fd < 0) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", name);
+        if (errno == EEXIST)
+            stow_error_hint(err, "extract into an empty or new directory");
+        return -1;
+    }
+    if (remember_created(target, name) != 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     target->files++;
     return 0;
 }
@@ -170,7 +219,7 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
                     const char *secret_key_path, const char *passphrase_file,
                     const char *directory, stow_error *err)
 {
-    struct extract_target target = {-1, -1, "", 0};
+    struct extract_target target = {-1, -1, "", 0, NULL, 0};
     struct backup_read_stats stats;
     uint8_t *data_key = NULL;
     int rc;
@@ -187,6 +236,7 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
                                err);
     if (target.file_fd >= 0 && close(target.file_fd) != 0 && rc == 0)
         rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", target.current);
+    remove_created(&target, rc != 0);
     close(target.dir_fd);
     backup_data_key_free(data_key);
     if (rc == 0)

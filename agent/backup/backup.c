@@ -208,6 +208,10 @@ int backup_run(storage *store, const struct backup_options *options,
      * commit beside the run that took it. */
     if (catalog_lock_check(lock, err) != 0)
         goto cleanup;
+    if (stow_interrupted()) {
+        stow_fail_interrupted(err, "the backup, before its manifest was written");
+        goto cleanup;
+    }
     job.finished_at = time(NULL);
     clock_gettime(CLOCK_MONOTONIC, &end);
     job.seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;

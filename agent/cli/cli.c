@@ -29,7 +29,7 @@ static const struct command commands[] = {
     {"verify", cmd_verify, "check a stored backup, or compare a database with one"},
     {"extract", cmd_extract, "write a backup's archive members as plain files"},
     {"snapshot", cmd_snapshot, "create, list, copy and expire RDS snapshots"},
-    {"replicate", cmd_replicate, "copy backups to a replica repository, checked"},
+    {"replicate", cmd_replicate, "copy backups and RDS snapshots to a replica, checked"},
     {"dr", cmd_dr, "show how far a replica is behind and the RPO it offers (dr status)"},
     {"drill", cmd_drill, "restore the newest backup of a replica, verified, with RPO and RTO"},
     {"hold", cmd_hold, "keep a backup from expiring"},
@@ -53,6 +53,23 @@ static void print_usage(FILE *out)
                  "8 wrong key or passphrase, 130 interrupted.\n");
 }
 
+/* Keeps a private copy of each argument and masks passwords in the
+ * original strings, which the process list (/proc/PID/cmdline) shows. */
+static void hide_argument_passwords(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        char *copy;
+
+        if (strstr(argv[i], "://") == NULL && strcasestr(argv[i], "password") == NULL)
+            continue;
+        copy = strdup(argv[i]);
+        if (copy == NULL)
+            continue;
+        stow_redact_passwords(argv[i]);
+        argv[i] = copy;
+    }
+}
+
 int cli_main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -61,6 +78,7 @@ int cli_main(int argc, char **argv)
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     stow_interrupt_install();
+    hide_argument_passwords(argc, argv);
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

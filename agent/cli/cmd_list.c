@@ -240,6 +240,10 @@ int cmd_show(int argc, char **argv)
                               "2026-12-04T04:00:00+01:00");
         return cli_finish(&err);
     }
+    if (spec_count > 0 && cli.at != NULL) {
+        cli_usage_error(&err, "show", "give BACKUP or --at TIME, not both");
+        return cli_finish(&err);
+    }
     if (spec_count == 0 && at == 0) {
         cli_usage_error(&err, "show", "name the backup: an id, latest, or --at TIME");
         return cli_finish(&err);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "cli/cli.h"
@@ -163,6 +164,33 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
     }
     if (spec_count == 0 && *at == 0 && !cli->all)
         return cli_usage_error(err, cli->command, "name the backup: an id, latest, or --at TIME");
+    if (spec_count > 0 && cli->at_text != NULL)
+        return cli_usage_error(err, cli->command, "give BACKUP or --at TIME, not both");
+    return 0;
+}
+
+/* Fails before anything is restored when the report could not be written. */
+static int check_report_path(const char *path, stow_error *err)
+{
+    char directory[4096];
+    char *slash;
+
+    if (path == NULL)
+        return 0;
+    snprintf(directory, sizeof directory, "%s", path);
+    slash = strrchr(directory, '/');
+    if (slash == NULL)
+        snprintf(directory, sizeof directory, ".");
+    else if (slash == directory)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(directory, W_OK | X_OK) != 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "cannot write the report %s: directory %s is missing "
+                                        "or not writable", path, directory);
+        stow_error_hint(err, "create the directory or choose another --report path");
+        return -1;
+    }
     return 0;
 }
 
@@ -211,7 +239,8 @@ int cmd_restore(int argc, char **argv)
         fputs(restore_usage, stdout);
         return STOW_EXIT_OK;
     }
-    if (rc != 0 || check_restore_target(&cli, &err) != 0)
+    if (rc != 0 || check_restore_target(&cli, &err) != 0 ||
+        check_report_path(cli.restore.report_path, &err) != 0)
         return cli_finish(&err);
     cli.restore.scratch_local = cli.scratch != NULL;
 
@@ -242,12 +271,16 @@ static int verify_all(storage *store, const struct read_cli *cli, stow_error *er
             failed++;
         }
     }
-    printf("%zu of %zu backups verified%s\n", catalog.count - failed, catalog.count,
-           catalog.broken ? "; some manifests were invalid (see the log)" : "");
+    size_t total = catalog.count;
+    size_t broken = catalog.broken;
+
+    printf("%zu of %zu backups verified%s\n", total - failed, total,
+           broken ? "; some manifests were invalid (see the log)" : "");
     catalog_free(&catalog);
-    if (failed > 0 || catalog.broken > 0)
+    if (failed > 0 || broken > 0)
         return stow_fail(err, first.exit_code ? first.exit_code : STOW_EXIT_VERIFY,
-                         "%zu backups failed verification", failed + catalog.broken);
+                         "%zu backups failed verification and %zu manifests are invalid",
+                         failed, broken);
     return 0;
 }
 

@@ -56,6 +56,13 @@ void stow_error_hint(stow_error *err, const char *fmt, ...) STOW_PRINTF(2, 3);
 /* Prepends "CONTEXT: " to the recorded message, for context on the way up. */
 void stow_error_prefix(stow_error *err, const char *fmt, ...) STOW_PRINTF(2, 3);
 
+/* Masks passwords in text, in place: the password of a URI's user
+ * information ("scheme://user:PASSWORD@host") and the value of a
+ * "password=VALUE" conninfo keyword become "*****" (or shorter, so the text
+ * never grows). Every recorded error and every log line passes through it,
+ * because libpq and argument errors quote connection strings verbatim. */
+void stow_redact_passwords(char *text);
+
 /* Returns 1 when an error is recorded. */
 int stow_error_is_set(const stow_error *err);
 

@@ -131,6 +131,7 @@ void stow_log(enum stow_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    stow_redact_passwords(message);
     format_time(time_text, sizeof time_text);
 
     pthread_mutex_lock(&log_mutex);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 
 extern char **environ;
@@ -38,15 +39,36 @@ int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *conte
     return stow_fail(err, exit_code, "%s: %s", context, message);
 }
 
+/* A connection string libpq cannot parse is bad usage, not an outage. */
+static int check_conninfo_syntax(const char *conninfo, stow_error *err)
+{
+    char *parse_error = NULL;
+    PQconninfoOption *options = PQconninfoParse(conninfo, &parse_error);
+
+    if (options != NULL) {
+        PQconninfoFree(options);
+        return 0;
+    }
+    stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
+              parse_error != NULL ? parse_error : "out of memory");
+    stow_error_hint(err, "use a libpq URI (postgresql://user@host:port/dbname) or "
+                         "key=value pairs (host=... dbname=...)");
+    PQfreemem(parse_error);
+    return -1;
+}
+
 int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err)
 {
-    PGconn *conn = PQconnectdb(conninfo != NULL ? conninfo : "");
+    PGconn *conn;
 
     *out = NULL;
+    if (conninfo != NULL && check_conninfo_syntax(conninfo, err) != 0)
+        return -1;
+    conn = PQconnectdb(conninfo != NULL ? conninfo : "");
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         pgtools_fail(err, STOW_EXIT_DATABASE, conn, "connecting to the database failed");
-        stow_error_hint(err, "check --db (a libpq URI or key=value string), the PG* "
-                             "variables and .pgpass");
+        stow_error_hint(err, "check the connection string (a libpq URI or key=value "
+                             "string), the PG* variables and .pgpass");
         PQfinish(conn);
         return -1;
     }
@@ -379,10 +401,17 @@ int pgtools_wait(struct pg_child *child, stow_error *err)
 {
     char tail[PGTOOLS_STDERR_TAIL];
     int status = 0;
+    int interrupted = 0;
 
     close_fd(&child->stdin_fd);
-    while (child->pid > 0 && waitpid(child->pid, &status, 0) < 0) {
-        if (errno != EINTR)
+    while (child->pid > 0) {
+        /* Stop the child on SIGINT or SIGTERM: pg_restore then rolls back
+         * its single transaction instead of committing after we leave. */
+        if (stow_interrupted() && !interrupted) {
+            interrupted = 1;
+            kill(-child->pid, SIGTERM);
+        }
+        if (waitpid(child->pid, &status, 0) >= 0 || errno != EINTR)
             break;
     }
     child->pid = -1;
@@ -390,6 +419,8 @@ int pgtools_wait(struct pg_child *child, stow_error *err)
     pgtools_stderr_tail(child, tail, sizeof tail);
     pthread_mutex_destroy(&child->stderr_mutex);
 
+    if (interrupted)
+        return stow_fail_interrupted(err, child->name);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFSIGNALED(status))

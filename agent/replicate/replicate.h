@@ -43,7 +43,7 @@
 #include "common/error.h"
 #include "storage/storage.h"
 
-/* What a run did with one backup. REPLICATE_REUSED means that a complete
+/* The outcome for one backup. REPLICATE_REUSED means that a complete
  * object left by an earlier run passed the check, so only the manifest was
  * written. */
 enum replicate_action {

@@ -28,7 +28,7 @@ struct snapshot_replicate_options {
     storage *replica;         /* records the copies' manifests; NULL: no record */
 };
 
-/* What a run did with one snapshot that Stowage owns. */
+/* The outcome for one snapshot that Stowage owns. */
 struct snapshot_replicate_item {
     char id[RDS_ID_MAX];        /* the snapshot in the source region */
     char copy_id[RDS_ID_MAX];   /* its copy in the target region */

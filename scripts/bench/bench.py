@@ -77,6 +77,7 @@ class Bench:
         self.env = benchlib.client_environment(cluster, moto, self.child_log)
         self.key = os.path.join(workdir, "bench.key")
         self.server = benchlib.ServerMeter(cluster.pid)
+        self.moto_meter = benchlib.ServerMeter(moto.pid)
         self.results = []
 
     def tool(self, name):
@@ -204,6 +205,7 @@ class Bench:
         self.child_log.collect()
         stderr_path = os.path.join(self.workdir, "case-%s-%s-%d.stderr" % (dataset.name, case, round_number))
         self.server.start()
+        self.moto_meter.start()
         pressure = benchlib.cpu_pressure_total()
         load = os.getloadavg()[0]
         result = benchlib.run_pipeline(commands, self.env, stderr_path=stderr_path, timeout=self.options.timeout,
@@ -211,11 +213,13 @@ class Bench:
         if pressure is not None:
             pressure = (benchlib.cpu_pressure_total() - pressure) / 1e6 / result["wall"]
         result["server_cpu"] = self.server.stop()
+        result["moto_cpu"] = self.moto_meter.stop()
         failed = [process for process in result["processes"] if process["status"] != 0]
         record = {
             "dataset": dataset.name, "case": case, "round": round_number, "wall": result["wall"],
             "processes": result["processes"], "children": result["children"],
             "server_cpu": result["server_cpu"], "scratch_server_cpu": result["scratch_server_cpu"],
+            "moto_cpu": result["moto_cpu"],
             "command": [" ".join(command) for command in commands],
             "error": None, "warning": result["warning"], "cpu_pressure": pressure, "load": load,
         }
@@ -361,6 +365,9 @@ def dataset_report(dataset, cases, results):
             if scratch:
                 text += "; scratch server %.2f s" % median(scratch)
             text += "; server backends %.2f s" % median([run["server_cpu"] for run in runs])
+            moto = [run["moto_cpu"] for run in runs if run.get("moto_cpu") is not None]
+            if moto and median(moto) >= 0.05:
+                text += "; moto_server %.2f s" % median(moto)
             breakdown_rows.append([case, text])
     lines.append(benchlib.markdown_table(["case", "processes"], breakdown_rows, ["---", "---"]))
 
@@ -405,7 +412,8 @@ def build_report(options, facts, versions, datasets, cases, results, started, fi
     lines.append("MB/s is the uncompressed custom-format dump size (10^6 bytes) divided by the median wall "
                  "time. Client CPU s is user+system time of every client process (stowage with the "
                  "programs it starts, or every process of the pipeline); server CPU s is the time of the "
-                 "benchmark's PostgreSQL server and, in case 8, of the scratch server. Peak RSS is the "
+                 "benchmark's PostgreSQL server and, in case 8, of the scratch server; moto_server's CPU time (a "
+                 "Python process, which competes for the same CPUs) is listed per process only. Peak RSS is the "
                  "largest of the runs, for stowage or else the largest process of the pipeline. CPU pressure "
                  "is the median share of the wall time in which some runnable task on the machine waited "
                  "for a CPU (`/proc/pressure/cpu`, \"some\"): other work on the machine, or the case's own "

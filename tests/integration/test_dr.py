@@ -30,8 +30,8 @@ class DrTest(StowageTestCase):
             "CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note "
             "FROM generate_series(1, 5000) g;"
             "CREATE SEQUENCE order_ids START 100;", db="app")
-        # Random hex compresses to about half: some 10 MB stored, so about
-        # 150 parts of 64 KiB.
+        # Random hex compresses to about half: about 11 MB stored in some
+        # 170 parts of 64 KiB.
         cls.cluster.createdb("big")
         cls.cluster.psql(
             "CREATE TABLE samples AS SELECT g AS id, md5(random()::text) || md5(random()::text)"

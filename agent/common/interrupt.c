@@ -1,26 +1,68 @@
-/* Signal flag for SIGINT and SIGTERM. */
+/* SIGINT and SIGTERM handling with a dedicated signal thread.
+ *
+ * Both signals are blocked in every thread (the mask is set before any
+ * other thread starts, and threads inherit it), so no worker thread of
+ * ours, libcurl's or zstd's can swallow one. The signal thread waits for
+ * them with sigtimedwait, records the signal, and then keeps sending
+ * SIGUSR1 to the main thread every 100 ms; SIGUSR1's handler does nothing
+ * and is installed without SA_RESTART, so a blocking read, write or waitpid
+ * in the main thread returns EINTR and the caller sees stow_interrupted().
+ * Repeating the wake-up closes the race of a signal that arrives just
+ * before the main thread enters a blocking call. */
 #include "common/interrupt.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 static volatile sig_atomic_t received_signal;
+static pthread_t main_thread;
 
-static void record_signal(int signum)
+static void wake_main_thread(int signum)
 {
-    received_signal = signum;
+    (void)signum;
+}
+
+static void *wait_for_signals(void *argument)
+{
+    sigset_t wanted;
+    struct timespec interval = {0, 100 * 1000 * 1000};
+
+    (void)argument;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGINT);
+    sigaddset(&wanted, SIGTERM);
+    for (;;) {
+        int signum = sigtimedwait(&wanted, NULL, &interval);
+
+        if (signum > 0 && received_signal == 0)
+            received_signal = signum;
+        if (received_signal != 0)
+            pthread_kill(main_thread, SIGUSR1);
+    }
+    return NULL;
 }
 
 void stow_interrupt_install(void)
 {
     struct sigaction action;
+    sigset_t blocked;
+    pthread_t thread;
 
+    main_thread = pthread_self();
     memset(&action, 0, sizeof action);
-    action.sa_handler = record_signal;
+    action.sa_handler = wake_main_thread;
     sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGUSR1, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+    if (pthread_create(&thread, NULL, wait_for_signals, NULL) == 0)
+        pthread_detach(thread);
 }
 
 int stow_interrupted(void)

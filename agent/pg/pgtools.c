@@ -331,9 +331,22 @@ static int start_process(const char *path, char *const argv[], struct env_list *
      * whatever it started (a wrapper script's pipeline, for example). */
     posix_spawnattr_t attributes;
 
+    sigset_t no_signals;
+    sigset_t default_signals;
+
+    /* The child starts with no blocked signals and default dispositions:
+     * stowage blocks SIGINT and SIGTERM and ignores SIGPIPE, and a child
+     * would inherit both. */
+    sigemptyset(&no_signals);
+    sigemptyset(&default_signals);
+    sigaddset(&default_signals, SIGPIPE);
+    sigaddset(&default_signals, SIGUSR1);
     posix_spawnattr_init(&attributes);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                              POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setpgroup(&attributes, 0);
+    posix_spawnattr_setsigmask(&attributes, &no_signals);
+    posix_spawnattr_setsigdefault(&attributes, &default_signals);
     rc = posix_spawn(pid, path, &actions, &attributes, argv, env->entries);
     posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);

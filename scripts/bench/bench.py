@@ -354,7 +354,7 @@ def dataset_report(dataset, cases, results):
         lines.append("")
 
     lines.append("Per process (median CPU s, largest peak RSS; `~` marks a peak RSS sampled from /proc "
-                 "every 50 ms where wait4() could not separate stowage from its children):")
+                 "every 50 ms where /usr/bin/time could not separate stowage from its children):")
     lines.append("")
     breakdown_rows = []
     for case in cases:

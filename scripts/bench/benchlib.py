@@ -5,7 +5,7 @@
   each of them under /usr/bin/time, so their CPU time and peak RSS are
   recorded apart from stowage's own.
 - run_pipeline: starts commands connected by pipes and measures each process
-  with wait4(): wall time, user and system CPU time, peak RSS.
+  under /usr/bin/time: wall time, user and system CPU time, peak RSS.
 - ServerMeter: CPU time that a PostgreSQL server (postmaster, backends and
   background processes) spent during a case, read from /proc.
 - Report helpers: machine and tool versions, Markdown tables, replacing a
@@ -430,7 +430,7 @@ def read_time_output(path):
 
 
 def _wait_with_deadline(process, deadline):
-    """wait4() the process; on the deadline raise PipelineError (the caller stops the pipeline)."""
+    """Wait for the process, polling every 5 ms; past the deadline raise PipelineError."""
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid == process.pid:

@@ -136,7 +136,7 @@ def build_report(options, facts, versions, records, started, finished):
     lines.append("Peak RSS of the stowage process alone (largest over the rounds), beside the bound of "
                  "64 MiB + 16 MiB x 4 parts in flight = %d MiB and the stricter %d MiB target. `~` marks a "
                  "figure sampled from /proc every 50 ms, used where a child's peak hid stowage's own in "
-                 "wait4()." % (DESIGN_BOUND_MIB, TARGET_MIB))
+                 "the figures of /usr/bin/time." % (DESIGN_BOUND_MIB, TARGET_MIB))
     lines.append("")
     header = ["pgbench scale or dataset", "database MB", "step", "backup object MB (parts)", "wall s",
               "stowage peak RSS MiB", "largest child (peak RSS MiB)", "within %d MiB" % DESIGN_BOUND_MIB,

@@ -19,7 +19,7 @@
 #
 # Stowage's own peak RSS is told apart from pg_dump's and pg_restore's by
 # running those under /usr/bin/time through STOWAGE_PG_BINDIR wrappers.
-# The default run takes about 25 minutes on 2 CPUs.
+# The default run takes about 10 minutes on 2 CPUs.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -247,6 +247,55 @@ class RestoreTest(StowageTestCase):
         self.assertEqual("restore", data["failed_step"])
         self.assertEqual([], os.listdir(scratch_parent))
 
+    def test_sigterm_while_pg_restore_waits_rolls_back(self):
+        self.cluster.createdb("sigterm_target")
+        # An open transaction that created the same schema makes pg_restore
+        # wait on the unique index of pg_namespace, mid-transaction.
+        blocker = subprocess.Popen(
+            [self.cluster.tool("psql"), "-X", "-q", "-d", self.cluster.conninfo("sigterm_target")],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+            env=self.cluster.client_environment())
+        blocker.stdin.write('BEGIN; CREATE SCHEMA "Sales Data";\n')
+        blocker.stdin.flush()
+        try:
+            process = subprocess.Popen(
+                [stowage_binary(), "restore", "--repo", self.repo, self.backup_id, "--key",
+                 self.key, "--target", self.cluster.conninfo("sigterm_target")],
+                env=stowage_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True)
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                rows = self.cluster.query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'sigterm_target' "
+                    "AND application_name = 'pg_restore' AND wait_event_type = 'Lock'")
+                if rows[0][0] != "0":
+                    break
+                time.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            blocker.stdin.write("ROLLBACK;\n")
+            blocker.stdin.close()
+            blocker.wait(timeout=30)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
+        tables = self.cluster.query("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                                    "('pg_catalog', 'information_schema')", db="sigterm_target")
+        self.assertEqual("0", tables[0][0])
+
+    def test_password_in_bad_uri_is_masked(self):
+        secret = "Pw-%s" % os.urandom(6).hex()
+        uri = "postgresql://postgres:%s@[127.0.0.1:%d/hard" % (secret, self.cluster.port)
+        result = self.stowage("restore", "--repo", self.repo, "latest", "--key", self.key,
+                              "--target", uri, expect=2)
+        self.assertIn("invalid connection string", result.stderr)
+        self.assertNotIn(secret, result.stdout + result.stderr)
+
+    def test_backup_and_at_together_are_rejected(self):
+        result = self.stowage("verify", "--repo", self.repo, self.backup_id, "--at",
+                              "2030-01-01T00:00:00Z", "--key", self.key, expect=2)
+        self.assertIn("not both", result.stderr)
+
     def test_wrong_passphrase_is_rejected(self):
         protected = os.path.join(self.workdir, "protected.key")
         passphrase = os.path.join(self.workdir, "passphrase")

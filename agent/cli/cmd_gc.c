@@ -21,7 +21,10 @@ enum {
 #define OLDER_THAN_DEFAULT (24 * 3600)
 
 static const char usage[] =
-    "Usage: stowage gc --repo URL [--older-than DURATION] [--dry-run] [--json]\n\n"
+    "Usage: stowage gc --repo URL [--older-than DURATION] [--dry-run] [--json]\n"
+    "       stowage gc --scratch [--rds-region R] [--dry-run]\n\n"
+    "With --scratch: deletes RDS scratch instances past their stowage:expires-at\n"
+    "tag (see stowage snapshot gc-scratch --help); nothing else.\n\n"
     "Removes what failed or interrupted runs left under backups/: data objects\n"
     "and verification reports of backups without a manifest, and unfinished\n"
     "uploads (S3 multipart uploads, hidden temporary files on file://).\n"
@@ -142,6 +145,27 @@ static void print_json(const struct gc_result *result, const struct gc_options *
     json_decref(document);
 }
 
+/* `gc --scratch` removes expired RDS scratch instances instead of
+ * repository leftovers: the same work as `snapshot gc-scratch`. */
+static int run_scratch_gc(int argc, char **argv)
+{
+    char **forwarded = calloc((size_t)argc + 2, sizeof *forwarded);
+    int count = 0;
+    int rc;
+
+    if (forwarded == NULL)
+        return STOW_EXIT_FAILURE;
+    forwarded[count++] = "snapshot";
+    forwarded[count++] = "gc-scratch";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scratch") != 0)
+            forwarded[count++] = argv[i];
+    }
+    rc = cmd_snapshot(count, forwarded);
+    free(forwarded);
+    return rc;
+}
+
 int cmd_gc(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -157,6 +181,11 @@ int cmd_gc(int argc, char **argv)
     stow_error err = {0};
     storage *store = NULL;
     int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scratch") == 0)
+            return run_scratch_gc(argc, argv);
+    }
 
     memset(&cli, 0, sizeof cli);
     cli_common_init(&cli.common);

@@ -565,6 +565,9 @@ class ScratchRestoreTest(RdsTestCase):
 
         dry = self.snapshot("gc-scratch", "--dry-run").stdout
         self.assertRegex(dry, r"stowage-scratch-old .* would delete")
+        dry = self.stowage("gc", "--scratch", "--dry-run", "--poll-interval", "1s",
+                           env=self.env(None)).stdout
+        self.assertRegex(dry, r"stowage-scratch-old .* would delete")
         self.assertEqual(["stowage-scratch-new", "stowage-scratch-old"], sorted(self.scratch_instances()))
         out = self.snapshot("gc-scratch").stdout
         self.assertRegex(out, r"stowage-scratch-old .* deleted")

@@ -77,8 +77,8 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
     if (rc != 0)
         stow_error_prefix(err, "backup %s failed verification", manifest->id);
 
-    /* Only data problems are recorded; an interrupted or unreachable check
-     * says nothing about the backup. */
+    /* Only data problems are recorded, because an interrupted or unreachable
+     * check tells nothing about the backup. */
     report_finish(&report, err);
     if ((rc == 0 || err->exit_code == STOW_EXIT_VERIFY) &&
         report_store(&report, store, manifest, &store_err) != 0)

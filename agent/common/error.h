@@ -5,8 +5,9 @@
  * after filling the caller's struct stow_error. The first failure recorded
  * wins; callers add context with stow_error_prefix() on the way up. No
  * function exits the process, so every caller can still abort an upload or
- * remove a scratch instance. Messages never contain secrets: the code that
- * knows a value is secret redacts it before it reaches an error. */
+ * remove a scratch instance. Passwords in connection strings are masked
+ * when a message is recorded (stow_redact_passwords), and code that handles
+ * other secrets keeps them out of messages. */
 #ifndef STOWAGE_ERROR_H
 #define STOWAGE_ERROR_H
 

@@ -3,10 +3,10 @@
  * Both signals are blocked in every thread (the mask is set before any
  * other thread starts, and threads inherit it), so no worker thread of
  * ours, libcurl's or zstd's can swallow one. The signal thread waits for
- * them with sigtimedwait, records the signal, and then keeps sending
- * SIGUSR1 to the main thread every 100 ms; SIGUSR1's handler does nothing
- * and is installed without SA_RESTART, so a blocking read, write or waitpid
- * in the main thread returns EINTR and the caller sees stow_interrupted().
+ * them with sigtimedwait, records the signal, and then sends SIGUSR1 to
+ * the main thread every 100 ms. SIGUSR1's handler does nothing and is
+ * installed without SA_RESTART, so a blocking read, write or waitpid in the
+ * main thread returns EINTR and the caller sees stow_interrupted().
  * Repeating the wake-up closes the race of a signal that arrives just
  * before the main thread enters a blocking call. */
 #include "common/interrupt.h"

@@ -43,7 +43,7 @@ int manifest_parse_time(const char *text, time_t *out)
     if (sscanf(text, "%4d-%2d-%2d%n", &year, &month, &day, &consumed) != 3)
         return -1;
     rest = text + consumed;
-    if (*rest == 'T' || *rest == ' ') {
+    if (*rest == 'T' || *rest == 't' || *rest == ' ') {
         int taken = 0;
 
         if (sscanf(rest + 1, "%2d:%2d%n", &hour, &minute, &taken) != 2)
@@ -77,7 +77,7 @@ int manifest_parse_time(const char *text, time_t *out)
         offset_seconds = sign * (offset_hours * 3600L + offset_minutes * 60L);
     }
     if (*rest != '\0' || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
-        minute > 59 || second > 60)
+        minute > 59 || second > 59)
         return -1;
 
     parts.tm_year = year - 1900;
@@ -86,7 +86,17 @@ int manifest_parse_time(const char *text, time_t *out)
     parts.tm_hour = hour;
     parts.tm_min = minute;
     parts.tm_sec = second;
-    *out = timegm(&parts) - offset_seconds;
+    *out = timegm(&parts);
+
+    /* timegm normalises February 30 into March 2: reject such dates. */
+    {
+        struct tm check;
+
+        gmtime_r(out, &check);
+        if (check.tm_mday != day || check.tm_mon != month - 1 || check.tm_sec != second)
+            return -1;
+    }
+    *out -= offset_seconds;
     return 0;
 }
 

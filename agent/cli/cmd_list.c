@@ -20,7 +20,7 @@ static const char list_usage[] =
 static const char show_usage[] =
     "Usage: stowage show --repo URL BACKUP [--name NAME] [--json]\n\n"
     "Shows one backup: BACKUP is a backup id or \"latest\"; --at TIME picks the\n"
-    "newest backup taken at or before TIME (RFC 3339, UTC or with an offset).\n\n"
+    "newest backup taken at or before TIME (RFC 3339; a time without an offset is UTC).\n\n"
     "Options:\n"
     "  --name NAME   catalog name, needed when the repository holds several\n"
     "  --at TIME     the newest backup at or before TIME\n"

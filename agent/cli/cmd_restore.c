@@ -32,7 +32,7 @@ enum {
 
 #define READ_HELP                                                                   \
     "Choosing the backup: BACKUP is a backup id or \"latest\"; --at TIME picks the\n" \
-    "newest backup taken at or before TIME (RFC 3339, in UTC or with an offset).\n" \
+    "newest backup taken at or before TIME (RFC 3339; a time without an offset is UTC).\n" \
     "  --name NAME              catalog name, when the repository holds several\n"   \
     "  --at TIME                newest backup at or before TIME\n"                   \
     "  --key SECFILE            secret key of a recipient (env STOWAGE_KEY)\n"       \

@@ -5,10 +5,10 @@ It starts a throwaway PostgreSQL server and moto_server on 127.0.0.1,
 creates two databases of about the same dump size (pgbench at --scale, and
 the real-estate dataset of scripts/bench/dataset), and runs every case
 --rounds times, rotating the order of the cases in each round. Each process
-of a case is measured on its own (wall time, user+system CPU time, peak
-RSS); so is every PostgreSQL program that stowage starts, through wrappers
-under /usr/bin/time. The Markdown report replaces the marked section of
---out.
+of a case is measured on its own: wall time, user+system CPU time and peak
+RSS. Wrappers under /usr/bin/time measure every PostgreSQL program that
+stowage starts in the same way. The Markdown report replaces the marked
+section of --out.
 """
 
 import argparse
@@ -155,6 +155,7 @@ class Bench:
         stowage_restore = [self.stowage, "restore", "--repo", self.s3_url(dataset.name + "-restore"), "latest",
                            "--key", self.key]
         zstd = ["zstd", "-q", "-3", "-T2"]
+
         if case == "1":
             return [pg_dump], {}
         if case == "1b":
@@ -204,6 +205,7 @@ class Bench:
         self.before_case(case, dataset)
         self.child_log.collect()
         stderr_path = os.path.join(self.workdir, "case-%s-%s-%d.stderr" % (dataset.name, case, round_number))
+
         self.server.start()
         self.moto_meter.start()
         pressure = benchlib.cpu_pressure_total()
@@ -214,6 +216,7 @@ class Bench:
             pressure = (benchlib.cpu_pressure_total() - pressure) / 1e6 / result["wall"]
         result["server_cpu"] = self.server.stop()
         result["moto_cpu"] = self.moto_meter.stop()
+
         failed = [process for process in result["processes"] if process["status"] != 0]
         record = {
             "dataset": dataset.name, "case": case, "round": round_number, "wall": result["wall"],
@@ -230,6 +233,7 @@ class Bench:
                 record["warning"] = "unexpected --json output: %r" % result["stdout"][:200]
         if case in ("7", "8"):
             record["report"] = result["stdout"]
+
         if failed:
             record["error"] = "%s exited with %s: %s" % (
                 ", ".join(process["name"] for process in failed),
@@ -240,6 +244,7 @@ class Bench:
             log("%s case %-2s round %d: %6.2f s" % (dataset.name, case, round_number, result["wall"]))
         if record["warning"]:
             log("warning: " + record["warning"])
+
         self.after_case(case, dataset)
         self.results.append(record)
         if self.options.json:
@@ -402,6 +407,7 @@ def build_report(options, facts, versions, datasets, cases, results, started, fi
                  % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), (finished - started) / 60,
                     options.rounds, " ".join(sys.argv[1:]) or "(defaults)"))
     lines.append("")
+
     lines.append(benchlib.versions_markdown(facts, versions))
     lines.append("- Load average at the end: %.2f (other work on the machine shows up as noise)"
                  % os.getloadavg()[0])
@@ -410,10 +416,11 @@ def build_report(options, facts, versions, datasets, cases, results, started, fi
                  % ", ".join("`%s=%s`" % item for item in benchlib.SERVER_SETTINGS.items()))
     lines.append("")
     lines.append("MB/s is the uncompressed custom-format dump size (10^6 bytes) divided by the median wall "
-                 "time. Client CPU s is user+system time of every client process (stowage with the "
-                 "programs it starts, or every process of the pipeline); server CPU s is the time of the "
-                 "benchmark's PostgreSQL server and, in case 8, of the scratch server; moto_server's CPU time (a "
-                 "Python process, which competes for the same CPUs) is listed per process only. Peak RSS is the "
+                 "time. Client CPU s is the user+system time of every client process: stowage with the "
+                 "programs it starts, or every process of the pipeline. Server CPU s is the time of the "
+                 "benchmark's PostgreSQL server and, in case 8, of the scratch server. moto_server's CPU time "
+                 "is listed per process only, although this Python process competes for the same CPUs. "
+                 "Peak RSS is the "
                  "largest of the runs, for stowage or else the largest process of the pipeline. CPU pressure "
                  "is the median share of the wall time in which some runnable task on the machine waited "
                  "for a CPU (`/proc/pressure/cpu`, \"some\"): other work on the machine, or the case's own "
@@ -474,6 +481,9 @@ def main(argv=None):
     benchlib.find_stowage(options.stowage)
     benchlib.check_programs(["zstd", "aws", "moto_server", benchlib.TIME_PROGRAM])
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # A shell without job control starts background commands with SIGINT
+    # ignored, which Python keeps; Ctrl-C must still stop the run cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.time()
     facts = benchlib.machine_facts()
     workdir = tempfile.mkdtemp(prefix="stowage-bench-")
@@ -490,6 +500,7 @@ def main(argv=None):
         bench.datasets_by_name = {dataset.name: dataset for dataset in datasets}
         bench.prepare(datasets)
         bench.run_rounds(datasets, options.case_list)
+
         report = build_report(options, facts, versions, datasets, options.case_list, bench.results, started,
                               time.time())
         benchlib.replace_section(options.out, REPORT_MARKER, report)

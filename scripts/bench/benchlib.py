@@ -46,10 +46,10 @@ WRAPPED_PROGRAMS = ("pg_dump", "pg_dumpall", "pg_restore", "psql", "initdb", "pg
 LINKED_PROGRAMS = ("postgres",)
 
 # Settings of the benchmark's PostgreSQL server, on top of the harness's
-# (fsync, synchronous_commit and full_page_writes off). Autovacuum would
-# analyze restored tables in the background of the next case; a large
-# max_wal_size keeps checkpoints out of the middle of a restore, and each
-# case starts after an explicit CHECKPOINT.
+# (fsync, synchronous_commit and full_page_writes off). Autovacuum is off
+# because it would analyze restored tables in the background of the next
+# case. A large max_wal_size keeps checkpoints out of the middle of a
+# restore, and each case starts after an explicit CHECKPOINT.
 SERVER_SETTINGS = {
     "autovacuum": "off",
     "max_wal_size": "8GB",
@@ -107,7 +107,7 @@ def read_stat(pid):
         return None
     comm = text[text.index("(") + 1:text.rindex(")")]
     fields = text[text.rindex(")") + 2:].split()
-    # fields[0] is field 3 of proc(5): state; utime is field 14.
+    # fields[0] is field 3 of proc(5), the state, so utime (field 14) is fields[11].
     utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
     return comm, int(fields[1]), (utime + stime + cutime + cstime) / CLOCK_TICKS, fields[19], fields[0]
 
@@ -149,8 +149,9 @@ class ServerMeter:
     """CPU time of one PostgreSQL server between start() and stop().
 
     The postmaster reaps its backends, so their CPU time moves into its
-    cutime and cstime when they exit. stop() waits (up to 10 s) until the
-    backends that the case opened have exited, so that nothing is lost.
+    cutime and cstime when they exit. stop() waits up to 10 s for the
+    backends that the case opened to exit. A backend still running after
+    that is counted with the CPU time it has used so far.
     """
 
     def __init__(self, postmaster_pid):

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Measure the peak RSS of stowage backup and restore at several pgbench scales (the driver behind memory.sh).
 
-For each scale it creates a pgbench database (and, with --estate-mb, one
-real-estate database, whose compressed backup is large enough to keep
-several upload parts in flight), then runs with default settings: stowage backup to a file:// repository, stowage backup to moto
+For each scale it creates a pgbench database. With --estate-mb it also
+creates one real-estate database, whose compressed backup is large enough
+to keep several upload parts in flight. On each database it runs, with
+default settings: stowage backup to a file:// repository, stowage backup to moto
 S3, and stowage restore from each of them into an empty database. The
 peak RSS of stowage itself is reported apart from pg_dump's and
 pg_restore's (see benchlib.run_pipeline). The table replaces the marked
@@ -91,18 +92,22 @@ def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, k
     load_database(cluster, env, db, scale)
     cluster.psql("CHECKPOINT")
     size = int(cluster.psql("SELECT pg_database_size('%s')" % db))
+
     source = cluster.conninfo(db)
     target = cluster.conninfo(RESTORE_DB)
     file_repo = "file://" + os.path.join(workdir, "repo")
     s3_repo = "s3://%s/scale-%s" % (BUCKET, scale)
     os.makedirs(os.path.join(workdir, "repo"), exist_ok=True)
+    extra = options.backup_options.split()
     commands = {
         "backup-file": [stowage, "backup", "--repo", file_repo, "--db", source, "--recipient", key + ".pub",
-                        "--json"],
-        "backup-s3": [stowage, "backup", "--repo", s3_repo, "--db", source, "--recipient", key + ".pub", "--json"],
+                        "--json"] + extra,
+        "backup-s3": [stowage, "backup", "--repo", s3_repo, "--db", source, "--recipient", key + ".pub",
+                      "--json"] + extra,
         "restore-file": [stowage, "restore", "--repo", file_repo, "latest", "--key", key, "--target", target],
         "restore-s3": [stowage, "restore", "--repo", s3_repo, "latest", "--key", key, "--target", target],
     }
+
     records = []
     for round_number in range(1, options.rounds + 1):
         for step, _ in STEPS:
@@ -117,6 +122,8 @@ def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, k
                 scale, step, round_number, record["wall"], "" if record["rss_exact"] else "~",
                 record["stowage_rss_kib"] / 1024))
             records.append(record)
+
+        # The next round starts with empty repositories, and moto's memory stays small.
         shutil.rmtree(os.path.join(workdir, "repo"), ignore_errors=True)
         os.makedirs(os.path.join(workdir, "repo"))
         benchlib.delete_prefix(moto, BUCKET, "scale-%s/" % scale)
@@ -124,12 +131,43 @@ def run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, k
     return records
 
 
+def report_row(records, scale, step):
+    """Return the table row of one step at one scale, or None when it did not run."""
+    runs = [record for record in records if record["scale"] == scale and record["step"] == step]
+    good = [record for record in runs if record["error"] is None]
+    if not good:
+        if runs:
+            return [scale, "%.0f" % (runs[0]["database_bytes"] / 1e6), step, "-", "failed", "-", "-", "-", "-"]
+        return None
+
+    peak = max(good, key=lambda record: record["stowage_rss_kib"])
+    peak_mib = peak["stowage_rss_kib"] / 1024
+    child_name, child_rss = "-", 0
+    for record in good:
+        for child in record["children"]:
+            if child["rss_kib"] > child_rss:
+                child_name, child_rss = child["name"], child["rss_kib"]
+
+    # A restore reads the backup that the backup step of the same repository kind wrote.
+    repository_kind = step.split("-")[1]
+    stored = [record for record in records if record["scale"] == scale and record.get("parts")
+              and record["step"].split("-")[1] == repository_kind]
+    object_size = "%.1f (%d)" % (stored[0]["stored_bytes"] / 1e6, stored[0]["parts"]) if stored else "-"
+    return [scale, "%.0f" % (peak["database_bytes"] / 1e6), step, object_size,
+            "%.1f" % benchlib.median([record["wall"] for record in good]),
+            "%s%.1f" % ("" if all(record["rss_exact"] for record in good) else "~", peak_mib),
+            "%s %.0f" % (child_name, child_rss / 1024),
+            "yes" if peak_mib <= DESIGN_BOUND_MIB else "**no**",
+            "yes" if peak_mib <= TARGET_MIB else "**no**"]
+
+
 def build_report(options, facts, versions, records, started, finished):
     lines = ["### Results of `scripts/bench/memory.sh`", ""]
-    lines.append("Run of %s, %.0f minutes, %d round(s) per step, default settings (16 MiB parts, 4 transfers, "
-                 "zstd level 3 with 2 threads); options: `%s`."
+    settings = ("default settings (16 MiB parts, 4 transfers, zstd level 3 with 2 threads)"
+                if not options.backup_options else "backup options `%s`" % options.backup_options)
+    lines.append("Run of %s, %.0f minutes, %d round(s) per step, %s; options: `%s`."
                  % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), (finished - started) / 60,
-                    options.rounds, " ".join(sys.argv[1:]) or "(defaults)"))
+                    options.rounds, settings, " ".join(sys.argv[1:]) or "(defaults)"))
     lines.append("")
     lines.append(benchlib.versions_markdown(facts, versions))
     lines.append("")
@@ -138,35 +176,16 @@ def build_report(options, facts, versions, records, started, finished):
                  "figure sampled from /proc every 50 ms, used where a child's peak hid stowage's own in "
                  "the figures of /usr/bin/time." % (DESIGN_BOUND_MIB, TARGET_MIB))
     lines.append("")
+
     header = ["pgbench scale or dataset", "database MB", "step", "backup object MB (parts)", "wall s",
               "stowage peak RSS MiB", "largest child (peak RSS MiB)", "within %d MiB" % DESIGN_BOUND_MIB,
               "within %d MiB" % TARGET_MIB]
     rows = []
     for scale in options.scale_list:
         for step, _ in STEPS:
-            runs = [record for record in records if record["scale"] == scale and record["step"] == step]
-            good = [record for record in runs if record["error"] is None]
-            if not good:
-                if runs:
-                    rows.append([scale, "%.0f" % (runs[0]["database_bytes"] / 1e6), step, "-", "failed", "-", "-",
-                                 "-", "-"])
-                continue
-            peak = max(good, key=lambda record: record["stowage_rss_kib"])
-            peak_mib = peak["stowage_rss_kib"] / 1024
-            child_name, child_rss = "-", 0
-            for record in good:
-                for child in record["children"]:
-                    if child["rss_kib"] > child_rss:
-                        child_name, child_rss = child["name"], child["rss_kib"]
-            stored = [record for record in records if record["scale"] == scale and record.get("parts")
-                      and record["step"].split("-")[1] == step.split("-")[1]]
-            object_size = "%.1f (%d)" % (stored[0]["stored_bytes"] / 1e6, stored[0]["parts"]) if stored else "-"
-            rows.append([scale, "%.0f" % (peak["database_bytes"] / 1e6), step, object_size,
-                         "%.1f" % benchlib.median([record["wall"] for record in good]),
-                         "%s%.1f" % ("" if all(record["rss_exact"] for record in good) else "~", peak_mib),
-                         "%s %.0f" % (child_name, child_rss / 1024),
-                         "yes" if peak_mib <= DESIGN_BOUND_MIB else "**no**",
-                         "yes" if peak_mib <= TARGET_MIB else "**no**"])
+            row = report_row(records, scale, step)
+            if row is not None:
+                rows.append(row)
     lines.append(benchlib.markdown_table(header, rows, ["---:", "---:", "---"] + ["---:"] * 6))
     lines.append("")
     lines.append("Commands (`$DB` is the pgbench or real-estate database, `$TARGET` an empty database):")
@@ -186,6 +205,9 @@ def parse_arguments(argv):
                         help="also measure the real-estate dataset of this many MB, whose backup fills "
                              "several upload parts (default 500, 0 to skip)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every step (default 1)")
+    parser.add_argument("--backup-options", default="",
+                        help="extra options for stowage backup, for example \"--compress-threads 1\" "
+                             "(default: none, so every setting is the default)")
     parser.add_argument("--out", default=os.path.join(benchlib.ROOT, "docs", "BENCHMARKS.md"),
                         help="Markdown file whose marked section is replaced (default docs/BENCHMARKS.md)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
@@ -211,6 +233,9 @@ def main(argv=None):
     benchlib.find_stowage(options.stowage)
     benchlib.check_programs(["moto_server", benchlib.TIME_PROGRAM])
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # A shell without job control starts background commands with SIGINT
+    # ignored, which Python keeps; Ctrl-C must still stop the run cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.time()
     facts = benchlib.machine_facts()
     workdir = tempfile.mkdtemp(prefix="stowage-memory-")
@@ -226,6 +251,7 @@ def main(argv=None):
         if result["processes"][0]["status"] != 0:
             raise SystemExit("memory: stowage keygen failed")
         moto.create_bucket(BUCKET)
+
         records = []
         for scale in options.scale_list:
             records += run_scale(options, scale, cluster, moto, env, workdir, child_log, stowage, key)

@@ -43,7 +43,7 @@ def perf_report(data, sort, limit, children=False):
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = [line for line in result.stdout.split("\n") if line.strip() and not line.startswith("#")]
     if children:
-        # Unresolved addresses and the generic entry points say nothing here.
+        # Unresolved addresses name no function, so they are left out.
         lines = [line for line in lines if "] 0x" not in line]
     return "\n".join(lines[:limit])
 

@@ -31,7 +31,7 @@
 # It needs build/stowage (or STOWAGE_BIN), PostgreSQL 15, zstd, awscli,
 # moto and GNU time (/usr/bin/time). Ctrl-C stops the running case and
 # every server, and removes the temporary directory. The default run takes
-# about 25 minutes on 2 CPUs and needs about 8 GB of free disk in TMPDIR.
+# 12 to 25 minutes on 2 CPUs and needs about 8 GB of free disk in TMPDIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -177,6 +177,9 @@ void report_print_text(const struct report *report)
                json_string_value(json_object_get(step, "status")));
     }
     printf("  %-20s %9.2f s\n", "total", json_real_value(json_object_get(doc, "total_seconds")));
+    if (json_object_get(doc, "bytes") != NULL)
+        printf("  (download and decrypt+decompress are the time those stages worked while\n"
+               "  the restore streamed; they overlap it and are not added to the total)\n");
     if (json_object_get(doc, "error") != NULL)
         printf("  error: %s\n", json_string_value(json_object_get(doc, "error")));
 }

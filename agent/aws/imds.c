@@ -1,5 +1,6 @@
 /* Container credentials and EC2 instance metadata (IMDSv2) credentials. */
 #include "aws/imds.h"
+#include "aws/aws_env.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -31,13 +32,6 @@ struct metadata_call {
     stow_buf header;   /* one "Name: value" line, or empty */
     stow_buf response;
 };
-
-static const char *nonempty_env(const char *name)
-{
-    const char *value = getenv(name);
-
-    return value != NULL && value[0] != '\0' ? value : NULL;
-}
 
 static int append_header(struct curl_slist **list, const char *line, stow_error *err)
 {
@@ -230,8 +224,8 @@ static int check_full_uri(const char *uri, stow_error *err)
 
 int container_credentials_url(char *out, size_t size, stow_error *err)
 {
-    const char *relative = nonempty_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-    const char *full = nonempty_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    const char *relative = aws_env_value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = aws_env_value("AWS_CONTAINER_CREDENTIALS_FULL_URI");
     int written;
 
     if (relative != NULL) {
@@ -252,8 +246,8 @@ int container_credentials_url(char *out, size_t size, stow_error *err)
 /* Writes "Authorization: TOKEN" into header when a token is configured. */
 static int container_authorization(stow_buf *header, stow_error *err)
 {
-    const char *path = nonempty_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-    const char *token = nonempty_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    const char *path = aws_env_value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    const char *token = aws_env_value("AWS_CONTAINER_AUTHORIZATION_TOKEN");
     char chunk[4096];
     FILE *file;
     size_t got;
@@ -327,8 +321,8 @@ int imds_disabled(void)
 
 int imds_endpoint(char *out, size_t size, stow_error *err)
 {
-    const char *endpoint = nonempty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-    const char *mode = nonempty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    const char *endpoint = aws_env_value("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    const char *mode = aws_env_value("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
     size_t len;
 
     if (endpoint == NULL)
@@ -347,7 +341,7 @@ int imds_endpoint(char *out, size_t size, stow_error *err)
 /* Reads a whole number of at least 1 from the environment. */
 static long positive_env(const char *name, long fallback)
 {
-    const char *text = nonempty_env(name);
+    const char *text = aws_env_value(name);
     char *end = NULL;
     long value;
 

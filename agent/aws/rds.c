@@ -1,6 +1,7 @@
 /* RDS client: configuration, form requests and their signing, the Query
  * API calls, the conversion of RDS error codes, and the response parsers. */
 #include "aws/rds.h"
+#include "aws/aws_env.h"
 
 #include <ctype.h>
 #include <libxml/tree.h>
@@ -34,36 +35,14 @@ struct rds_client {
 
 /* --- configuration -------------------------------------------------------- */
 
-static const char *nonempty_env(const char *name)
-{
-    const char *value = getenv(name);
-
-    return value != NULL && value[0] != '\0' ? value : NULL;
-}
-
 const char *rds_default_region(void)
 {
-    const char *region = nonempty_env("AWS_REGION");
-
-    if (region == NULL)
-        region = nonempty_env("AWS_DEFAULT_REGION");
-    return region != NULL ? region : "us-east-1";
+    return aws_default_region();
 }
 
 int rds_default_endpoint(const char *region, char *out, size_t size, stow_error *err)
 {
-    const char *endpoint = nonempty_env("AWS_ENDPOINT_URL_RDS");
-    int written;
-
-    if (endpoint == NULL)
-        endpoint = nonempty_env("AWS_ENDPOINT_URL");
-    if (endpoint != NULL)
-        written = snprintf(out, size, "%s", endpoint);
-    else
-        written = snprintf(out, size, "https://rds.%s.amazonaws.com", region);
-    if (written < 0 || (size_t)written >= size)
-        return stow_fail(err, STOW_EXIT_USAGE, "RDS endpoint URL is too long");
-    return 0;
+    return aws_service_endpoint("AWS_ENDPOINT_URL_RDS", "rds", region, "RDS", out, size, err);
 }
 
 static char *join_url_parts(const char *first, const char *second, const char *third)

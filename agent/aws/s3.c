@@ -1,6 +1,7 @@
 /* S3 client: addressing, request signing, the object and multipart calls,
  * and the parsers of their XML responses. */
 #include "aws/s3.h"
+#include "aws/aws_env.h"
 
 #include <arpa/inet.h>
 #include <libxml/tree.h>
@@ -33,36 +34,14 @@ struct s3_client {
 
 /* --- configuration -------------------------------------------------------- */
 
-static const char *nonempty_env(const char *name)
-{
-    const char *value = getenv(name);
-
-    return value != NULL && value[0] != '\0' ? value : NULL;
-}
-
 const char *s3_default_region(void)
 {
-    const char *region = nonempty_env("AWS_REGION");
-
-    if (region == NULL)
-        region = nonempty_env("AWS_DEFAULT_REGION");
-    return region != NULL ? region : "us-east-1";
+    return aws_default_region();
 }
 
 int s3_default_endpoint(const char *region, char *out, size_t size, stow_error *err)
 {
-    const char *endpoint = nonempty_env("AWS_ENDPOINT_URL_S3");
-    int written;
-
-    if (endpoint == NULL)
-        endpoint = nonempty_env("AWS_ENDPOINT_URL");
-    if (endpoint != NULL)
-        written = snprintf(out, size, "%s", endpoint);
-    else
-        written = snprintf(out, size, "https://s3.%s.amazonaws.com", region);
-    if (written < 0 || (size_t)written >= size)
-        return stow_fail(err, STOW_EXIT_USAGE, "S3 endpoint URL is too long");
-    return 0;
+    return aws_service_endpoint("AWS_ENDPOINT_URL_S3", "s3", region, "S3", out, size, err);
 }
 
 /* Returns 1 when a virtual-hosted request cannot work for host: IP

@@ -1,6 +1,7 @@
 /* STS AssumeRole and AssumeRoleWithWebIdentity over the Query API, and the
  * web identity credential source. */
 #include "aws/sts.h"
+#include "aws/aws_env.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -38,21 +39,14 @@ struct sts_call {
     char header_line[STS_HOST_MAX + 16];
 };
 
-static const char *nonempty_env(const char *name)
-{
-    const char *value = getenv(name);
-
-    return value != NULL && value[0] != '\0' ? value : NULL;
-}
-
 int sts_endpoint(const char *region, char *out, size_t size, char *signing_region,
                  size_t signing_region_size, stow_error *err)
 {
-    const char *endpoint = nonempty_env("AWS_ENDPOINT_URL_STS");
+    const char *endpoint = aws_env_value("AWS_ENDPOINT_URL_STS");
     int written;
 
     if (endpoint == NULL)
-        endpoint = nonempty_env("AWS_ENDPOINT_URL");
+        endpoint = aws_env_value("AWS_ENDPOINT_URL");
     snprintf(signing_region, signing_region_size, "%s", region != NULL ? region : "us-east-1");
     if (endpoint != NULL)
         written = snprintf(out, size, "%s", endpoint);
@@ -297,9 +291,9 @@ static const char *region_of(const struct sts_role_request *request)
     const char *region = request->region;
 
     if (region == NULL)
-        region = nonempty_env("AWS_REGION");
+        region = aws_env_value("AWS_REGION");
     if (region == NULL)
-        region = nonempty_env("AWS_DEFAULT_REGION");
+        region = aws_env_value("AWS_DEFAULT_REGION");
     return region;
 }
 
@@ -416,11 +410,11 @@ int sts_credentials_from_token_file(const struct sts_role_request *request,
 
 int sts_credentials_from_web_identity_env(struct aws_credentials *out, stow_error *err)
 {
-    const char *token_file = nonempty_env("AWS_WEB_IDENTITY_TOKEN_FILE");
+    const char *token_file = aws_env_value("AWS_WEB_IDENTITY_TOKEN_FILE");
     char description[4200];
     struct sts_role_request request = {
-        .role_arn = nonempty_env("AWS_ROLE_ARN"),
-        .session_name = nonempty_env("AWS_ROLE_SESSION_NAME"),
+        .role_arn = aws_env_value("AWS_ROLE_ARN"),
+        .session_name = aws_env_value("AWS_ROLE_SESSION_NAME"),
         .source = description,
     };
 

@@ -207,6 +207,8 @@ static int compare_newest_first(const void *a, const void *b)
 
     if (left->started_at != right->started_at)
         return left->started_at > right->started_at ? -1 : 1;
+    if (left->finished_at != right->finished_at)
+        return left->finished_at > right->finished_at ? -1 : 1;
     return -strcmp(left->id, right->id);
 }
 

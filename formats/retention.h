@@ -47,11 +47,12 @@
 
 /* The facts about one backup that the rules use. */
 struct retention_backup {
-    const char *id;                /* borrowed; ties in started_at sort by id */
+    const char *id;                /* borrowed; ties in both times sort by id */
     time_t started_at;             /* UTC */
     int verified;                  /* at least one verification is recorded */
     int last_verification_passed;  /* the newest recorded verification passed */
     int held;                      /* a hold is placed on the backup */
+    time_t finished_at;            /* UTC; orders backups started in one second */
 };
 
 struct retention_policy {

@@ -37,6 +37,7 @@ int expire_plan_build(storage *store, const char *name, const struct retention_p
 
         backups[i].id = entry->manifest.id;
         backups[i].started_at = entry->manifest.started_at;
+        backups[i].finished_at = entry->manifest.finished_at;
         backups[i].verified = entry->last_verified_at != 0;
         backups[i].last_verification_passed = entry->last_verification_passed;
         backups[i].held = entry->held;

@@ -320,7 +320,7 @@ static void test_equal_start_times_order_by_id(void)
 
     for (size_t i = 0; i < 2; i++) {
         backups[i] = (struct retention_backup){cases[i].started_at,
-                                               parse_time("2026-12-10T00:00:00Z"), 0, 0, 0};
+                                               parse_time("2026-12-10T00:00:00Z"), 0, 0, 0, 0};
     }
     CHECK_INT_EQ(0, retention_decide(backups, 2, &policy, parse_time("2026-12-10T01:00:00Z"),
                                      decisions, &err));
@@ -352,7 +352,7 @@ static void test_empty_catalog(void)
 
 static void test_empty_policy_is_rejected(void)
 {
-    struct retention_backup backup = {"a", 0, 0, 0, 0};
+    struct retention_backup backup = {"a", 0, 0, 0, 0, 0};
     struct retention_decision decision;
     struct retention_policy policy = {0};
     stow_error err = {0};
@@ -366,7 +366,7 @@ static void test_empty_policy_is_rejected(void)
 
 static void test_negative_count_is_rejected(void)
 {
-    struct retention_backup backup = {"a", 0, 0, 0, 0};
+    struct retention_backup backup = {"a", 0, 0, 0, 0, 0};
     struct retention_decision decision;
     struct retention_policy policy = {.keep_last = 1, .keep_daily = -1};
     stow_error err = {0};
@@ -400,7 +400,7 @@ static void test_time_zone_check(void)
 
 static void test_unknown_zone_is_rejected_by_decide(void)
 {
-    struct retention_backup backup = {"a", 0, 0, 0, 0};
+    struct retention_backup backup = {"a", 0, 0, 0, 0, 0};
     struct retention_decision decision;
     struct retention_policy policy = {.keep_last = 1, .time_zone = "Nowhere/City"};
     stow_error err = {0};

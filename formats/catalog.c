@@ -142,7 +142,7 @@ static int compare_entries(const void *a, const void *b)
     if (left->manifest.started_at != right->manifest.started_at)
         return left->manifest.started_at < right->manifest.started_at ? -1 : 1;
     /* NOTE: times have one-second resolution, so two backups started in the
-     * same second are told apart by their finish, then by id. */
+     * same second are ordered by their finish, then by id. */
     if (left->manifest.finished_at != right->manifest.finished_at)
         return left->manifest.finished_at < right->manifest.finished_at ? -1 : 1;
     return strcmp(left->manifest.id, right->manifest.id);

@@ -15,7 +15,7 @@ struct restore_options {
     const char *target_conninfo;  /* --target; NULL with scratch_local */
     int scratch_local;            /* restore into a throwaway local cluster */
     int verify;                   /* compare the restored database with the manifest */
-    int clean;                    /* allow a target that already holds tables */
+    int clean;                    /* allow a target that already contains tables */
     int with_globals;             /* apply roles and tablespaces first */
     int no_owner;                 /* pg_restore --no-owner --no-privileges */
     int keep;                     /* leave the scratch instance running */

@@ -125,7 +125,7 @@ int restore_sink_data(void *context, const char *name, uint64_t offset, const vo
     if (!sink->restore_started && start_pg_restore(sink, err) != 0)
         return -1;
     if (len > 0 && write_all(sink->restore.stdin_fd, data, len, "pg_restore", err) != 0) {
-        /* pg_restore usually stopped on an error: its message says more. */
+        /* pg_restore usually stopped on an error, and its message explains it. */
         stow_error exit_status = {0};
 
         pgtools_wait(&sink->restore, &exit_status);

@@ -78,7 +78,7 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
         stow_error_prefix(err, "backup %s failed verification", manifest->id);
 
     /* Only data problems are recorded, because an interrupted or unreachable
-     * check tells nothing about the backup. */
+     * check shows nothing about the backup. */
     report_finish(&report, err);
     if ((rc == 0 || err->exit_code == STOW_EXIT_VERIFY) &&
         report_store(&report, store, manifest, &store_err) != 0)

@@ -1,12 +1,14 @@
-/* SIGINT and SIGTERM handling: the handler only records the signal; long
- * loops poll stow_interrupted() and unwind through their cleanup paths
- * (abort the upload, stop child processes, remove scratch clusters). */
+/* SIGINT and SIGTERM handling. A signal thread records the signal and
+ * wakes the main thread, and long loops poll stow_interrupted() and unwind
+ * through their cleanup paths (abort the upload, stop child processes,
+ * remove scratch clusters). */
 #ifndef STOWAGE_INTERRUPT_H
 #define STOWAGE_INTERRUPT_H
 
 #include "common/error.h"
 
-/* Installs the handlers without SA_RESTART, so blocking reads return EINTR. */
+/* Blocks SIGINT and SIGTERM in every thread and starts the signal thread.
+ * Call once, before any other thread starts. */
 void stow_interrupt_install(void);
 
 /* Returns the signal number received, or 0. */

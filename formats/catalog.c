@@ -141,10 +141,14 @@ static int compare_entries(const void *a, const void *b)
 
     if (left->manifest.started_at != right->manifest.started_at)
         return left->manifest.started_at < right->manifest.started_at ? -1 : 1;
-    /* NOTE: times have one-second resolution, so two backups started in the
-     * same second are ordered by their finish, then by id. */
+    if (left->manifest.started_at_us != right->manifest.started_at_us)
+        return left->manifest.started_at_us < right->manifest.started_at_us ? -1 : 1;
+    /* Manifests written before times carried microseconds have 0 here, so
+     * two of them started in the same second fall back to finish, then id. */
     if (left->manifest.finished_at != right->manifest.finished_at)
         return left->manifest.finished_at < right->manifest.finished_at ? -1 : 1;
+    if (left->manifest.finished_at_us != right->manifest.finished_at_us)
+        return left->manifest.finished_at_us < right->manifest.finished_at_us ? -1 : 1;
     return strcmp(left->manifest.id, right->manifest.id);
 }
 
@@ -164,6 +168,9 @@ static int load_entry(storage *store, const char *key, stow_buf *text, struct ca
     if (manifest_parse(key, (const char *)text->data, text->len, &entry->manifest,
                        &parse_err) != 0) {
         stow_log_warn("skipping %s: %s", key, parse_err.message);
+        out->broken_keys[out->broken] = strdup(key);
+        if (out->broken_keys[out->broken] == NULL)
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
         out->broken++;
         return 0;
     }
@@ -188,7 +195,8 @@ int catalog_load(storage *store, const char *name, struct catalog *out, stow_err
 
     if (rc == 0 && keys.manifests.count > 0) {
         out->entries = calloc(keys.manifests.count, sizeof *out->entries);
-        if (out->entries == NULL)
+        out->broken_keys = calloc(keys.manifests.count, sizeof *out->broken_keys);
+        if (out->entries == NULL || out->broken_keys == NULL)
             rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     }
 
@@ -224,6 +232,9 @@ void catalog_free(struct catalog *catalog)
         json_decref(catalog->entries[i].hold);
     }
     free(catalog->entries);
+    for (size_t i = 0; i < catalog->broken; i++)
+        free(catalog->broken_keys[i]);
+    free(catalog->broken_keys);
     memset(catalog, 0, sizeof *catalog);
 }
 
@@ -234,6 +245,64 @@ static int names_in_catalog(const struct catalog *catalog)
             return 2;
     }
     return catalog->count > 0 ? 1 : 0;
+}
+
+/* Reads NAME and the start time from "backups/NAME/ID/manifest.json", whose
+ * ID starts with "YYYYMMDDTHHMMSSZ". Sets *start to -1 when the ID has
+ * another shape. Returns -1 when the key has no NAME. */
+static int broken_key_parts(const char *key, char name[MANIFEST_NAME_MAX + 1], time_t *start)
+{
+    struct tm parts = {0};
+    const char *name_start = key + strlen(CATALOG_BACKUPS_DIR "/");
+    const char *name_end = strchr(name_start, '/');
+    size_t name_len = name_end == NULL ? 0 : (size_t)(name_end - name_start);
+
+    if (name_len == 0 || name_len > MANIFEST_NAME_MAX)
+        return -1;
+    memcpy(name, name_start, name_len);
+    name[name_len] = '\0';
+
+    *start = -1;
+    if (sscanf(name_end + 1, "%4d%2d%2dT%2d%2d%2dZ-", &parts.tm_year, &parts.tm_mon,
+               &parts.tm_mday, &parts.tm_hour, &parts.tm_min, &parts.tm_sec) == 6) {
+        parts.tm_year -= 1900;
+        parts.tm_mon -= 1;
+        *start = timegm(&parts);
+    }
+    return 0;
+}
+
+/* Fails when an invalid manifest of name could be the backup a choice by
+ * time should have found: one newer than chosen (or any one when nothing
+ * was chosen), and not after at. Ids have one-second resolution, so an
+ * invalid manifest from the second chosen started in also counts, and so
+ * does one whose start time is unknown. */
+static int check_newer_broken(const struct catalog *catalog, const char *name, time_t at,
+                              const struct catalog_entry *chosen, stow_error *err)
+{
+    for (size_t i = 0; i < catalog->broken; i++) {
+        const char *key = catalog->broken_keys[i];
+        char key_name[MANIFEST_NAME_MAX + 1];
+        time_t start = -1;
+        int named = broken_key_parts(key, key_name, &start) == 0;
+
+        if (named && name != NULL && strcmp(key_name, name) != 0)
+            continue;
+        if (start != -1 && at != 0 && start > at)
+            continue;
+        if (start != -1 && chosen != NULL && start < chosen->manifest.started_at)
+            continue;
+
+        stow_fail(err, STOW_EXIT_VERIFY,
+                  "cannot choose a backup by time: manifest %s is invalid and may be newer than "
+                  "%s%s",
+                  key, chosen != NULL ? "backup " : "every valid backup",
+                  chosen != NULL ? chosen->manifest.id : "");
+        stow_error_hint(err, "check the warning above; to use an older backup, give its id "
+                             "(see stowage list), or remove the invalid manifest");
+        return -1;
+    }
+    return 0;
 }
 
 int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
@@ -258,15 +327,24 @@ int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
             continue;
         if (at != 0 && entry->manifest.started_at > at)
             continue;
+        if (by_time && check_newer_broken(catalog, entry->manifest.name, at, entry, err) != 0)
+            return -1;
         *out = entry;
         return 0;
     }
 
+    if (by_time && check_newer_broken(catalog, name, at, NULL, err) != 0)
+        return -1;
+
     if (!by_time)
         stow_fail(err, STOW_EXIT_USAGE, "backup %s not found in the catalog", spec);
-    else if (at != 0)
-        stow_fail(err, STOW_EXIT_USAGE, "no complete backup%s%s taken at or before the time given",
-                  name ? " of " : "", name ? name : "");
+    else if (at != 0) {
+        char at_text[32];
+
+        manifest_format_time(at, at_text);
+        stow_fail(err, STOW_EXIT_USAGE, "no complete backup%s%s started at or before %s",
+                  name ? " of " : "", name ? name : "", at_text);
+    }
     else
         stow_fail(err, STOW_EXIT_USAGE, "no complete backup%s%s in the repository",
                   name ? " of " : "", name ? name : "");

@@ -26,9 +26,10 @@ struct catalog_entry {
 };
 
 struct catalog {
-    struct catalog_entry *entries;  /* sorted by started_at, then id */
+    struct catalog_entry *entries;  /* sorted by start, finish (to the microsecond), then id */
     size_t count;
     size_t broken;                  /* manifests that failed validation (logged) */
+    char **broken_keys;             /* owned: the keys of those manifests */
 };
 
 /* Loads every manifest under backups/ (or backups/NAME/ when name is not
@@ -40,7 +41,10 @@ void catalog_free(struct catalog *catalog);
 /* Picks a backup: spec is an id or "latest" (the newest complete backup);
  * with at non-zero, the newest backup that started at or before at.
  * name narrows the choice when the catalog holds several names. Fails with
- * STOW_EXIT_USAGE naming what was looked for. */
+ * STOW_EXIT_USAGE naming what was looked for. When the choice is by time
+ * and an invalid manifest of that name may be newer than the choice (its id
+ * starts in the same second or later, or does not parse), fails with
+ * STOW_EXIT_VERIFY naming it rather than falling back to an older backup. */
 int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
                     const char *name, const struct catalog_entry **out, stow_error *err);
 

@@ -10,6 +10,9 @@
 #define TAG_MESSAGE crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 #define TAG_FINAL crypto_secretstream_xchacha20poly1305_TAG_FINAL
 
+/* zstd job size with worker threads, in bytes: memory grows with it. */
+#define CONTAINER_ZSTD_JOB_BYTES (2 * 1024 * 1024)
+
 _Static_assert(CONTAINER_FRAME_OVERHEAD_BYTES == crypto_secretstream_xchacha20poly1305_ABYTES,
                "frame overhead must match libsodium's secretstream");
 _Static_assert(CONTAINER_STREAM_HEADER_BYTES ==
@@ -260,6 +263,13 @@ static int writer_setup_zstd(container_writer *writer,
         rc = ZSTD_CCtx_setParameter(writer->cctx, ZSTD_c_nbWorkers, options->compress_threads);
         if (ZSTD_isError(rc))
             return zstd_fail(err, STOW_EXIT_USAGE, "setting the number of worker threads", rc);
+
+        /* Each job in flight keeps its own input and output buffers. With
+         * zstd's own job size a backup peaked 50 MiB higher (measured in
+         * docs/BENCHMARKS.md, "What takes the memory"). */
+        rc = ZSTD_CCtx_setParameter(writer->cctx, ZSTD_c_jobSize, CONTAINER_ZSTD_JOB_BYTES);
+        if (ZSTD_isError(rc))
+            return zstd_fail(err, STOW_EXIT_FAILURE, "setting the job size", rc);
     }
 
     writer->out.dst = writer->plain;

@@ -630,12 +630,16 @@ static int on_object_oid(dumpscan *scanner, stow_error *err)
     return 0;
 }
 
-/* Ends one COPY text line. The line "\." is the end-of-data marker that
- * pg_dump writes after the rows; blank lines follow it. */
+/* The line "\." is the end-of-data marker that pg_dump writes after the
+ * rows; blank lines follow it. */
+static int is_end_marker(const unsigned char *row, size_t len)
+{
+    return len == 2 && row[0] == '\\' && row[1] == '.';
+}
+
+/* Ends one COPY text line. */
 static int end_row(dumpscan *scanner, stow_error *err)
 {
-    int is_end_marker = scanner->row_len == 2 && scanner->row_start[0] == '\\' &&
-                        scanner->row_start[1] == '.';
     char name[DESCRIPTION_SIZE];
 
     if (scanner->after_end_marker) {
@@ -646,7 +650,7 @@ static int end_row(dumpscan *scanner, stow_error *err)
         return corrupt(scanner, err, "the data of %s continues after the end marker", name);
     }
 
-    if (is_end_marker) {
+    if (is_end_marker(scanner->row_start, scanner->row_len)) {
         rowdigest_row_cancel(&scanner->digest);
         scanner->after_end_marker = 1;
     } else {
@@ -675,6 +679,14 @@ static int table_chunk(dumpscan *scanner, const unsigned char *at, size_t len,
         if (newline == NULL) {
             row_bytes(scanner, at, (size_t)(end - at));
             return 0;
+        }
+
+        /* A row that arrives whole skips the digest's incremental path. */
+        if (scanner->row_len == 0 && !scanner->after_end_marker &&
+            !is_end_marker(at, (size_t)(newline - at))) {
+            rowdigest_add_row(&scanner->digest, at, (size_t)(newline - at));
+            at = newline + 1;
+            continue;
         }
         row_bytes(scanner, at, (size_t)(newline - at));
         if (end_row(scanner, err) != 0)
@@ -841,6 +853,7 @@ int dumpscan_new(const struct dumpscan_options *options, dumpscan **out, stow_er
     memset(scanner, 0, sizeof *scanner);
     stow_buf_init(&scanner->string, DUMPSCAN_STRING_MAX);
     rowdigest_init(&scanner->digest);
+    scanner->contents.table_digest_algorithm = ROWDIGEST_CURRENT;
     expect_fixed(scanner, FIELD_MAGIC, 5);
 
     scanner->contents.timezone = strdup(timezone);

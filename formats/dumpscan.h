@@ -13,9 +13,9 @@
  * their bytes.
  *
  * Memory is bounded: the scanner holds at most one TOC string (up to
- * DUMPSCAN_STRING_MAX bytes), a few bytes of a block header, and the hash
- * state of the open row, plus the collected names. Rows are hashed as they
- * stream, so a row longer than a data chunk costs no extra memory.
+ * DUMPSCAN_STRING_MAX bytes), a few bytes of a block header, and the open
+ * row's digest state (ROWDIGEST_SIPHASH_MAX bytes of the row at most),
+ * plus the collected names. Longer rows are hashed as they stream.
  *
  * Accepted archives: custom format, uncompressed, format version 1.12 to
  * 1.15, whose byte layouts differ only in the fields the scanner handles.
@@ -69,6 +69,7 @@ struct dumpscan_contents {
     size_t schema_count;
     char **extensions;
     size_t extension_count;
+    rowdigest_algorithm table_digest_algorithm; /* of every tables[].digest */
     struct dumpscan_table *tables;         /* sorted by schema, then name */
     size_t table_count;
     struct dumpscan_sequence *sequences;   /* sorted by schema, then name */

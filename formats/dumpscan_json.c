@@ -174,7 +174,7 @@ json_t *dumpscan_contents_to_json(const struct dumpscan_contents *contents)
         json_array_append_new(extensions, json_pack("{s:s}", "name", contents->extensions[i]));
 
     return json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I}}",
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:{s:I, s:I}}",
         "archive_version", string_or_null(contents->archive_version),
         "database", string_or_null(contents->database),
         "server_version", string_or_null(contents->server_version),
@@ -184,6 +184,7 @@ json_t *dumpscan_contents_to_json(const struct dumpscan_contents *contents)
         "bytea_output", string_or_null(contents->bytea_output),
         "schemas", schemas,
         "extensions", extensions,
+        "table_digest_algorithm", rowdigest_algorithm_name(contents->table_digest_algorithm),
         "tables", tables_to_json(contents),
         "sequences", sequences_to_json(contents),
         "large_objects",
@@ -257,9 +258,12 @@ static int read_names(const json_t *array, const char *key, char ***out, size_t 
     return 0;
 }
 
-static int read_table(const json_t *item, struct dumpscan_table *table, stow_error *err)
+static int read_table(const json_t *item, struct dumpscan_table *table,
+                      rowdigest_algorithm algorithm, stow_error *err)
 {
     const json_t *digest = json_object_get(item, "digest");
+    size_t digits = rowdigest_hex_length(algorithm);
+    char problem[64];
     char *to_stdout;
 
     if (!json_is_object(item))
@@ -277,10 +281,12 @@ static int read_table(const json_t *item, struct dumpscan_table *table, stow_err
     free(to_stdout);
     if (read_count(item, "rows", &table->rows, "tables[].", err) != 0)
         return -1;
-    if (!json_is_string(digest) || strlen(json_string_value(digest)) != ROWDIGEST_HEX_SIZE - 1 ||
-        strspn(json_string_value(digest), "0123456789abcdef") != ROWDIGEST_HEX_SIZE - 1)
-        return invalid(err, "tables[].digest", "is not 64 lower-case hex digits");
-    memcpy(table->digest, json_string_value(digest), ROWDIGEST_HEX_SIZE);
+    if (!json_is_string(digest) || strlen(json_string_value(digest)) != digits ||
+        strspn(json_string_value(digest), "0123456789abcdef") != digits) {
+        snprintf(problem, sizeof problem, "is not %zu lower-case hex digits", digits);
+        return invalid(err, "tables[].digest", problem);
+    }
+    memcpy(table->digest, json_string_value(digest), digits + 1);
     return 0;
 }
 
@@ -308,6 +314,32 @@ static int read_sequence(const json_t *item, struct dumpscan_sequence *sequence,
     return 0;
 }
 
+/* Manifests written before the algorithm was recorded used BLAKE2b-256. */
+static int read_digest_algorithm(const json_t *json, struct dumpscan_contents *contents,
+                                 stow_error *err)
+{
+    const json_t *name = json_object_get(json, "table_digest_algorithm");
+
+    if (name == NULL) {
+        contents->table_digest_algorithm = ROWDIGEST_SUM256_BLAKE2B;
+        return 0;
+    }
+    if (!json_is_string(name))
+        return invalid(err, "table_digest_algorithm", "is not a string");
+    contents->table_digest_algorithm = rowdigest_algorithm_from_name(json_string_value(name));
+    if (contents->table_digest_algorithm == 0) {
+        stow_fail(err, STOW_EXIT_VERIFY,
+                  "invalid dump contents in the manifest: table_digest_algorithm \"%s\" is "
+                  "unknown to this version of stowage (it knows \"%s\" and \"%s\")",
+                  json_string_value(name), rowdigest_algorithm_name(ROWDIGEST_SUM128_SIPHASH),
+                  rowdigest_algorithm_name(ROWDIGEST_SUM256_BLAKE2B));
+        stow_error_hint(err, "verify this backup with the stowage version that wrote it, "
+                             "or a newer one");
+        return -1;
+    }
+    return 0;
+}
+
 static int read_tables(const json_t *json, struct dumpscan_contents *contents, stow_error *err)
 {
     const json_t *tables = json_object_get(json, "tables");
@@ -322,7 +354,8 @@ static int read_tables(const json_t *json, struct dumpscan_contents *contents, s
 
     json_array_foreach(tables, index, item) {
         contents->table_count = index + 1;
-        if (read_table(item, &contents->tables[index], err) != 0)
+        if (read_table(item, &contents->tables[index], contents->table_digest_algorithm,
+                       err) != 0)
             return -1;
     }
     return 0;
@@ -366,7 +399,8 @@ static int read_contents(const json_t *json, struct dumpscan_contents *contents,
         copy_string(json, "bytea_output", 0, &contents->bytea_output, "", err) != 0)
         return -1;
 
-    if (read_names(json_object_get(json, "schemas"), "schemas", &contents->schemas,
+    if (read_digest_algorithm(json, contents, err) != 0 ||
+        read_names(json_object_get(json, "schemas"), "schemas", &contents->schemas,
                    &contents->schema_count, err) != 0 ||
         read_names(json_object_get(json, "extensions"), "extensions", &contents->extensions,
                    &contents->extension_count, err) != 0 ||

@@ -1,5 +1,6 @@
-/* Recipient key files, key ids, sealed-box wrapping of data keys, and the
- * passphrase reader for protected secret key files. */
+/* Recipient and signing key files, key ids, sealed-box wrapping of data
+ * keys, Ed25519 signatures, and the passphrase reader for protected secret
+ * key files. */
 #include "formats/keys.h"
 
 #include <errno.h>
@@ -14,6 +15,8 @@
 
 #define PUBLIC_MAGIC "stowage-public-key-v1"
 #define SECRET_MAGIC "stowage-secret-key-v1"
+#define SIGNING_PUBLIC_MAGIC "stowage-signing-public-key-v1"
+#define SIGNING_SECRET_MAGIC "stowage-signing-secret-key-v1"
 #define PROTECTION_NONE "none"
 #define PROTECTION_ARGON2ID "argon2id"
 
@@ -36,11 +39,55 @@
 _Static_assert(KEYS_PUBLIC_BYTES == crypto_box_PUBLICKEYBYTES, "X25519 public key size");
 _Static_assert(KEYS_SECRET_BYTES == crypto_box_SECRETKEYBYTES, "X25519 secret key size");
 _Static_assert(KEYS_SECRET_BYTES == crypto_secretbox_KEYBYTES, "secretbox key size");
+_Static_assert(KEYS_PUBLIC_BYTES == crypto_sign_PUBLICKEYBYTES, "Ed25519 public key size");
+_Static_assert(KEYS_SECRET_BYTES == crypto_sign_SEEDBYTES, "Ed25519 seed size");
+_Static_assert(KEYS_SIGNATURE_BYTES == crypto_sign_BYTES, "Ed25519 signature size");
 
-/* Lives in sodium_malloc'ed memory, which sodium_free wipes. */
+/* The two kinds of key pair share the file formats. They differ in the
+ * first field of their files and in how the public key follows from the 32
+ * secret bytes: an X25519 scalar for a recipient, an Ed25519 seed for a
+ * signing key. */
+struct key_kind {
+    const char *noun;   /* "recipient" or "signing", for messages */
+    const char *public_magic;
+    const char *secret_magic;
+    void (*derive_public)(uint8_t public_key[KEYS_PUBLIC_BYTES],
+                          const uint8_t secret[KEYS_SECRET_BYTES]);
+};
+
+static void recipient_derive_public(uint8_t public_key[KEYS_PUBLIC_BYTES],
+                                    const uint8_t secret[KEYS_SECRET_BYTES])
+{
+    crypto_scalarmult_base(public_key, secret);
+}
+
+static void signing_derive_public(uint8_t public_key[KEYS_PUBLIC_BYTES],
+                                  const uint8_t seed[KEYS_SECRET_BYTES])
+{
+    uint8_t expanded[crypto_sign_SECRETKEYBYTES];
+
+    crypto_sign_seed_keypair(public_key, expanded, seed);
+    sodium_memzero(expanded, sizeof expanded);
+}
+
+static const struct key_kind recipient_kind = {"recipient", PUBLIC_MAGIC, SECRET_MAGIC,
+                                               recipient_derive_public};
+static const struct key_kind signing_kind = {"signing", SIGNING_PUBLIC_MAGIC,
+                                             SIGNING_SECRET_MAGIC, signing_derive_public};
+
+/* Lives in sodium_malloc'ed memory, which sodium_free wipes. For a signing
+ * key, key is the Ed25519 seed. */
 struct keys_secret {
     uint8_t key[KEYS_SECRET_BYTES];
     struct keys_public public;
+};
+
+/* A signing key with libsodium's expanded Ed25519 secret key (seed and
+ * public key), in sodium_malloc'ed memory. */
+struct keys_signing_secret {
+    struct keys_secret seed;
+    uint8_t expanded[crypto_sign_SECRETKEYBYTES];
+    struct keys_signing_public public;
 };
 
 /* A key file split into fields. The text is in sodium_malloc'ed memory
@@ -69,7 +116,7 @@ static void key_id_compute(struct keys_public *public)
     sodium_bin2hex(public->id, sizeof public->id, digest, KEYS_ID_CHARS / 2);
 }
 
-static int key_id_valid(const char *text)
+int keys_id_valid(const char *text)
 {
     if (strlen(text) != KEYS_ID_CHARS)
         return 0;
@@ -152,32 +199,35 @@ static int write_new_file(const char *path, mode_t mode, const char *text, const
     return 0;
 }
 
-/* Formats "stowage-public-key-v1 ID BASE64\n" into line (256 bytes). */
-static void public_line_format(const struct keys_public *public, char *line, size_t size)
+/* Formats "MAGIC ID BASE64\n" into line (256 bytes). */
+static void public_line_format(const struct key_kind *kind, const struct keys_public *public,
+                               char *line, size_t size)
 {
     char key64[sodium_base64_ENCODED_LEN(KEYS_PUBLIC_BYTES, sodium_base64_VARIANT_ORIGINAL)];
 
     sodium_bin2base64(key64, sizeof key64, public->key, sizeof public->key,
                       sodium_base64_VARIANT_ORIGINAL);
-    snprintf(line, size, "%s %s %s\n", PUBLIC_MAGIC, public->id, key64);
+    snprintf(line, size, "%s %s %s\n", kind->public_magic, public->id, key64);
 }
 
 /* Formats the line of an unprotected secret key file into line. */
-static void secret_line_plain(const struct keys_secret *secret, char *line, size_t size)
+static void secret_line_plain(const struct key_kind *kind, const struct keys_secret *secret,
+                              char *line, size_t size)
 {
     char key64[sodium_base64_ENCODED_LEN(KEYS_SECRET_BYTES, sodium_base64_VARIANT_ORIGINAL)];
 
     sodium_bin2base64(key64, sizeof key64, secret->key, sizeof secret->key,
                       sodium_base64_VARIANT_ORIGINAL);
-    snprintf(line, size, "%s %s %s %s\n", SECRET_MAGIC, secret->public.id, PROTECTION_NONE,
-             key64);
+    snprintf(line, size, "%s %s %s %s\n", kind->secret_magic, secret->public.id,
+             PROTECTION_NONE, key64);
     sodium_memzero(key64, sizeof key64);
 }
 
 /* Formats the line of a passphrase-protected secret key file into line:
  * the secret key in a secretbox under a key derived by Argon2id. */
-static int secret_line_protected(const struct keys_secret *secret, const char *passphrase,
-                                 char *line, size_t size, stow_error *err)
+static int secret_line_protected(const struct key_kind *kind, const struct keys_secret *secret,
+                                 const char *passphrase, char *line, size_t size,
+                                 stow_error *err)
 {
     uint8_t salt[crypto_pwhash_SALTBYTES];
     uint8_t nonce[crypto_secretbox_NONCEBYTES];
@@ -205,7 +255,7 @@ static int secret_line_protected(const struct keys_secret *secret, const char *p
     sodium_bin2base64(nonce64, sizeof nonce64, nonce, sizeof nonce,
                       sodium_base64_VARIANT_ORIGINAL);
     sodium_bin2base64(box64, sizeof box64, box, sizeof box, sodium_base64_VARIANT_ORIGINAL);
-    snprintf(line, size, "%s %s %s %llu %zu %s %s %s\n", SECRET_MAGIC, secret->public.id,
+    snprintf(line, size, "%s %s %s %llu %zu %s %s %s\n", kind->secret_magic, secret->public.id,
              PROTECTION_ARGON2ID, (unsigned long long)PWHASH_OPSLIMIT, (size_t)PWHASH_MEMLIMIT,
              salt64, nonce64, box64);
     rc = 0;
@@ -217,33 +267,40 @@ done:
 
 /* Writes the secret key file and then the public one; removes the secret
  * file again when the public one cannot be written. */
-static int key_files_write(const char *path, const struct keys_secret *secret,
-                           const char *passphrase, char *line, size_t size, stow_error *err)
+static int key_files_write(const struct key_kind *kind, const char *path,
+                           const struct keys_secret *secret, const char *passphrase, char *line,
+                           size_t size, stow_error *err)
 {
     char public_path[4096];
     char public_line[256];
+    char secret_noun[64];
+    char public_noun[64];
 
     if (snprintf(public_path, sizeof public_path, "%s.pub", path) >= (int)sizeof public_path)
         return stow_fail(err, STOW_EXIT_USAGE, "key file path is too long: %s", path);
 
     if (passphrase == NULL)
-        secret_line_plain(secret, line, size);
-    else if (secret_line_protected(secret, passphrase, line, size, err) != 0)
+        secret_line_plain(kind, secret, line, size);
+    else if (secret_line_protected(kind, secret, passphrase, line, size, err) != 0)
         return -1;
 
-    if (write_new_file(path, 0600, line, "secret key file", err) != 0)
+    snprintf(secret_noun, sizeof secret_noun, "%s secret key file", kind->noun);
+    snprintf(public_noun, sizeof public_noun, "%s public key file", kind->noun);
+    if (write_new_file(path, 0600, line, secret_noun, err) != 0)
         return -1;
 
-    public_line_format(&secret->public, public_line, sizeof public_line);
-    if (write_new_file(public_path, 0644, public_line, "public key file", err) != 0) {
+    public_line_format(kind, &secret->public, public_line, sizeof public_line);
+    if (write_new_file(public_path, 0644, public_line, public_noun, err) != 0) {
         unlink(path);
         return -1;
     }
     return 0;
 }
 
-int keys_generate(const char *path, const char *passphrase, struct keys_public *public_out,
-                  stow_error *err)
+/* Generates 32 random secret bytes, derives the public key and writes both
+ * files of kind. */
+static int generate_pair(const struct key_kind *kind, const char *path, const char *passphrase,
+                         struct keys_public *public_out, stow_error *err)
 {
     const size_t line_size = 512;
     struct keys_secret *secret = NULL;
@@ -262,9 +319,10 @@ int keys_generate(const char *path, const char *passphrase, struct keys_public *
         goto done;
     }
 
-    crypto_box_keypair(secret->public.key, secret->key);
+    randombytes_buf(secret->key, sizeof secret->key);
+    kind->derive_public(secret->public.key, secret->key);
     key_id_compute(&secret->public);
-    if (key_files_write(path, secret, passphrase, line, line_size, err) != 0)
+    if (key_files_write(kind, path, secret, passphrase, line, line_size, err) != 0)
         goto done;
 
     if (public_out != NULL)
@@ -275,6 +333,26 @@ done:
     sodium_free(line);
     sodium_free(secret);
     return rc;
+}
+
+int keys_generate(const char *path, const char *passphrase, struct keys_public *public_out,
+                  stow_error *err)
+{
+    return generate_pair(&recipient_kind, path, passphrase, public_out, err);
+}
+
+int keys_signing_generate(const char *path, const char *passphrase,
+                          struct keys_signing_public *public_out, stow_error *err)
+{
+    struct keys_public public;
+
+    if (generate_pair(&signing_kind, path, passphrase, &public, err) != 0)
+        return -1;
+    if (public_out != NULL) {
+        memcpy(public_out->key, public.key, sizeof public_out->key);
+        memcpy(public_out->id, public.id, sizeof public_out->id);
+    }
+    return 0;
 }
 
 /* --- Reading key files -------------------------------------------------- */
@@ -356,12 +434,53 @@ static int key_file_open(const char *path, const char *operation, int *fd, stow_
     return 0;
 }
 
+/* The key files, to name one that was passed in the wrong place. */
+static const struct {
+    const char *magic;
+    const char *description;
+} key_file_kinds[] = {
+    {PUBLIC_MAGIC, "recipient public key file"},
+    {SECRET_MAGIC, "recipient secret key file"},
+    {SIGNING_PUBLIC_MAGIC, "signing public key file"},
+    {SIGNING_SECRET_MAGIC, "signing secret key file"},
+};
+
+static const char *key_file_description(const char *magic)
+{
+    for (size_t i = 0; i < sizeof key_file_kinds / sizeof key_file_kinds[0]; i++) {
+        if (strcmp(magic, key_file_kinds[i].magic) == 0)
+            return key_file_kinds[i].description;
+    }
+    return NULL;
+}
+
+/* Names the option that takes a key file of kind magic, for a file of the
+ * other family (recipient or signing) passed in its place. */
+static void key_file_hint_mix_up(const char *magic, stow_error *err)
+{
+    if (strcmp(magic, SECRET_MAGIC) == 0)
+        stow_error_hint(err, "--key takes the recipient secret key (the keygen --out file, "
+                             "without .sign); the .sign file goes to backup --signing-key");
+    else if (strcmp(magic, SIGNING_SECRET_MAGIC) == 0)
+        stow_error_hint(err, "--signing-key takes the signing secret key (the keygen file "
+                             "ending in .sign); the recipient secret key goes to --key");
+    else if (strcmp(magic, PUBLIC_MAGIC) == 0)
+        stow_error_hint(err, "--recipient takes the recipient public key (the .pub file "
+                             "without .sign); the .sign.pub file goes to --trusted-key");
+    else if (strcmp(magic, SIGNING_PUBLIC_MAGIC) == 0)
+        stow_error_hint(err, "--trusted-key takes the signing public key (the file ending in "
+                             ".sign.pub); the recipient public key goes to --recipient");
+}
+
 /* Checks the first field against magic and names the likely mix-ups. */
 static int key_file_check_kind(const struct key_file *file, const char *magic,
                                const char *path, stow_error *err)
 {
     const char *first = file->count > 0 ? file->fields[0] : "";
+    const char *found = key_file_description(first);
     int want_public = strcmp(magic, PUBLIC_MAGIC) == 0;
+    int want_signing = strcmp(magic, SIGNING_PUBLIC_MAGIC) == 0 ||
+                       strcmp(magic, SIGNING_SECRET_MAGIC) == 0;
 
     if (strcmp(first, magic) == 0)
         return 0;
@@ -370,29 +489,40 @@ static int key_file_check_kind(const struct key_file *file, const char *magic,
                          "%s is a secret key file; a public key file is expected here (its "
                          "name ends in .pub)",
                          path);
-    if (!want_public && strcmp(first, PUBLIC_MAGIC) == 0)
-        return stow_fail(err, STOW_EXIT_USAGE,
-                         "%s is a public key file; restoring needs the secret key file", path);
+    if (strcmp(magic, SECRET_MAGIC) == 0 && strcmp(first, PUBLIC_MAGIC) == 0) {
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "%s is a public key file; a secret key file is expected here", path);
+        stow_error_hint(err, "pass the secret key file that stowage keygen wrote next to it "
+                             "(the same name without .pub); public keys go to --recipient");
+        return -1;
+    }
+    if (found != NULL) {
+        stow_fail(err, STOW_EXIT_USAGE, "%s is a %s; a %s is expected here", path, found,
+                  key_file_description(magic));
+        key_file_hint_mix_up(magic, err);
+        return -1;
+    }
     if (strncmp(first, magic, strlen(magic) - 1) == 0)
         return stow_fail(err, STOW_EXIT_USAGE,
                          "%s has unsupported key file version \"%.40s\" (this build reads %s)",
                          path, first, magic);
-    return stow_fail(err, STOW_EXIT_USAGE, "%s is not a Stowage %s key file", path,
-                     want_public ? "public" : "secret");
+    return stow_fail(err, STOW_EXIT_USAGE, "%s is not a Stowage %s%s key file", path,
+                     want_signing ? "signing " : "",
+                     strstr(magic, "public") != NULL ? "public" : "secret");
 }
 
-static int public_parse(const struct key_file *file, const char *path, struct keys_public *out,
-                        stow_error *err)
+static int public_parse(const struct key_kind *kind, const struct key_file *file,
+                        const char *path, struct keys_public *out, stow_error *err)
 {
     struct keys_public computed;
 
-    if (key_file_check_kind(file, PUBLIC_MAGIC, path, err) != 0)
+    if (key_file_check_kind(file, kind->public_magic, path, err) != 0)
         return -1;
     if (file->count != 3)
         return stow_fail(err, STOW_EXIT_USAGE,
                          "%s is not a valid public key file (%zu fields, expected 3)", path,
                          file->count);
-    if (!key_id_valid(file->fields[1]))
+    if (!keys_id_valid(file->fields[1]))
         return stow_fail(err, STOW_EXIT_USAGE,
                          "%s has an invalid key id (expected %d lowercase hex digits)", path,
                          KEYS_ID_CHARS);
@@ -410,7 +540,8 @@ static int public_parse(const struct key_file *file, const char *path, struct ke
     return 0;
 }
 
-int keys_public_load(const char *path, struct keys_public *out, stow_error *err)
+static int public_load(const struct key_kind *kind, const char *path, struct keys_public *out,
+                       stow_error *err)
 {
     struct key_file file = {0};
     int fd = -1;
@@ -420,7 +551,8 @@ int keys_public_load(const char *path, struct keys_public *out, stow_error *err)
         return -1;
 
     if (key_file_open(path, "opening public key file", &fd, err) != 0 ||
-        key_file_read(fd, path, &file, err) != 0 || public_parse(&file, path, out, err) != 0)
+        key_file_read(fd, path, &file, err) != 0 ||
+        public_parse(kind, &file, path, out, err) != 0)
         goto done;
     rc = 0;
 
@@ -431,36 +563,55 @@ done:
     return rc;
 }
 
+int keys_public_load(const char *path, struct keys_public *out, stow_error *err)
+{
+    return public_load(&recipient_kind, path, out, err);
+}
+
+int keys_signing_public_load(const char *path, struct keys_signing_public *out, stow_error *err)
+{
+    struct keys_public public;
+
+    if (public_load(&signing_kind, path, &public, err) != 0)
+        return -1;
+    memcpy(out->key, public.key, sizeof out->key);
+    memcpy(out->id, public.id, sizeof out->id);
+    return 0;
+}
+
 /* --- Secret key files --------------------------------------------------- */
 
-/* Rejects a secret key file that group or others may read or write. */
-static int secret_check_mode(int fd, const char *path, stow_error *err)
+/* Rejects a file of secrets (noun: "secret key file", "passphrase file")
+ * that group or others may read or write. Only regular files are checked:
+ * a pipe such as bash's <(...) has no meaningful mode. */
+static int check_private_mode(int fd, const char *path, const char *noun, stow_error *err)
 {
     struct stat st;
     unsigned mode;
 
     if (fstat(fd, &st) != 0)
         return stow_fail_errno(err, STOW_EXIT_USAGE, errno, "checking", path);
+    if (!S_ISREG(st.st_mode))
+        return 0;
 
     mode = (unsigned)(st.st_mode & 07777);
     if ((mode & (S_IRGRP | S_IROTH)) != 0)
         return stow_fail(err, STOW_EXIT_USAGE,
-                         "secret key file %s is readable by group or others (mode %04o); run "
-                         "chmod 600 %s",
-                         path, mode, path);
+                         "%s %s is readable by group or others (mode %04o); run chmod 600 %s",
+                         noun, path, mode, path);
     if ((mode & (S_IWGRP | S_IWOTH)) != 0)
         return stow_fail(err, STOW_EXIT_USAGE,
-                         "secret key file %s is writable by group or others (mode %04o); run "
-                         "chmod 600 %s",
-                         path, mode, path);
+                         "%s %s is writable by group or others (mode %04o); run chmod 600 %s",
+                         noun, path, mode, path);
     return 0;
 }
 
+
 /* Checks that the key id in the file belongs to the secret key. */
-static int secret_check_id(struct keys_secret *secret, const char *file_id, const char *path,
-                           stow_error *err)
+static int secret_check_id(const struct key_kind *kind, struct keys_secret *secret,
+                           const char *file_id, const char *path, stow_error *err)
 {
-    crypto_scalarmult_base(secret->public.key, secret->key);
+    kind->derive_public(secret->public.key, secret->key);
     key_id_compute(&secret->public);
     if (strcmp(secret->public.id, file_id) != 0)
         return stow_fail(err, STOW_EXIT_USAGE,
@@ -532,6 +683,10 @@ static int protected_open(const struct protected_fields *fields, const char *pas
     if (crypto_secretbox_open_easy(secret->key, fields->box, sizeof fields->box, fields->nonce,
                                    box_key) != 0) {
         stow_fail(err, STOW_EXIT_KEY, "wrong passphrase for %s", path);
+        stow_error_hint(err, "give the passphrase that protected %s when it was made: the "
+                             "first line of --passphrase-file (--signing-passphrase-file for a "
+                             "signing key), or type it at the prompt",
+                        path);
         goto done;
     }
     rc = 0;
@@ -569,15 +724,15 @@ done:
     return rc;
 }
 
-static int secret_parse(const struct key_file *file, const char *path,
-                        keys_passphrase_fn passphrase_fn, void *context,
+static int secret_parse(const struct key_kind *kind, const struct key_file *file,
+                        const char *path, keys_passphrase_fn passphrase_fn, void *context,
                         struct keys_secret *secret, stow_error *err)
 {
     const char *protection;
 
-    if (key_file_check_kind(file, SECRET_MAGIC, path, err) != 0)
+    if (key_file_check_kind(file, kind->secret_magic, path, err) != 0)
         return -1;
-    if (file->count < 4 || !key_id_valid(file->fields[1]))
+    if (file->count < 4 || !keys_id_valid(file->fields[1]))
         return stow_fail(err, STOW_EXIT_USAGE,
                          "%s is not a valid secret key file (expected a key id of %d lowercase "
                          "hex digits and a protection name)",
@@ -598,42 +753,52 @@ static int secret_parse(const struct key_file *file, const char *path,
                          "%s has unknown protection \"%.24s\" (expected none or argon2id)", path,
                          protection);
     }
-    return secret_check_id(secret, file->fields[1], path, err);
+    return secret_check_id(kind, secret, file->fields[1], path, err);
+}
+
+/* Reads a secret key file of kind into secret, which the caller allocated
+ * with sodium_malloc. */
+static int secret_read(const struct key_kind *kind, const char *path,
+                       keys_passphrase_fn passphrase_fn, void *context,
+                       struct keys_secret *secret, stow_error *err)
+{
+    struct key_file file = {0};
+    int fd = -1;
+    int rc = -1;
+
+    /* The kind comes before the mode check, so that a public key file passed
+     * by mistake (mode 0644 by design) is named as such. */
+    if (key_file_open(path, "opening secret key file", &fd, err) == 0 &&
+        key_file_read(fd, path, &file, err) == 0 &&
+        key_file_check_kind(&file, kind->secret_magic, path, err) == 0 &&
+        check_private_mode(fd, path, "secret key file", err) == 0 &&
+        secret_parse(kind, &file, path, passphrase_fn, context, secret, err) == 0)
+        rc = 0;
+
+    if (fd >= 0)
+        close(fd);
+    key_file_free(&file);
+    return rc;
 }
 
 int keys_secret_load(const char *path, keys_passphrase_fn passphrase_fn, void *context,
                      struct keys_secret **out, stow_error *err)
 {
-    struct key_file file = {0};
     struct keys_secret *secret = NULL;
-    int fd = -1;
 
     *out = NULL;
     if (sodium_ready(err) != 0)
         return -1;
 
     secret = sodium_malloc(sizeof *secret);
-    if (secret == NULL) {
-        stow_fail(err, STOW_EXIT_FAILURE, "out of memory for a key");
-        goto fail;
+    if (secret == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory for a key");
+    if (secret_read(&recipient_kind, path, passphrase_fn, context, secret, err) != 0) {
+        keys_secret_free(secret);
+        return -1;
     }
-
-    if (key_file_open(path, "opening secret key file", &fd, err) != 0 ||
-        secret_check_mode(fd, path, err) != 0 || key_file_read(fd, path, &file, err) != 0 ||
-        secret_parse(&file, path, passphrase_fn, context, secret, err) != 0)
-        goto fail;
-
-    close(fd);
-    key_file_free(&file);
     *out = secret;
     return 0;
-
-fail:
-    if (fd >= 0)
-        close(fd);
-    key_file_free(&file);
-    keys_secret_free(secret);
-    return -1;
 }
 
 const struct keys_public *keys_secret_public(const struct keys_secret *secret)
@@ -644,6 +809,57 @@ const struct keys_public *keys_secret_public(const struct keys_secret *secret)
 void keys_secret_free(struct keys_secret *secret)
 {
     sodium_free(secret);
+}
+
+/* --- Signing keys -------------------------------------------------------- */
+
+int keys_signing_secret_load(const char *path, keys_passphrase_fn passphrase_fn, void *context,
+                             struct keys_signing_secret **out, stow_error *err)
+{
+    struct keys_signing_secret *secret = NULL;
+    uint8_t public_key[crypto_sign_PUBLICKEYBYTES];
+
+    *out = NULL;
+    if (sodium_ready(err) != 0)
+        return -1;
+
+    secret = sodium_malloc(sizeof *secret);
+    if (secret == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory for a key");
+    if (secret_read(&signing_kind, path, passphrase_fn, context, &secret->seed, err) != 0) {
+        keys_signing_secret_free(secret);
+        return -1;
+    }
+
+    crypto_sign_seed_keypair(public_key, secret->expanded, secret->seed.key);
+    memcpy(secret->public.key, public_key, sizeof secret->public.key);
+    memcpy(secret->public.id, secret->seed.public.id, sizeof secret->public.id);
+    *out = secret;
+    return 0;
+}
+
+const struct keys_signing_public *keys_signing_secret_public(
+    const struct keys_signing_secret *secret)
+{
+    return &secret->public;
+}
+
+void keys_signing_secret_free(struct keys_signing_secret *secret)
+{
+    if (secret != NULL)
+        sodium_free(secret);
+}
+
+void keys_sign(const struct keys_signing_secret *secret, const uint8_t *message, size_t len,
+               uint8_t signature[KEYS_SIGNATURE_BYTES])
+{
+    crypto_sign_detached(signature, NULL, message, len, secret->expanded);
+}
+
+int keys_signature_valid(const struct keys_signing_public *signer, const uint8_t *message,
+                         size_t len, const uint8_t signature[KEYS_SIGNATURE_BYTES])
+{
+    return crypto_sign_verify_detached(signature, message, len, signer->key) == 0;
 }
 
 /* --- Wrapping data keys ------------------------------------------------- */
@@ -765,6 +981,10 @@ static int passphrase_from_file(const char *path, char **out, stow_error *err)
 
     if (fd < 0)
         return stow_fail_errno(err, STOW_EXIT_USAGE, errno, "opening passphrase file", path);
+    if (check_private_mode(fd, path, "passphrase file", err) != 0) {
+        close(fd);
+        return -1;
+    }
 
     len = read_line(fd, buffer, sizeof buffer);
     if (len < 0)

@@ -1,5 +1,6 @@
 /* Recipient keys: X25519 key pairs, key ids, and wrapping of a backup's
- * data key for each recipient with libsodium sealed boxes.
+ * data key for each recipient with libsodium sealed boxes. Signing keys:
+ * Ed25519 key pairs that sign manifests, in files of the same format.
  *
  * The host that takes backups needs only public keys. A secret key file may
  * be protected by a passphrase (Argon2id). Key file formats are specified
@@ -16,6 +17,7 @@
 #define KEYS_PUBLIC_BYTES 32
 #define KEYS_SECRET_BYTES 32
 #define KEYS_ID_CHARS 16      /* hex characters of a key id */
+#define KEYS_SIGNATURE_BYTES 64
 
 struct keys_public {
     uint8_t key[KEYS_PUBLIC_BYTES];
@@ -39,6 +41,9 @@ typedef int (*keys_passphrase_fn)(void *context, const char *key_path, char **pa
 int keys_generate(const char *path, const char *passphrase, struct keys_public *public_out,
                   stow_error *err);
 
+/* Returns 1 when text is a key id: KEYS_ID_CHARS lowercase hex digits. */
+int keys_id_valid(const char *text);
+
 /* Reads a public key file. Fails with STOW_EXIT_USAGE naming the file. */
 int keys_public_load(const char *path, struct keys_public *out, stow_error *err);
 
@@ -59,6 +64,42 @@ int keys_wrap(const struct keys_public *recipient, const uint8_t *data_key, size
  * this secret key. */
 int keys_unwrap(const struct keys_secret *secret, const char *wrapped, uint8_t *data_key,
                 size_t key_len, stow_error *err);
+
+/* --- Signing keys --------------------------------------------------------- */
+
+/* An Ed25519 public key; its id is computed as for a recipient key. A type
+ * of its own, so that a signing key cannot be passed where a recipient is
+ * expected. */
+struct keys_signing_public {
+    uint8_t key[KEYS_PUBLIC_BYTES];
+    char id[KEYS_ID_CHARS + 1];
+};
+
+struct keys_signing_secret;
+
+/* Generates an Ed25519 key pair and writes path (secret: the 32-byte seed,
+ * mode 0600) and path.pub, with the same rules as keys_generate. */
+int keys_signing_generate(const char *path, const char *passphrase,
+                          struct keys_signing_public *public_out, stow_error *err);
+
+/* Reads a signing public key file. Fails with STOW_EXIT_USAGE naming the
+ * file, also when it is a recipient key file. */
+int keys_signing_public_load(const char *path, struct keys_signing_public *out, stow_error *err);
+
+/* Reads a signing secret key file, with the checks of keys_secret_load. */
+int keys_signing_secret_load(const char *path, keys_passphrase_fn passphrase_fn, void *context,
+                             struct keys_signing_secret **out, stow_error *err);
+const struct keys_signing_public *keys_signing_secret_public(
+    const struct keys_signing_secret *secret);
+void keys_signing_secret_free(struct keys_signing_secret *secret);
+
+/* Signs message with Ed25519 (crypto_sign_detached). */
+void keys_sign(const struct keys_signing_secret *secret, const uint8_t *message, size_t len,
+               uint8_t signature[KEYS_SIGNATURE_BYTES]);
+
+/* Returns 1 when signature is signer's valid signature of message, else 0. */
+int keys_signature_valid(const struct keys_signing_public *signer, const uint8_t *message,
+                         size_t len, const uint8_t signature[KEYS_SIGNATURE_BYTES]);
 
 /* --- Passphrases for the CLI --------------------------------------------- */
 

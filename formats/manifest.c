@@ -31,6 +31,41 @@ void manifest_format_time(time_t when, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &utc);
 }
 
+void manifest_format_time_us(time_t when, long microseconds, char out[32])
+{
+    struct tm utc;
+
+    gmtime_r(&when, &utc);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf(out + strlen(out), 32 - strlen(out), ".%06ldZ", microseconds);
+}
+
+long manifest_time_microseconds(const char *text)
+{
+    const char *fraction = strchr(text, '.');
+    long microseconds = 0;
+    int digits = 0;
+
+    if (fraction == NULL)
+        return 0;
+    for (fraction++; digits < 6; digits++) {
+        int digit = isdigit((unsigned char)*fraction) ? *fraction++ - '0' : 0;
+
+        microseconds = microseconds * 10 + digit;
+    }
+    return microseconds;
+}
+
+json_t *manifest_time_json(time_t when)
+{
+    char text[32];
+
+    if (when == 0)
+        return json_null();
+    manifest_format_time(when, text);
+    return json_string(text);
+}
+
 /* Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS][.fff](Z|+HH:MM|-HH:MM)", with a
  * space allowed in place of 'T'. A time without zone is taken as UTC. */
 int manifest_parse_time(const char *text, time_t *out)
@@ -155,6 +190,15 @@ json_t *manifest_parts_to_json(const struct storage_part_list *parts)
     return array;
 }
 
+json_t *manifest_object_lock_to_json(const struct storage_object_lock *lock)
+{
+    char until[32];
+
+    manifest_format_time(lock->retain_until, until);
+    return json_pack("{s:s, s:s}", "mode", storage_lock_mode_name(lock->mode), "retain_until",
+                     until);
+}
+
 void manifest_composite_sha256(const struct storage_part_list *parts, char out[80])
 {
     crypto_hash_sha256_state state;
@@ -220,15 +264,17 @@ static int required_uint(struct parse_context *context, json_t *object, const ch
 }
 
 static int required_time(struct parse_context *context, json_t *object, const char *field,
-                         time_t *out)
+                         time_t *out, long *microseconds)
 {
     const char *text = required_string(context, object, "", field);
     char what[160];
 
     if (text == NULL)
         return -1;
-    if (manifest_parse_time(text, out) == 0)
+    if (manifest_parse_time(text, out) == 0) {
+        *microseconds = manifest_time_microseconds(text);
         return 0;
+    }
     snprintf(what, sizeof what, "field %s is not an RFC 3339 time: \"%s\"", field, text);
     return invalid(context, what);
 }
@@ -360,9 +406,42 @@ static int parse_header_fields(struct parse_context *context, struct manifest *o
     out->database = required_string(context, doc, "", "database");
     if (out->id == NULL || out->name == NULL || out->database == NULL)
         return -1;
-    if (required_time(context, doc, "started_at", &out->started_at) != 0 ||
-        required_time(context, doc, "finished_at", &out->finished_at) != 0)
+    if (required_time(context, doc, "started_at", &out->started_at, &out->started_at_us) != 0 ||
+        required_time(context, doc, "finished_at", &out->finished_at, &out->finished_at_us) != 0)
         return -1;
+    return 0;
+}
+
+/* Parses the optional object_lock member. */
+static int parse_object_lock(struct parse_context *context, struct manifest *out)
+{
+    json_t *lock = json_object_get(out->document, "object_lock");
+    const char *mode;
+    const char *until;
+    char what[160];
+
+    if (lock == NULL)
+        return 0;
+    if (!json_is_object(lock))
+        return invalid(context, "field object_lock is not an object");
+    mode = required_string(context, lock, "object_lock.", "mode");
+    until = required_string(context, lock, "object_lock.", "retain_until");
+    if (mode == NULL || until == NULL)
+        return -1;
+    if (manifest_parse_time(until, &out->lock_retain_until) != 0) {
+        snprintf(what, sizeof what, "object_lock.retain_until is not an RFC 3339 time: \"%.40s\"",
+                 until);
+        return invalid(context, what);
+    }
+    if (strcmp(mode, "GOVERNANCE") == 0) {
+        out->lock_mode = STORAGE_LOCK_GOVERNANCE;
+    } else if (strcmp(mode, "COMPLIANCE") == 0) {
+        out->lock_mode = STORAGE_LOCK_COMPLIANCE;
+    } else {
+        snprintf(what, sizeof what, "object_lock.mode \"%.40s\" is not GOVERNANCE or COMPLIANCE",
+                 mode);
+        return invalid(context, what);
+    }
     return 0;
 }
 
@@ -392,6 +471,8 @@ static int parse_document(struct parse_context *context, struct manifest *out)
     encryption = json_object_get(out->document, "encryption");
     if (!json_is_object(encryption))
         return invalid(context, "field encryption is missing");
+    if (parse_object_lock(context, out) != 0)
+        return -1;
     return parse_recipients(context, encryption, out);
 }
 

@@ -41,12 +41,16 @@ struct manifest {
     const char *object_key;
     time_t started_at;
     time_t finished_at;
+    long started_at_us;       /* microseconds past started_at; 0 in older manifests */
+    long finished_at_us;      /* microseconds past finished_at; 0 in older manifests */
     uint64_t stored_bytes;
     uint64_t plain_bytes;
     int encrypted;
     struct manifest_recipient *recipients;  /* owned array */
     size_t recipient_count;
     struct storage_part_list parts;         /* owned */
+    enum storage_lock_mode lock_mode;       /* member object_lock; NONE when absent */
+    time_t lock_retain_until;               /* 0 when absent */
 };
 
 /* Parses and validates a manifest read from key. Fails with
@@ -72,9 +76,24 @@ void catalog_new_backup_id(time_t when, char out[32]);
 void manifest_format_time(time_t when, char out[32]);
 int manifest_parse_time(const char *text, time_t *out);
 
+/* Formats when plus microseconds as "2026-12-04T20:00:00.123456Z". */
+void manifest_format_time_us(time_t when, long microseconds, char out[32]);
+
+/* Returns the fraction of a second in a time that manifest_parse_time
+ * accepted, in microseconds (digits past the sixth are ignored). */
+long manifest_time_microseconds(const char *text);
+
+/* Returns when as an RFC 3339 UTC JSON string, or JSON null for 0 (a time
+ * that is not known). A new reference. */
+json_t *manifest_time_json(time_t when);
+
 /* Hex helpers shared by the catalog code. */
 void manifest_hex(const uint8_t *bytes, size_t len, char *out);
 int manifest_unhex(const char *hex, uint8_t *out, size_t len);
+
+/* The object_lock member: {"mode": "GOVERNANCE"|"COMPLIANCE",
+ * "retain_until": RFC 3339 UTC}. */
+json_t *manifest_object_lock_to_json(const struct storage_object_lock *lock);
 
 /* JSON form of a part list: [{"number","offset","size","sha256"}...]. */
 json_t *manifest_parts_to_json(const struct storage_part_list *parts);

@@ -199,7 +199,9 @@ struct ranked_backup {
     size_t index;
 };
 
-/* Newest first: later start time, then the greater id. */
+/* Newest first: later start time, then later finish (both to the
+ * microsecond), then the greater id; the catalog orders backups the same
+ * way. */
 static int compare_newest_first(const void *a, const void *b)
 {
     const struct retention_backup *left = ((const struct ranked_backup *)a)->backup;
@@ -207,8 +209,12 @@ static int compare_newest_first(const void *a, const void *b)
 
     if (left->started_at != right->started_at)
         return left->started_at > right->started_at ? -1 : 1;
+    if (left->started_at_us != right->started_at_us)
+        return left->started_at_us > right->started_at_us ? -1 : 1;
     if (left->finished_at != right->finished_at)
         return left->finished_at > right->finished_at ? -1 : 1;
+    if (left->finished_at_us != right->finished_at_us)
+        return left->finished_at_us > right->finished_at_us ? -1 : 1;
     return -strcmp(left->id, right->id);
 }
 

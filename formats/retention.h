@@ -53,6 +53,8 @@ struct retention_backup {
     int last_verification_passed;  /* the newest recorded verification passed */
     int held;                      /* a hold is placed on the backup */
     time_t finished_at;            /* UTC; orders backups started in one second */
+    long started_at_us;            /* microseconds past started_at; 0 when not known */
+    long finished_at_us;           /* microseconds past finished_at; 0 when not known */
 };
 
 struct retention_policy {

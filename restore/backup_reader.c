@@ -13,6 +13,7 @@
 
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "container.h"
 #include "keys.h"
 
@@ -107,6 +108,7 @@ struct producer {
     uint64_t plain_bytes;
     double fetch_seconds;
     double decode_seconds;
+    double pipe_write_seconds;         /* in write(), mostly waiting for the consumer */
     int consumer_gone;                 /* the reader closed its end */
     stow_error err;
 };
@@ -115,9 +117,11 @@ static int plaintext_to_pipe(void *context, const void *data, size_t len, stow_e
 {
     struct producer *producer = context;
     const uint8_t *cursor = data;
+    struct timespec start;
 
     crypto_generichash_update(&producer->plain_hash, data, len);
     producer->plain_bytes += len;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     while (len > 0) {
         ssize_t written = write(producer->pipe_fd, cursor, len);
 
@@ -132,6 +136,7 @@ static int plaintext_to_pipe(void *context, const void *data, size_t len, stow_e
         cursor += written;
         len -= (size_t)written;
     }
+    producer->pipe_write_seconds += seconds_since(&start);
     return 0;
 }
 
@@ -144,6 +149,7 @@ static int produce_parts(struct producer *producer, storage_download *download,
     stow_buf_init(&part, (size_t)STORAGE_MAX_PART_SIZE);
     for (;;) {
         struct timespec start;
+        double blocked;
 
         if (stow_interrupted()) {
             rc = stow_fail_interrupted(&producer->err, "the download");
@@ -158,10 +164,14 @@ static int produce_parts(struct producer *producer, storage_download *download,
         }
         if (rc != 0)
             break;
+        stow_progress_add_bytes(part.len);
 
+        /* The time blocked in writing to the pipe is not decoding work. */
         clock_gettime(CLOCK_MONOTONIC, &start);
+        blocked = producer->pipe_write_seconds;
         rc = container_reader_write(reader, part.data, part.len, &producer->err);
-        producer->decode_seconds += seconds_since(&start);
+        blocked = producer->pipe_write_seconds - blocked;
+        producer->decode_seconds += seconds_since(&start) - blocked;
         if (rc != 0)
             break;
     }
@@ -267,7 +277,9 @@ int backup_reader_run(storage *store, const struct manifest *manifest,
     producer.pipe_fd = fds[1];
     consumer.pipe_fd = fds[0];
     consumer.buffer = malloc(READ_CHUNK);
+    stow_progress_begin("read", manifest->stored_bytes);
     if (consumer.buffer == NULL || pthread_create(&thread, NULL, run_producer, &producer) != 0) {
+        stow_progress_end();
         close(fds[0]);
         close(fds[1]);
         free(consumer.buffer);
@@ -277,6 +289,7 @@ int backup_reader_run(storage *store, const struct manifest *manifest,
     rc = members_read(read_from_pipe, &consumer, on_data, data_context, &consumer_err);
     close(consumer.pipe_fd); /* unblocks the producer if the consumer stopped early */
     pthread_join(thread, NULL);
+    stow_progress_end();
     free(consumer.buffer);
 
     stats->fetch_seconds = producer.fetch_seconds;

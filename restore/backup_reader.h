@@ -17,7 +17,8 @@
 
 struct backup_read_stats {
     double fetch_seconds;     /* waiting for parts from the repository */
-    double decode_seconds;    /* decrypting and decompressing */
+    double decode_seconds;    /* decrypting and decompressing, without the time blocked
+                                 on the consumer */
     double total_seconds;     /* wall time of the whole read */
     uint64_t stored_bytes;
     uint64_t plain_bytes;

@@ -2,6 +2,7 @@
 #include "dbverify.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +29,31 @@ struct relation {
     int matched;               /* listed in the backup */
 };
 
+/* One table's rows as read from the database. */
+struct table_reading {
+    const struct dumpscan_table *table;
+    int rejected;                    /* the server rejected the COPY with message failure */
+    char failure[512];
+    uint64_t rows;
+    char digest[ROWDIGEST_HEX_SIZE];
+};
+
+/* The tables that both connections take from, largest row count first. */
+struct table_queue {
+    pthread_mutex_t mutex;
+    struct table_reading **order;
+    size_t count;
+    size_t next;
+    int stop;                        /* a reader failed: the other stops after its table */
+};
+
 struct verify_run {
     PGconn *conn;
     const struct dumpscan_contents *expected;
     struct dbverify_result *result;
     struct relation *relations;      /* sorted by schema, then name */
     size_t relation_count;
+    char snapshot[64];               /* exported snapshot for a second connection, or "" */
 };
 
 /* --- libpq errors ------------------------------------------------------------ */
@@ -168,9 +188,22 @@ static int set_local(struct verify_run *run, const char *name, const char *value
     return 0;
 }
 
+static int use_snapshot(struct verify_run *run, const char *snapshot, stow_error *err)
+{
+    char *literal = PQescapeLiteral(run->conn, snapshot, strlen(snapshot));
+    char sql[256];
+
+    if (literal == NULL)
+        return fail_libpq(err, run->conn, "quoting the snapshot name");
+    snprintf(sql, sizeof sql, "SET TRANSACTION SNAPSHOT %s", literal);
+    PQfreemem(literal);
+    return command(run, sql, err);
+}
+
 /* The settings of pg_dump 15's setup_connection(), then those that the
- * contents record. */
-static int begin_session(struct verify_run *run, stow_error *err)
+ * contents record. With snapshot (from pg_export_snapshot), the transaction
+ * reads the same data as the one that exported it. */
+static int begin_session(struct verify_run *run, const char *snapshot, stow_error *err)
 {
     const struct dumpscan_contents *expected = run->expected;
     const char *const settings[][2] = {
@@ -190,10 +223,36 @@ static int begin_session(struct verify_run *run, stow_error *err)
 
     if (command(run, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err) != 0)
         return -1;
+    if (snapshot != NULL && use_snapshot(run, snapshot, err) != 0)
+        return -1;
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
         if (set_local(run, settings[i][0], settings[i][1], err) != 0)
             return -1;
     return 0;
+}
+
+/* Exports the transaction's snapshot for a second connection (read_tables).
+ * pg_export_snapshot must run outside a savepoint, so a server that rejects
+ * it aborts the transaction, which then starts again without one. */
+static int export_snapshot(struct verify_run *run, stow_error *err)
+{
+    PGresult *result = PQexec(run->conn, "SELECT pg_catalog.pg_export_snapshot()");
+    const char *message;
+
+    if (PQresultStatus(result) == PGRES_TUPLES_OK) {
+        snprintf(run->snapshot, sizeof run->snapshot, "%s", PQgetvalue(result, 0, 0));
+        PQclear(result);
+        return 0;
+    }
+    message = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+    stow_log_detail("verifying over one connection: %s",
+                    message != NULL ? message : PQerrorMessage(run->conn));
+    PQclear(result);
+    if (PQstatus(run->conn) == CONNECTION_BAD)
+        return fail_libpq(err, run->conn, "exporting the snapshot");
+    if (command(run, "ROLLBACK", err) != 0)
+        return -1;
+    return begin_session(run, NULL, err);
 }
 
 /* --- Name sets --------------------------------------------------------------------- */
@@ -414,39 +473,205 @@ static int copy_rows(struct verify_run *run, const char *copy, rowdigest *digest
     return release_savepoint(run, err);
 }
 
-static int check_table(struct verify_run *run, const struct dumpscan_table *table,
-                       stow_error *err)
+/* Reads one table's rows into reading. Thread-safe for different runs. */
+static int read_table(struct verify_run *run, struct table_reading *reading, stow_error *err)
 {
-    struct relation *relation;
-    char qualified[512];
-    char failure[512];
-    char found_digest[ROWDIGEST_HEX_SIZE];
+    const struct dumpscan_table *table = reading->table;
     rowdigest digest;
     int copied;
 
-    if (match_relation(run, "table", table->schema, table->name, &relation, err) != 0)
-        return -1;
-    if (relation == NULL || table->copy == NULL)
-        return 0;
-
-    dumpscan_format_name(table->schema, table->name, qualified, sizeof qualified);
-    rowdigest_init(&digest);
-    copied = copy_rows(run, table->copy, &digest, failure, sizeof failure, err);
+    if (run->expected->table_digest_algorithm != 0)
+        rowdigest_init_algorithm(&digest, run->expected->table_digest_algorithm);
+    else
+        rowdigest_init(&digest);
+    copied = copy_rows(run, table->copy, &digest, reading->failure, sizeof reading->failure,
+                       err);
     if (copied < 0)
         return -1;
-    if (copied > 0)
-        return add_difference(run, "table_unreadable", qualified, "readable", failure, err);
+    reading->rejected = copied > 0;
+    reading->rows = digest.rows;
+    rowdigest_hex(&digest, reading->digest);
+    return 0;
+}
+
+static int compare_table(struct verify_run *run, const struct table_reading *reading,
+                         stow_error *err)
+{
+    const struct dumpscan_table *table = reading->table;
+    char qualified[512];
+
+    dumpscan_format_name(table->schema, table->name, qualified, sizeof qualified);
+    if (reading->rejected)
+        return add_difference(run, "table_unreadable", qualified, "readable", reading->failure,
+                              err);
 
     run->result->summary.tables++;
-    run->result->summary.rows += digest.rows;
-    rowdigest_hex(&digest, found_digest);
-    if (digest.rows != table->rows &&
-        add_count_difference(run, "table_rows", qualified, table->rows, digest.rows, err) != 0)
+    run->result->summary.rows += reading->rows;
+    if (reading->rows != table->rows &&
+        add_count_difference(run, "table_rows", qualified, table->rows, reading->rows, err) != 0)
         return -1;
-    if (strcmp(found_digest, table->digest) != 0 &&
-        add_difference(run, "table_digest", qualified, table->digest, found_digest, err) != 0)
+    if (strcmp(reading->digest, table->digest) != 0 &&
+        add_difference(run, "table_digest", qualified, table->digest, reading->digest, err) != 0)
         return -1;
     return 0;
+}
+
+/* --- Reading tables over two connections ---------------------------------------------- */
+
+static int compare_reading_size(const void *left, const void *right)
+{
+    uint64_t a = (*(struct table_reading *const *)left)->table->rows;
+    uint64_t b = (*(struct table_reading *const *)right)->table->rows;
+
+    return (a < b) - (a > b);
+}
+
+static struct table_reading *next_reading(struct table_queue *queue)
+{
+    struct table_reading *reading = NULL;
+
+    pthread_mutex_lock(&queue->mutex);
+    if (!queue->stop && queue->next < queue->count)
+        reading = queue->order[queue->next++];
+    pthread_mutex_unlock(&queue->mutex);
+    return reading;
+}
+
+static void stop_queue(struct table_queue *queue)
+{
+    pthread_mutex_lock(&queue->mutex);
+    queue->stop = 1;
+    pthread_mutex_unlock(&queue->mutex);
+}
+
+/* Reads tables from the queue until it is empty. Checked between tables:
+ * a COPY in progress runs to its end. */
+static int read_queued(struct verify_run *run, struct table_queue *queue, stow_error *err)
+{
+    struct table_reading *reading;
+
+    while ((reading = next_reading(queue)) != NULL) {
+        if (stow_interrupted() || read_table(run, reading, err) != 0) {
+            if (stow_interrupted())
+                stow_fail_interrupted(err, "the verification");
+            stop_queue(queue);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A second connection that reads tables beside the first one. */
+struct helper {
+    struct verify_run run;
+    struct table_queue *queue;
+    stow_error err;
+    int rc;
+};
+
+static void *run_helper(void *argument)
+{
+    struct helper *helper = argument;
+
+    helper->rc = read_queued(&helper->run, helper->queue, &helper->err);
+    return NULL;
+}
+
+/* Opens a connection with the parameters of conn, password included.
+ * Returns NULL when out of memory; check PQstatus otherwise. */
+static PGconn *connect_like(PGconn *conn)
+{
+    PQconninfoOption *options = PQconninfo(conn);
+    const char **keywords;
+    const char **values;
+    size_t count = 0;
+    PGconn *copy = NULL;
+
+    for (PQconninfoOption *option = options; option != NULL && option->keyword; option++)
+        count++;
+    keywords = calloc(count + 1, sizeof *keywords);
+    values = calloc(count + 1, sizeof *values);
+    if (options != NULL && keywords != NULL && values != NULL) {
+        count = 0;
+        for (PQconninfoOption *option = options; option->keyword != NULL; option++) {
+            if (option->val == NULL || option->val[0] == '\0')
+                continue;
+            keywords[count] = option->keyword;
+            values[count++] = option->val;
+        }
+        copy = PQconnectdbParams(keywords, values, 0);
+    }
+    free(keywords);
+    free(values);
+    PQconninfoFree(options);
+    return copy;
+}
+
+/* Starts a helper on a second connection in the first one's snapshot.
+ * Returns 0 when it runs, or 1 when there is no snapshot to share or the
+ * second connection failed (the first connection then reads every table). */
+static int start_helper(struct verify_run *run, struct helper *helper, pthread_t *thread)
+{
+    char connect_error[512];
+    const char *reason;
+
+    if (run->snapshot[0] == '\0')
+        return 1;
+    helper->run.conn = connect_like(run->conn);
+    if (helper->run.conn == NULL) {
+        reason = "out of memory";
+    } else if (PQstatus(helper->run.conn) != CONNECTION_OK) {
+        snprintf(connect_error, sizeof connect_error, "%s", PQerrorMessage(helper->run.conn));
+        connect_error[strcspn(connect_error, "\n")] = '\0';
+        reason = connect_error;
+    } else if (begin_session(&helper->run, run->snapshot, &helper->err) != 0) {
+        reason = helper->err.message;
+    } else if (pthread_create(thread, NULL, run_helper, helper) != 0) {
+        reason = "no thread could be started";
+    } else {
+        return 0;
+    }
+
+    stow_log_detail("verifying over one connection: a second connection failed: %s", reason);
+    PQfinish(helper->run.conn);
+    helper->run.conn = NULL;
+    return 1;
+}
+
+/* Reads the tables in readings, over two connections when there are
+ * several and the server allows a second one in the same snapshot. */
+static int read_tables(struct verify_run *run, struct table_reading *readings, size_t count,
+                       stow_error *err)
+{
+    struct table_queue queue = {.count = count};
+    struct helper helper = {.run = {.expected = run->expected}, .queue = &queue};
+    pthread_t thread;
+    int helped = 0;
+    int rc;
+
+    queue.order = calloc(count + 1, sizeof *queue.order);
+    if (queue.order == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        queue.order[i] = &readings[i];
+    qsort(queue.order, count, sizeof *queue.order, compare_reading_size);
+    pthread_mutex_init(&queue.mutex, NULL);
+
+    if (count >= 2)
+        helped = start_helper(run, &helper, &thread) == 0;
+    rc = read_queued(run, &queue, err);
+    if (helped) {
+        pthread_join(thread, NULL);
+        if (rc == 0 && helper.rc != 0) {
+            *err = helper.err;
+            rc = -1;
+        }
+        PQclear(PQexec(helper.run.conn, "ROLLBACK"));
+        PQfinish(helper.run.conn);
+    }
+    pthread_mutex_destroy(&queue.mutex);
+    free(queue.order);
+    return rc;
 }
 
 /* --- Sequences ------------------------------------------------------------------------- */
@@ -566,17 +791,40 @@ static int check_large_objects(struct verify_run *run, stow_error *err)
 
 /* --- Run ------------------------------------------------------------------------------------ */
 
+/* Matches the listed tables, reads those present with data, and compares
+ * them in the order listed. */
+static int check_tables(struct verify_run *run, stow_error *err)
+{
+    const struct dumpscan_contents *expected = run->expected;
+    struct table_reading *readings = calloc(expected->table_count + 1, sizeof *readings);
+    size_t count = 0;
+    int rc = 0;
+
+    if (readings == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    for (size_t i = 0; i < expected->table_count && rc == 0; i++) {
+        const struct dumpscan_table *table = &expected->tables[i];
+        struct relation *relation;
+
+        rc = match_relation(run, "table", table->schema, table->name, &relation, err);
+        if (rc == 0 && relation != NULL && table->copy != NULL)
+            readings[count++].table = table;
+    }
+
+    if (rc == 0)
+        rc = read_tables(run, readings, count, err);
+    for (size_t i = 0; i < count && rc == 0; i++)
+        rc = compare_table(run, &readings[i], err);
+    free(readings);
+    return rc;
+}
+
 static int check_relations(struct verify_run *run, stow_error *err)
 {
     const struct dumpscan_contents *expected = run->expected;
 
-    for (size_t i = 0; i < expected->table_count; i++) {
-        /* Checked between tables: a COPY in progress runs to its end. */
-        if (stow_interrupted())
-            return stow_fail_interrupted(err, "the verification");
-        if (check_table(run, &expected->tables[i], err) != 0)
-            return -1;
-    }
+    if (check_tables(run, err) != 0)
+        return -1;
     for (size_t i = 0; i < expected->sequence_count; i++)
         if (check_sequence(run, &expected->sequences[i], err) != 0)
             return -1;
@@ -610,7 +858,7 @@ int dbverify_run(PGconn *conn, const struct dumpscan_contents *expected,
                   expected->sequence_count, expected->large_object_count);
 
     /* Set up the session as pg_dump had it, in one read-only snapshot. */
-    if (begin_session(&run, err) != 0)
+    if (begin_session(&run, NULL, err) != 0 || export_snapshot(&run, err) != 0)
         goto cleanup;
 
     /* Compare the catalog: schemas, extensions, tables and sequences. */

@@ -99,23 +99,18 @@ static char *report_text(const struct report *report, stow_error *err)
     return text;
 }
 
-int report_write_file(const struct report *report, const char *path, stow_error *err)
+int report_write_text(const char *path, const char *text, stow_error *err)
 {
     char temp[4096];
-    char *text = report_text(report, err);
     FILE *file;
     int rc = 0;
 
-    if (text == NULL)
-        return -1;
-    snprintf(temp, sizeof temp, "%s.tmp-%d", path, (int)getpid());
+    if (snprintf(temp, sizeof temp, "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof temp)
+        return stow_fail(err, STOW_EXIT_USAGE, "report path %s is too long", path);
     file = fopen(temp, "w");
-    if (file == NULL) {
-        free(text);
+    if (file == NULL)
         return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing report", temp);
-    }
-    if (fputs(text, file) == EOF || fputc('\n', file) == EOF || fflush(file) != 0 ||
-        fsync(fileno(file)) != 0)
+    if (fputs(text, file) == EOF || fflush(file) != 0 || fsync(fileno(file)) != 0)
         rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing report", temp);
     if (fclose(file) != 0 && rc == 0)
         rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing report", temp);
@@ -123,7 +118,28 @@ int report_write_file(const struct report *report, const char *path, stow_error 
         rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing report", path);
     if (rc != 0)
         unlink(temp);
-    free(text);
+    return rc;
+}
+
+int report_write_file(const struct report *report, const char *path, stow_error *err)
+{
+    char *text = report_text(report, err);
+    char *line;
+    size_t len;
+    int rc;
+
+    if (text == NULL)
+        return -1;
+    len = strlen(text);
+    line = realloc(text, len + 2);
+    if (line == NULL) {
+        free(text);
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory writing the report");
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    rc = report_write_text(path, line, err);
+    free(line);
     return rc;
 }
 

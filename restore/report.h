@@ -40,6 +40,10 @@ void report_finish(struct report *report, const stow_error *outcome);
 /* Writes the JSON report to path (atomically, mode 0644). */
 int report_write_file(const struct report *report, const char *path, stow_error *err);
 
+/* Writes text to path through a temporary file, fsync and a rename, so a
+ * reader sees the old file or the whole new one. */
+int report_write_text(const char *path, const char *text, stow_error *err);
+
 /* Stores the report beside the manifest, under verifications/. */
 int report_store(const struct report *report, storage *store, const struct manifest *manifest,
                  stow_error *err);

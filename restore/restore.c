@@ -4,7 +4,17 @@
  * checked, decrypted, decompressed and fed to pg_restore as they arrive.
  * Verification then compares the restored database with the manifest.
  * The data key is opened before anything is written to the target, so a
- * wrong key never leaves a half-restored database. */
+ * wrong key never leaves a half-restored database.
+ *
+ * With --jobs N > 1 the dump goes to a spool file instead, and pg_restore
+ * --jobs N runs on it once the whole backup has been read and checked.
+ * pg_restore needs a seekable archive for that. Loading the table data over
+ * several COPY connections of our own would skip the spool file. But it
+ * would repeat what pg_restore already does: it orders the schema, the
+ * data, the indexes and the constraints by their dependencies, and it
+ * builds the indexes and constraints in parallel as well. Writing the spool file took
+ * about a seventh of the time of pg_restore --jobs 2 on a 150 MB dump (one
+ * run on 2 busy shared CPUs). */
 #include "restore.h"
 
 #include <stdio.h>
@@ -20,6 +30,7 @@
 #include "report.h"
 #include "restore_sink.h"
 #include "scratch_local.h"
+#include "spool.h"
 
 struct restore_job {
     storage *store;
@@ -33,6 +44,7 @@ struct restore_job {
     const char *target;
     PGconn *conn;
     struct pg_server_info target_info;
+    struct restore_spool spool;   /* used when options->jobs > 1 */
     struct report report;
 };
 
@@ -44,14 +56,18 @@ static int source_major(const struct manifest *manifest)
     return (int)(number / 10000);
 }
 
+/* The tables, views and sequences of a database outside the system
+ * schemas: what a restore creates. */
+#define USER_RELATIONS_SQL                                                         \
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "               \
+    "WHERE c.relkind IN ('r', 'p', 'm', 'v', 'S', 'f') "                           \
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "                   \
+    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+
 /* A restore must not mix with existing data unless asked to replace it. */
 static int check_target_empty(struct restore_job *job, stow_error *err)
 {
-    static const char sql[] =
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p', 'm', 'v', 'S', 'f') "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+    static const char sql[] = "SELECT count(*) " USER_RELATIONS_SQL;
     PGresult *result = PQexec(job->conn, sql);
     long count;
 
@@ -100,6 +116,36 @@ static int connect_target(struct restore_job *job, stow_error *err)
     return check_target_empty(job, err);
 }
 
+/* After a failed parallel restore: names what the target now holds, since
+ * without a single transaction nothing was rolled back. */
+static void describe_partial_target(struct restore_job *job, stow_error *err)
+{
+    static const char sql[] =
+        "SELECT count(*), string_agg(name, ', ') FILTER (WHERE rank <= 10) FROM ("
+        "SELECT format('%I.%I', n.nspname, c.relname) AS name, "
+        "row_number() OVER (ORDER BY n.nspname, c.relname) AS rank "
+        USER_RELATIONS_SQL ") AS objects";
+    const char *database = job->target_info.database;
+    PGresult *result = PQexec(job->conn, sql);
+
+    if (PQresultStatus(result) == PGRES_TUPLES_OK) {
+        long count = atol(PQgetvalue(result, 0, 0));
+        const char *more = count > 10 ? ", ..." : "";
+
+        if (count == 0)
+            stow_log_warn("the target database %s contains no tables, views or sequences yet",
+                          database);
+        else
+            stow_log_warn("the target database %s now contains %ld tables, views or sequences "
+                          "(%s%s)", database, count, PQgetvalue(result, 0, 1), more);
+    }
+    PQclear(result);
+    stow_error_hint(err, "the target database %s is partly restored, because pg_restore "
+                         "--jobs cannot run in one transaction: drop and recreate it before "
+                         "restoring again (or restore with --jobs 1, which rolls back on failure)",
+                    database);
+}
+
 static int restore_stream(struct restore_job *job, stow_error *err)
 {
     struct restore_sink sink;
@@ -113,11 +159,16 @@ static int restore_stream(struct restore_job *job, stow_error *err)
     sink.with_globals = job->options->with_globals || job->options->scratch_local;
     sink.clean = job->options->clean;
     sink.no_owner = job->options->no_owner;
+    sink.jobs = job->options->jobs;
+    if (job->options->jobs > 1)
+        sink.spool = &job->spool;
 
     rc = backup_reader_run(job->store, job->manifest, job->data_key, restore_sink_data, &sink,
                            &stats, err);
     if (rc == 0)
         rc = restore_sink_finish(&sink, err);
+    if (rc != 0 && sink.spool != NULL && sink.restore_began && !job->options->scratch_local)
+        describe_partial_target(job, err);
     restore_sink_free(&sink);
 
     /* The stages overlap in one stream; each is reported with the time it
@@ -125,6 +176,9 @@ static int restore_stream(struct restore_job *job, stow_error *err)
     report_add_step(&job->report, "download", stats.fetch_seconds, rc == 0 ? "ok" : "ended");
     report_add_step(&job->report, "decrypt+decompress", stats.decode_seconds,
                     rc == 0 ? "ok" : "ended");
+    if (sink.spool != NULL && sink.restore_began)
+        report_add_step(&job->report, "pg_restore --jobs", sink.parallel_restore_seconds,
+                        rc == 0 ? "ok" : "ended");
     report_set(&job->report, "bytes",
                json_pack("{s:I, s:I}", "stored", (json_int_t)stats.stored_bytes, "archive",
                          (json_int_t)stats.plain_bytes));
@@ -154,6 +208,25 @@ static int verify_restored(struct restore_job *job, stow_error *err)
     return 0;
 }
 
+/* Opens the spool file of a parallel restore before anything else, so a
+ * directory without room fails before the target is touched. */
+static int prepare_spool(struct restore_job *job, stow_error *err)
+{
+    json_t *archive = json_object_get(job->manifest->document, "archive");
+    json_t *dump_bytes = json_object_get(archive, "dump_bytes");
+    const char *directory = restore_spool_directory(job->options->spool_directory);
+
+    if (job->options->jobs <= 1)
+        return 0;
+    if (!json_is_integer(dump_bytes) || json_integer_value(dump_bytes) < 0)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "the manifest of backup %s lacks a valid archive.dump_bytes",
+                         job->manifest->id);
+    report_set(&job->report, "jobs", json_integer(job->options->jobs));
+    return restore_spool_open(&job->spool, directory, (uint64_t)json_integer_value(dump_bytes),
+                              err);
+}
+
 static void finish_scratch(struct restore_job *job)
 {
     char dbname_conninfo[1024];
@@ -161,6 +234,7 @@ static void finish_scratch(struct restore_job *job)
     if (!job->scratch_created)
         return;
     if (job->options->keep) {
+        scratch_local_release(&job->scratch);
         scratch_local_conninfo(&job->scratch, job->manifest->database, dbname_conninfo,
                                sizeof dbname_conninfo);
         printf("scratch instance kept running in %s\n  connect with: psql \"%s\"\n"
@@ -186,6 +260,9 @@ static int begin_step(struct restore_job *job, const char *step, stow_error *err
 static int run_steps(struct restore_job *job, stow_error *err)
 {
     const struct restore_options *options = job->options;
+
+    if (prepare_spool(job, err) != 0)
+        return -1;
 
     if (begin_step(job, "open-key", err) != 0)
         return -1;
@@ -234,6 +311,7 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
     int rc;
 
     memset(&job, 0, sizeof job);
+    job.spool.fd = -1;
     job.store = store;
     job.entry = entry;
     job.manifest = &entry->manifest;
@@ -262,6 +340,7 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
     if (report != NULL)
         *report = json_incref(job.report.document);
     report_free(&job.report);
+    restore_spool_close(&job.spool);
     backup_data_key_free(job.data_key);
     stow_log_set_context("backup_id", NULL);
     return rc;

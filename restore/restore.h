@@ -20,7 +20,13 @@ struct restore_options {
     int no_owner;                 /* pg_restore --no-owner --no-privileges */
     int keep;                     /* leave the scratch instance running */
     const char *report_path;      /* JSON report file, or NULL */
+    int jobs;                     /* pg_restore --jobs; 0 or 1 streams in one transaction */
+    const char *spool_directory;  /* --spool-dir for jobs > 1, or NULL for the default */
 };
+
+/* Maximum of --jobs: pg_restore's own maximum on Windows (MAXIMUM_WAIT_OBJECTS
+ * in pg_restore.c). Each job is one more connection to the target server. */
+#define RESTORE_JOBS_MAX 64
 
 /* Runs the restore and prints the summary. Fails with STOW_EXIT_VERIFY
  * when verification finds a difference, after writing the report. */

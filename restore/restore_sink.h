@@ -1,6 +1,7 @@
 /* Feeds a backup's archive members into a database: globals through psql,
- * the dump through pg_restore's standard input. Used as the on_data
- * callback of backup_reader_run. */
+ * the dump through pg_restore's standard input, or with jobs > 1 through a
+ * spool file that pg_restore --jobs reads after the whole backup was read
+ * and checked. Used as the on_data callback of backup_reader_run. */
 #ifndef STOWAGE_RESTORE_SINK_H
 #define STOWAGE_RESTORE_SINK_H
 
@@ -8,6 +9,7 @@
 
 #include "common/buf.h"
 #include "pg/pgtools.h"
+#include "spool.h"
 
 struct restore_sink {
     const char *conninfo;         /* target connection (PG* variables for children) */
@@ -16,13 +18,17 @@ struct restore_sink {
     int with_globals;
     int clean;
     int no_owner;
+    int jobs;                     /* pg_restore --jobs; 0 or 1 streams in one transaction */
+    struct restore_spool *spool;  /* open spool file when jobs > 1, else NULL */
     stow_buf globals;             /* globals.sql, applied before the dump */
     int globals_applied;
     struct pg_child restore;      /* pg_restore, once started */
     int restore_started;
+    int restore_began;            /* pg_restore was started, and may have changed the target */
     char restore_path[PATH_MAX];
     char psql_path[PATH_MAX];
     uint64_t dump_bytes;
+    double parallel_restore_seconds;  /* wall time of pg_restore --jobs on the spool file */
 };
 
 void restore_sink_init(struct restore_sink *sink);
@@ -31,7 +37,8 @@ void restore_sink_init(struct restore_sink *sink);
 int restore_sink_data(void *context, const char *name, uint64_t offset, const void *data,
                       size_t len, stow_error *err);
 
-/* Waits for pg_restore after the last member; fails with its errors. */
+/* Waits for pg_restore after the last member, or with a spool file runs
+ * it. Fails with pg_restore's errors. */
 int restore_sink_finish(struct restore_sink *sink, stow_error *err);
 
 /* Stops pg_restore if it runs (on the failure path) and frees the sink. */

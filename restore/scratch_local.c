@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <jansson.h>
 #include <locale.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -34,6 +35,8 @@
 
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "common/process.h"
+#include "manifest.h"
 #include "pg/pgtools.h"
 
 extern char **environ;
@@ -496,27 +499,82 @@ static int check_traversable(const struct scratch_local *scratch, const char *pa
     }
 }
 
-/* Creates the private directory under STOWAGE_SCRATCH_DIR, TMPDIR or /tmp
- * and hands it to the run user. */
-static int make_directory(struct scratch_local *scratch, stow_error *err)
+int scratch_local_base_directory(char resolved[PATH_MAX], const char **source,
+                                 stow_error *err)
 {
-    const char *source = "STOWAGE_SCRATCH_DIR";
-    const char *base = getenv(source);
-    char resolved[PATH_MAX];
-    char template[PATH_MAX];
+    const char *base;
 
+    *source = "STOWAGE_SCRATCH_DIR";
+    base = getenv(*source);
     if (base == NULL || base[0] == '\0') {
-        source = "TMPDIR";
-        base = getenv(source);
+        *source = "TMPDIR";
+        base = getenv(*source);
     }
     if (base == NULL || base[0] == '\0') {
-        source = "the default";
+        *source = "the default";
         base = "/tmp";
     }
     if (realpath(base, resolved) == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE,
                          "resolving the scratch base directory %s (from %s) failed: %s", base,
-                         source, strerror(errno));
+                         *source, strerror(errno));
+    return 0;
+}
+
+/* Writes the marker file that lets `stowage gc --scratch local` recognise
+ * the directory once this process is gone. It stays owned by this user,
+ * which gc checks, so another user cannot plant one. */
+static int write_marker(const struct scratch_local *scratch, stow_error *err)
+{
+    char host[256] = "";
+    char boot_id[STOW_BOOT_ID_MAX];
+    char pid_namespace[64];
+    char created[32];
+    char path[PATH_MAX + 32];
+    json_t *document;
+    char *text;
+    int fd;
+    int rc = -1;
+
+    gethostname(host, sizeof host - 1);
+    stow_boot_id(boot_id, sizeof boot_id);
+    stow_pid_namespace(pid_namespace, sizeof pid_namespace);
+    manifest_format_time(time(NULL), created);
+    document = json_pack("{s:s, s:i, s:I, s:s, s:s, s:s, s:s, s:i}", "format",
+                         SCRATCH_LOCAL_MARKER_FORMAT, "format_version", 1, "owner_pid",
+                         (json_int_t)getpid(), "host", host, "boot_id", boot_id,
+                         "pid_namespace", pid_namespace, "created_at", created, "major",
+                         scratch->major);
+    text = document == NULL ? NULL : json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(document);
+    if (text == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "building the scratch marker file failed");
+
+    snprintf(path, sizeof path, "%s/%s", scratch->directory, SCRATCH_LOCAL_MARKER);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", path);
+    } else if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", path);
+    } else {
+        rc = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    return rc;
+}
+
+/* Creates the private directory under STOWAGE_SCRATCH_DIR, TMPDIR or /tmp
+ * and hands it to the run user. */
+static int make_directory(struct scratch_local *scratch, stow_error *err)
+{
+    const char *source;
+    char resolved[PATH_MAX];
+    char template[PATH_MAX];
+
+    if (scratch_local_base_directory(resolved, &source, err) != 0)
+        return -1;
     if (check_path_characters(resolved, source, err) != 0 ||
         check_socket_path_length(resolved, err) != 0)
         return -1;
@@ -536,7 +594,8 @@ static int make_directory(struct scratch_local *scratch, stow_error *err)
     }
     snprintf(scratch->directory, sizeof scratch->directory, "%s", template);
     if (join_path(scratch->data_directory, sizeof scratch->data_directory, template, "data",
-                  err) != 0)
+                  err) != 0 ||
+        write_marker(scratch, err) != 0)
         return -1;
 
     if (drops_privileges(scratch) &&
@@ -876,7 +935,9 @@ static void stop_server(struct scratch_local *scratch)
 {
     if (!scratch->started && scratch_local_postmaster_pid(scratch) <= 0)
         return;
-    if (stop_with_mode(scratch, "fast") == 0 || stop_with_mode(scratch, "immediate") == 0)
+    if (!scratch->abandoned && stop_with_mode(scratch, "fast") == 0)
+        return;
+    if (stop_with_mode(scratch, "immediate") == 0)
         return;
     kill_postmaster(scratch);
 }
@@ -1020,6 +1081,17 @@ cleanup:
     return rc;
 }
 
+void scratch_local_release(struct scratch_local *scratch)
+{
+    char path[PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/%s", scratch->directory, SCRATCH_LOCAL_MARKER);
+    if (unlink(path) != 0 && errno != ENOENT)
+        stow_log_warn("removing %s failed, so `stowage gc --scratch local` may stop the kept "
+                      "cluster once this process has exited: %s",
+                      path, strerror(errno));
+}
+
 void scratch_local_remove(struct scratch_local *scratch)
 {
     int was_started;
@@ -1032,9 +1104,14 @@ void scratch_local_remove(struct scratch_local *scratch)
     scratch->started = 0;
     remove_tree(scratch->directory);
 
-    if (was_started)
+    /* gc --scratch local removes clusters of other processes, whose port
+     * it does not know (0). */
+    if (was_started && scratch->port > 0)
         stow_log_info("stopped scratch PostgreSQL %d on port %d and removed %s",
                       scratch->major, scratch->port, scratch->directory);
+    else if (was_started)
+        stow_log_info("stopped scratch PostgreSQL %d and removed %s", scratch->major,
+                      scratch->directory);
     else
         stow_log_detail("removed scratch directory %s", scratch->directory);
     sodium_memzero(scratch->password, sizeof scratch->password);

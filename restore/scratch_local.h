@@ -10,6 +10,14 @@
 
 #include "common/error.h"
 
+/* A JSON file in every scratch directory: "format" (SCRATCH_LOCAL_MARKER_FORMAT),
+ * "format_version" (1), "owner_pid", "host", "boot_id", "pid_namespace"
+ * (common/process.h), "created_at" and "major". `stowage gc --scratch
+ * local` removes a cluster only when its owner is gone. */
+#define SCRATCH_LOCAL_MARKER "stowage-scratch.json"
+#define SCRATCH_LOCAL_MARKER_FORMAT "stowage-scratch"
+#define SCRATCH_LOCAL_PREFIX "stowage-scratch-"
+
 struct scratch_local {
     char directory[PATH_MAX];   /* temporary directory holding data and socket */
     char data_directory[PATH_MAX];
@@ -22,6 +30,7 @@ struct scratch_local {
     gid_t run_gid;
     char run_user[64];          /* operating system user the server runs as */
     char password[64];          /* password of user for TCP, unused on the socket */
+    int abandoned;              /* 1: its owner is gone, so removal skips the fast shutdown */
 };
 
 /* Creates the cluster with initdb of PostgreSQL major and starts it.
@@ -44,6 +53,15 @@ int scratch_local_create_database(struct scratch_local *scratch, const char *dbn
  * postmaster) and removes the directory. Safe to call twice and after a
  * failed create. */
 void scratch_local_remove(struct scratch_local *scratch);
+
+/* Hands a kept cluster over to the user: removes the marker file, so that
+ * gc never stops it. */
+void scratch_local_release(struct scratch_local *scratch);
+
+/* Resolves the directory that holds scratch directories: STOWAGE_SCRATCH_DIR,
+ * else TMPDIR, else /tmp. *source names where it came from, for messages. */
+int scratch_local_base_directory(char resolved[PATH_MAX], const char **source,
+                                 stow_error *err);
 
 /* Returns the postmaster's pid from postmaster.pid, or -1 when the file is
  * missing or unreadable. */

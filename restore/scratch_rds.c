@@ -50,6 +50,7 @@ static void describe_restore(const struct scratch_rds *scratch,
     out->security_group_count = options->security_group_count;
     out->tags = tags;
     out->tag_count = SCRATCH_RDS_TAG_COUNT;
+    out->enable_iam_auth = options->iam_auth;
 }
 
 int scratch_rds_restore_snapshot(rds_client *client, const char *snapshot_id,

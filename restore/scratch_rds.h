@@ -37,6 +37,7 @@ struct scratch_rds_options {
     const char *const *security_groups;  /* VPC security group ids */
     size_t security_group_count;
     int64_t ttl_seconds;                 /* 0: SCRATCH_RDS_DEFAULT_TTL */
+    int iam_auth;                        /* enable RDS IAM database authentication */
     struct snapshot_wait wait;
 };
 
@@ -112,6 +113,9 @@ struct snapshot_restore_options {
     struct scratch_rds_options scratch;
     const char *connect_host;       /* "HOST:PORT" or "HOST"; NULL: the instance endpoint */
     const char *db_user;            /* NULL: the instance's master user name */
+    int db_iam_auth;                /* sign in with RDS IAM tokens (pgtools.h), with
+                                       sslmode=require unless the host is loopback; the
+                                       scratch instance gets IAM authentication enabled */
     const char *const *databases;   /* databases to verify; none: every database found */
     size_t database_count;
     const char *catalog_name;       /* narrows the search for a matching logical backup */
@@ -134,5 +138,11 @@ struct snapshot_restore_options {
  * instance cannot be reached. */
 int snapshot_restore_run(rds_client *client, storage *store,
                          const struct snapshot_restore_options *options, stow_error *err);
+
+/* Runs snapshot_restore_run and, when report is not NULL, stores a new
+ * reference to the report document in *report (also when the run fails). */
+int snapshot_restore_run_report(rds_client *client, storage *store,
+                                const struct snapshot_restore_options *options, json_t **report,
+                                stow_error *err);
 
 #endif

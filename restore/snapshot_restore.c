@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/credentials.h"
 #include "catalog.h"
 #include "common/interrupt.h"
 #include "common/log.h"
@@ -145,16 +146,6 @@ static void add_problem(struct rds_restore_job *job, const char *fmt, ...)
     stow_log_warn("verification: %s", text);
 }
 
-static json_t *time_json(time_t when)
-{
-    char text[32];
-
-    if (when == 0)
-        return json_null();
-    manifest_format_time(when, text);
-    return json_string(text);
-}
-
 /* Begins the report. report_begin describes a backup; its backup fields are
  * replaced with the snapshot's. */
 static void begin_report(struct rds_restore_job *job)
@@ -214,9 +205,9 @@ static int describe_snapshot_source(struct rds_restore_job *job, stow_error *err
     job->target_time = job->snapshot.created;
     report_set(&job->report, "snapshot",
                json_pack("{s:s, s:s, s:o, s:s, s:b}", "arn", job->snapshot.arn, "instance",
-                         job->snapshot.source_id, "created_at", time_json(job->snapshot.created),
-                         "engine_version", job->snapshot.engine_version, "encrypted",
-                         job->snapshot.encrypted));
+                         job->snapshot.source_id, "created_at",
+                         manifest_time_json(job->snapshot.created), "engine_version",
+                         job->snapshot.engine_version, "encrypted", job->snapshot.encrypted));
     return 0;
 }
 
@@ -249,7 +240,7 @@ static int describe_instance_source(struct rds_restore_job *job, stow_error *err
         stow_error_hint(err, "choose an earlier --at, or --at latest");
         rc = -1;
     }
-    report_set(&job->report, "point_in_time", time_json(job->target_time));
+    report_set(&job->report, "point_in_time", manifest_time_json(job->target_time));
     rds_instance_free(&source);
     return rc;
 }
@@ -267,18 +258,21 @@ static int load_catalog(struct rds_restore_job *job, stow_error *err)
 static int create_scratch(struct rds_restore_job *job, stow_error *err)
 {
     const struct snapshot_restore_options *options = job->options;
+    struct scratch_rds_options scratch = options->scratch;
     int rc;
 
+    /* A token is accepted only by an instance with IAM authentication on. */
+    scratch.iam_auth = scratch.iam_auth || options->db_iam_auth;
     if (options->snapshot_id != NULL)
-        rc = scratch_rds_restore_snapshot(job->client, options->snapshot_id, &options->scratch,
+        rc = scratch_rds_restore_snapshot(job->client, options->snapshot_id, &scratch,
                                           &job->scratch, err);
     else
         rc = scratch_rds_restore_point_in_time(job->client, options->source_instance,
-                                               options->point_in_time, &options->scratch,
+                                               options->point_in_time, &scratch,
                                                &job->scratch, err);
     report_set(&job->report, "scratch_instance",
                json_pack("{s:s, s:o, s:s}", "id", job->scratch.id, "expires_at",
-                         time_json(job->scratch.expires_at), "status", "requested"));
+                         manifest_time_json(job->scratch.expires_at), "status", "requested"));
     if (rc != 0)
         return -1;
     if (stow_interrupted())
@@ -357,8 +351,34 @@ static int append_conninfo_value(stow_buf *out, const char *key, const char *val
     return stow_buf_append_str(out, "'", err);
 }
 
-/* Connects to dbname on the scratch instance. The password comes from
- * libpq's usual sources (PGPASSWORD, .pgpass). */
+/* Returns 1 when PGSSLMODE already requires TLS (require or stricter). */
+static int environment_requires_tls(void)
+{
+    const char *mode = getenv("PGSSLMODE");
+
+    return mode != NULL && (strcmp(mode, "require") == 0 || strcmp(mode, "verify-ca") == 0 ||
+                            strcmp(mode, "verify-full") == 0);
+}
+
+/* Makes the connection with conninfo sign in with an RDS IAM token. RDS
+ * takes tokens only over TLS, so sslmode=require is added unless the host
+ * is loopback (a tunnel), where pgtools accepts any mode, or PGSSLMODE
+ * already requires TLS (verify-full must not be weakened). */
+static int use_iam_token(const struct rds_restore_job *job, stow_buf *conninfo, stow_error *err)
+{
+    struct aws_credentials_provider *provider = NULL;
+
+    if (!pgtools_host_is_loopback(job->host) && !environment_requires_tls() &&
+        stow_buf_append_str(conninfo, " sslmode=require", err) != 0)
+        return -1;
+    if (aws_credentials_provider_new_default(&provider, err) != 0)
+        return -1;
+    return pgtools_iam_auth_enable((const char *)conninfo->data, provider, err);
+}
+
+/* Connects to dbname on the scratch instance. The password is an RDS IAM
+ * token with db_iam_auth, else it comes from libpq's usual sources
+ * (PGPASSWORD, .pgpass). */
 static int connect_database(struct rds_restore_job *job, const char *dbname, PGconn **conn,
                             stow_error *err)
 {
@@ -376,13 +396,22 @@ static int connect_database(struct rds_restore_job *job, const char *dbname, PGc
     if (rc == 0)
         rc = stow_buf_append_str(&conninfo, " connect_timeout=10 application_name=stowage-verify",
                                  err);
+    if (rc == 0 && job->options->db_iam_auth)
+        rc = use_iam_token(job, &conninfo, err);
     if (rc == 0)
         rc = pgtools_connect((const char *)conninfo.data, conn, err);
+    if (job->options->db_iam_auth)
+        pgtools_iam_auth_disable();
     if (rc != 0) {
         stow_error_prefix(err, "connecting to database %s of scratch instance %s at %s:%s",
                           dbname, job->scratch.id, job->host, job->port);
-        stow_error_hint(err, "check --connect-host (a tunnel or bastion when this host cannot "
-                             "reach the VPC), --db-user, and PGPASSWORD or .pgpass");
+        if (job->options->db_iam_auth)
+            stow_error_hint(err, "check --connect-host (a tunnel or bastion when this host "
+                                 "cannot reach the VPC), and that --db-user has the rds_iam "
+                                 "role and the credentials may call rds-db:connect");
+        else
+            stow_error_hint(err, "check --connect-host (a tunnel or bastion when this host "
+                                 "cannot reach the VPC), --db-user, and PGPASSWORD or .pgpass");
     }
     stow_buf_free(&conninfo);
     return rc;
@@ -924,6 +953,13 @@ static void store_report(const struct rds_restore_job *job)
 int snapshot_restore_run(rds_client *client, storage *store,
                          const struct snapshot_restore_options *options, stow_error *err)
 {
+    return snapshot_restore_run_report(client, store, options, NULL, err);
+}
+
+int snapshot_restore_run_report(rds_client *client, storage *store,
+                                const struct snapshot_restore_options *options, json_t **report,
+                                stow_error *err)
+{
     struct rds_restore_job job;
     stow_error file_err = {0};
     int rc;
@@ -946,6 +982,8 @@ int snapshot_restore_run(rds_client *client, storage *store,
         report_write_file(&job.report, options->report_path, &file_err) != 0)
         stow_log_error(&file_err);
     store_report(&job);
+    if (report != NULL)
+        *report = json_incref(job.report.document);
 
     for (size_t i = 0; i < job.database_count; i++)
         free(job.database_names[i]);

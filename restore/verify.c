@@ -1,6 +1,7 @@
 /* verify (storage only), verify --against (a live database) and extract. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,7 @@ int restore_verify_against(const struct catalog_entry *entry, const char *connin
 /* --- extract -------------------------------------------------------------- */
 
 struct extract_target {
+    const char *directory;  /* as given to --to, for messages */
     int dir_fd;
     int file_fd;
     char current[256];
@@ -168,10 +170,26 @@ static void remove_created(struct extract_target *target, int remove_files)
     free(target->created);
 }
 
+/* Records an I/O failure on DIRECTORY/NAME, with the fix for a full disk. */
+static int fail_extract_io(const struct extract_target *target, int errnum,
+                           const char *operation, const char *name, stow_error *err)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof path, "%s/%s", target->directory, name);
+    stow_fail_errno(err, STOW_EXIT_FAILURE, errnum, operation, path);
+    if (errnum == ENOSPC || errnum == EDQUOT || errnum == EFBIG)
+        stow_error_hint(err, "the file system of %s is full or the file exceeds the file "
+                             "size limit (ulimit -f); free space or extract to another "
+                             "directory; the files of this extract were removed",
+                        target->directory);
+    return -1;
+}
+
 static int open_member_file(struct extract_target *target, const char *name, stow_error *err)
 {
     if (target->file_fd >= 0 && close(target->file_fd) != 0)
-        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", target->current);
+        return fail_extract_io(target, errno, "writing", target->current, err);
     snprintf(target->current, sizeof target->current, "%s", name);
     if (strchr(name, '/') != NULL)
         return stow_fail(err, STOW_EXIT_VERIFY, "archive member %s is in a sub-directory; "
@@ -180,8 +198,10 @@ static int open_member_file(struct extract_target *target, const char *name, sto
     target->file_fd = openat(target->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
                                                        O_CLOEXEC, 0600);
     if (target->file_fd < 0) {
-        stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", name);
-        if (errno == EEXIST)
+        int errnum = errno;
+
+        fail_extract_io(target, errnum, "creating", name, err);
+        if (errnum == EEXIST)
             stow_error_hint(err, "extract into an empty or new directory");
         return -1;
     }
@@ -208,7 +228,7 @@ static int write_member(void *context, const char *name, uint64_t offset, const 
         if (written < 0 && errno == EINTR)
             continue;
         if (written < 0)
-            return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", name);
+            return fail_extract_io(target, errno, "writing", name, err);
         cursor += written;
         len -= (size_t)written;
     }
@@ -219,7 +239,7 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
                     const char *secret_key_path, const char *passphrase_file,
                     const char *directory, stow_error *err)
 {
-    struct extract_target target = {-1, -1, "", 0, NULL, 0};
+    struct extract_target target = {directory, -1, -1, "", 0, NULL, 0};
     struct backup_read_stats stats;
     uint8_t *data_key = NULL;
     int rc;
@@ -235,7 +255,7 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
         rc = backup_reader_run(store, &entry->manifest, data_key, write_member, &target, &stats,
                                err);
     if (target.file_fd >= 0 && close(target.file_fd) != 0 && rc == 0)
-        rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", target.current);
+        rc = fail_extract_io(&target, errno, "writing", target.current, err);
     remove_created(&target, rc != 0);
     close(target.dir_fd);
     backup_data_key_free(data_key);

@@ -26,7 +26,7 @@ if ((${#targets[@]} == 0)); then
     targets+=("$(basename "$source" .c)")
   done
 fi
-cmake --build "$build_dir" -j "${STOWAGE_JOBS:-2}" --target "${targets[@]}" >/dev/null
+cmake --build "$build_dir" -j "${STOWAGE_TEST_JOBS:-2}" --target "${targets[@]}" >/dev/null
 
 failed=0
 for target in "${targets[@]}"; do

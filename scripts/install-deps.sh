@@ -12,7 +12,7 @@ packages=(
   build-essential cmake pkg-config clang
   # Libraries stowage links
   libpq-dev libcurl4-openssl-dev libzstd-dev libsodium-dev libarchive-dev
-  libjansson-dev libxml2-dev libssl-dev
+  libjansson-dev libxml2-dev libssl-dev libinih-dev
   # Clang's sanitizer and libFuzzer runtimes
   libclang-rt-14-dev
   # The zstd command line tool, for tests that read backups independently
@@ -23,6 +23,8 @@ packages=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   # setpriv, which the test harness uses to stop servers with the test process
   util-linux
+  # Man pages from the --help texts (help2man), and groff and man to check them
+  help2man groff-base man-db
 )
 
 is_installed() {

@@ -13,7 +13,7 @@
 #             for example 'unit\.' or 'integration\.test_harness'
 #
 # Environment variables:
-#   STOWAGE_JOBS            parallel build and test jobs (default 2)
+#   STOWAGE_TEST_JOBS       parallel build and test jobs (default 2)
 #   STOWAGE_BUILD_DIR       release build directory (default build)
 #   STOWAGE_ASAN_BUILD_DIR  sanitizer build directory (default build-asan)
 #   STOWAGE_SANITIZE_CC     compilers to try, in order, for the sanitizer
@@ -51,7 +51,7 @@ if ! python3 -c 'import moto' 2>/dev/null && [[ -d ${HOME:-/root}/.pyenv/shims ]
 fi
 
 export AWS_EC2_METADATA_DISABLED=true
-jobs=${STOWAGE_JOBS:-2}
+jobs=${STOWAGE_TEST_JOBS:-2}
 build_dir=${STOWAGE_BUILD_DIR:-$root/build}
 asan_build_dir=${STOWAGE_ASAN_BUILD_DIR:-$root/build-asan}
 # Every server the test harness starts carries this value in its

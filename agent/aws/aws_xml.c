@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Hints for well-known error codes. exit_code is the class of the failure. */
+/* Hints for well-known error codes. exit_code is the class of the failure;
+ * a NULL hint marks a wrong region, whose hint advise_region writes. */
 struct code_advice {
     const char *code;
     int exit_code;
@@ -33,8 +34,8 @@ static const struct code_advice code_advice[] = {
      "check AWS_SESSION_TOKEN or renew the temporary credentials"},
     {"ExpiredToken", STOW_EXIT_STORAGE, "renew the temporary AWS credentials"},
     {"RequestTimeTooSkewed", STOW_EXIT_STORAGE, "synchronise the system clock (NTP)"},
-    {"PermanentRedirect", STOW_EXIT_STORAGE, "set --region to the bucket's region"},
-    {"AuthorizationHeaderMalformed", STOW_EXIT_STORAGE, "set --region to the bucket's region"},
+    {"PermanentRedirect", STOW_EXIT_STORAGE, NULL},
+    {"AuthorizationHeaderMalformed", STOW_EXIT_STORAGE, NULL},
     {"NoSuchUpload", STOW_EXIT_FAILURE,
      "the multipart upload was aborted or completed by someone else; run the command again"},
     {"SlowDown", STOW_EXIT_FAILURE,
@@ -172,6 +173,10 @@ int aws_xml_parse_error(const void *body, size_t len, struct aws_error_body *out
         copy_truncated_text(error, "Message", out->message, sizeof out->message);
         if (aws_xml_child_text(error, "RequestId", out->request_id, sizeof out->request_id) != 0)
             aws_xml_child_text(root, "RequestId", out->request_id, sizeof out->request_id);
+        if (aws_xml_child_text(error, "Region", out->region, sizeof out->region) != 0)
+            out->region[0] = '\0';
+        if (aws_xml_child_text(error, "Endpoint", out->endpoint, sizeof out->endpoint) != 0)
+            out->endpoint[0] = '\0';
         rc = 0;
     } else {
         memset(out, 0, sizeof *out);
@@ -219,8 +224,23 @@ static void advise_by_status(stow_error *err, long status, const char *service)
                         service);
     } else if (status == 301 || status == 307) {
         err->exit_code = STOW_EXIT_STORAGE;
-        stow_error_hint(err, "set --region to the bucket's region");
     }
+}
+
+/* Sets the hint of a request sent to the wrong region, naming the bucket's
+ * region or endpoint when S3 sent them. */
+static void advise_region(stow_error *err, const struct aws_error_body *error)
+{
+    if (error != NULL && error->region[0] != '\0')
+        stow_error_hint(err, "the bucket is in region %s: set --region %s (or AWS_REGION)",
+                        error->region, error->region);
+    else if (error != NULL && error->endpoint[0] != '\0')
+        stow_error_hint(err, "S3 names the endpoint %s for the bucket: set --region to the "
+                             "region in that name",
+                        error->endpoint);
+    else
+        stow_error_hint(err, "set --region to the bucket's region (see the bucket's properties "
+                             "in the S3 console, or aws s3api get-bucket-location)");
 }
 
 /* Writes " (after N attempts, request id R)", or the part of it that applies. */
@@ -264,9 +284,13 @@ int aws_xml_fail_response(stow_error *err, const struct aws_failure *failure)
         return -1;
     if (advice != NULL) {
         err->exit_code = advice->exit_code;
-        stow_error_hint(err, "%s", advice->hint);
+        if (advice->hint != NULL)
+            stow_error_hint(err, "%s", advice->hint);
     } else {
         advise_by_status(err, failure->status, failure->service);
     }
+    if ((advice != NULL && advice->hint == NULL) ||
+        (advice == NULL && (failure->status == 301 || failure->status == 307)))
+        advise_region(err, error);
     return -1;
 }

@@ -29,6 +29,8 @@ struct aws_error_body {
     char code[AWS_ERROR_CODE_MAX];
     char message[AWS_ERROR_MESSAGE_MAX];
     char request_id[AWS_REQUEST_ID_MAX];
+    char region[64];      /* S3: <Region>, else the x-amz-bucket-region header; "" when absent */
+    char endpoint[256];   /* S3 PermanentRedirect: <Endpoint>; "" when absent */
 };
 
 /* A failed AWS call, as the error message reports it. */

@@ -258,6 +258,7 @@ static void reset_response(struct http_job *job)
     response->content_length = 0;
     response->has_content_length = 0;
     response->last_modified = 0;
+    response->bucket_region[0] = '\0';
     memset(&job->error, 0, sizeof job->error);
     job->destination = NULL;
     job->limit_exceeded = 0;
@@ -369,6 +370,17 @@ static void read_response_headers(struct http_job *job)
 
         response->last_modified = modified > 0 ? modified : 0;
     }
+    if (curl_easy_header(job->easy, "x-amz-object-lock-mode", 0, CURLH_HEADER, -1, &header) ==
+        CURLHE_OK)
+        snprintf(response->object_lock_mode, sizeof response->object_lock_mode, "%s",
+                 header->value);
+    if (curl_easy_header(job->easy, "x-amz-object-lock-retain-until-date", 0, CURLH_HEADER, -1,
+                         &header) == CURLHE_OK)
+        snprintf(response->object_lock_retain_until, sizeof response->object_lock_retain_until,
+                 "%s", header->value);
+    if (curl_easy_header(job->easy, "x-amz-bucket-region", 0, CURLH_HEADER, -1, &header) ==
+        CURLHE_OK)
+        snprintf(response->bucket_region, sizeof response->bucket_region, "%s", header->value);
 }
 
 /* Parses the AWS error in the body the attempt kept. Returns 0 when found. */
@@ -427,6 +439,8 @@ static void record_failure(struct http_job *job, CURLcode code)
                                   &job->error, job->attempts};
 
     job->result = -1;
+    if (job->error.region[0] == '\0')
+        snprintf(job->error.region, sizeof job->error.region, "%s", job->response.bucket_region);
     if (job->limit_exceeded)
         stow_fail(&job->err, STOW_EXIT_FAILURE,
                   "%s %s failed%s%s: the response exceeds the limit of %zu bytes", job->service,

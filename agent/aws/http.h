@@ -69,6 +69,9 @@ struct http_response {
     uint64_t content_length; /* valid when has_content_length */
     int has_content_length;
     time_t last_modified;    /* 0 when absent */
+    char object_lock_mode[16];         /* x-amz-object-lock-mode; "" when absent */
+    char object_lock_retain_until[64]; /* x-amz-object-lock-retain-until-date; "" when absent */
+    char bucket_region[64];            /* x-amz-bucket-region; "" when absent */
 };
 
 struct http_job;

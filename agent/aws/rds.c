@@ -11,26 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/aws_request.h"
 #include "aws/aws_xml.h"
 #include "common/log.h"
 
 #define RDS_URL_MAX 4096
 #define RDS_FORM_MAX (1024u * 1024)
-#define RDS_ENDPOINT_MAX 2048
 /* Instances per DescribeDBInstances page (RDS accepts 20 to 100). */
 #define RDS_PAGE_SIZE "100"
 
 struct rds_client {
-    char *region;
-    char *endpoint;   /* as configured, for messages */
-    char *authority;  /* host[:port] of the endpoint */
-    char *path;       /* endpoint path (decoded) with a trailing '/', often "/" */
+    struct aws_service service; /* endpoint parts with a path that ends in '/' */
     char *url;        /* scheme://authority/path, encoded */
-    struct http_settings settings;
-    struct http_engine *engine;
-    struct aws_credentials_provider *credentials;
-    int owns_credentials;
     char error_code[AWS_ERROR_CODE_MAX];
+    int error_attempts;  /* attempts of the last failed call */
 };
 
 /* --- configuration -------------------------------------------------------- */
@@ -45,179 +39,112 @@ int rds_default_endpoint(const char *region, char *out, size_t size, stow_error 
     return aws_service_endpoint("AWS_ENDPOINT_URL_RDS", "rds", region, "RDS", out, size, err);
 }
 
-static char *join_url_parts(const char *first, const char *second, const char *third)
+#define RDS_ENDPOINT_HINT                                                                    \
+    "--rds-endpoint must be an http:// or https:// URL, for example "                        \
+    "https://rds.eu-west-1.amazonaws.com"
+
+/* Makes the path of parts end in '/', as RDS request paths do. */
+static int end_path_with_slash(struct aws_endpoint *parts, stow_error *err)
 {
-    size_t len = strlen(first) + strlen(second) + strlen(third) + 1;
-    char *text = malloc(len);
+    size_t len = strlen(parts->path);
+    char *path;
 
-    if (text != NULL)
-        snprintf(text, len, "%s%s%s", first, second, third);
-    return text;
-}
-
-/* The parts of an endpoint URL; each string is malloc'd. */
-struct endpoint_parts {
-    char *scheme;    /* "http" or "https" */
-    char *authority; /* host[:port] */
-    char *path;      /* the path with a trailing '/', often "/" */
-};
-
-static void endpoint_parts_free(struct endpoint_parts *parts)
-{
-    free(parts->scheme);
-    free(parts->authority);
-    free(parts->path);
-    memset(parts, 0, sizeof *parts);
-}
-
-static int parse_endpoint(const char *endpoint, struct endpoint_parts *out, stow_error *err)
-{
-    CURLU *url = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
-    int rc = -1;
-
-    memset(out, 0, sizeof *out);
-    if (url == NULL)
+    if (parts->path[len - 1] == '/')
+        return 0;
+    path = malloc(len + 2);
+    if (path == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing the RDS endpoint");
-    if (curl_url_set(url, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-        stow_fail(err, STOW_EXIT_USAGE, "invalid RDS endpoint URL \"%s\"", endpoint);
-        stow_error_hint(err, "--rds-endpoint must be an http:// or https:// URL, for example "
-                             "https://rds.eu-west-1.amazonaws.com");
-        goto done;
-    }
-    curl_url_get(url, CURLUPART_PORT, &port, 0);
-    curl_url_get(url, CURLUPART_PATH, &path, CURLU_URLDECODE);
+    snprintf(path, len + 2, "%s/", parts->path);
+    free(parts->path);
+    parts->path = path;
+    return 0;
+}
 
-    out->scheme = strdup(scheme);
-    out->authority = join_url_parts(host, port ? ":" : "", port ? port : "");
-    if (path == NULL || path[0] == '\0')
-        out->path = strdup("/");
-    else
-        out->path = join_url_parts(path, path[strlen(path) - 1] == '/' ? "" : "/", "");
-    if (out->scheme == NULL || out->authority == NULL || out->path == NULL) {
-        stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing the RDS endpoint");
-        endpoint_parts_free(out);
-        goto done;
+static int parse_endpoint(const char *endpoint, struct aws_endpoint *out, stow_error *err)
+{
+    if (aws_endpoint_parse(endpoint, "RDS", RDS_ENDPOINT_HINT, out, err) != 0)
+        return -1;
+    if (end_path_with_slash(out, err) != 0) {
+        aws_endpoint_free(out);
+        return -1;
     }
-    rc = 0;
-
-done:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
-    curl_url_cleanup(url);
-    return rc;
+    return 0;
 }
 
 /* Writes scheme://authority followed by the encoded path into out. */
-static int write_endpoint_url(const struct endpoint_parts *parts, stow_buf *out, stow_error *err)
+static int write_endpoint_url(const struct aws_endpoint *parts, stow_buf *out, stow_error *err)
 {
     if (stow_buf_printf(out, err, "%s://%s", parts->scheme, parts->authority) != 0)
         return -1;
     return sigv4_uri_encode(out, parts->path, 1, err);
 }
 
-static int set_endpoint(rds_client *client, stow_error *err)
+static int set_url(rds_client *client, stow_error *err)
 {
-    struct endpoint_parts parts;
     stow_buf url;
-    int rc;
 
-    if (parse_endpoint(client->endpoint, &parts, err) != 0)
+    if (end_path_with_slash(&client->service.parts, err) != 0)
         return -1;
     stow_buf_init(&url, RDS_URL_MAX);
-    rc = write_endpoint_url(&parts, &url, err);
-    if (rc == 0) {
-        client->authority = parts.authority;
-        client->path = parts.path;
-        parts.authority = NULL;
-        parts.path = NULL;
-        client->url = (char *)url.data;
-        url.data = NULL;
-    }
-    endpoint_parts_free(&parts);
-    stow_buf_free(&url);
-    return rc;
-}
-
-static int copy_options(rds_client *client, const struct rds_options *options, stow_error *err)
-{
-    const char *region = options->region ? options->region : rds_default_region();
-    char endpoint[RDS_ENDPOINT_MAX];
-
-    if (options->endpoint != NULL)
-        snprintf(endpoint, sizeof endpoint, "%s", options->endpoint);
-    else if (rds_default_endpoint(region, endpoint, sizeof endpoint, err) != 0)
+    if (write_endpoint_url(&client->service.parts, &url, err) != 0) {
+        stow_buf_free(&url);
         return -1;
-
-    client->region = strdup(region);
-    client->endpoint = strdup(endpoint);
-    if (client->region == NULL || client->endpoint == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory creating the RDS client");
-    http_settings_default(&client->settings);
-    if (options->max_attempts > 0)
-        client->settings.max_attempts = options->max_attempts;
+    }
+    client->url = (char *)url.data;
     return 0;
 }
 
 int rds_client_new(const struct rds_options *options, rds_client **out, stow_error *err)
 {
+    const struct aws_service_options service = {
+        .service = "RDS",
+        .region = options->region,
+        .endpoint = options->endpoint,
+        .default_endpoint = rds_default_endpoint,
+        .endpoint_hint = RDS_ENDPOINT_HINT,
+        .max_attempts = options->max_attempts,
+        .credentials = options->credentials,
+    };
     rds_client *client = calloc(1, sizeof *client);
 
     *out = NULL;
     if (client == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory creating the RDS client");
-    if (copy_options(client, options, err) != 0 || set_endpoint(client, err) != 0)
-        goto fail;
-    if (options->credentials != NULL) {
-        client->credentials = options->credentials;
-    } else {
-        client->owns_credentials = 1;
-        if (aws_credentials_provider_new_default(&client->credentials, err) != 0)
-            goto fail;
+    if (aws_service_open(&client->service, &service, err) != 0 || set_url(client, err) != 0) {
+        rds_client_free(client);
+        return -1;
     }
-    if (http_engine_new(&client->engine, err) != 0)
-        goto fail;
     *out = client;
     return 0;
-
-fail:
-    rds_client_free(client);
-    return -1;
 }
 
 void rds_client_free(rds_client *client)
 {
     if (client == NULL)
         return;
-    http_engine_free(client->engine);
-    if (client->owns_credentials)
-        aws_credentials_provider_free(client->credentials);
-    free(client->region);
-    free(client->endpoint);
-    free(client->authority);
-    free(client->path);
+    aws_service_close(&client->service);
     free(client->url);
     free(client);
 }
 
 const char *rds_client_region(const rds_client *client)
 {
-    return client->region;
+    return client->service.region;
 }
 
 const char *rds_client_endpoint(const rds_client *client)
 {
-    return client->endpoint;
+    return client->service.endpoint;
 }
 
 void rds_client_set_http_settings(rds_client *client, const struct http_settings *settings)
 {
-    client->settings = *settings;
+    client->service.settings = *settings;
+}
+
+int rds_client_error_attempts(const rds_client *client)
+{
+    return client->error_attempts;
 }
 
 const char *rds_client_error_code(const rds_client *client)
@@ -334,27 +261,37 @@ static int params_begin(struct rds_params *params, const char *action, stow_erro
 
 /* --- signing ------------------------------------------------------------------ */
 
-int rds_sign_form(const struct rds_signing *signing, struct sigv4_signature *out,
-                  stow_error *err)
+static const struct sigv4_header form_headers[] = {{"content-type", RDS_FORM_CONTENT_TYPE}};
+
+/* Describes the SigV4 request of a form POST. payload_hash receives the
+ * hex SHA-256 of the body and must outlive out. */
+static void describe_form(const struct rds_signing *signing,
+                          char payload_hash[SIGV4_HEX_SHA256_SIZE], struct sigv4_request *out)
 {
-    struct sigv4_header headers[] = {{"content-type", RDS_FORM_CONTENT_TYPE}};
-    struct sigv4_request request;
     uint8_t digest[32];
-    char payload_hash[SIGV4_HEX_SHA256_SIZE];
 
     sigv4_sha256(signing->body != NULL ? signing->body : "", signing->body_len, digest);
     sigv4_hex(digest, payload_hash);
 
-    memset(&request, 0, sizeof request);
-    request.service = "rds";
-    request.region = signing->region;
-    request.method = "POST";
-    request.host = signing->host;
-    request.path = signing->path != NULL ? signing->path : "/";
-    request.headers = headers;
-    request.header_count = sizeof headers / sizeof headers[0];
-    request.payload_hash = payload_hash;
-    request.time = signing->time;
+    memset(out, 0, sizeof *out);
+    out->service = "rds";
+    out->region = signing->region;
+    out->method = "POST";
+    out->host = signing->host;
+    out->path = signing->path != NULL ? signing->path : "/";
+    out->headers = form_headers;
+    out->header_count = sizeof form_headers / sizeof form_headers[0];
+    out->payload_hash = payload_hash;
+    out->time = signing->time;
+}
+
+int rds_sign_form(const struct rds_signing *signing, struct sigv4_signature *out,
+                  stow_error *err)
+{
+    struct sigv4_request request;
+    char payload_hash[SIGV4_HEX_SHA256_SIZE];
+
+    describe_form(signing, payload_hash, &request);
     return sigv4_sign(&request, signing->credentials, out, err);
 }
 
@@ -377,7 +314,7 @@ int rds_presign_copy_url(const struct rds_copy_snapshot *request,
                          const struct aws_credentials *credentials, stow_buf *url,
                          stow_error *err)
 {
-    struct endpoint_parts endpoint;
+    struct aws_endpoint endpoint;
     struct rds_params params;
     struct sigv4_request signing;
     stow_buf query;
@@ -411,7 +348,7 @@ int rds_presign_copy_url(const struct rds_copy_snapshot *request,
 done:
     rds_params_free(&params);
     stow_buf_free_secret(&query);
-    endpoint_parts_free(&endpoint);
+    aws_endpoint_free(&endpoint);
     return rc;
 }
 
@@ -423,59 +360,29 @@ struct rds_call {
     stow_buf body;
 };
 
-static int append_header(struct curl_slist **list, const char *name, const char *value,
-                         stow_error *err)
-{
-    size_t len = strlen(name) + strlen(value) + 3;
-    char *line = malloc(len);
-    struct curl_slist *grown = NULL;
-
-    if (line != NULL) {
-        snprintf(line, len, "%s: %s", name, value);
-        grown = curl_slist_append(*list, line);
-        free(line);
-    }
-    if (grown == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory building RDS request headers");
-    *list = grown;
-    return 0;
-}
-
 /* Signs and describes one attempt of call (http_build_fn). */
 static int build_request(struct http_job *job, struct http_request *request, stow_error *err)
 {
     struct rds_call *call = job->owner;
-    rds_client *client = call->client;
-    struct aws_credentials credentials;
-    struct sigv4_signature signature;
-    struct rds_signing signing = {client->region, client->authority, client->path,
-                                  call->body.data, call->body.len, time(NULL), NULL};
-    int rc = -1;
+    const struct aws_service *service = &call->client->service;
+    const struct rds_signing form = {service->region, service->parts.authority,
+                                     service->parts.path, call->body.data, call->body.len,
+                                     time(NULL), NULL};
+    struct sigv4_request signing;
+    char payload_hash[SIGV4_HEX_SHA256_SIZE];
 
-    memset(&credentials, 0, sizeof credentials);
-    signing.credentials = &credentials;
-    if (aws_credentials_provider_get(client->credentials, &credentials, err) != 0 ||
-        rds_sign_form(&signing, &signature, err) != 0)
-        goto done;
-    if (append_header(&request->headers, "Host", client->authority, err) != 0 ||
-        append_header(&request->headers, "Content-Type", RDS_FORM_CONTENT_TYPE, err) != 0 ||
-        append_header(&request->headers, "X-Amz-Date", signature.amz_date, err) != 0 ||
-        append_header(&request->headers, "Authorization", signature.authorization, err) != 0)
-        goto done;
-    if (credentials.session_token[0] != '\0' &&
-        append_header(&request->headers, "X-Amz-Security-Token", credentials.session_token,
-                      err) != 0)
-        goto done;
+    describe_form(&form, payload_hash, &signing);
+    if (aws_request_add_header(&request->headers, "Host", service->parts.authority, err) != 0 ||
+        aws_request_add_header(&request->headers, "Content-Type", RDS_FORM_CONTENT_TYPE,
+                               err) != 0 ||
+        aws_request_sign_current(&signing, service->credentials, &request->headers, err) != 0)
+        return -1;
 
     request->method = "POST";
-    request->url = client->url;
+    request->url = call->client->url;
     request->body = call->body.data;
     request->body_len = call->body.len;
-    rc = 0;
-
-done:
-    aws_credentials_clear(&credentials);
-    return rc;
+    return 0;
 }
 
 /* Sends params (Action first) and leaves a 2xx body in call->job.response.
@@ -493,14 +400,10 @@ static int call_perform(rds_client *client, struct rds_call *call, const char *a
     int rc;
 
     memset(call, 0, sizeof *call);
-    http_job_init(&call->job, &client->settings, RDS_XML_BODY_MAX);
+    aws_service_job_init(&client->service, &call->job, action, build_request, call,
+                         RDS_XML_BODY_MAX);
     stow_buf_init(&call->body, RDS_FORM_MAX);
     call->client = client;
-    call->job.service = "RDS";
-    call->job.operation = action;
-    call->job.build = build_request;
-    call->job.owner = call;
-    call->job.credentials = client->credentials;
     va_start(ap, subject_fmt);
     vsnprintf(call->job.subject, sizeof call->job.subject, subject_fmt, ap);
     va_end(ap);
@@ -508,10 +411,11 @@ static int call_perform(rds_client *client, struct rds_call *call, const char *a
 
     if (rds_form_encode(params->items, params->count, &call->body, err) != 0)
         return -1;
-    stow_log_debug("RDS %s (%s) in %s", action, call->job.subject, client->region);
-    rc = http_engine_perform(client->engine, &call->job, err);
+    stow_log_debug("RDS %s (%s) in %s", action, call->job.subject, client->service.region);
+    rc = http_engine_perform(client->service.engine, &call->job, err);
     if (rc != 0) {
         snprintf(client->error_code, sizeof client->error_code, "%s", call->job.error.code);
+        client->error_attempts = call->job.attempts;
         rds_error_advise(err, call->job.error.code);
     }
     return rc;
@@ -547,6 +451,87 @@ static int not_found_result(const rds_client *client, int rc, stow_error *err)
     return rc;
 }
 
+/* --- paged descriptions -------------------------------------------------------- */
+
+/* Parses one Describe* page, moves its items into context's list and sets
+ * *marker (malloc'd) to the next page's Marker, or NULL after the last. */
+typedef int (*page_consumer)(const void *body, size_t len, void *context, char **marker,
+                             stow_error *err);
+
+/* One Describe* call paged by Marker. */
+struct paged_describe {
+    const char *action;
+    struct rds_params *params; /* the filters; each page adds Marker and removes it again */
+    const char *subject;
+    page_consumer consume;
+    void *context;
+};
+
+static void params_remove_last(struct rds_params *params)
+{
+    params->count--;
+    free((char *)params->items[params->count].name);
+    free((char *)params->items[params->count].value);
+}
+
+/* Runs one page and replaces *marker with the next page's marker. */
+static int describe_page(rds_client *client, const struct paged_describe *describe,
+                         char **marker, stow_error *err)
+{
+    struct rds_call call;
+    char *next = NULL;
+    int rc;
+
+    if (*marker != NULL && rds_params_add(describe->params, "Marker", *marker, err) != 0)
+        return -1;
+    rc = call_perform(client, &call, describe->action, describe->params, err, "%s",
+                      describe->subject);
+    if (rc == 0)
+        rc = describe->consume(call.job.response.body.data, call.job.response.body.len,
+                               describe->context, &next, err);
+    call_free(&call);
+
+    if (*marker != NULL)
+        params_remove_last(describe->params);
+    free(*marker);
+    *marker = next;
+    return rc;
+}
+
+static int describe_all_pages(rds_client *client, const struct paged_describe *describe,
+                              stow_error *err)
+{
+    char *marker = NULL;
+    int rc;
+
+    do {
+        rc = describe_page(client, describe, &marker, err);
+    } while (rc == 0 && marker != NULL);
+    free(marker);
+    return rc;
+}
+
+/* Moves the *more_count elements of size bytes at more to the end of the
+ * array *items of *count elements, then sets *more_count to 0 so that
+ * freeing the page's list frees only its array. plural names the elements
+ * in the out-of-memory message. */
+static int move_elements(void **items, size_t *count, void *more, size_t *more_count,
+                         size_t size, const char *plural, stow_error *err)
+{
+    char *grown;
+
+    if (*more_count == 0)
+        return 0;
+    grown = realloc(*items, (*count + *more_count) * size);
+    if (grown == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing %s", plural);
+    memcpy(grown + *count * size, more, *more_count * size);
+    *items = grown;
+    *count += *more_count;
+    *more_count = 0;
+    return 0;
+}
+
 /* --- snapshot calls ----------------------------------------------------------- */
 
 int rds_create_snapshot(rds_client *client, const struct rds_create_snapshot *request,
@@ -577,76 +562,52 @@ int rds_create_snapshot(rds_client *client, const struct rds_create_snapshot *re
     return rc;
 }
 
-/* Runs one Describe*Snapshots page; *marker is replaced by the next one. */
-static int snapshots_page(rds_client *client, int cluster, const char *snapshot_id,
-                          const char *source_id, char **marker, struct rds_snapshot_list *page,
-                          stow_error *err)
-{
-    const char *action = cluster ? "DescribeDBClusterSnapshots" : "DescribeDBSnapshots";
-    struct rds_params params;
-    struct rds_call call;
-    char *next = NULL;
-    int rc = params_begin(&params, action, err);
+struct snapshot_listing {
+    int cluster;
+    struct rds_snapshot_list *out;
+};
 
-    if (rc == 0 && snapshot_id != NULL)
-        rc = rds_params_add(&params, cluster ? "DBClusterSnapshotIdentifier"
-                                             : "DBSnapshotIdentifier", snapshot_id, err);
-    if (rc == 0 && source_id != NULL)
-        rc = rds_params_add(&params, cluster ? "DBClusterIdentifier" : "DBInstanceIdentifier",
-                            source_id, err);
-    if (rc == 0 && *marker != NULL)
-        rc = rds_params_add(&params, "Marker", *marker, err);
-    if (rc == 0) {
-        rc = call_perform(client, &call, action, &params, err, "%s %s",
-                          snapshot_id ? "snapshot" : (cluster ? "cluster" : "instance"),
-                          snapshot_id ? snapshot_id : (source_id ? source_id : "(all)"));
-        if (rc == 0)
-            rc = rds_parse_snapshots(call.job.response.body.data, call.job.response.body.len,
-                                     cluster, page, &next, err);
-        call_free(&call);
-    }
-    rds_params_free(&params);
-    free(*marker);
-    *marker = next;
+static int consume_snapshots(const void *body, size_t len, void *context, char **marker,
+                             stow_error *err)
+{
+    struct snapshot_listing *listing = context;
+    struct rds_snapshot_list page = {0};
+    void *items = listing->out->items;
+    int rc = rds_parse_snapshots(body, len, listing->cluster, &page, marker, err);
+
+    if (rc == 0)
+        rc = move_elements(&items, &listing->out->count, page.items, &page.count,
+                           sizeof *page.items, "snapshots", err);
+    listing->out->items = items;
+    rds_snapshot_list_free(&page);
     return rc;
-}
-
-/* Moves the items of page to the end of list. */
-static int append_snapshots(struct rds_snapshot_list *list, struct rds_snapshot_list *page,
-                            stow_error *err)
-{
-    struct rds_snapshot *grown;
-
-    if (page->count == 0)
-        return 0;
-    grown = realloc(list->items, (list->count + page->count) * sizeof *grown);
-    if (grown == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing snapshots");
-    memcpy(grown + list->count, page->items, page->count * sizeof *grown);
-    list->items = grown;
-    list->count += page->count;
-    free(page->items);
-    memset(page, 0, sizeof *page);
-    return 0;
 }
 
 static int describe_snapshots(rds_client *client, int cluster, const char *snapshot_id,
                               const char *source_id, struct rds_snapshot_list *out,
                               stow_error *err)
 {
-    char *marker = NULL;
-    int rc;
+    const char *action = cluster ? "DescribeDBClusterSnapshots" : "DescribeDBSnapshots";
+    struct snapshot_listing listing = {cluster, out};
+    struct rds_params params;
+    char subject[HTTP_SUBJECT_MAX];
+    const struct paged_describe describe = {action, &params, subject, consume_snapshots,
+                                            &listing};
+    int rc = params_begin(&params, action, err);
 
     memset(out, 0, sizeof *out);
-    do {
-        struct rds_snapshot_list page = {0};
-
-        rc = snapshots_page(client, cluster, snapshot_id, source_id, &marker, &page, err);
-        if (rc == 0)
-            rc = append_snapshots(out, &page, err);
-        rds_snapshot_list_free(&page);
-    } while (rc == 0 && marker != NULL);
-    free(marker);
+    snprintf(subject, sizeof subject, "%s %s",
+             snapshot_id ? "snapshot" : (cluster ? "cluster" : "instance"),
+             snapshot_id ? snapshot_id : (source_id ? source_id : "(all)"));
+    if (rc == 0 && snapshot_id != NULL)
+        rc = rds_params_add(&params, cluster ? "DBClusterSnapshotIdentifier"
+                                             : "DBSnapshotIdentifier", snapshot_id, err);
+    if (rc == 0 && source_id != NULL)
+        rc = rds_params_add(&params, cluster ? "DBClusterIdentifier" : "DBInstanceIdentifier",
+                            source_id, err);
+    if (rc == 0)
+        rc = describe_all_pages(client, &describe, err);
+    rds_params_free(&params);
     if (rc != 0)
         rds_snapshot_list_free(out);
     return rc;
@@ -687,16 +648,17 @@ int rds_copy_snapshot(rds_client *client, const struct rds_copy_snapshot *reques
     struct rds_params params;
     struct rds_call call;
     stow_buf url;
-    int cross_region = strcmp(request->source_region, client->region) != 0;
+    int cross_region = strcmp(request->source_region, client->service.region) != 0;
     int rc;
 
+    memset(out, 0, sizeof *out); /* the caller frees it also after a failure */
     memset(&credentials, 0, sizeof credentials);
     stow_buf_init(&url, RDS_FORM_MAX);
     rc = copy_params(&params, request, err);
     if (rc == 0 && cross_region) {
-        rc = aws_credentials_provider_get(client->credentials, &credentials, err);
+        rc = aws_credentials_provider_get(client->service.credentials, &credentials, err);
         if (rc == 0)
-            rc = rds_presign_copy_url(request, client->region, &credentials, &url, err);
+            rc = rds_presign_copy_url(request, client->service.region, &credentials, &url, err);
         if (rc == 0)
             rc = rds_params_add(&params, "PreSignedUrl", (const char *)url.data, err);
     }
@@ -795,68 +757,40 @@ const char *rds_tag_value(const struct rds_tag_list *tags, const char *key)
 
 /* --- instance calls ------------------------------------------------------------ */
 
-static int instances_page(rds_client *client, const char *instance_id, char **marker,
-                          struct rds_instance_list *page, stow_error *err)
+static int consume_instances(const void *body, size_t len, void *context, char **marker,
+                             stow_error *err)
 {
-    struct rds_params params;
-    struct rds_call call;
-    char *next = NULL;
-    int rc = params_begin(&params, "DescribeDBInstances", err);
+    struct rds_instance_list *out = context;
+    struct rds_instance_list page = {0};
+    void *items = out->items;
+    int rc = rds_parse_instances(body, len, &page, marker, err);
 
-    if (rc == 0 && instance_id != NULL)
-        rc = rds_params_add(&params, "DBInstanceIdentifier", instance_id, err);
-    if (rc == 0 && instance_id == NULL)
-        rc = rds_params_add(&params, "MaxRecords", RDS_PAGE_SIZE, err);
-    if (rc == 0 && *marker != NULL)
-        rc = rds_params_add(&params, "Marker", *marker, err);
-    if (rc == 0) {
-        rc = call_perform(client, &call, "DescribeDBInstances", &params, err, "instance %s",
-                          instance_id ? instance_id : "(all)");
-        if (rc == 0)
-            rc = rds_parse_instances(call.job.response.body.data, call.job.response.body.len,
-                                     page, &next, err);
-        call_free(&call);
-    }
-    rds_params_free(&params);
-    free(*marker);
-    *marker = next;
+    if (rc == 0)
+        rc = move_elements(&items, &out->count, page.items, &page.count, sizeof *page.items,
+                           "instances", err);
+    out->items = items;
+    rds_instance_list_free(&page);
     return rc;
-}
-
-static int append_instances(struct rds_instance_list *list, struct rds_instance_list *page,
-                            stow_error *err)
-{
-    struct rds_instance *grown;
-
-    if (page->count == 0)
-        return 0;
-    grown = realloc(list->items, (list->count + page->count) * sizeof *grown);
-    if (grown == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory listing instances");
-    memcpy(grown + list->count, page->items, page->count * sizeof *grown);
-    list->items = grown;
-    list->count += page->count;
-    free(page->items);
-    memset(page, 0, sizeof *page);
-    return 0;
 }
 
 static int describe_instances(rds_client *client, const char *instance_id,
                               struct rds_instance_list *out, stow_error *err)
 {
-    char *marker = NULL;
-    int rc;
+    struct rds_params params;
+    char subject[HTTP_SUBJECT_MAX];
+    const struct paged_describe describe = {"DescribeDBInstances", &params, subject,
+                                            consume_instances, out};
+    int rc = params_begin(&params, "DescribeDBInstances", err);
 
     memset(out, 0, sizeof *out);
-    do {
-        struct rds_instance_list page = {0};
-
-        rc = instances_page(client, instance_id, &marker, &page, err);
-        if (rc == 0)
-            rc = append_instances(out, &page, err);
-        rds_instance_list_free(&page);
-    } while (rc == 0 && marker != NULL);
-    free(marker);
+    snprintf(subject, sizeof subject, "instance %s", instance_id ? instance_id : "(all)");
+    if (rc == 0 && instance_id != NULL)
+        rc = rds_params_add(&params, "DBInstanceIdentifier", instance_id, err);
+    if (rc == 0 && instance_id == NULL)
+        rc = rds_params_add(&params, "MaxRecords", RDS_PAGE_SIZE, err);
+    if (rc == 0)
+        rc = describe_all_pages(client, &describe, err);
+    rds_params_free(&params);
     if (rc != 0)
         rds_instance_list_free(out);
     return rc;
@@ -899,6 +833,9 @@ static int restore_params(struct rds_params *params, const struct rds_restore_in
         rds_params_add(params, "DBParameterGroupName", request->parameter_group, err) != 0)
         return -1;
     if (rds_params_add(params, "PubliclyAccessible", "false", err) != 0)
+        return -1;
+    if (request->enable_iam_auth &&
+        rds_params_add(params, "EnableIAMDatabaseAuthentication", "true", err) != 0)
         return -1;
     for (size_t i = 0; i < request->security_group_count; i++) {
         if (params_add_numbered(params, "VpcSecurityGroupIds.VpcSecurityGroupId", i + 1, "",
@@ -1224,6 +1161,7 @@ static int parse_snapshot(const xmlNode *node, int cluster, struct rds_snapshot 
     out->allocated_storage_gib = child_long(node, "AllocatedStorage", 0);
     out->percent_progress = (int)child_long(node, "PercentProgress", -1);
     out->created = child_time(node, "SnapshotCreateTime");
+    out->original_created = child_time(node, "OriginalSnapshotCreateTime");
     return parse_tag_list(node, &out->tags, err);
 }
 

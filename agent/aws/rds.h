@@ -94,6 +94,10 @@ struct rds_snapshot {
     long allocated_storage_gib;
     int percent_progress;             /* -1 when not reported */
     time_t created;                   /* SnapshotCreateTime; 0 while not reported */
+    /* OriginalSnapshotCreateTime: when the first snapshot of a chain of
+     * copies was taken (a copy's SnapshotCreateTime is when it was copied).
+     * 0 when the response lacks it. */
+    time_t original_created;
     struct rds_tag_list tags;
 };
 
@@ -150,6 +154,10 @@ void rds_client_set_http_settings(rds_client *client, const struct http_settings
 /* Returns the AWS error code of the last failed call ("DBSnapshotNotFound"),
  * or "" when it failed without one or no call failed. */
 const char *rds_client_error_code(const rds_client *client);
+
+/* Returns how many attempts the last failed call made. More than one means
+ * an earlier attempt may have taken effect with its response lost. */
+int rds_client_error_attempts(const rds_client *client);
 
 /* --- snapshots ------------------------------------------------------------ */
 
@@ -233,6 +241,7 @@ struct rds_restore_instance {
     size_t security_group_count;
     const struct rds_tag *tags;
     size_t tag_count;
+    int enable_iam_auth;               /* 1: EnableIAMDatabaseAuthentication=true */
 };
 
 int rds_restore_from_snapshot(rds_client *client, const struct rds_restore_instance *request,

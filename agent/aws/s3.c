@@ -5,11 +5,13 @@
 
 #include <arpa/inet.h>
 #include <libxml/tree.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/aws_request.h"
 #include "aws/aws_xml.h"
 
 #define S3_URL_MAX (64u * 1024)
@@ -18,18 +20,11 @@
 #define S3_NAMESPACE "http://s3.amazonaws.com/doc/2006-03-01/"
 
 struct s3_client {
+    struct aws_service service; /* region, endpoint, HTTP engine, credentials */
     char *bucket;
-    char *region;
-    char *endpoint;      /* as configured, for messages */
-    char *scheme;        /* "http" or "https" */
-    char *authority;     /* host[:port] of the endpoint */
     char *base_path;     /* decoded endpoint path without a trailing '/', often "" */
     char *storage_class; /* NULL: bucket default */
     int path_style;
-    struct http_settings settings;
-    struct http_engine *engine;
-    struct aws_credentials_provider *credentials;
-    int owns_credentials;
 };
 
 /* --- configuration -------------------------------------------------------- */
@@ -44,14 +39,17 @@ int s3_default_endpoint(const char *region, char *out, size_t size, stow_error *
     return aws_service_endpoint("AWS_ENDPOINT_URL_S3", "s3", region, "S3", out, size, err);
 }
 
-/* Returns 1 when a virtual-hosted request cannot work for host: IP
- * literals and localhost have no per-bucket DNS names. */
-static int host_requires_path_style(const char *host)
+/* Returns 1 when a virtual-hosted request cannot work for the endpoint
+ * authority (host[:port]): IP literals and localhost have no per-bucket
+ * DNS names. */
+static int host_requires_path_style(const char *authority)
 {
     struct in_addr address;
+    char host[S3_HOST_MAX];
 
-    if (host[0] == '[')
+    if (authority[0] == '[')
         return 1;
+    snprintf(host, sizeof host, "%.*s", (int)strcspn(authority, ":"), authority);
     if (inet_pton(AF_INET, host, &address) == 1)
         return 1;
     return strcmp(host, "localhost") == 0;
@@ -88,99 +86,50 @@ static int check_bucket_name(const char *bucket, stow_error *err)
     return 0;
 }
 
-static char *join_authority(const char *host, const char *port)
-{
-    size_t len = strlen(host) + (port ? strlen(port) + 1 : 0) + 1;
-    char *authority = malloc(len);
-
-    if (authority != NULL)
-        snprintf(authority, len, "%s%s%s", host, port ? ":" : "", port ? port : "");
-    return authority;
-}
-
-/* Splits the endpoint URL into scheme, authority and base path. */
-static int parse_endpoint(s3_client *client, stow_error *err)
-{
-    CURLU *url = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
-    int rc = -1;
-
-    if (url == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing the S3 endpoint");
-    if (curl_url_set(url, CURLUPART_URL, client->endpoint, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-        stow_fail(err, STOW_EXIT_USAGE, "invalid S3 endpoint URL \"%s\"", client->endpoint);
-        stow_error_hint(err, "--endpoint must be an http:// or https:// URL, for example "
-                             "http://127.0.0.1:9000");
-        goto done;
-    }
-    curl_url_get(url, CURLUPART_PORT, &port, 0);
-    curl_url_get(url, CURLUPART_PATH, &path, CURLU_URLDECODE);
-
-    client->scheme = strdup(scheme);
-    client->authority = join_authority(host, port);
-    client->base_path = strdup(path != NULL ? path : "");
-    if (client->scheme == NULL || client->authority == NULL || client->base_path == NULL) {
-        stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing the S3 endpoint");
-        goto done;
-    }
-    while (client->base_path[0] != '\0' &&
-           client->base_path[strlen(client->base_path) - 1] == '/')
-        client->base_path[strlen(client->base_path) - 1] = '\0';
-    if (client->path_style < 0)
-        client->path_style = host_requires_path_style(host) || !bucket_is_dns_label(client->bucket);
-    rc = 0;
-
-done:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
-    curl_url_cleanup(url);
-    return rc;
-}
-
+/* Copies the S3-only options: bucket, storage class and addressing. */
 static int copy_options(s3_client *client, const struct s3_options *options, stow_error *err)
 {
-    const char *region = options->region ? options->region : s3_default_region();
-    char endpoint[4096];
-
-    if (options->endpoint != NULL)
-        snprintf(endpoint, sizeof endpoint, "%s", options->endpoint);
-    else if (s3_default_endpoint(region, endpoint, sizeof endpoint, err) != 0)
-        return -1;
-
     client->bucket = strdup(options->bucket);
-    client->region = strdup(region);
-    client->endpoint = strdup(endpoint);
     if (options->storage_class != NULL)
         client->storage_class = strdup(options->storage_class);
-    if (client->bucket == NULL || client->region == NULL || client->endpoint == NULL ||
+    if (client->bucket == NULL ||
         (options->storage_class != NULL && client->storage_class == NULL))
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory creating the S3 client");
-
     client->path_style = options->path_style;
-    http_settings_default(&client->settings);
-    if (options->max_attempts > 0)
-        client->settings.max_attempts = options->max_attempts;
     return 0;
 }
 
-static int attach_credentials(s3_client *client, const struct s3_options *options,
-                              stow_error *err)
+/* Sets the base path (the endpoint path without trailing '/') and, when
+ * it is automatic, the addressing style. */
+static int apply_endpoint(s3_client *client, stow_error *err)
 {
-    if (options->credentials != NULL) {
-        client->credentials = options->credentials;
-        return 0;
-    }
-    client->owns_credentials = 1;
-    return aws_credentials_provider_new_default(&client->credentials, err);
+    const struct aws_endpoint *parts = &client->service.parts;
+    char *end;
+
+    client->base_path = strdup(parts->path);
+    if (client->base_path == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory creating the S3 client");
+    end = client->base_path + strlen(client->base_path);
+    while (end > client->base_path && end[-1] == '/')
+        *--end = '\0';
+    if (client->path_style < 0)
+        client->path_style = host_requires_path_style(parts->authority) ||
+                             !bucket_is_dns_label(client->bucket);
+    return 0;
 }
 
 int s3_client_new(const struct s3_options *options, s3_client **out, stow_error *err)
 {
+    const struct aws_service_options service = {
+        .service = "S3",
+        .region = options->region,
+        .endpoint = options->endpoint,
+        .default_endpoint = s3_default_endpoint,
+        .endpoint_hint = "--endpoint must be an http:// or https:// URL, for example "
+                         "http://127.0.0.1:9000",
+        .max_attempts = options->max_attempts,
+        .credentials = options->credentials,
+    };
     s3_client *client;
 
     *out = NULL;
@@ -190,9 +139,9 @@ int s3_client_new(const struct s3_options *options, s3_client **out, stow_error 
     if (client == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory creating the S3 client");
 
-    if (copy_options(client, options, err) != 0 || parse_endpoint(client, err) != 0 ||
-        attach_credentials(client, options, err) != 0 ||
-        http_engine_new(&client->engine, err) != 0) {
+    if (copy_options(client, options, err) != 0 ||
+        aws_service_open(&client->service, &service, err) != 0 ||
+        apply_endpoint(client, err) != 0) {
         s3_client_free(client);
         return -1;
     }
@@ -204,14 +153,8 @@ void s3_client_free(s3_client *client)
 {
     if (client == NULL)
         return;
-    http_engine_free(client->engine);
-    if (client->owns_credentials)
-        aws_credentials_provider_free(client->credentials);
+    aws_service_close(&client->service);
     free(client->bucket);
-    free(client->region);
-    free(client->endpoint);
-    free(client->scheme);
-    free(client->authority);
     free(client->base_path);
     free(client->storage_class);
     free(client);
@@ -224,7 +167,7 @@ const char *s3_client_bucket(const s3_client *client)
 
 const char *s3_client_endpoint(const s3_client *client)
 {
-    return client->endpoint;
+    return client->service.endpoint;
 }
 
 int s3_client_path_style(const s3_client *client)
@@ -234,7 +177,7 @@ int s3_client_path_style(const s3_client *client)
 
 void s3_client_set_http_settings(s3_client *client, const struct http_settings *settings)
 {
-    client->settings = *settings;
+    client->service.settings = *settings;
 }
 
 /* --- request building ----------------------------------------------------- */
@@ -248,9 +191,10 @@ static int build_target(const struct s3_call *call, char host[S3_HOST_MAX], stow
     int written;
 
     if (client->path_style)
-        written = snprintf(host, S3_HOST_MAX, "%s", client->authority);
+        written = snprintf(host, S3_HOST_MAX, "%s", client->service.parts.authority);
     else
-        written = snprintf(host, S3_HOST_MAX, "%s.%s", client->bucket, client->authority);
+        written = snprintf(host, S3_HOST_MAX, "%s.%s", client->bucket,
+                           client->service.parts.authority);
     if (written < 0 || written >= S3_HOST_MAX)
         return stow_fail(err, STOW_EXIT_USAGE, "S3 host name for bucket %s is too long",
                          client->bucket);
@@ -267,7 +211,7 @@ static int write_url(struct s3_call *call, const char *host, const char *path, s
     stow_buf *url = &call->url;
 
     stow_buf_reset(url);
-    if (stow_buf_printf(url, err, "%s://%s", call->client->scheme, host) != 0 ||
+    if (stow_buf_printf(url, err, "%s://%s", call->client->service.parts.scheme, host) != 0 ||
         sigv4_uri_encode(url, path, 1, err) != 0)
         return -1;
     for (size_t i = 0; i < call->param_count; i++) {
@@ -277,24 +221,6 @@ static int write_url(struct s3_call *call, const char *host, const char *path, s
             sigv4_uri_encode(url, call->params[i].value, 0, err) != 0)
             return -1;
     }
-    return 0;
-}
-
-static int append_header(struct curl_slist **list, const char *name, const char *value,
-                         stow_error *err)
-{
-    size_t len = strlen(name) + strlen(value) + 3;
-    char *line = malloc(len);
-    struct curl_slist *grown = NULL;
-
-    if (line != NULL) {
-        snprintf(line, len, "%s: %s", name, value);
-        grown = curl_slist_append(*list, line);
-        free(line);
-    }
-    if (grown == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory building S3 request headers");
-    *list = grown;
     return 0;
 }
 
@@ -312,32 +238,13 @@ static size_t collect_signed_headers(const struct s3_call *call,
     return count;
 }
 
-static int write_curl_headers(const char *host, const struct sigv4_header *headers, size_t count,
-                              const struct aws_credentials *credentials,
-                              const struct sigv4_signature *signature,
-                              struct curl_slist **list, stow_error *err)
-{
-    if (append_header(list, "Host", host, err) != 0 ||
-        append_header(list, "X-Amz-Date", signature->amz_date, err) != 0 ||
-        append_header(list, "Authorization", signature->authorization, err) != 0)
-        return -1;
-    if (credentials->session_token[0] != '\0' &&
-        append_header(list, "X-Amz-Security-Token", credentials->session_token, err) != 0)
-        return -1;
-    for (size_t i = 0; i < count; i++) {
-        if (append_header(list, headers[i].name, headers[i].value, err) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 static void describe_signing(const struct s3_call *call, const char *host, const char *path,
                              const struct sigv4_header *headers, size_t header_count,
                              struct sigv4_request *out)
 {
     memset(out, 0, sizeof *out);
     out->service = "s3";
-    out->region = call->client->region;
+    out->region = call->client->service.region;
     out->method = call->method;
     out->host = host;
     out->path = path;
@@ -349,30 +256,37 @@ static void describe_signing(const struct s3_call *call, const char *host, const
     out->time = time(NULL);
 }
 
+static int add_headers(struct curl_slist **list, const struct sigv4_header *headers,
+                       size_t count, stow_error *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (aws_request_add_header(list, headers[i].name, headers[i].value, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Signs and describes one attempt of call (http_build_fn). */
 static int build_request(struct http_job *job, struct http_request *request, stow_error *err)
 {
     struct s3_call *call = job->owner;
-    struct aws_credentials credentials;
     struct sigv4_request signing;
-    struct sigv4_signature signature;
     struct sigv4_header headers[S3_CALL_MAX_HEADERS + 2];
     size_t header_count = collect_signed_headers(call, headers);
     char host[S3_HOST_MAX];
     stow_buf path;
     int rc = -1;
 
-    memset(&credentials, 0, sizeof credentials);
     stow_buf_init(&path, S3_URL_MAX);
-    if (aws_credentials_provider_get(call->client->credentials, &credentials, err) != 0 ||
-        build_target(call, host, &path, err) != 0)
+    if (build_target(call, host, &path, err) != 0)
         goto done;
 
     describe_signing(call, host, (const char *)path.data, headers, header_count, &signing);
-    if (sigv4_sign(&signing, &credentials, &signature, err) != 0 ||
-        write_url(call, host, (const char *)path.data, err) != 0 ||
-        write_curl_headers(host, headers, header_count, &credentials, &signature,
-                           &request->headers, err) != 0)
+    if (aws_request_add_header(&request->headers, "Host", host, err) != 0 ||
+        aws_request_sign_current(&signing, call->client->service.credentials,
+                                 &request->headers, err) != 0 ||
+        add_headers(&request->headers, headers, header_count, err) != 0 ||
+        write_url(call, host, (const char *)path.data, err) != 0)
         goto done;
 
     request->method = call->method;
@@ -382,7 +296,6 @@ static int build_request(struct http_job *job, struct http_request *request, sto
     rc = 0;
 
 done:
-    aws_credentials_clear(&credentials);
     stow_buf_free(&path);
     return rc;
 }
@@ -396,6 +309,16 @@ static int prepare_request(struct http_job *job, stow_error *err)
     sigv4_hex(call->body_sha256, call->payload_hash);
     sodium_bin2base64(call->checksum_base64, sizeof call->checksum_base64, call->body_sha256,
                       sizeof call->body_sha256, sodium_base64_VARIANT_ORIGINAL);
+    if (call->send_content_md5) {
+        uint8_t md5[16];
+
+        if (EVP_Digest(call->body != NULL ? call->body : "", call->body_len, md5, NULL, EVP_md5(),
+                       NULL) != 1)
+            return stow_fail(err, STOW_EXIT_FAILURE, "MD5 of the %s request body failed",
+                             call->job.operation);
+        sodium_bin2base64(call->content_md5, sizeof call->content_md5, md5, sizeof md5,
+                          sodium_base64_VARIANT_ORIGINAL);
+    }
     return 0;
 }
 
@@ -403,13 +326,9 @@ static void call_init(struct s3_call *call, s3_client *client, const char *opera
                       const char *method, const char *key)
 {
     memset(call, 0, sizeof *call);
-    http_job_init(&call->job, &client->settings, S3_ERROR_BODY_MAX);
-    call->job.service = "S3";
-    call->job.operation = operation;
+    aws_service_job_init(&client->service, &call->job, operation, build_request, call,
+                         S3_ERROR_BODY_MAX);
     call->job.prepare = prepare_request;
-    call->job.build = build_request;
-    call->job.owner = call;
-    call->job.credentials = client->credentials;
     call->client = client;
     call->method = method;
     call->key = key;
@@ -444,7 +363,34 @@ void s3_call_free(struct s3_call *call)
 
 static int call_perform(struct s3_call *call, stow_error *err)
 {
-    return http_engine_perform(call->client->engine, &call->job, err);
+    return http_engine_perform(call->client->service.engine, &call->job, err);
+}
+
+/* Writes an RFC 3339 UTC time, the form S3 takes for retain-until dates. */
+static void format_utc(time_t when, char out[32])
+{
+    struct tm utc;
+
+    gmtime_r(&when, &utc);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &utc);
+}
+
+/* Adds Content-MD5, which S3 (and moto) require on a PutObject with Object
+ * Lock headers and on PutObjectRetention; prepare_request computes it. */
+static void call_content_md5(struct s3_call *call)
+{
+    call->send_content_md5 = 1;
+    call_header(call, "Content-MD5", call->content_md5);
+}
+
+/* Adds the Object Lock headers of retention; NULL adds none. */
+static void call_retention_headers(struct s3_call *call, const struct s3_retention *retention)
+{
+    if (retention == NULL)
+        return;
+    format_utc(retention->retain_until, call->retain_until_text);
+    call_header(call, "x-amz-object-lock-mode", retention->mode);
+    call_header(call, "x-amz-object-lock-retain-until-date", call->retain_until_text);
 }
 
 /* --- object calls --------------------------------------------------------- */
@@ -482,9 +428,57 @@ int s3_put_object(s3_client *client, const char *key, const void *data, size_t l
     }
     if (client->storage_class != NULL)
         call_header(&call, "x-amz-storage-class", client->storage_class);
+    if (options != NULL && options->retention != NULL) {
+        call_retention_headers(&call, options->retention);
+        call_content_md5(&call);
+    }
 
     rc = call_perform(&call, err);
     s3_call_free(&call);
+    return rc;
+}
+
+int s3_get_object_lock_enabled(s3_client *client, int *enabled, stow_error *err)
+{
+    struct s3_call call;
+    int rc;
+
+    *enabled = 0;
+    call_init(&call, client, "GetObjectLockConfiguration", "GET", NULL);
+    call_param(&call, "object-lock", "");
+    call.job.accept_not_found = 1;
+    rc = call_perform(&call, err);
+    if (rc == 0 && s3_parse_object_lock_configuration(call.job.response.body.data,
+                                                      call.job.response.body.len, enabled,
+                                                      err) != 0) {
+        stow_error_prefix(err, "S3 GetObjectLockConfiguration for bucket %s", client->bucket);
+        rc = -1;
+    }
+    s3_call_free(&call);
+    return rc == S3_NOT_FOUND ? 0 : rc;
+}
+
+int s3_put_object_retention(s3_client *client, const char *key,
+                            const struct s3_retention *retention, stow_error *err)
+{
+    struct s3_call call;
+    stow_buf body;
+    int rc;
+
+    stow_buf_init(&body, 4096);
+    call_init(&call, client, "PutObjectRetention", "PUT", key);
+    call_param(&call, "retention", "");
+    call_header(&call, "Content-Type", "application/xml");
+    call.send_checksum = 1;
+    call_content_md5(&call);
+    rc = s3_build_retention_body(retention, &body, err);
+    if (rc == 0) {
+        call.body = body.data;
+        call.body_len = body.len;
+        rc = call_perform(&call, err);
+    }
+    s3_call_free(&call);
+    stow_buf_free(&body);
     return rc;
 }
 
@@ -547,9 +541,18 @@ int s3_head_object(s3_client *client, const char *key, struct s3_object_info *in
     call.job.accept_not_found = 1;
     rc = call_perform(&call, err);
     if (rc == 0) {
-        info->size = call.job.response.content_length;
-        info->modified = call.job.response.last_modified;
-        snprintf(info->etag, sizeof info->etag, "%s", call.job.response.etag);
+        const struct http_response *response = &call.job.response;
+
+        info->size = response->content_length;
+        info->modified = response->last_modified;
+        snprintf(info->etag, sizeof info->etag, "%s", response->etag);
+        snprintf(info->lock_mode, sizeof info->lock_mode, "%s", response->object_lock_mode);
+        if (response->object_lock_retain_until[0] != '\0' &&
+            aws_xml_parse_time(response->object_lock_retain_until, &info->lock_retain_until) != 0)
+            rc = stow_fail(err, STOW_EXIT_STORAGE,
+                           "S3 HeadObject for %s returned an invalid "
+                           "x-amz-object-lock-retain-until-date \"%s\"",
+                           call.job.subject, response->object_lock_retain_until);
     }
     s3_call_free(&call);
     return rc;
@@ -605,6 +608,28 @@ int s3_delete_object(s3_client *client, const char *key, stow_error *err)
     call_init(&call, client, "DeleteObject", "DELETE", key);
     call.job.accept_not_found = 1;
     rc = call_perform(&call, err);
+    s3_call_free(&call);
+    return rc == S3_NOT_FOUND ? 0 : rc;
+}
+
+int s3_delete_object_version(s3_client *client, const char *key, const char *version_id,
+                             stow_error *err)
+{
+    struct s3_call call;
+    stow_error failure;
+    int rc;
+
+    stow_error_clear(&failure);
+    call_init(&call, client, "DeleteObject", "DELETE", key);
+    call_param(&call, "versionId", version_id);
+    http_job_subject(&call.job, "bucket %s key %s version %s", client->bucket, key, version_id);
+    call.job.accept_not_found = 1;
+    rc = call_perform(&call, &failure);
+    if (rc < 0 && call.job.response.status == 403 &&
+        strcmp(call.job.error.code, "AccessDenied") == 0)
+        rc = S3_ACCESS_DENIED;
+    else if (rc < 0 && err != NULL && !stow_error_is_set(err))
+        *err = failure;
     s3_call_free(&call);
     return rc == S3_NOT_FOUND ? 0 : rc;
 }
@@ -672,7 +697,8 @@ int s3_list_objects(s3_client *client, const char *prefix, s3_list_fn fn, void *
 
 /* --- multipart uploads ---------------------------------------------------- */
 
-int s3_create_multipart_upload(s3_client *client, const char *key, char **upload_id,
+int s3_create_multipart_upload(s3_client *client, const char *key,
+                               const struct s3_retention *retention, char **upload_id,
                                stow_error *err)
 {
     struct s3_call call;
@@ -685,6 +711,7 @@ int s3_create_multipart_upload(s3_client *client, const char *key, char **upload
     call_header(&call, "x-amz-checksum-algorithm", "SHA256");
     if (client->storage_class != NULL)
         call_header(&call, "x-amz-storage-class", client->storage_class);
+    call_retention_headers(&call, retention);
 
     rc = call_perform(&call, err);
     if (rc == 0 && s3_parse_upload_id(call.job.response.body.data, call.job.response.body.len,
@@ -773,63 +800,151 @@ int s3_abort_multipart_upload(s3_client *client, const char *key, const char *up
     return rc == S3_NOT_FOUND ? 0 : rc;
 }
 
-static int uploads_page(s3_client *client, const char *prefix, const char *key_marker,
-                        const char *upload_id_marker, struct s3_uploads_page *page,
-                        stow_error *err)
+/* The markers that continue a listing paged by key and a second id
+ * (ListMultipartUploads, ListObjectVersions); strings are malloc'd. */
+struct page_markers {
+    char *key;
+    char *id;
+    int truncated;
+};
+
+struct marker_listing;
+
+/* Parses one page, passes its entries to the listing's callback and fills
+ * next. Returns the callback's non-zero return as it is, or -1 with err
+ * filled. */
+typedef int (*page_handler)(const void *body, size_t len, const struct marker_listing *listing,
+                            struct page_markers *next, stow_error *err);
+
+/* One marker-paged listing: its operation, query parameters and the
+ * caller's callback. */
+struct marker_listing {
+    const char *operation;       /* "ListObjectVersions" */
+    const char *subresource;     /* "versions" */
+    const char *id_marker_param; /* "version-id-marker" */
+    page_handler handle;
+    union {
+        s3_upload_fn upload;
+        s3_version_fn version;
+    } fn;
+    void *context;               /* passed to fn */
+};
+
+static int fetch_marker_page(s3_client *client, const struct marker_listing *listing,
+                             const char *prefix, const struct page_markers *markers,
+                             struct page_markers *next, stow_error *err)
 {
     struct s3_call call;
     int rc;
 
-    call_init(&call, client, "ListMultipartUploads", "GET", NULL);
-    call_param(&call, "uploads", "");
+    call_init(&call, client, listing->operation, "GET", NULL);
+    call_param(&call, listing->subresource, "");
     call_param(&call, "encoding-type", "url");
     call_param(&call, "prefix", prefix != NULL ? prefix : "");
-    if (key_marker != NULL)
-        call_param(&call, "key-marker", key_marker);
-    if (upload_id_marker != NULL)
-        call_param(&call, "upload-id-marker", upload_id_marker);
+    if (markers->key != NULL)
+        call_param(&call, "key-marker", markers->key);
+    if (markers->id != NULL)
+        call_param(&call, listing->id_marker_param, markers->id);
     call.job.response.body.max = S3_XML_BODY_MAX;
 
     rc = call_perform(&call, err);
-    if (rc == 0 && s3_parse_multipart_uploads(call.job.response.body.data,
-                                              call.job.response.body.len, page, err) != 0) {
-        stow_error_prefix(err, "S3 ListMultipartUploads for bucket %s", client->bucket);
-        rc = -1;
-    }
+    if (rc == 0)
+        rc = listing->handle(call.job.response.body.data, call.job.response.body.len, listing,
+                             next, err);
+    if (rc < 0 && stow_error_is_set(err) && call.job.result == 0)
+        stow_error_prefix(err, "S3 %s for bucket %s prefix %s", listing->operation,
+                          client->bucket, prefix != NULL ? prefix : "");
     s3_call_free(&call);
+    return rc;
+}
+
+/* Runs a marker-paged listing to its end, or until the handler's callback
+ * returns non-zero. */
+static int list_by_markers(s3_client *client, const struct marker_listing *listing,
+                           const char *prefix, stow_error *err)
+{
+    struct page_markers markers = {NULL, NULL, 0};
+    int more;
+    int rc;
+
+    do {
+        struct page_markers next = {NULL, NULL, 0};
+
+        rc = fetch_marker_page(client, listing, prefix, &markers, &next, err);
+        free(markers.key);
+        free(markers.id);
+        markers = next;
+        more = rc == 0 && next.truncated && next.key != NULL;
+    } while (more);
+
+    free(markers.key);
+    free(markers.id);
+    return rc;
+}
+
+/* Moves the continuation markers of a parsed page into next. */
+static void take_markers(struct page_markers *next, int truncated, char **key_marker,
+                         char **id_marker)
+{
+    next->key = *key_marker;
+    next->id = *id_marker;
+    next->truncated = truncated;
+    *key_marker = NULL;
+    *id_marker = NULL;
+}
+
+static int handle_uploads_page(const void *body, size_t len,
+                               const struct marker_listing *listing, struct page_markers *next,
+                               stow_error *err)
+{
+    struct s3_uploads_page page;
+    int rc = s3_parse_multipart_uploads(body, len, &page, err);
+
+    if (rc != 0)
+        return -1;
+    take_markers(next, page.truncated, &page.next_key_marker, &page.next_upload_id_marker);
+
+    for (size_t i = 0; rc == 0 && i < page.count; i++)
+        rc = listing->fn.upload(page.entries[i].key, page.entries[i].upload_id,
+                                page.entries[i].initiated, listing->context);
+    s3_uploads_page_free(&page);
     return rc;
 }
 
 int s3_list_multipart_uploads(s3_client *client, const char *prefix, s3_upload_fn fn,
                               void *context, stow_error *err)
 {
-    char *key_marker = NULL;
-    char *upload_id_marker = NULL;
-    int more;
-    int rc;
+    const struct marker_listing listing = {"ListMultipartUploads", "uploads", "upload-id-marker",
+                                           handle_uploads_page, {.upload = fn}, context};
 
-    do {
-        struct s3_uploads_page page;
+    return list_by_markers(client, &listing, prefix, err);
+}
 
-        memset(&page, 0, sizeof page);
-        rc = uploads_page(client, prefix, key_marker, upload_id_marker, &page, err);
-        free(key_marker);
-        free(upload_id_marker);
-        key_marker = page.next_key_marker;
-        upload_id_marker = page.next_upload_id_marker;
-        page.next_key_marker = NULL;
-        page.next_upload_id_marker = NULL;
+static int handle_versions_page(const void *body, size_t len,
+                                const struct marker_listing *listing, struct page_markers *next,
+                                stow_error *err)
+{
+    struct s3_versions_page page;
+    int rc = s3_parse_object_versions(body, len, &page, err);
 
-        for (size_t i = 0; rc == 0 && i < page.count; i++)
-            rc = fn(page.entries[i].key, page.entries[i].upload_id, page.entries[i].initiated,
-                    context);
-        more = rc == 0 && page.truncated && key_marker != NULL;
-        s3_uploads_page_free(&page);
-    } while (more);
+    if (rc != 0)
+        return -1;
+    take_markers(next, page.truncated, &page.next_key_marker, &page.next_version_id_marker);
 
-    free(key_marker);
-    free(upload_id_marker);
+    for (size_t i = 0; rc == 0 && i < page.count; i++)
+        rc = listing->fn.version(page.entries[i].key, page.entries[i].version_id,
+                                 page.entries[i].delete_marker, listing->context);
+    s3_versions_page_free(&page);
     return rc;
+}
+
+int s3_list_object_versions(s3_client *client, const char *prefix, s3_version_fn fn,
+                            void *context, stow_error *err)
+{
+    const struct marker_listing listing = {"ListObjectVersions", "versions", "version-id-marker",
+                                           handle_versions_page, {.version = fn}, context};
+
+    return list_by_markers(client, &listing, prefix, err);
 }
 
 /* --- response parsers ----------------------------------------------------- */
@@ -893,6 +1008,16 @@ static xmlNode *expect_root(xmlDoc *doc, const char *root_name, stow_error *err)
     return root;
 }
 
+/* Returns 1 when a listing has EncodingType url, so its keys are
+ * percent-encoded. */
+static int is_url_encoded(const xmlNode *root)
+{
+    char encoding[16];
+
+    return aws_xml_child_text(root, "EncodingType", encoding, sizeof encoding) == 0 &&
+           strcmp(encoding, "url") == 0;
+}
+
 static int child_is_true(const xmlNode *parent, const char *name)
 {
     char text[8];
@@ -900,18 +1025,55 @@ static int child_is_true(const xmlNode *parent, const char *name)
     return aws_xml_child_text(parent, name, text, sizeof text) == 0 && strcmp(text, "true") == 0;
 }
 
-static size_t count_children(const xmlNode *parent, const char *name)
-{
-    size_t count = 0;
+/* Parses one entry element of a listing into element index of entries. */
+typedef int (*entry_parser)(const xmlNode *node, int url_encoded, void *entries, size_t index,
+                            stow_error *err);
 
-    for (xmlNode *child = parent->children; child != NULL; child = child->next)
-        count += aws_xml_is(child, name);
-    return count;
+/* The entry elements of one kind of listing. */
+struct entry_kind {
+    const char *names[2]; /* element names, names[1] NULL when there is only one */
+    size_t size;          /* bytes of one parsed entry */
+    entry_parser parse;
+    const char *plural;   /* "uploads", names the entries in messages */
+};
+
+static int is_entry(const xmlNode *node, const struct entry_kind *kind)
+{
+    return aws_xml_is(node, kind->names[0]) ||
+           (kind->names[1] != NULL && aws_xml_is(node, kind->names[1]));
 }
 
-static int parse_list_entry(const xmlNode *node, int url_encoded, struct s3_list_entry *entry,
+/* Allocates *entries with one element per entry of root, plus one, and
+ * parses the entries in document order. *count counts every entry begun,
+ * the failed one included, so that the page's free function releases what
+ * was parsed on failure too. */
+static int parse_entries(const xmlNode *root, const struct entry_kind *kind, void **entries,
+                         size_t *count, stow_error *err)
+{
+    int url_encoded = is_url_encoded(root);
+    size_t total = 0;
+
+    for (const xmlNode *node = root->children; node != NULL; node = node->next)
+        total += is_entry(node, kind);
+    *entries = calloc(total + 1, kind->size);
+    if (*entries == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing a listing of %s",
+                         kind->plural);
+
+    for (const xmlNode *node = root->children; node != NULL; node = node->next) {
+        if (!is_entry(node, kind))
+            continue;
+        (*count)++;
+        if (kind->parse(node, url_encoded, *entries, *count - 1, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_list_entry(const xmlNode *node, int url_encoded, void *entries, size_t index,
                             stow_error *err)
 {
+    struct s3_list_entry *entry = (struct s3_list_entry *)entries + index;
     char text[64];
 
     entry->key = listed_key(node, url_encoded, err);
@@ -928,35 +1090,20 @@ static int parse_list_entry(const xmlNode *node, int url_encoded, struct s3_list
 int s3_parse_list_objects(const void *body, size_t len, struct s3_list_page *out,
                           stow_error *err)
 {
+    static const struct entry_kind contents = {{"Contents", NULL}, sizeof(struct s3_list_entry),
+                                               parse_list_entry, "objects"};
     xmlDoc *doc = aws_xml_read(body, len);
     xmlNode *root = expect_root(doc, "ListBucketResult", err);
-    char encoding[16];
-    int url_encoded;
+    void *entries = NULL;
     int rc = -1;
 
     memset(out, 0, sizeof *out);
-    if (root == NULL)
-        goto done;
-    url_encoded = aws_xml_child_text(root, "EncodingType", encoding, sizeof encoding) == 0 &&
-                  strcmp(encoding, "url") == 0;
-    out->truncated = child_is_true(root, "IsTruncated");
-    out->next_token = aws_xml_child_strdup(root, "NextContinuationToken");
-    out->entries = calloc(count_children(root, "Contents") + 1, sizeof *out->entries);
-    if (out->entries == NULL) {
-        stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing a listing");
-        goto done;
+    if (root != NULL) {
+        out->truncated = child_is_true(root, "IsTruncated");
+        out->next_token = aws_xml_child_strdup(root, "NextContinuationToken");
+        rc = parse_entries(root, &contents, &entries, &out->count, err);
+        out->entries = entries;
     }
-
-    for (xmlNode *node = root->children; node != NULL; node = node->next) {
-        if (!aws_xml_is(node, "Contents"))
-            continue;
-        if (parse_list_entry(node, url_encoded, &out->entries[out->count], err) != 0)
-            goto done;
-        out->count++;
-    }
-    rc = 0;
-
-done:
     if (rc != 0)
         s3_list_page_free(out);
     xmlFreeDoc(doc);
@@ -991,9 +1138,10 @@ int s3_parse_upload_id(const void *body, size_t len, char **upload_id, stow_erro
     return 0;
 }
 
-static int parse_upload_entry(const xmlNode *node, int url_encoded,
-                              struct s3_upload_entry *entry, stow_error *err)
+static int parse_upload_entry(const xmlNode *node, int url_encoded, void *entries,
+                              size_t index, stow_error *err)
 {
+    struct s3_upload_entry *entry = (struct s3_upload_entry *)entries + index;
     char text[64];
 
     entry->key = listed_key(node, url_encoded, err);
@@ -1008,36 +1156,21 @@ static int parse_upload_entry(const xmlNode *node, int url_encoded,
 int s3_parse_multipart_uploads(const void *body, size_t len, struct s3_uploads_page *out,
                                stow_error *err)
 {
+    static const struct entry_kind uploads = {{"Upload", NULL}, sizeof(struct s3_upload_entry),
+                                              parse_upload_entry, "uploads"};
     xmlDoc *doc = aws_xml_read(body, len);
     xmlNode *root = expect_root(doc, "ListMultipartUploadsResult", err);
-    char encoding[16];
-    int url_encoded;
+    void *entries = NULL;
     int rc = -1;
 
     memset(out, 0, sizeof *out);
-    if (root == NULL)
-        goto done;
-    url_encoded = aws_xml_child_text(root, "EncodingType", encoding, sizeof encoding) == 0 &&
-                  strcmp(encoding, "url") == 0;
-    out->truncated = child_is_true(root, "IsTruncated");
-    out->next_key_marker = aws_xml_child_strdup(root, "NextKeyMarker");
-    out->next_upload_id_marker = aws_xml_child_strdup(root, "NextUploadIdMarker");
-    out->entries = calloc(count_children(root, "Upload") + 1, sizeof *out->entries);
-    if (out->entries == NULL) {
-        stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing a listing of uploads");
-        goto done;
+    if (root != NULL) {
+        out->truncated = child_is_true(root, "IsTruncated");
+        out->next_key_marker = aws_xml_child_strdup(root, "NextKeyMarker");
+        out->next_upload_id_marker = aws_xml_child_strdup(root, "NextUploadIdMarker");
+        rc = parse_entries(root, &uploads, &entries, &out->count, err);
+        out->entries = entries;
     }
-
-    for (xmlNode *node = root->children; node != NULL; node = node->next) {
-        if (!aws_xml_is(node, "Upload"))
-            continue;
-        out->count++;
-        if (parse_upload_entry(node, url_encoded, &out->entries[out->count - 1], err) != 0)
-            goto done;
-    }
-    rc = 0;
-
-done:
     if (rc != 0)
         s3_uploads_page_free(out);
     xmlFreeDoc(doc);
@@ -1056,6 +1189,72 @@ void s3_uploads_page_free(struct s3_uploads_page *page)
     free(page->next_key_marker);
     free(page->next_upload_id_marker);
     memset(page, 0, sizeof *page);
+}
+
+static int parse_version_entry(const xmlNode *node, int url_encoded, void *entries,
+                               size_t index, stow_error *err)
+{
+    struct s3_version_entry *entry = (struct s3_version_entry *)entries + index;
+
+    entry->delete_marker = aws_xml_is(node, "DeleteMarker");
+    entry->key = listed_key(node, url_encoded, err);
+    entry->version_id = aws_xml_child_strdup(node, "VersionId");
+    if (entry->key == NULL || entry->version_id == NULL || entry->version_id[0] == '\0')
+        return stow_fail(err, STOW_EXIT_STORAGE, "version entry without Key or VersionId");
+    return 0;
+}
+
+int s3_parse_object_versions(const void *body, size_t len, struct s3_versions_page *out,
+                             stow_error *err)
+{
+    static const struct entry_kind versions = {{"Version", "DeleteMarker"},
+                                               sizeof(struct s3_version_entry),
+                                               parse_version_entry, "versions"};
+    xmlDoc *doc = aws_xml_read(body, len);
+    xmlNode *root = expect_root(doc, "ListVersionsResult", err);
+    void *entries = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (root != NULL) {
+        out->truncated = child_is_true(root, "IsTruncated");
+        out->next_key_marker = aws_xml_child_strdup(root, "NextKeyMarker");
+        out->next_version_id_marker = aws_xml_child_strdup(root, "NextVersionIdMarker");
+        rc = parse_entries(root, &versions, &entries, &out->count, err);
+        out->entries = entries;
+    }
+    if (rc != 0)
+        s3_versions_page_free(out);
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+void s3_versions_page_free(struct s3_versions_page *page)
+{
+    if (page == NULL)
+        return;
+    for (size_t i = 0; i < page->count; i++) {
+        free(page->entries[i].key);
+        free(page->entries[i].version_id);
+    }
+    free(page->entries);
+    free(page->next_key_marker);
+    free(page->next_version_id_marker);
+    memset(page, 0, sizeof *page);
+}
+
+int s3_parse_object_lock_configuration(const void *body, size_t len, int *enabled,
+                                       stow_error *err)
+{
+    xmlDoc *doc = aws_xml_read(body, len);
+    xmlNode *root = expect_root(doc, "ObjectLockConfiguration", err);
+    char status[32];
+
+    *enabled = root != NULL &&
+               aws_xml_child_text(root, "ObjectLockEnabled", status, sizeof status) == 0 &&
+               strcmp(status, "Enabled") == 0;
+    xmlFreeDoc(doc);
+    return root != NULL ? 0 : -1;
 }
 
 int s3_parse_copy_result(const void *body, size_t len, char etag[S3_ETAG_MAX],
@@ -1113,35 +1312,71 @@ static int add_part_element(xmlNode *root, const struct s3_completed_part *part)
     return 0;
 }
 
-int s3_build_complete_body(const struct s3_completed_part *parts, size_t count, stow_buf *out,
-                           stow_error *err)
+/* Creates a request document whose root element, root_name, is in the S3
+ * namespace. Returns the root, or NULL (and *out NULL) when out of memory. */
+static xmlNode *new_request_document(const char *root_name, xmlDoc **out)
 {
     xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
-    xmlNode *root = xmlNewNode(NULL, BAD_CAST "CompleteMultipartUpload");
+    xmlNode *root = xmlNewNode(NULL, BAD_CAST root_name);
     xmlNs *ns = root != NULL ? xmlNewNs(root, BAD_CAST S3_NAMESPACE, NULL) : NULL;
+
+    *out = NULL;
+    if (doc == NULL || ns == NULL) {
+        xmlFreeNode(root);
+        xmlFreeDoc(doc);
+        return NULL;
+    }
+    xmlSetNs(root, ns);
+    xmlDocSetRootElement(doc, root);
+    *out = doc;
+    return root;
+}
+
+/* Serialises doc into out (reset first) when built is 1, and frees doc.
+ * Fails naming operation when the document could not be built or
+ * serialised. */
+static int finish_request_document(xmlDoc *doc, int built, const char *operation, stow_buf *out,
+                                   stow_error *err)
+{
     xmlChar *text = NULL;
     int size = 0;
     int rc = -1;
 
     stow_buf_reset(out);
-    if (doc == NULL || ns == NULL) {
-        xmlFreeNode(root);
-        goto done;
-    }
-    xmlSetNs(root, ns);
-    xmlDocSetRootElement(doc, root);
-    for (size_t i = 0; i < count; i++) {
-        if (add_part_element(root, &parts[i]) != 0)
-            goto done;
-    }
-    xmlDocDumpMemoryEnc(doc, &text, &size, "UTF-8");
+    if (doc != NULL && built)
+        xmlDocDumpMemoryEnc(doc, &text, &size, "UTF-8");
     if (text != NULL)
         rc = stow_buf_append(out, text, (size_t)size, err);
-
-done:
     if (rc != 0)
-        stow_fail(err, STOW_EXIT_FAILURE, "cannot build the CompleteMultipartUpload document");
+        stow_fail(err, STOW_EXIT_FAILURE, "cannot build the %s document", operation);
     xmlFree(text);
     xmlFreeDoc(doc);
     return rc;
+}
+
+int s3_build_complete_body(const struct s3_completed_part *parts, size_t count, stow_buf *out,
+                           stow_error *err)
+{
+    xmlDoc *doc;
+    xmlNode *root = new_request_document("CompleteMultipartUpload", &doc);
+    int built = root != NULL;
+
+    for (size_t i = 0; built && i < count; i++)
+        built = add_part_element(root, &parts[i]) == 0;
+    return finish_request_document(doc, built, "CompleteMultipartUpload", out, err);
+}
+
+int s3_build_retention_body(const struct s3_retention *retention, stow_buf *out,
+                            stow_error *err)
+{
+    xmlDoc *doc;
+    xmlNode *root = new_request_document("Retention", &doc);
+    char until[32];
+    int built = root != NULL;
+
+    format_utc(retention->retain_until, until);
+    if (built)
+        built = xmlNewTextChild(root, NULL, BAD_CAST "Mode", BAD_CAST retention->mode) != NULL &&
+                xmlNewTextChild(root, NULL, BAD_CAST "RetainUntilDate", BAD_CAST until) != NULL;
+    return finish_request_document(doc, built, "PutObjectRetention", out, err);
 }

@@ -37,6 +37,7 @@
 
 #define S3_NOT_FOUND HTTP_RESULT_NOT_FOUND
 #define S3_CONFLICT HTTP_RESULT_CONFLICT
+#define S3_ACCESS_DENIED 3 /* 403 AccessDenied, where a call documents it */
 
 #define S3_ETAG_MAX 128
 #define S3_XML_BODY_MAX (16u * 1024 * 1024) /* listing pages and other XML responses */
@@ -53,15 +54,24 @@ struct s3_options {
     struct aws_credentials_provider *credentials; /* borrowed; NULL: default chain */
 };
 
+/* S3 Object Lock retention of one object version. */
+struct s3_retention {
+    const char *mode;    /* "GOVERNANCE" or "COMPLIANCE" */
+    time_t retain_until; /* UTC, whole seconds */
+};
+
 struct s3_object_info {
     uint64_t size;
     time_t modified;
     char etag[S3_ETAG_MAX];
+    char lock_mode[16];       /* HeadObject only: x-amz-object-lock-mode, "" when unlocked */
+    time_t lock_retain_until; /* HeadObject only: 0 when unlocked */
 };
 
 struct s3_put_options {
     int if_none_match;        /* 1: send If-None-Match: * (S3_CONFLICT when the key exists) */
     const char *content_type; /* NULL: application/octet-stream */
+    const struct s3_retention *retention; /* NULL: no Object Lock headers */
 };
 
 /* One finished part of a multipart upload. */
@@ -74,6 +84,9 @@ struct s3_completed_part {
 typedef int (*s3_list_fn)(const char *key, const struct s3_object_info *info, void *context);
 typedef int (*s3_upload_fn)(const char *key, const char *upload_id, time_t initiated,
                             void *context);
+/* One entry of ListObjectVersions: an object version, or a delete marker. */
+typedef int (*s3_version_fn)(const char *key, const char *version_id, int delete_marker,
+                             void *context);
 
 /* Returns AWS_REGION, else AWS_DEFAULT_REGION, else "us-east-1". */
 const char *s3_default_region(void);
@@ -100,8 +113,13 @@ void s3_client_set_http_settings(s3_client *client, const struct http_settings *
  * ListObjectsV2 of at most one key under prefix. */
 int s3_check_bucket(s3_client *client, const char *prefix, stow_error *err);
 
+/* Sets *enabled to 1 when the bucket has Object Lock enabled
+ * (GetObjectLockConfiguration), 0 when S3 reports no configuration. */
+int s3_get_object_lock_enabled(s3_client *client, int *enabled, stow_error *err);
+
 /* Stores data under key. Returns S3_CONFLICT when if_none_match is set and
- * the key exists. */
+ * the key exists. With a retention, sends x-amz-object-lock-mode and
+ * x-amz-object-lock-retain-until-date (the bucket must have Object Lock). */
 int s3_put_object(s3_client *client, const char *key, const void *data, size_t len,
                   const struct s3_put_options *options, stow_error *err);
 
@@ -131,11 +149,34 @@ int s3_list_objects(s3_client *client, const char *prefix, s3_list_fn fn, void *
 int s3_copy_object(s3_client *client, const char *key, const char *source_bucket,
                    const char *source_key, stow_error *err);
 
-/* Deletes key; a missing key succeeds. */
+/* Deletes key; a missing key succeeds. In a versioned bucket this only
+ * adds a delete marker. */
 int s3_delete_object(s3_client *client, const char *key, stow_error *err);
 
-/* Starts a multipart upload; *upload_id (malloc'd) identifies it. */
-int s3_create_multipart_upload(s3_client *client, const char *key, char **upload_id,
+/* Deletes one version (or delete marker) of key for good. A missing
+ * version succeeds. Returns S3_ACCESS_DENIED, with err untouched, when S3
+ * returns 403 AccessDenied: the version is under Object Lock retention or
+ * a legal hold, or the credentials lack s3:DeleteObjectVersion. */
+int s3_delete_object_version(s3_client *client, const char *key, const char *version_id,
+                             stow_error *err);
+
+/* Calls fn for every version and delete marker whose key starts with
+ * prefix (ListObjectVersions), page by page. A non-zero return of fn stops
+ * the listing and is returned. */
+int s3_list_object_versions(s3_client *client, const char *prefix, s3_version_fn fn,
+                            void *context, stow_error *err);
+
+/* Sets the retention of the current version of key (PutObjectRetention).
+ * S3 rejects a date earlier than the current one unless governance mode is
+ * bypassed, which this call never requests. */
+int s3_put_object_retention(s3_client *client, const char *key,
+                            const struct s3_retention *retention, stow_error *err);
+
+/* Starts a multipart upload; *upload_id (malloc'd) identifies it. With a
+ * retention, sends the Object Lock headers, which S3 applies to the
+ * completed object (moto 5.2.1 ignores them: see storage_s3.c). */
+int s3_create_multipart_upload(s3_client *client, const char *key,
+                               const struct s3_retention *retention, char **upload_id,
                                stow_error *err);
 
 /* Commits the parts, in ascending part number order. */
@@ -171,11 +212,14 @@ struct s3_call {
     const void *body;
     size_t body_len;
     int send_checksum;               /* add x-amz-checksum-sha256 */
+    int send_content_md5;            /* add Content-MD5 */
+    char content_md5[32];            /* base64 MD5 of body, computed with the SHA-256 */
     uint8_t body_sha256[32];         /* SHA-256 of body, computed before the first attempt */
     char payload_hash[SIGV4_HEX_SHA256_SIZE];
     char checksum_base64[48];
     char part_number_text[16];
     char range_text[64];
+    char retain_until_text[32];      /* x-amz-object-lock-retain-until-date value */
     char *copy_source;               /* x-amz-copy-source value, owned; NULL unless a copy */
     stow_buf url;
 };
@@ -252,6 +296,35 @@ void s3_uploads_page_free(struct s3_uploads_page *page);
  * the ChecksumSHA256 when the store reports one (*has_sha256 is then 1). */
 int s3_parse_copy_result(const void *body, size_t len, char etag[S3_ETAG_MAX],
                          uint8_t sha256[32], int *has_sha256, stow_error *err);
+
+struct s3_version_entry {
+    char *key;
+    char *version_id;
+    int delete_marker;
+};
+
+struct s3_versions_page {
+    struct s3_version_entry *entries; /* versions and delete markers in document order */
+    size_t count;
+    int truncated;
+    char *next_key_marker;
+    char *next_version_id_marker;
+};
+
+/* Parses a ListVersionsResult. Keys are decoded when the response has
+ * EncodingType url. */
+int s3_parse_object_versions(const void *body, size_t len, struct s3_versions_page *out,
+                             stow_error *err);
+void s3_versions_page_free(struct s3_versions_page *page);
+
+/* Parses a GetObjectLockConfiguration result: *enabled is 1 when
+ * ObjectLockEnabled is "Enabled". */
+int s3_parse_object_lock_configuration(const void *body, size_t len, int *enabled,
+                                       stow_error *err);
+
+/* Writes the PutObjectRetention request document into out (reset first). */
+int s3_build_retention_body(const struct s3_retention *retention, stow_buf *out,
+                            stow_error *err);
 
 /* Writes the CompleteMultipartUpload request document into out (reset
  * first). */

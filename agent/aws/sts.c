@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/aws_request.h"
 #include "aws/aws_xml.h"
 #include "aws/http.h"
 #include "aws/sigv4.h"
@@ -36,7 +37,6 @@ struct sts_call {
     stow_buf response;              /* 2xx body with the secret key; wiped on free */
     const struct aws_credentials *signer; /* NULL: unsigned */
     char payload_hash[SIGV4_HEX_SHA256_SIZE];
-    char header_line[STS_HOST_MAX + 16];
 };
 
 int sts_endpoint(const char *region, char *out, size_t size, char *signing_region,
@@ -62,45 +62,15 @@ int sts_endpoint(const char *region, char *out, size_t size, char *signing_regio
 /* Splits call->url into the Host header value and the path. */
 static int split_endpoint(struct sts_call *call, stow_error *err)
 {
-    CURLU *url = curl_url();
-    char *host = NULL;
-    char *port = NULL;
-    char *path = NULL;
-    int rc = -1;
+    struct aws_endpoint parts;
 
-    if (url == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory parsing the STS endpoint");
-    if (curl_url_set(url, CURLUPART_URL, call->url, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        stow_fail(err, STOW_EXIT_USAGE, "invalid STS endpoint URL \"%s\"", call->url);
-        stow_error_hint(err, "AWS_ENDPOINT_URL_STS and AWS_ENDPOINT_URL must be http:// or "
-                             "https:// URLs");
-        goto done;
-    }
-    curl_url_get(url, CURLUPART_PORT, &port, 0);
-    curl_url_get(url, CURLUPART_PATH, &path, 0);
-    if (port != NULL)
-        snprintf(call->host, sizeof call->host, "%s:%s", host, port);
-    else
-        snprintf(call->host, sizeof call->host, "%s", host);
-    snprintf(call->path, sizeof call->path, "%s", path != NULL && path[0] ? path : "/");
-    rc = 0;
-
-done:
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
-    curl_url_cleanup(url);
-    return rc;
-}
-
-static int append_header(struct curl_slist **list, const char *line, stow_error *err)
-{
-    struct curl_slist *grown = curl_slist_append(*list, line);
-
-    if (grown == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory building an STS request");
-    *list = grown;
+    if (aws_endpoint_parse(call->url, "STS", "AWS_ENDPOINT_URL_STS and AWS_ENDPOINT_URL must be "
+                                             "http:// or https:// URLs",
+                           &parts, err) != 0)
+        return -1;
+    snprintf(call->host, sizeof call->host, "%s", parts.authority);
+    snprintf(call->path, sizeof call->path, "%s", parts.path);
+    aws_endpoint_free(&parts);
     return 0;
 }
 
@@ -108,7 +78,7 @@ static int append_header(struct curl_slist **list, const char *line, stow_error 
 static int sign_call(struct sts_call *call, struct curl_slist **headers, stow_error *err)
 {
     const struct sigv4_header signed_headers[] = {{"content-type", STS_CONTENT_TYPE}};
-    struct sigv4_request request = {
+    const struct sigv4_request request = {
         .service = "sts",
         .region = call->region,
         .method = "POST",
@@ -119,31 +89,8 @@ static int sign_call(struct sts_call *call, struct curl_slist **headers, stow_er
         .payload_hash = call->payload_hash,
         .time = time(NULL),
     };
-    struct sigv4_signature signature;
-    stow_buf line;
-    int rc = -1;
 
-    stow_buf_init(&line, AWS_SESSION_TOKEN_MAX + SIGV4_AUTHORIZATION_MAX + 64);
-    if (sigv4_sign(&request, call->signer, &signature, err) != 0 ||
-        stow_buf_printf(&line, err, "X-Amz-Date: %s", signature.amz_date) != 0 ||
-        append_header(headers, (const char *)line.data, err) != 0)
-        goto done;
-    stow_buf_reset(&line);
-    if (stow_buf_printf(&line, err, "Authorization: %s", signature.authorization) != 0 ||
-        append_header(headers, (const char *)line.data, err) != 0)
-        goto done;
-    if (call->signer->session_token[0] != '\0') {
-        stow_buf_reset(&line);
-        if (stow_buf_printf(&line, err, "X-Amz-Security-Token: %s",
-                            call->signer->session_token) != 0 ||
-            append_header(headers, (const char *)line.data, err) != 0)
-            goto done;
-    }
-    rc = 0;
-
-done:
-    stow_buf_free_secret(&line);
-    return rc;
+    return aws_request_sign(&request, call->signer, headers, err);
 }
 
 /* Describes one attempt (http_build_fn). */
@@ -151,10 +98,9 @@ static int build_call(struct http_job *job, struct http_request *request, stow_e
 {
     struct sts_call *call = job->owner;
 
-    snprintf(call->header_line, sizeof call->header_line, "Host: %s", call->host);
-    if (append_header(&request->headers, call->header_line, err) != 0 ||
-        append_header(&request->headers, "Content-Type: " STS_CONTENT_TYPE, err) != 0 ||
-        append_header(&request->headers, "Accept: text/xml", err) != 0)
+    if (aws_request_add_header(&request->headers, "Host", call->host, err) != 0 ||
+        aws_request_add_header(&request->headers, "Content-Type", STS_CONTENT_TYPE, err) != 0 ||
+        aws_request_add_header(&request->headers, "Accept", "text/xml", err) != 0)
         return -1;
     if (call->signer != NULL && sign_call(call, &request->headers, err) != 0)
         return -1;

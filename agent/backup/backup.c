@@ -52,10 +52,51 @@ static int load_recipients(struct backup_job *job, stow_error *err)
     if (job->recipients == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     for (size_t i = 0; i < options->recipient_count; i++) {
-        if (keys_public_load(options->recipient_files[i], &job->recipients[i], err) != 0)
+        struct keys_public *loaded = &job->recipients[job->recipient_count];
+        int duplicate = 0;
+
+        if (keys_public_load(options->recipient_files[i], loaded, err) != 0)
             return -1;
-        job->recipient_count++;
+        for (size_t j = 0; j < job->recipient_count; j++)
+            duplicate |= strcmp(job->recipients[j].id, loaded->id) == 0;
+        if (duplicate)
+            stow_log_warn("ignoring --recipient %s: key id %s is already a recipient",
+                          options->recipient_files[i], loaded->id);
+        else
+            job->recipient_count++;
     }
+    return 0;
+}
+
+static int load_signing_key(struct backup_job *job, stow_error *err)
+{
+    struct keys_passphrase_source source = {job->options->signing_passphrase_file};
+
+    if (job->options->signing_key_path == NULL) {
+        stow_log_warn("the manifest will not be signed: pass --signing-key or set "
+                      "STOWAGE_SIGNING_KEY");
+        return 0;
+    }
+    return keys_signing_secret_load(job->options->signing_key_path, keys_passphrase_from_source,
+                                    &source, &job->signing_key, err);
+}
+
+/* Checks that the repository can lock objects and fixes the retain-until
+ * date of every object of the backup: the start plus object_lock_days. */
+static int prepare_object_lock(struct backup_job *job, stow_error *err)
+{
+    const struct backup_options *options = job->options;
+    char until[32];
+
+    if (options->object_lock_days <= 0)
+        return 0;
+    if (storage_check_object_lock(job->store, err) != 0)
+        return -1;
+    job->object_lock.mode = options->object_lock_mode;
+    job->object_lock.retain_until = job->started_at + (time_t)options->object_lock_days * 86400;
+    manifest_format_time(job->object_lock.retain_until, until);
+    stow_log_info("backup %s will be locked in %s mode until %s", job->id,
+                  storage_lock_mode_name(job->object_lock.mode), until);
     return 0;
 }
 
@@ -155,6 +196,7 @@ static void job_free(struct backup_job *job)
     if (job->data_key != NULL)
         sodium_free(job->data_key);
     free(job->recipients);
+    keys_signing_secret_free(job->signing_key);
     free(job->globals);
     PQfinish(job->conn);
 }
@@ -165,7 +207,7 @@ int backup_run(storage *store, const struct backup_options *options,
     struct backup_job job;
     struct catalog_lock_options lock_options = {NULL, "backup", options->lock_stale_after};
     catalog_lock *lock = NULL;
-    struct timespec start, end;
+    struct timespec start, end, wall;
     int rc = -1;
 
     memset(&job, 0, sizeof job);
@@ -173,12 +215,20 @@ int backup_run(storage *store, const struct backup_options *options,
     job.options = options;
     job.store = store;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    job.started_at = time(NULL);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    job.started_at = wall.tv_sec;
+    job.started_at_us = wall.tv_nsec / 1000;
     catalog_new_backup_id(job.started_at, job.id);
 
     /* Everything that can be wrong with the flags or keys fails before any
      * connection, dump or upload starts. */
-    if (load_recipients(&job, err) != 0)
+    if ((options->name != NULL && catalog_check_name(options->name, err) != 0) ||
+        load_recipients(&job, err) != 0 || load_signing_key(&job, err) != 0)
+        goto cleanup;
+
+    /* A bucket without Object Lock fails before anything is dumped or
+     * written. */
+    if (prepare_object_lock(&job, err) != 0)
         goto cleanup;
 
     /* The source decides the pg_dump version and the catalog name. */
@@ -212,7 +262,9 @@ int backup_run(storage *store, const struct backup_options *options,
         stow_fail_interrupted(err, "the backup, before its manifest was written");
         goto cleanup;
     }
-    job.finished_at = time(NULL);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    job.finished_at = wall.tv_sec;
+    job.finished_at_us = wall.tv_nsec / 1000;
     clock_gettime(CLOCK_MONOTONIC, &end);
     job.seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
     if (backup_write_manifest(&job, err) != 0)

@@ -14,6 +14,8 @@ struct backup_options {
     const char *name;                 /* catalog name; NULL: the database name */
     const char *const *recipient_files; /* public key files */
     size_t recipient_count;
+    const char *signing_key_path;     /* signing secret key file; NULL: unsigned manifest */
+    const char *signing_passphrase_file; /* for a protected signing key; NULL: the terminal */
     int no_encryption;                /* only with an explicit --no-encryption */
     int compress_level;               /* zstd level */
     int compress_threads;             /* zstd workers */
@@ -21,6 +23,8 @@ struct backup_options {
     uint32_t part_growth_interval;    /* parts between part-size doublings */
     int skip_globals;                 /* leave out pg_dumpall --globals-only */
     int64_t lock_stale_after;         /* seconds; 0: the catalog lock's default */
+    int object_lock_days;             /* S3 Object Lock retention in days; 0: no lock */
+    enum storage_lock_mode object_lock_mode; /* used when object_lock_days > 0 */
 };
 
 struct backup_result {

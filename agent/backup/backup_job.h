@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <time.h>
 
+#include "backup/archive_digest.h"
 #include "backup/backup.h"
 #include "container.h"
 #include "dumpscan.h"
@@ -36,6 +37,8 @@ struct backup_job {
     size_t recipient_count;
     uint8_t *data_key;              /* sodium_malloc'ed */
     json_t *recipients_json;        /* [{key_id, wrapped_key}] */
+    struct storage_object_lock object_lock; /* of every object; mode NONE: not locked */
+    struct keys_signing_secret *signing_key; /* NULL: the manifest is not signed */
 
     /* Data path */
     char object_key[512];
@@ -43,8 +46,10 @@ struct backup_job {
     struct part_writer parts;
     container_writer *container;
     members_writer *members;
-    crypto_generichash_state plain_hash;
-    uint8_t plain_digest[32];
+    archive_digest *plain_hash;     /* thread hashing the archive */
+    const uint8_t *borrowed;        /* archive bytes that stay valid until */
+    size_t borrowed_len;            /* the next release marker */
+    uint8_t plain_digest[ARCHIVE_DIGEST_BYTES];
     uint64_t plain_bytes;
     dumpscan *scan;
     uint64_t dump_bytes;
@@ -56,6 +61,8 @@ struct backup_job {
     /* Times */
     time_t started_at;
     time_t finished_at;
+    long started_at_us;   /* microseconds past started_at, so same-second backups order */
+    long finished_at_us;  /* microseconds past finished_at */
     double seconds;
 };
 

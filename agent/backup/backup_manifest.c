@@ -7,6 +7,7 @@
 #include "backup/backup_job.h"
 #include "common/log.h"
 #include "manifest.h"
+#include "signature.h"
 
 static json_t *source_json(const struct backup_job *job)
 {
@@ -57,8 +58,8 @@ static json_t *build_document(const struct backup_job *job)
     char started[32], finished[32], plain_hex[65];
     json_t *doc = json_object();
 
-    manifest_format_time(job->started_at, started);
-    manifest_format_time(job->finished_at, finished);
+    manifest_format_time_us(job->started_at, job->started_at_us, started);
+    manifest_format_time_us(job->finished_at, job->finished_at_us, finished);
     manifest_hex(job->plain_digest, sizeof job->plain_digest, plain_hex);
 
     json_object_set_new(doc, "format", json_string(MANIFEST_FORMAT));
@@ -85,7 +86,26 @@ static json_t *build_document(const struct backup_job *job)
     json_object_set_new(doc, "archive", archive_json(job));
     json_object_set_new(doc, "contents", dumpscan_to_json(job->scan));
     json_object_set_new(doc, "tags", json_object());
+    if (job->object_lock.mode != STORAGE_LOCK_NONE)
+        json_object_set_new(doc, "object_lock", manifest_object_lock_to_json(&job->object_lock));
     return doc;
+}
+
+/* Returns 1 when key already contains exactly text: an earlier attempt of this
+ * create-only put took effect, but its response was lost (a dropped
+ * connection), and the HTTP retry then met the object it had created. */
+static int manifest_already_written(struct backup_job *job, const char *key, const char *text)
+{
+    size_t len = strlen(text);
+    stow_error ignored = {0};
+    stow_buf stored;
+    int same;
+
+    stow_buf_init(&stored, len + 1);
+    same = storage_get(job->store, key, &stored, &ignored) == 0 && stored.len == len &&
+           memcmp(stored.data, text, len) == 0;
+    stow_buf_free(&stored);
+    return same;
 }
 
 int backup_write_manifest(struct backup_job *job, stow_error *err)
@@ -100,13 +120,22 @@ int backup_write_manifest(struct backup_job *job, stow_error *err)
     if (catalog_key(key, sizeof key, job->name, job->id, CATALOG_MANIFEST_FILE) != 0)
         return stow_fail(err, STOW_EXIT_USAGE, "backup name %s is too long", job->name);
 
+    /* The signature covers every other member, so it is added last. */
     doc = build_document(job);
-    text = manifest_serialise(doc, err);
+    text = NULL;
+    if (job->signing_key == NULL || signature_sign(doc, job->signing_key, err) == 0)
+        text = manifest_serialise(doc, err);
     json_decref(doc);
     if (text == NULL)
         return -1;
 
-    rc = storage_put(job->store, key, text, strlen(text), &create_only, err);
+    rc = storage_put_locked(job->store, key, text, strlen(text), &create_only, &job->object_lock,
+                            err);
+    if (rc == STORAGE_CONFLICT && manifest_already_written(job, key, text)) {
+        stow_log_warn("manifest %s was already stored by an earlier attempt whose response "
+                      "was lost", key);
+        rc = 0;
+    }
     free(text);
     if (rc == STORAGE_CONFLICT)
         return stow_fail(err, STOW_EXIT_FAILURE, "manifest %s already exists", key);

@@ -1,17 +1,30 @@
-/* The backup's data path. pg_dump's standard output is read in segments;
- * each read is also fed to the dump scanner (table row counts and
- * digests). Segments become pax members; the archive bytes are hashed
- * (BLAKE2b-256 of the plaintext) and go into the container (zstd, then
- * secretstream), whose output is cut into upload parts. */
-#include <errno.h>
+/* The backup's data path, on three threads besides zstd's workers and the
+ * upload's:
+ *
+ *   reader thread   pg_dump's standard output into 4 MiB dump segments,
+ *                   each read also fed to the dump scanner (table row
+ *                   counts and digests); see backup/dump_reader.h
+ *   calling thread  segments become pax members, which go into the
+ *                   container (zstd, then secretstream), whose output is
+ *                   cut into upload parts
+ *   digest thread   BLAKE2b-256 of the archive (the pax plaintext) from the
+ *                   same buffers; see backup/archive_digest.h
+ *
+ * A segment goes back to the reader once the calling thread has
+ * compressed it and the digest thread has hashed it. On any failure or
+ * interrupt the calling thread stops pg_dump and both threads before it
+ * returns. */
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backup/backup_job.h"
+#include "backup/dump_reader.h"
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "manifest.h"
 
 static int container_to_parts(void *context, const void *data, size_t len, stow_error *err)
@@ -24,8 +37,16 @@ static int container_to_parts(void *context, const void *data, size_t len, stow_
 static int members_to_container(void *context, const void *data, size_t len, stow_error *err)
 {
     struct backup_job *job = context;
+    uintptr_t start = (uintptr_t)data;
+    uintptr_t borrowed_start = (uintptr_t)job->borrowed;
+    int borrowed = job->borrowed != NULL && start >= borrowed_start &&
+                   start - borrowed_start + len <= job->borrowed_len;
 
-    crypto_generichash_update(&job->plain_hash, data, len);
+    /* After a failure the archive writer may still flush its end blocks;
+     * they are not hashed once the digest thread is gone. */
+    if (job->plain_hash != NULL &&
+        archive_digest_add(job->plain_hash, data, len, borrowed, err) != 0)
+        return -1;
     job->plain_bytes += len;
     return container_writer_write(job->container, data, len, err);
 }
@@ -64,11 +85,13 @@ static int start_pipeline(struct backup_job *job, stow_error *err)
     if (catalog_key(job->object_key, sizeof job->object_key, job->name, job->id,
                     CATALOG_DATA_FILE) != 0)
         return stow_fail(err, STOW_EXIT_USAGE, "backup name %s is too long", job->name);
-    if (storage_upload_begin(job->store, job->object_key, &job->upload, err) != 0)
+    if (storage_upload_begin_locked(job->store, job->object_key, &job->object_lock, &job->upload,
+                                    err) != 0)
         return -1;
     part_writer_init(&job->parts, job->upload, job->options->part_size,
                      job->options->part_growth_interval);
-    crypto_generichash_init(&job->plain_hash, NULL, 0, sizeof job->plain_digest);
+    if (archive_digest_start(&job->plain_hash, err) != 0)
+        return -1;
 
     if (container_writer_new(&container_options, container_to_parts, job, &job->container,
                              err) != 0 ||
@@ -78,53 +101,57 @@ static int start_pipeline(struct backup_job *job, stow_error *err)
 
     if (write_info_member(job, err) != 0)
         return -1;
-    if (!job->options->skip_globals &&
-        members_writer_add(job->members, MEMBERS_GLOBALS_NAME, job->globals, job->globals_len,
+    if (job->options->skip_globals)
+        return 0;
+
+    /* job->globals lives until the job ends, after the digest thread. */
+    job->borrowed = (const uint8_t *)job->globals;
+    job->borrowed_len = job->globals_len;
+    if (members_writer_add(job->members, MEMBERS_GLOBALS_NAME, job->globals, job->globals_len,
                            job->started_at, err) != 0)
         return -1;
+    job->borrowed = NULL;
+    job->borrowed_len = 0;
     return 0;
 }
 
-static int write_segment(struct backup_job *job, stow_buf *segment, stow_error *err)
+static int write_segment(struct backup_job *job, struct dump_reader *reader, int index,
+                         stow_error *err)
 {
+    const struct dump_segment *segment = &reader->segments[index];
     char name[64];
+    int rc;
 
     snprintf(name, sizeof name, "%s%08u", MEMBERS_DUMP_PREFIX, job->dump_segments);
-    if (members_writer_add(job->members, name, segment->data, segment->len, time(NULL), err) != 0)
+    job->borrowed = segment->data;
+    job->borrowed_len = segment->len;
+    rc = members_writer_add(job->members, name, segment->data, segment->len, time(NULL), err);
+    job->borrowed = NULL;
+    job->borrowed_len = 0;
+    if (rc != 0)
         return -1;
     job->dump_segments++;
-    stow_buf_reset(segment);
-    return 0;
+    stow_progress_add_bytes(segment->len);
+
+    /* The segment is refilled once the digest thread is done with it. */
+    return archive_digest_release(job->plain_hash, dump_reader_release, reader, index, err);
 }
 
-/* Reads pg_dump's output until end of file, cutting segments. */
-static int pump_dump_output(struct backup_job *job, struct pg_child *dump, stow_buf *segment,
+/* Writes the segments that the reader thread hands over until pg_dump's
+ * output ends. */
+static int pump_dump_output(struct backup_job *job, struct dump_reader *reader,
                             stow_error *err)
 {
-    for (;;) {
-        size_t room = MEMBERS_SEGMENT_BYTES - segment->len;
-        ssize_t got = read(dump->stdout_fd, segment->data + segment->len, room);
+    int index;
+    int rc;
 
-        if (stow_interrupted())
-            return stow_fail_interrupted(err, "the dump");
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "reading the output of",
-                                   "pg_dump");
-        if (got == 0)
-            break;
-
-        if (dumpscan_write(job->scan, segment->data + segment->len, (size_t)got, err) != 0)
-            return -1;
-        segment->len += (size_t)got;
-        job->dump_bytes += (uint64_t)got;
-        if (segment->len == MEMBERS_SEGMENT_BYTES && write_segment(job, segment, err) != 0)
+    while ((rc = dump_reader_next(reader, &index, err)) == 1) {
+        if (write_segment(job, reader, index, err) != 0)
             return -1;
     }
-    if (segment->len > 0 || job->dump_segments == 0)
-        return write_segment(job, segment, err);
-    return 0;
+    if (rc == 0)
+        job->dump_bytes = reader->bytes;
+    return rc;
 }
 
 static int run_pg_dump(struct backup_job *job, stow_error *err)
@@ -132,24 +159,28 @@ static int run_pg_dump(struct backup_job *job, stow_error *err)
     char *argv[] = {job->pg_dump_path, "--format=custom", "--compress=0", "--no-password",
                     NULL};
     struct pg_child dump;
-    stow_buf segment;
+    struct dump_reader reader;
     int rc;
 
-    stow_buf_init(&segment, MEMBERS_SEGMENT_BYTES);
-    if (stow_buf_reserve(&segment, MEMBERS_SEGMENT_BYTES, err) != 0)
-        return -1;
     if (pgtools_spawn(job->pg_dump_path, argv, job->options->conninfo, PG_CHILD_STDOUT_PIPE,
-                      &dump, err) != 0) {
-        stow_buf_free(&segment);
+                      &dump, err) != 0)
         return -1;
-    }
 
-    rc = pump_dump_output(job, &dump, &segment, err);
-    stow_buf_free(&segment);
+    rc = dump_reader_start(&reader, dump.stdout_fd, job->scan, err);
+    if (rc == 0)
+        rc = pump_dump_output(job, &reader, err);
     if (rc != 0) {
+        /* The digest thread may still hash or release segments, and ending
+         * pg_dump ends the reader thread's read(). */
+        archive_digest_free(job->plain_hash);
+        job->plain_hash = NULL;
+        kill(-dump.pid, SIGTERM);
+        dump_reader_stop(&reader);
         pgtools_kill(&dump);
         return -1;
     }
+    dump_reader_wait_released(&reader);
+    dump_reader_stop(&reader);
 
     /* A dump that ends badly is never uploaded as a backup, whatever it wrote. */
     if (pgtools_wait(&dump, err) != 0) {
@@ -170,7 +201,8 @@ static int finish_pipeline(struct backup_job *job, stow_error *err)
         part_writer_flush(&job->parts, err) != 0)
         return -1;
     container_writer_stats(job->container, &job->stats);
-    crypto_generichash_final(&job->plain_hash, job->plain_digest, sizeof job->plain_digest);
+    if (archive_digest_finish(job->plain_hash, job->plain_digest, err) != 0)
+        return -1;
 
     if (storage_upload_complete(job->upload, &job->part_list, err) != 0) {
         job->upload = NULL; /* complete frees the upload, also on failure */
@@ -180,7 +212,7 @@ static int finish_pipeline(struct backup_job *job, stow_error *err)
     return 0;
 }
 
-int backup_stream_dump(struct backup_job *job, stow_error *err)
+static int stream_dump(struct backup_job *job, stow_error *err)
 {
     if (start_pipeline(job, err) != 0)
         return -1;
@@ -193,6 +225,20 @@ int backup_stream_dump(struct backup_job *job, stow_error *err)
         stow_error_prefix(err, "uploading the backup object failed");
         return -1;
     }
+    return 0;
+}
+
+int backup_stream_dump(struct backup_job *job, stow_error *err)
+{
+    int rc;
+
+    stow_progress_begin("dumped", 0);
+    rc = stream_dump(job, err);
+    stow_progress_end();
+    archive_digest_free(job->plain_hash);
+    job->plain_hash = NULL;
+    if (rc != 0)
+        return -1;
     stow_log_info("stored %s: %llu bytes in %zu parts (dump %llu bytes, archive %llu bytes)",
                   job->object_key, (unsigned long long)job->part_list.total_size,
                   job->part_list.count, (unsigned long long)job->dump_bytes,

@@ -13,6 +13,7 @@
 #include "catalog.h"
 #include "common/duration.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "manifest.h"
 
 #define LOCK_FORMAT "stowage-lock"
@@ -50,11 +51,12 @@ static char *lock_document(const struct catalog_lock *lock, stow_error *err)
 
     manifest_format_time(lock->self.started_at, started);
     manifest_format_time(lock->self.refreshed_at, refreshed);
-    document = json_pack("{s:s, s:i, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "format", LOCK_FORMAT,
-                         "format_version", LOCK_VERSION, "name", lock->name, "host",
-                         lock->self.host, "pid", (json_int_t)lock->self.pid, "run_id",
-                         lock->self.run_id, "command", lock->self.command, "started_at",
-                         started, "refreshed_at", refreshed);
+    document = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "format",
+                         LOCK_FORMAT, "format_version", LOCK_VERSION, "name", lock->name,
+                         "host", lock->self.host, "boot_id", lock->self.boot_id,
+                         "pid_namespace", lock->self.pid_namespace, "pid",
+                         (json_int_t)lock->self.pid, "run_id", lock->self.run_id, "command",
+                         lock->self.command, "started_at", started, "refreshed_at", refreshed);
     text = document == NULL ? NULL : json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(document);
     if (text == NULL)
@@ -62,7 +64,10 @@ static char *lock_document(const struct catalog_lock *lock, stow_error *err)
     return text;
 }
 
-static int write_lock(struct catalog_lock *lock, int create_only, stow_error *err)
+/* Writes this run's lock document under key: the lock itself, or a
+ * takeover claim. */
+static int write_lock_at(struct catalog_lock *lock, const char *key, int create_only,
+                         stow_error *err)
 {
     struct storage_put_options options = {create_only, "application/json"};
     char *text = lock_document(lock, err);
@@ -70,9 +75,14 @@ static int write_lock(struct catalog_lock *lock, int create_only, stow_error *er
 
     if (text == NULL)
         return -1;
-    rc = storage_put(lock->store, lock->key, text, strlen(text), &options, err);
+    rc = storage_put(lock->store, key, text, strlen(text), &options, err);
     free(text);
     return rc;
+}
+
+static int write_lock(struct catalog_lock *lock, int create_only, stow_error *err)
+{
+    return write_lock_at(lock, lock->key, create_only, err);
 }
 
 static void copy_string(json_t *document, const char *field, char *out, size_t size)
@@ -97,6 +107,9 @@ static int parse_holder(const stow_buf *text, struct catalog_lock_holder *holder
         manifest_parse_time(refreshed, &holder->refreshed_at) == 0 &&
         json_is_string(json_object_get(document, "run_id"))) {
         copy_string(document, "host", holder->host, sizeof holder->host);
+        copy_string(document, "boot_id", holder->boot_id, sizeof holder->boot_id);
+        copy_string(document, "pid_namespace", holder->pid_namespace,
+                    sizeof holder->pid_namespace);
         copy_string(document, "run_id", holder->run_id, sizeof holder->run_id);
         copy_string(document, "command", holder->command, sizeof holder->command);
         holder->pid = (long long)json_integer_value(json_object_get(document, "pid"));
@@ -261,29 +274,191 @@ static int fail_locked(const struct catalog_lock *lock, const struct catalog_loc
     return -1;
 }
 
-/* Deletes a stale lock so that the next create-only put can take it. */
-static int remove_stale(struct catalog_lock *lock, const struct catalog_lock_holder *holder,
-                        stow_error *err)
+/* Returns 1 when the holder ran on self's host, boot and pid namespace,
+ * and its pid no longer exists: it was killed without releasing the lock.
+ * Holders that recorded no boot id or namespace never qualify. */
+static int died_beside(const struct catalog_lock_holder *self,
+                       const struct catalog_lock_holder *holder)
+{
+    return holder->readable && holder->boot_id[0] != '\0' &&
+           holder->pid_namespace[0] != '\0' && strcmp(holder->host, self->host) == 0 &&
+           strcmp(holder->boot_id, self->boot_id) == 0 &&
+           strcmp(holder->pid_namespace, self->pid_namespace) == 0 &&
+           stow_pid_is_gone(holder->pid);
+}
+
+static int holder_died_here(const struct catalog_lock *lock,
+                            const struct catalog_lock_holder *holder)
+{
+    return died_beside(&lock->self, holder);
+}
+
+/* Fills the host, boot id and pid namespace of this process. */
+static void fill_identity(struct catalog_lock_holder *self)
+{
+    if (gethostname(self->host, sizeof self->host) != 0)
+        snprintf(self->host, sizeof self->host, "unknown");
+    self->host[sizeof self->host - 1] = '\0';
+    stow_boot_id(self->boot_id, sizeof self->boot_id);
+    stow_pid_namespace(self->pid_namespace, sizeof self->pid_namespace);
+}
+
+int catalog_lock_holder_is_dead(const struct catalog_lock_holder *holder)
+{
+    struct catalog_lock_holder self;
+
+    memset(&self, 0, sizeof self);
+    fill_identity(&self);
+    return died_beside(&self, holder);
+}
+
+/* Returns 1 when two reads of the lock show the same lock object. */
+static int same_holder(const struct catalog_lock_holder *a, const struct catalog_lock_holder *b)
+{
+    return a->readable == b->readable && a->refreshed_at == b->refreshed_at &&
+           strcmp(a->run_id, b->run_id) == 0;
+}
+
+/* Writes the key of a claim on the stale lock that holder describes:
+ * locks/NAME.takeover-RUN_ID, or locks/NAME.takeover-unreadable-TIME for a
+ * lock object that is not a lock document. Without the ".json" suffix, gc
+ * does not take a claim for a lock. */
+static void claim_key(const struct catalog_lock *lock, const struct catalog_lock_holder *holder,
+                      char *out, size_t size)
+{
+    if (holder->readable)
+        snprintf(out, size, "%s/%s.takeover-%s", CATALOG_LOCKS_DIR, lock->name, holder->run_id);
+    else
+        snprintf(out, size, "%s/%s.takeover-unreadable-%lld", CATALOG_LOCKS_DIR, lock->name,
+                 (long long)holder->refreshed_at);
+}
+
+/* Returns 1 when the claim at key carries this run's id: an earlier
+ * attempt of the create-only put took effect, but its response was lost
+ * and the HTTP retry met the claim it had created. */
+static int claim_is_own(const struct catalog_lock *lock, const char *key, stow_error *err)
+{
+    struct catalog_lock_holder claimant;
+    stow_buf text;
+    int rc;
+
+    memset(&claimant, 0, sizeof claimant);
+    stow_buf_init(&text, CATALOG_LOCK_MAX_BYTES);
+    rc = storage_get(lock->store, key, &text, err);
+    if (rc == 0)
+        rc = parse_holder(&text, &claimant) == 0 &&
+             strcmp(claimant.run_id, lock->self.run_id) == 0;
+    else if (rc == STORAGE_NOT_FOUND)
+        rc = 0;
+    stow_buf_free(&text);
+    return rc;
+}
+
+/* Claims the right to replace a stale lock with a create-only put of its
+ * claim key: of several runs that find the same stale lock, only one
+ * deletes it. Returns STORAGE_CONFLICT when another run holds the claim.
+ * A claim older than stale_after belongs to a run that died during its
+ * takeover and is replaced. */
+static int claim_takeover(struct catalog_lock *lock, const char *key, stow_error *err)
+{
+    struct storage_object_info info;
+    int rc = write_lock_at(lock, key, 1, err);
+
+    if (rc != STORAGE_CONFLICT)
+        return rc;
+    rc = claim_is_own(lock, key, err);
+    if (rc != 0)
+        return rc > 0 ? 0 : -1;
+    rc = storage_head(lock->store, key, &info, err);
+    if (rc == STORAGE_NOT_FOUND)
+        return STORAGE_CONFLICT; /* released: the caller reads the lock again */
+    if (rc != 0)
+        return -1;
+    if (time(NULL) - info.modified <= lock->stale_after)
+        return STORAGE_CONFLICT;
+    stow_log_warn("deleting the takeover claim %s, left by a run that stopped during a "
+                  "takeover",
+                  key);
+    if (storage_delete(lock->store, key, err) != 0)
+        return -1;
+    return write_lock_at(lock, key, 1, err);
+}
+
+static void log_takeover(const struct catalog_lock *lock, const struct catalog_lock_holder *holder,
+                         int holder_dead)
 {
     char description[400];
     char stale[32];
 
     catalog_lock_describe(holder, description, sizeof description);
     stow_duration_format(lock->stale_after, stale, sizeof stale);
-    stow_log_warn("taking over the stale lock %s of %s (not refreshed for more than %s): it "
-                  "was held by %s",
-                  lock->key, lock->name, stale, description);
-    return storage_delete(lock->store, lock->key, err);
+    if (holder_dead)
+        stow_log_warn("taking over the lock %s of %s: its holder, pid %lld on this host, no "
+                      "longer exists; it was held by %s",
+                      lock->key, lock->name, holder->pid, description);
+    else
+        stow_log_warn("taking over the stale lock %s of %s (not refreshed for more than %s): "
+                      "it was held by %s",
+                      lock->key, lock->name, stale, description);
+}
+
+/* Replaces a stale lock, or one whose holder died on this host, with this
+ * run's: claim, read the lock again, delete it, create this run's with a
+ * create-only put, release the claim. Returns 0 when this run holds the
+ * lock, 1 when the lock changed meanwhile (the caller starts over), and
+ * fails with STOW_EXIT_LOCKED when another run holds the claim. */
+static int replace_stale(struct catalog_lock *lock, const struct catalog_lock_holder *holder,
+                         int holder_dead, stow_error *err)
+{
+    struct catalog_lock_holder current;
+    char claim[MANIFEST_NAME_MAX + 96];
+    stow_error release_err = {0};
+    int rc;
+
+    claim_key(lock, holder, claim, sizeof claim);
+    rc = claim_takeover(lock, claim, err);
+    if (rc == STORAGE_CONFLICT) {
+        stow_fail(err, STOW_EXIT_LOCKED, "another run is taking over the stale lock %s of %s "
+                                         "at the same time (it holds %s)",
+                  lock->key, lock->name, claim);
+        stow_error_hint(err, "run again later; the other run holds the lock once it is done");
+        return -1;
+    }
+    if (rc != 0)
+        return -1;
+
+    /* Only the claim holder deletes, and only the lock it judged stale. */
+    rc = catalog_lock_read(lock->store, lock->name, &current, err);
+    if (rc == STORAGE_NOT_FOUND || (rc == 0 && !same_holder(holder, &current))) {
+        rc = 1;
+    } else if (rc == 0) {
+        log_takeover(lock, holder, holder_dead);
+        rc = storage_delete(lock->store, lock->key, err);
+        if (rc == 0)
+            rc = write_lock(lock, 1, err);
+        if (rc == STORAGE_CONFLICT)
+            rc = 1; /* a new run created it after the delete */
+    }
+
+    if (storage_delete(lock->store, claim, &release_err) != 0)
+        stow_log_warn("deleting the takeover claim %s failed; it is replaced once older than "
+                      "--lock-stale-after: %s",
+                      claim, release_err.message);
+    return rc;
 }
 
 /* Creates the lock object, taking over a stale one. Other runs may
- * compete, so it tries at most ACQUIRE_ATTEMPTS create-only puts. */
+ * compete, so it tries at most ACQUIRE_ATTEMPTS create-only puts. The
+ * store has no conditional delete, so a takeover is guarded by a claim
+ * (replace_stale): two runs that find the same stale lock cannot both
+ * delete it, nor can one delete the lock the other just created. */
 static int take_lock(struct catalog_lock *lock, stow_error *err)
 {
     struct catalog_lock_holder holder;
 
     for (int attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
         int rc = write_lock(lock, 1, err);
+        int holder_dead;
 
         if (rc != STORAGE_CONFLICT)
             return rc;
@@ -292,10 +467,18 @@ static int take_lock(struct catalog_lock *lock, stow_error *err)
             continue; /* released since the put */
         if (rc != 0)
             return -1;
-        if (!catalog_lock_is_stale(&holder, time(NULL), lock->stale_after))
+        if (strcmp(holder.run_id, lock->self.run_id) == 0) {
+            /* An earlier attempt of this put took effect, but its response
+             * was lost and the HTTP retry met the lock it had created. */
+            stow_log_detail("the lock %s already carries this run's id", lock->key);
+            return 0;
+        }
+        holder_dead = holder_died_here(lock, &holder);
+        if (!holder_dead && !catalog_lock_is_stale(&holder, time(NULL), lock->stale_after))
             return fail_locked(lock, &holder, err);
-        if (remove_stale(lock, &holder, err) != 0)
-            return -1;
+        rc = replace_stale(lock, &holder, holder_dead, err);
+        if (rc != 1)
+            return rc;
     }
     stow_fail(err, STOW_EXIT_LOCKED, "could not take the lock %s of %s in %d attempts: other "
                                      "runs are taking it at the same time",
@@ -307,9 +490,7 @@ static void fill_self(struct catalog_lock *lock, const char *command)
 {
     uint8_t random[8];
 
-    if (gethostname(lock->self.host, sizeof lock->self.host) != 0)
-        snprintf(lock->self.host, sizeof lock->self.host, "unknown");
-    lock->self.host[sizeof lock->self.host - 1] = '\0';
+    fill_identity(&lock->self);
     lock->self.pid = (long long)getpid();
     randombytes_buf(random, sizeof random);
     manifest_hex(random, sizeof random, lock->self.run_id);

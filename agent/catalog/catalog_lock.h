@@ -6,7 +6,8 @@
  * once exactly one creates it. Its content is a JSON object: "format"
  * ("stowage-lock"), "format_version" (1), "name", "host", "pid", "run_id"
  * (16 random hexadecimal digits), "command", "started_at" and
- * "refreshed_at" (RFC 3339 UTC).
+ * "refreshed_at" (RFC 3339 UTC), "boot_id" and "pid_namespace" (see
+ * common/process.h; empty when /proc cannot tell).
  *
  * While the run lasts, a background thread rewrites refreshed_at every
  * quarter of stale_after (at least 1 s, at most 60 s). The storage layer
@@ -18,7 +19,10 @@
  * A lock whose refreshed_at is older than stale_after, by this host's
  * clock, is stale: its run died or lost contact with the repository. It is
  * taken over (deleted, then created again with the create-only put) with a
- * warn log line naming the old holder.
+ * warn log line naming the old holder. So is a fresh lock whose holder ran on
+ * this host (same hostname, boot id and pid namespace) under a pid that no longer
+ * exists: a run killed with SIGKILL need not block the next one until its
+ * lock goes stale. A reused pid keeps such a lock until it goes stale.
  * NOTE: two runs that find the same stale lock at the same moment can both
  * delete and create it, because S3 offers no conditional delete here. The
  * run whose lock was replaced finds out at its next refresh (lost).
@@ -50,6 +54,8 @@ struct catalog_lock_options {
 /* The content of a lock object, as read back. */
 struct catalog_lock_holder {
     char host[256];
+    char boot_id[40];        /* kernel boot id of host; "" when unknown */
+    char pid_namespace[40];  /* pid namespace of pid, "pid:[INODE]"; "" when unknown */
     long long pid;
     char run_id[40];
     char command[32];
@@ -83,6 +89,11 @@ int catalog_lock_read(storage *store, const char *name, struct catalog_lock_hold
  * seconds before now. */
 int catalog_lock_is_stale(const struct catalog_lock_holder *holder, time_t now,
                           int64_t stale_after);
+
+/* Returns 1 when the holder ran on this host, in this boot and pid
+ * namespace, and its pid no longer exists, so a new run takes its lock over
+ * at once. */
+int catalog_lock_holder_is_dead(const struct catalog_lock_holder *holder);
 
 /* Describes the holder for messages: "stowage backup on host db1 (pid 42,
  * run 0123...), started at ..., last refreshed at ...". */

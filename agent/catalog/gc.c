@@ -165,7 +165,8 @@ static int collect_lock(const char *key, const struct storage_object_info *info,
     return set_add(names, name, len - 5);
 }
 
-/* Fills locked_names with the names whose lock is fresh. */
+/* Fills locked_names with the names whose lock is fresh and whose holder
+ * is not known to be dead. */
 static int read_locks(struct gc_state *state)
 {
     struct string_set names = {0};
@@ -187,6 +188,11 @@ static int read_locks(struct gc_state *state)
         if (catalog_lock_is_stale(&holder, state->now, state->options->lock_stale_after))
             continue;
         catalog_lock_describe(&holder, description, sizeof description);
+        if (catalog_lock_holder_is_dead(&holder)) {
+            stow_log_info("ignoring the lock of catalog name %s: it was held by %s, whose "
+                          "process no longer exists", names.items[i], description);
+            continue;
+        }
         stow_log_info("skipping catalog name %s: it is locked by %s", names.items[i],
                       description);
         if (set_add(&state->locked_names, names.items[i], strlen(names.items[i])) != 0)
@@ -422,6 +428,9 @@ int gc_run(storage *store, const struct gc_options *options, struct gc_result *r
         rc = storage_list_uploads(store, CATALOG_BACKUPS_DIR "/", collect_upload, &state, err);
     if (rc == 0 && !options->dry_run)
         rc = remove_items(&state);
+    if (rc == 0 && !options->dry_run)
+        storage_remove_empty_dirs(store, CATALOG_BACKUPS_DIR "/", state.now - options->older_than,
+                                  &result->empty_dirs);
 
     set_free(&state.locked_names);
     set_free(&state.referenced);

@@ -13,7 +13,9 @@
  * so that a running backup's upload is spared, and its catalog name holds
  * no fresh lock. The lock check is what protects a running backup on
  * moto, which reports every upload as initiated in 2010. Manifests, hold
- * files and keys outside the layout are never touched.
+ * files and keys outside the layout are never touched. On file://, gc also
+ * removes the empty directories under backups/NAME/ that are older than
+ * options->older_than (not in a dry run).
  * NOTE: a backup that starts after gc has read the locks and whose upload
  * is listed as old (moto) can lose its upload; on AWS its initiation time
  * protects it. */
@@ -59,6 +61,7 @@ struct gc_result {
     size_t capacity;
     size_t removed;          /* items with GC_REMOVE */
     uint64_t bytes;          /* known bytes of the items with GC_REMOVE */
+    size_t empty_dirs;       /* file:// only: empty backup directories removed */
 };
 
 /* Finds the candidates and, unless dry_run, removes those marked

@@ -10,9 +10,13 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "aws/credentials.h"
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/progress.h"
+#include "config/config.h"
+#include "pg/pgtools.h"
 
 struct command {
     const char *name;
@@ -21,7 +25,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"keygen", cmd_keygen, "create a recipient key pair"},
+    {"keygen", cmd_keygen, "create a recipient key pair and a signing key pair"},
+    {"rekey", cmd_rekey, "change the recipients of backups and sign their manifests again"},
     {"backup", cmd_backup, "take an encrypted logical backup of a database"},
     {"list", cmd_list, "list the backups in a repository"},
     {"show", cmd_show, "show one backup's manifest"},
@@ -37,6 +42,8 @@ static const struct command commands[] = {
     {"expire", cmd_expire, "delete the backups a retention policy does not keep"},
     {"gc", cmd_gc, "remove leftovers of failed runs and abandoned uploads"},
     {"check", cmd_check, "check credentials, repository, database and RDS access"},
+    {"config", cmd_config, "show the effective settings of each database and their sources"},
+    {"run", cmd_run, "the nightly job: backup, replicate, expire and verify, per database"},
 };
 
 static void print_usage(FILE *out)
@@ -45,7 +52,7 @@ static void print_usage(FILE *out)
                  "Backups of PostgreSQL into S3 or a local directory, encrypted,\n"
                  "compressed, catalogued and verified.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun stowage COMMAND --help for a command's options.\n"
                  "Exit codes: 0 success, 1 failure, 2 bad usage or configuration,\n"
                  "3 verification failed, 4 lock held, 5 objective missed,\n"
@@ -54,10 +61,14 @@ static void print_usage(FILE *out)
 }
 
 /* Keeps a private copy of each argument and masks passwords in the
- * original strings, which the process list (/proc/PID/cmdline) shows. */
+ * original strings, which the process list (/proc/PID/cmdline) shows. The
+ * masked text is shorter than the original, so the bytes after its NUL
+ * are cleared too: the kernel shows the whole argument area. */
 static void hide_argument_passwords(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
+        size_t original_len = strlen(argv[i]);
+        size_t masked_len;
         char *copy;
 
         if (strstr(argv[i], "://") == NULL && strcasestr(argv[i], "password") == NULL)
@@ -66,6 +77,8 @@ static void hide_argument_passwords(int argc, char **argv)
         if (copy == NULL)
             continue;
         stow_redact_passwords(argv[i]);
+        masked_len = strlen(argv[i]);
+        memset(argv[i] + masked_len, 0, original_len - masked_len);
         argv[i] = copy;
     }
 }
@@ -95,7 +108,11 @@ int cli_main(int argc, char **argv)
             int rc;
 
             metrics_run_begin(commands[i].name, argc - 1, argv + 1);
+            stow_progress_set_command(commands[i].name);
             rc = metrics_run_end(commands[i].run(argc - 1, argv + 1));
+            config_release_process();
+            pgtools_iam_auth_disable();
+            stow_progress_end();
 
             curl_global_cleanup();
             return rc;
@@ -156,7 +173,13 @@ int cli_common_option(struct cli_common *common, int code, const char *value, st
         metrics_set_textfile(value);
         return 1;
     case CLI_OPT_PUSHGATEWAY:
+        if (metrics_check_pushgateway_url(value, err) != 0)
+            return -1;
         metrics_set_pushgateway(value);
+        return 1;
+    case CLI_OPT_PROGRESS:
+    case CLI_OPT_NO_PROGRESS:
+        stow_progress_set_mode(code == CLI_OPT_PROGRESS ? STOW_PROGRESS_ON : STOW_PROGRESS_OFF);
         return 1;
     case CLI_OPT_HELP:
         common->help = 1;
@@ -178,6 +201,33 @@ int cli_open_repository(struct cli_common *common, storage **out, stow_error *er
         common->storage.min_part_size = (size_t)size;
     }
     return storage_open(&common->storage, out, err);
+}
+
+int cli_use_db_iam_auth(const char *conninfo, stow_error *err)
+{
+    struct aws_credentials_provider *provider = NULL;
+
+    if (aws_credentials_provider_new_default(&provider, err) != 0)
+        return -1;
+    return pgtools_iam_auth_enable(conninfo, provider, err);
+}
+
+int cli_parse_object_lock(const char *option, const char *value, int *days,
+                          enum storage_lock_mode *mode, stow_error *err)
+{
+    long number;
+
+    if (days != NULL) {
+        if (cli_parse_int(option, value, 1, 36500, &number, err) != 0)
+            return -1;
+        *days = (int)number;
+        return 0;
+    }
+    if (storage_lock_mode_parse(value, mode) == 0)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE, "invalid %s \"%s\"", option, value);
+    stow_error_hint(err, "use governance or compliance");
+    return -1;
 }
 
 int cli_parse_size(const char *option, const char *text, uint64_t *out, stow_error *err)
@@ -207,6 +257,16 @@ int cli_parse_size(const char *option, const char *text, uint64_t *out, stow_err
     return -1;
 }
 
+int cli_add_repeated(const char **list, size_t *count, const char *option, const char *value,
+                     stow_error *err)
+{
+    if (*count == CLI_MAX_REPEATED)
+        return stow_fail(err, STOW_EXIT_USAGE, "more than %d %s options", CLI_MAX_REPEATED,
+                         option);
+    list[(*count)++] = value;
+    return 0;
+}
+
 int cli_parse_int(const char *option, const char *text, long min, long max, long *out,
                   stow_error *err)
 {
@@ -223,30 +283,131 @@ int cli_parse_int(const char *option, const char *text, long min, long max, long
     return 0;
 }
 
+/* Applies one option value from any layer: shared options to common, the
+ * rest to the command. */
+struct option_target {
+    struct cli_common *common;
+    cli_option_fn on_option;
+    void *context;
+};
+
+static int apply_option(void *context, int code, const char *value, stow_error *err)
+{
+    struct option_target *target = context;
+    int handled = cli_common_option(target->common, code, value, err);
+
+    if (handled < 0)
+        return -1;
+    if (handled == 0 && target->on_option(target->context, code, value, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* Records the codes of the options argv gives, and the --name value, with
+ * a first getopt pass that also reports unknown options. */
+static int scan_flags(int argc, char **argv, const char *command, const struct option *options,
+                      int *given_codes, size_t *given_count, const char **name,
+                      stow_error *err)
+{
+    int code;
+    int index;
+
+    *given_count = 0;
+    opterr = 0;
+    optind = 0;
+    while ((code = getopt_long(argc, argv, "", options, &index)) != -1) {
+        if (code == '?' || code == ':')
+            return cli_unknown_option(err, command, argv[optind - 1]);
+        given_codes[(*given_count)++] = code;
+        if (strcmp(options[index].name, "name") == 0)
+            *name = optarg;
+    }
+    return 0;
+}
+
+/* Warns when backup is given a name that the file has no section for: it
+ * still runs (a first backup of a new database needs no section), with
+ * the settings of [defaults], under a new catalog name. */
+static void warn_unknown_database(const char *name)
+{
+    const struct config *config = NULL;
+    stow_error check = {0};
+
+    if (config_load_process(NULL, &config, &check) == 0 &&
+        config_check_database(config, name, &check) != 0)
+        stow_log_warn("%s; backing up with the settings of [defaults] under this name (%s)",
+                      check.message, check.hint);
+}
+
+/* Applies the environment and the configuration file below the flags, and
+ * sets *name to the catalog name that selects the file's section. */
+static int apply_lower_layers(int argc, char **argv, const char *config_path,
+                              const char *command, const struct option *options,
+                              struct option_target *target, const char **name,
+                              stow_error *err)
+{
+    const struct config *config = NULL;
+    size_t given_count = 0;
+    int *given_codes;
+    int rc;
+
+    given_codes = calloc((size_t)argc + 1, sizeof *given_codes);
+    if (given_codes == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    *name = getenv("STOWAGE_NAME");
+    rc = scan_flags(argc, argv, command, options, given_codes, &given_count, name, err);
+    if (rc == 0)
+        rc = config_load_process(config_path, &config, err);
+    if (rc == 0)
+        rc = config_apply_layers(config, command, *name, options, given_codes, given_count,
+                                 apply_option, target, err);
+    free(given_codes);
+    return rc;
+}
+
+/* Rejects --progress with JSON logs, whichever layer set each: the status
+ * line's carriage returns and erase sequences would break the JSON lines. */
+static int check_progress_format(stow_error *err)
+{
+    if (stow_progress_get_mode() != STOW_PROGRESS_ON || stow_log_get_format() != STOW_LOG_JSON)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE, "--progress cannot be used with --log-format json");
+    stow_error_hint(err, "drop --progress (JSON logs have no progress line), or use "
+                         "--log-format text");
+    return -1;
+}
+
 int cli_parse(int argc, char **argv, const char *command, const struct option *options,
               struct cli_common *common, cli_option_fn on_option, void *context,
               const char **positional, int max_positional, int *positional_count,
               stow_error *err)
 {
+    struct option_target target = {common, on_option, context};
+    const char *config_path = NULL;
+    const char *name = NULL;
     char message[256];
     int code;
 
-    opterr = 0;
-    optind = 1;
-    while ((code = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        int handled;
+    argc = config_take_argument(argc, argv, &config_path, err);
+    if (argc < 0)
+        return -1;
+    if (apply_lower_layers(argc, argv, config_path, command, options, &target, &name,
+                           err) != 0)
+        return -1;
 
-        if (code == '?' || code == ':') {
-            snprintf(message, sizeof message, "unknown option or missing value: %s",
-                     argv[optind - 1]);
-            return cli_usage_error(err, command, message);
-        }
-        handled = cli_common_option(common, code, optarg, err);
-        if (handled < 0)
-            return -1;
-        if (handled == 0 && on_option(context, code, optarg, err) != 0)
+    opterr = 0;
+    optind = 0;
+    while ((code = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (code == '?' || code == ':')
+            return cli_unknown_option(err, command, argv[optind - 1]);
+        if (apply_option(&target, code, optarg, err) != 0)
             return -1;
     }
+    if (check_progress_format(err) != 0)
+        return -1;
+    /* After the flags, so that the warning has the requested log format. */
+    if (name != NULL && strcmp(command, "backup") == 0)
+        warn_unknown_database(name);
 
     if (positional_count != NULL)
         *positional_count = 0;
@@ -258,6 +419,14 @@ int cli_parse(int argc, char **argv, const char *command, const struct option *o
         positional[(*positional_count)++] = argv[optind];
     }
     return 0;
+}
+
+int cli_unknown_option(stow_error *err, const char *command, const char *argument)
+{
+    char message[256];
+
+    snprintf(message, sizeof message, "unknown option or missing value: %s", argument);
+    return cli_usage_error(err, command, message);
 }
 
 int cli_usage_error(stow_error *err, const char *command, const char *message)

@@ -20,7 +20,12 @@ enum {
     OPT_NO_ENCRYPTION,
     OPT_NO_GLOBALS,
     OPT_JSON,
-    OPT_LOCK_STALE_AFTER
+    OPT_SIGNING_KEY,
+    OPT_SIGNING_PASSPHRASE_FILE,
+    OPT_LOCK_STALE_AFTER,
+    OPT_OBJECT_LOCK_DAYS,
+    OPT_OBJECT_LOCK_MODE,
+    OPT_DB_IAM_AUTH
 };
 
 #define MAX_RECIPIENTS 32
@@ -31,9 +36,15 @@ static const char usage[] =
     "into the repository, then writes its manifest. Roles (without passwords)\n"
     "and tablespaces are stored beside the dump.\n\n"
     "Options:\n"
-    "  --db CONNINFO          libpq URI or key=value string (default: PG* variables)\n"
+    "  --db CONNINFO          libpq URI or key=value string (env STOWAGE_DB;\n"
+    "                         default: the PG* variables)\n" CLI_DB_IAM_AUTH_HELP
     "  --recipient PUBFILE    public key file from stowage keygen; repeat for\n"
     "                         several recipients (at least one unless --no-encryption)\n"
+    "  --signing-key FILE     signing secret key (PATH.sign from stowage keygen) that\n"
+    "                         signs the manifest (env STOWAGE_SIGNING_KEY)\n"
+    "  --signing-passphrase-file FILE\n"
+    "                         passphrase of a protected signing key (else asked on\n"
+    "                         the terminal)\n"
     "  --name NAME            catalog name for the backups (default: the database name)\n"
     "  --compress-level N     zstd level, 1 to 19 (default 3)\n"
     "  --compress-threads N   zstd worker threads, 0 for none (default 2)\n"
@@ -44,14 +55,67 @@ static const char usage[] =
     "  --no-globals           leave out roles and tablespaces\n"
     "  --json                 print the result as JSON on stdout\n"
     "  --lock-stale-after DUR take over a lock of the name not refreshed for DUR\n"
-    "                         (default 10m; s, m, h, d or w)\n\n" CLI_REPO_HELP;
+    "                         (default 10m; s, m, h, d or w)\n"
+    "  --object-lock-days N   store every object and the manifest under S3 Object\n"
+    "                         Lock until N days (1 to 36500) after the backup\n"
+    "                         starts (env STOWAGE_OBJECT_LOCK_DAYS). The bucket must\n"
+    "                         have Object Lock enabled; file:// repositories reject it\n"
+    "  --object-lock-mode MODE\n"
+    "                         governance (default) or compliance (env\n"
+    "                         STOWAGE_OBJECT_LOCK_MODE). In governance mode a\n"
+    "                         principal with s3:BypassGovernanceRetention can still\n"
+    "                         remove a backup locked by mistake; in compliance mode\n"
+    "                         nobody can before the date, not even the account root\n\n"
+    CLI_REPO_HELP;
 
 struct backup_cli {
     struct cli_common common;
     struct backup_options options;
     const char *recipients[MAX_RECIPIENTS];
     int json;
+    int db_iam_auth;
 };
+
+/* Parses --object-lock-days or --object-lock-mode, or the environment
+ * variable named by source. */
+static int parse_object_lock_option(struct backup_options *options, int code, const char *source,
+                                    const char *value, stow_error *err)
+{
+    return cli_parse_object_lock(source, value,
+                                 code == OPT_OBJECT_LOCK_DAYS ? &options->object_lock_days : NULL,
+                                 &options->object_lock_mode, err);
+}
+
+/* Reads STOWAGE_OBJECT_LOCK_DAYS and _MODE; the options override them. */
+static int read_object_lock_environment(struct backup_options *options, stow_error *err)
+{
+    const char *days = getenv("STOWAGE_OBJECT_LOCK_DAYS");
+    const char *mode = getenv("STOWAGE_OBJECT_LOCK_MODE");
+
+    if (days != NULL && days[0] != '\0' &&
+        parse_object_lock_option(options, OPT_OBJECT_LOCK_DAYS, "STOWAGE_OBJECT_LOCK_DAYS", days,
+                                 err) != 0)
+        return -1;
+    if (mode != NULL && mode[0] != '\0' &&
+        parse_object_lock_option(options, OPT_OBJECT_LOCK_MODE, "STOWAGE_OBJECT_LOCK_MODE", mode,
+                                 err) != 0)
+        return -1;
+    return 0;
+}
+
+/* A mode alone is a mistake: without days nothing would be locked. */
+static int check_object_lock_options(struct backup_options *options, stow_error *err)
+{
+    if (options->object_lock_days > 0 && options->object_lock_mode == STORAGE_LOCK_NONE)
+        options->object_lock_mode = STORAGE_LOCK_GOVERNANCE;
+    if (options->object_lock_days == 0 && options->object_lock_mode != STORAGE_LOCK_NONE) {
+        stow_fail(err, STOW_EXIT_USAGE, "--object-lock-mode is set but --object-lock-days is "
+                                        "not, so nothing would be locked");
+        stow_error_hint(err, "pass --object-lock-days N (or STOWAGE_OBJECT_LOCK_DAYS) as well");
+        return -1;
+    }
+    return 0;
+}
 
 static int parse_backup_option(void *context, int code, const char *value, stow_error *err)
 {
@@ -71,6 +135,12 @@ static int parse_backup_option(void *context, int code, const char *value, stow_
         return 0;
     case OPT_NAME:
         cli->options.name = value;
+        return 0;
+    case OPT_SIGNING_KEY:
+        cli->options.signing_key_path = value;
+        return 0;
+    case OPT_SIGNING_PASSPHRASE_FILE:
+        cli->options.signing_passphrase_file = value;
         return 0;
     case OPT_COMPRESS_LEVEL:
         if (cli_parse_int("--compress-level", value, 1, 19, &number, err) != 0)
@@ -101,6 +171,15 @@ static int parse_backup_option(void *context, int code, const char *value, stow_
     case OPT_JSON:
         cli->json = 1;
         return 0;
+    case OPT_DB_IAM_AUTH:
+        cli->db_iam_auth = 1;
+        return 0;
+    case OPT_OBJECT_LOCK_DAYS:
+    case OPT_OBJECT_LOCK_MODE:
+        return parse_object_lock_option(&cli->options, code,
+                                        code == OPT_OBJECT_LOCK_DAYS ? "--object-lock-days"
+                                                                     : "--object-lock-mode",
+                                        value, err);
     case OPT_LOCK_STALE_AFTER:
         return stow_duration_parse("--lock-stale-after", value, &cli->options.lock_stale_after,
                                    err);
@@ -116,6 +195,8 @@ static int parse_arguments(struct backup_cli *cli, int argc, char **argv, stow_e
         {"db", required_argument, NULL, OPT_DB},
         {"recipient", required_argument, NULL, OPT_RECIPIENT},
         {"name", required_argument, NULL, OPT_NAME},
+        {"signing-key", required_argument, NULL, OPT_SIGNING_KEY},
+        {"signing-passphrase-file", required_argument, NULL, OPT_SIGNING_PASSPHRASE_FILE},
         {"compress-level", required_argument, NULL, OPT_COMPRESS_LEVEL},
         {"compress-threads", required_argument, NULL, OPT_COMPRESS_THREADS},
         {"part-size", required_argument, NULL, OPT_PART_SIZE},
@@ -124,6 +205,9 @@ static int parse_arguments(struct backup_cli *cli, int argc, char **argv, stow_e
         {"no-globals", no_argument, NULL, OPT_NO_GLOBALS},
         {"json", no_argument, NULL, OPT_JSON},
         {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
+        {"object-lock-days", required_argument, NULL, OPT_OBJECT_LOCK_DAYS},
+        {"object-lock-mode", required_argument, NULL, OPT_OBJECT_LOCK_MODE},
+        {"db-iam-auth", no_argument, NULL, OPT_DB_IAM_AUTH},
         {NULL, 0, NULL, 0},
     };
 
@@ -182,15 +266,19 @@ int cmd_backup(int argc, char **argv)
     cli.options.recipient_files = cli.recipients;
     if (getenv("STOWAGE_DB") != NULL)
         cli.options.conninfo = getenv("STOWAGE_DB");
+    cli.options.signing_key_path = getenv("STOWAGE_SIGNING_KEY");
 
-    if (parse_arguments(&cli, argc, argv, &err) != 0)
+    if (read_object_lock_environment(&cli.options, &err) != 0 ||
+        parse_arguments(&cli, argc, argv, &err) != 0 ||
+        check_object_lock_options(&cli.options, &err) != 0)
         return cli_finish(&err);
     if (cli.common.help) {
         fputs(usage, stdout);
         return STOW_EXIT_OK;
     }
 
-    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+    if ((!cli.db_iam_auth || cli_use_db_iam_auth(cli.options.conninfo, &err) == 0) &&
+        cli_open_repository(&cli.common, &store, &err) == 0 &&
         check_part_size(&cli, storage_min_part_size(store), &err) == 0 &&
         backup_run(store, &cli.options, &result, &err) == 0)
         print_result(&cli, &result);

@@ -11,10 +11,10 @@
 #include "pg/pgtools.h"
 #include "storage/storage.h"
 
-enum { OPT_DB = CLI_OPT_FIRST_COMMAND_OPTION, OPT_RDS_REGION };
+enum { OPT_DB = CLI_OPT_FIRST_COMMAND_OPTION, OPT_RDS_REGION, OPT_DB_IAM_AUTH };
 
 static const char usage[] =
-    "Usage: stowage check --repo URL [--db CONNINFO] [--rds-region REGION]\n\n"
+    "Usage: stowage check --repo URL [--db CONNINFO [--db-iam-auth]] [--rds-region REGION]\n\n"
     "Checks what a backup needs, one line each, and exits with the code of the\n"
     "first check that failed (0 when all passed):\n"
     "  credentials  which AWS credential source is used (the secret is never\n"
@@ -25,13 +25,16 @@ static const char usage[] =
     "  rds          DescribeDBInstances in REGION works\n"
     "Checks that were not asked for are shown as skipped.\n\n"
     "Options:\n"
-    "  --db CONNINFO          libpq URI or key=value string (env STOWAGE_DB)\n"
-    "  --rds-region REGION    region of the RDS instances to check\n\n" CLI_REPO_HELP;
+    "  --db CONNINFO          libpq URI or key=value string (env STOWAGE_DB;\n"
+    "                         default: the database check is skipped)\n" CLI_DB_IAM_AUTH_HELP
+    "  --rds-region REGION    region of the RDS instances to check (default: the\n"
+    "                         RDS check is skipped)\n\n" CLI_REPO_HELP;
 
 struct check_cli {
     struct cli_common common;
     const char *conninfo;
     const char *rds_region;
+    int db_iam_auth;
     stow_error first_failure; /* decides the exit code */
 };
 
@@ -46,6 +49,9 @@ static int parse_check_option(void *context, int code, const char *value, stow_e
     case OPT_RDS_REGION:
         cli->rds_region = value;
         return 0;
+    case OPT_DB_IAM_AUTH:
+        cli->db_iam_auth = 1;
+        return 0;
     default:
         return cli_usage_error(err, "check", "unknown option");
     }
@@ -57,6 +63,7 @@ static int parse_arguments(struct check_cli *cli, int argc, char **argv, stow_er
         CLI_REPO_LONG_OPTIONS,
         {"db", required_argument, NULL, OPT_DB},
         {"rds-region", required_argument, NULL, OPT_RDS_REGION},
+        {"db-iam-auth", no_argument, NULL, OPT_DB_IAM_AUTH},
         {NULL, 0, NULL, 0},
     };
 
@@ -126,7 +133,8 @@ static void check_database(struct check_cli *cli)
         return;
     }
     memset(&info, 0, sizeof info);
-    if (pgtools_connect(cli->conninfo, &conn, &err) == 0 &&
+    if ((!cli->db_iam_auth || cli_use_db_iam_auth(cli->conninfo, &err) == 0) &&
+        pgtools_connect(cli->conninfo, &conn, &err) == 0 &&
         pgtools_server_info(conn, &info, &err) == 0) {
         snprintf(detail, sizeof detail, "PostgreSQL %s, database %s on %s port %s as %s",
                  info.version, info.database, info.host, info.port, info.user);

@@ -10,6 +10,7 @@
 #include "common/duration.h"
 #include "common/log.h"
 #include "manifest.h"
+#include "scratch_local_gc.h"
 
 enum {
     OPT_OLDER_THAN = CLI_OPT_FIRST_COMMAND_OPTION,
@@ -22,14 +23,20 @@ enum {
 
 static const char usage[] =
     "Usage: stowage gc --repo URL [--older-than DURATION] [--dry-run] [--json]\n"
-    "       stowage gc --scratch [--rds-region R] [--dry-run]\n\n"
-    "With --scratch: deletes RDS scratch instances past their stowage:expires-at\n"
-    "tag (see stowage snapshot gc-scratch --help); nothing else.\n\n"
+    "       stowage gc --scratch [rds] [--rds-region R] [--dry-run]\n"
+    "       stowage gc --scratch local [--dry-run]\n\n"
+    "With --scratch or --scratch rds: deletes RDS scratch instances past their\n"
+    "stowage:expires-at tag (see stowage snapshot gc-scratch --help); nothing else.\n"
+    "With --scratch local: stops and removes local scratch clusters (restore\n"
+    "--scratch local) in STOWAGE_SCRATCH_DIR, TMPDIR or /tmp whose stowage process\n"
+    "no longer exists, such as one killed with SIGKILL; nothing else.\n\n"
     "Removes what failed or interrupted runs left under backups/: data objects\n"
     "and verification reports of backups without a manifest, and unfinished\n"
     "uploads (S3 multipart uploads, hidden temporary files on file://).\n"
     "Nothing younger than --older-than is removed, nor anything of a catalog name\n"
-    "whose lock is fresh (a backup or expire is running). Manifests, holds and\n"
+    "whose lock is fresh (a backup or expire is running; a lock whose process on\n"
+    "this host no longer exists protects nothing). On file://, empty backup\n"
+    "directories older than --older-than are removed too. Manifests, holds and\n"
     "keys that Stowage did not create are never touched.\n\n"
     "Options:\n"
     "  --older-than DURATION    grace period (default 24h): a number with s,\n"
@@ -90,7 +97,9 @@ static const char *action_text(const struct gc_item *item, int dry_run)
 static void print_text(const struct gc_result *result, const struct gc_options *options)
 {
     size_t kept = 0;
+    size_t unsized = 0;
     char size[32];
+    char unsized_note[96] = "";
 
     for (size_t i = 0; i < result->count; i++) {
         const struct gc_item *item = &result->items[i];
@@ -104,12 +113,18 @@ static void print_text(const struct gc_result *result, const struct gc_options *
             printf("%s: %s (%llu bytes, modified %s)\n", action_text(item, options->dry_run),
                    item->key, (unsigned long long)item->size, when);
         kept += item->action != GC_REMOVE ? 1 : 0;
+        unsized += item->action == GC_REMOVE && !item->size_known ? 1 : 0;
     }
     cli_format_bytes(result->bytes, size, sizeof size);
-    printf("gc: %s %zu objects and uploads, %s reclaimed (sizes of S3 multipart uploads are "
-           "not listed), %zu kept%s\n",
-           options->dry_run ? "would remove" : "removed", result->removed, size, kept,
-           options->dry_run ? "; dry run, nothing was removed" : "");
+    if (unsized > 0)
+        snprintf(unsized_note, sizeof unsized_note,
+                 " (not counting %zu S3 multipart uploads, whose size S3 does not list)",
+                 unsized);
+    printf("gc: %s %zu objects and uploads, %s reclaimed%s, %zu kept%s\n",
+           options->dry_run ? "would remove" : "removed", result->removed, size, unsized_note,
+           kept, options->dry_run ? "; dry run, nothing was removed" : "");
+    if (result->empty_dirs > 0)
+        printf("gc: removed %zu empty backup directories\n", result->empty_dirs);
 }
 
 static void print_json(const struct gc_result *result, const struct gc_options *options)
@@ -134,15 +149,78 @@ static void print_json(const struct gc_result *result, const struct gc_options *
                                               : json_null(),
                              "time", when, "done", item->done));
     }
-    document = json_pack("{s:b, s:I, s:o, s:I, s:I}", "dry_run", options->dry_run,
+    document = json_pack("{s:b, s:I, s:o, s:I, s:I, s:I}", "dry_run", options->dry_run,
                          "older_than_seconds", (json_int_t)options->older_than, "items", items,
                          "removed", (json_int_t)result->removed, "bytes_reclaimed",
-                         (json_int_t)result->bytes);
+                         (json_int_t)result->bytes, "empty_dirs_removed",
+                         (json_int_t)result->empty_dirs);
     text = json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (text != NULL)
         printf("%s\n", text);
     free(text);
     json_decref(document);
+}
+
+static const char *scratch_action_text(const struct scratch_gc_item *item, int dry_run)
+{
+    switch (item->action) {
+    case SCRATCH_GC_REMOVE:
+        if (item->done)
+            return "removed";
+        return dry_run ? "would remove" : "not removed";
+    case SCRATCH_GC_KEEP_RUNNING:
+        return "kept";
+    case SCRATCH_GC_KEEP_UNMARKED:
+        return "kept (not judged)";
+    }
+    return "";
+}
+
+static size_t count_removable(const struct scratch_gc_result *result)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < result->count; i++)
+        count += result->items[i].action == SCRATCH_GC_REMOVE ? 1 : 0;
+    return count;
+}
+
+/* `gc --scratch local` removes local scratch clusters of killed runs. */
+static int run_local_scratch_gc(int argc, char **argv)
+{
+    struct scratch_gc_result result;
+    stow_error err = {0};
+    int dry_run = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return STOW_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--dry-run") == 0)
+            dry_run = 1;
+        else if (strcmp(argv[i], "--scratch") != 0 && strcmp(argv[i], "local") != 0 &&
+                 strcmp(argv[i], "--scratch=local") != 0) {
+            cli_usage_error(&err, "gc", "--scratch local takes only --dry-run");
+            return cli_finish(&err);
+        }
+    }
+    if (scratch_local_gc(dry_run, &result, &err) == 0) {
+        for (size_t i = 0; i < result.count; i++)
+            printf("%s: %s (%s)\n", scratch_action_text(&result.items[i], dry_run),
+                   result.items[i].directory, result.items[i].reason);
+        printf("gc: %s %zu local scratch clusters%s\n", dry_run ? "would remove" : "removed",
+               dry_run ? count_removable(&result) : result.removed,
+               dry_run ? "; dry run, nothing was removed" : "");
+        if (!dry_run && result.removed < count_removable(&result)) {
+            stow_fail(&err, STOW_EXIT_FAILURE,
+                      "%zu abandoned local scratch clusters could not be removed",
+                      count_removable(&result) - result.removed);
+            stow_error_hint(&err, "see the warnings above; remove what is left by hand");
+        }
+    }
+    scratch_gc_result_free(&result);
+    return cli_finish(&err);
 }
 
 /* `gc --scratch` removes expired RDS scratch instances instead of
@@ -158,6 +236,9 @@ static int run_scratch_gc(int argc, char **argv)
     forwarded[count++] = "snapshot";
     forwarded[count++] = "gc-scratch";
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scratch=rds") == 0 ||
+            (strcmp(argv[i], "rds") == 0 && strcmp(argv[i - 1], "--scratch") == 0))
+            continue;
         if (strcmp(argv[i], "--scratch") != 0)
             forwarded[count++] = argv[i];
     }
@@ -183,7 +264,11 @@ int cmd_gc(int argc, char **argv)
     int rc;
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--scratch") == 0)
+        if (strcmp(argv[i], "--scratch=local") == 0 ||
+            (strcmp(argv[i], "--scratch") == 0 && i + 1 < argc &&
+             strcmp(argv[i + 1], "local") == 0))
+            return run_local_scratch_gc(argc, argv);
+        if (strcmp(argv[i], "--scratch") == 0 || strcmp(argv[i], "--scratch=rds") == 0)
             return run_scratch_gc(argc, argv);
     }
 

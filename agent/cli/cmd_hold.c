@@ -57,7 +57,7 @@ static int parse_hold_option(void *context, int code, const char *value, stow_er
 }
 
 /* Parses argv for command; returns 1 after printing help, 0 to go on, -1
- * on a usage error. */
+ * on a usage error. hold requires --reason and release rejects it. */
 static int parse_hold_cli(struct hold_cli *cli, const char *command, const char *usage,
                           int argc, char **argv, const char **spec, stow_error *err)
 {
@@ -75,64 +75,73 @@ static int parse_hold_cli(struct hold_cli *cli, const char *command, const char 
     }
     if (spec_count == 0)
         return cli_usage_error(err, command, "name the backup: an id or latest");
+    if (strcmp(command, "hold") == 0 && cli->reason == NULL)
+        return cli_usage_error(err, command,
+                               "--reason is required: say why the backup must be kept");
+    if (strcmp(command, "release") == 0 && cli->reason != NULL)
+        return cli_usage_error(err, command, "--reason belongs to stowage hold");
+    return 0;
+}
+
+/* Places or releases the hold on entry and prints what changed. */
+typedef int (*hold_action)(storage *store, const struct catalog_entry *entry,
+                           const struct hold_cli *cli, stow_error *err);
+
+/* Parses argv, finds the backup it names and runs action on it. Returns
+ * the exit code. */
+static int run_hold_command(const char *command, const char *usage, hold_action action,
+                            int argc, char **argv)
+{
+    struct hold_cli cli;
+    struct catalog catalog = {0};
+    const struct catalog_entry *entry = NULL;
+    const char *spec = NULL;
+    stow_error err = {0};
+    storage *store = NULL;
+    int rc = parse_hold_cli(&cli, command, usage, argc, argv, &spec, &err);
+
+    if (rc != 0)
+        return rc > 0 ? STOW_EXIT_OK : cli_finish(&err);
+
+    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+        catalog_find(store, spec, 0, cli.name, &catalog, &entry, &err) == 0)
+        action(store, entry, &cli, &err);
+    catalog_free(&catalog);
+    storage_free(store);
+    return cli_finish(&err);
+}
+
+static int place_hold(storage *store, const struct catalog_entry *entry,
+                      const struct hold_cli *cli, stow_error *err)
+{
+    if (hold_place(store, entry, cli->reason, err) != 0)
+        return -1;
+    printf("backup %s of %s is held: %s\n", entry->manifest.id, entry->manifest.name,
+           cli->reason);
+    return 0;
+}
+
+static int release_hold(storage *store, const struct catalog_entry *entry,
+                        const struct hold_cli *cli, stow_error *err)
+{
+    if (!entry->held) {
+        printf("backup %s of %s has no hold; nothing to release\n", entry->manifest.id,
+               entry->manifest.name);
+        return 0;
+    }
+    if (hold_release(store, entry, err) != 0)
+        return -1;
+    printf("released the hold on backup %s of %s (reason was: %s)\n", entry->manifest.id,
+           entry->manifest.name, entry->hold_reason != NULL ? entry->hold_reason : "unreadable");
     return 0;
 }
 
 int cmd_hold(int argc, char **argv)
 {
-    struct hold_cli cli;
-    struct catalog catalog = {0};
-    const struct catalog_entry *entry = NULL;
-    const char *spec = NULL;
-    stow_error err = {0};
-    storage *store = NULL;
-    int rc = parse_hold_cli(&cli, "hold", hold_usage, argc, argv, &spec, &err);
-
-    if (rc != 0)
-        return rc > 0 ? STOW_EXIT_OK : cli_finish(&err);
-    if (cli.reason == NULL) {
-        cli_usage_error(&err, "hold", "--reason is required: say why the backup must be kept");
-        return cli_finish(&err);
-    }
-
-    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        catalog_find(store, spec, 0, cli.name, &catalog, &entry, &err) == 0 &&
-        hold_place(store, entry, cli.reason, &err) == 0)
-        printf("backup %s of %s is held: %s\n", entry->manifest.id, entry->manifest.name,
-               cli.reason);
-    catalog_free(&catalog);
-    storage_free(store);
-    return cli_finish(&err);
+    return run_hold_command("hold", hold_usage, place_hold, argc, argv);
 }
 
 int cmd_release(int argc, char **argv)
 {
-    struct hold_cli cli;
-    struct catalog catalog = {0};
-    const struct catalog_entry *entry = NULL;
-    const char *spec = NULL;
-    stow_error err = {0};
-    storage *store = NULL;
-    int rc = parse_hold_cli(&cli, "release", release_usage, argc, argv, &spec, &err);
-
-    if (rc != 0)
-        return rc > 0 ? STOW_EXIT_OK : cli_finish(&err);
-    if (cli.reason != NULL) {
-        cli_usage_error(&err, "release", "--reason belongs to stowage hold");
-        return cli_finish(&err);
-    }
-
-    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        catalog_find(store, spec, 0, cli.name, &catalog, &entry, &err) == 0) {
-        if (!entry->held)
-            printf("backup %s of %s has no hold; nothing to release\n", entry->manifest.id,
-                   entry->manifest.name);
-        else if (hold_release(store, entry, &err) == 0)
-            printf("released the hold on backup %s of %s (reason was: %s)\n",
-                   entry->manifest.id, entry->manifest.name,
-                   entry->hold_reason != NULL ? entry->hold_reason : "unreadable");
-    }
-    catalog_free(&catalog);
-    storage_free(store);
-    return cli_finish(&err);
+    return run_hold_command("release", release_usage, release_hold, argc, argv);
 }

@@ -1,30 +1,55 @@
-/* stowage keygen: create a recipient key pair. */
+/* stowage keygen: create a recipient key pair and a signing key pair. */
+#include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "keys.h"
 
-enum { OPT_OUT = CLI_OPT_FIRST_COMMAND_OPTION, OPT_PASSPHRASE, OPT_PASSPHRASE_FILE };
+enum { OPT_OUT = CLI_OPT_FIRST_COMMAND_OPTION, OPT_PASSPHRASE, OPT_PASSPHRASE_FILE, OPT_KIND };
+
+#define SIGNING_SUFFIX ".sign"
 
 static const char usage[] =
-    "Usage: stowage keygen --out PATH [--passphrase | --passphrase-file FILE]\n\n"
-    "Creates an X25519 key pair: PATH holds the secret key (mode 0600) and\n"
-    "PATH.pub the public key. Backups are encrypted to public keys; only the\n"
+    "Usage: stowage keygen --out PATH [--kind both|recipient|signing]\n"
+    "                      [--passphrase | --passphrase-file FILE]\n\n"
+    "Creates an X25519 recipient key pair: PATH holds the secret key (mode 0600)\n"
+    "and PATH.pub the public key. Backups are encrypted to public keys; only the\n"
     "secret key can restore them, so keep it away from the backup host.\n"
-    "Prints the public key file and its key id.\n\n"
+    "Also creates an Ed25519 signing key pair: PATH.sign (secret, mode 0600) signs\n"
+    "manifests on the backup host (backup --signing-key), and PATH.sign.pub is\n"
+    "the trusted key that restore, verify, extract and drill check them with\n"
+    "(--trusted-key). Prints the files and their key ids.\n\n"
     "Options:\n"
     "  --out PATH              where to write the secret key (must not exist)\n"
-    "  --passphrase            protect the secret key with a passphrase typed on\n"
+    "  --kind KIND             both (default), recipient (PATH, PATH.pub) or\n"
+    "                          signing (PATH.sign, PATH.sign.pub)\n"
+    "  --passphrase            protect the secret keys with a passphrase typed on\n"
     "                          the terminal (Argon2id)\n"
-    "  --passphrase-file FILE  protect it with the first line of FILE\n";
+    "  --passphrase-file FILE  protect them with the first line of FILE\n";
 
 struct keygen_cli {
     struct cli_common common;
     const char *out;
     const char *passphrase_file;
     int ask_passphrase;
+    int recipient;
+    int signing;
 };
+
+static int parse_kind(struct keygen_cli *cli, const char *value, stow_error *err)
+{
+    cli->recipient = strcmp(value, "both") == 0 || strcmp(value, "recipient") == 0;
+    cli->signing = strcmp(value, "both") == 0 || strcmp(value, "signing") == 0;
+    if (!cli->recipient && !cli->signing)
+        return stow_fail(err, STOW_EXIT_USAGE,
+                         "invalid --kind \"%s\": use both, recipient or signing", value);
+    return 0;
+}
 
 static int parse_keygen_option(void *context, int code, const char *value, stow_error *err)
 {
@@ -36,8 +61,85 @@ static int parse_keygen_option(void *context, int code, const char *value, stow_
         cli->ask_passphrase = 1;
     else if (code == OPT_PASSPHRASE_FILE)
         cli->passphrase_file = value;
+    else if (code == OPT_KIND)
+        return parse_kind(cli, value, err);
     else
         return cli_usage_error(err, "keygen", "unknown option");
+    return 0;
+}
+
+/* Removes the recipient pair written by this run, after the signing pair
+ * failed, so that a retry does not find half of its files in place. */
+static void remove_recipient_pair(const char *path)
+{
+    char public_path[4200];
+
+    snprintf(public_path, sizeof public_path, "%s.pub", path);
+    unlink(path);
+    unlink(public_path);
+}
+
+/* Fails with STOW_EXIT_USAGE when the directory that --out names does not
+ * exist or is not a directory. */
+static int check_out_directory(const char *out, stow_error *err)
+{
+    char *copy = strdup(out);
+    const char *directory;
+    struct stat st;
+    int found;
+    int rc = 0;
+
+    if (copy == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    directory = dirname(copy);
+    if (stat(directory, &st) == 0)
+        found = 1;
+    else if (errno == ENOENT)
+        found = 0;
+    else
+        found = -1; /* EACCES and the like: creating the file reports them */
+    if (found == 0 || (found == 1 && !S_ISDIR(st.st_mode))) {
+        rc = stow_fail(err, STOW_EXIT_USAGE, "the directory %s of --out %s %s", directory, out,
+                       found ? "is not a directory" : "does not exist");
+        stow_error_hint(err, "create it with mkdir -p %s, or give --out a path in an existing "
+                             "directory",
+                        directory);
+    }
+    free(copy);
+    return rc;
+}
+
+static int generate(const struct keygen_cli *cli, const char *passphrase, stow_error *err)
+{
+    struct keys_public recipient;
+    struct keys_signing_public signing;
+    char signing_path[4200];
+
+    if (snprintf(signing_path, sizeof signing_path, "%s%s", cli->out, SIGNING_SUFFIX) >=
+        (int)sizeof signing_path)
+        return stow_fail(err, STOW_EXIT_USAGE, "key file path is too long: %s", cli->out);
+    if (cli->recipient && cli->signing && access(signing_path, F_OK) == 0)
+        return stow_fail(err, STOW_EXIT_USAGE,
+                         "signing key file %s already exists; it is never overwritten",
+                         signing_path);
+
+    if (cli->recipient && keys_generate(cli->out, passphrase, &recipient, err) != 0)
+        return -1;
+    if (cli->signing && keys_signing_generate(signing_path, passphrase, &signing, err) != 0) {
+        if (cli->recipient)
+            remove_recipient_pair(cli->out);
+        return -1;
+    }
+
+    if (cli->recipient)
+        printf("secret key:          %s (keep it safe; needed to restore)\n"
+               "public key:          %s.pub\nkey id:              %s\n",
+               cli->out, cli->out, recipient.id);
+    if (cli->signing)
+        printf("signing secret key:  %s (for the backup host: backup --signing-key)\n"
+               "signing public key:  %s.pub (for restores: --trusted-key)\n"
+               "signing key id:      %s\n",
+               signing_path, signing_path, signing.id);
     return 0;
 }
 
@@ -45,17 +147,19 @@ int cmd_keygen(int argc, char **argv)
 {
     static const struct option options[] = {
         {"out", required_argument, NULL, OPT_OUT},
+        {"kind", required_argument, NULL, OPT_KIND},
         {"passphrase", no_argument, NULL, OPT_PASSPHRASE},
         {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
         {"help", no_argument, NULL, CLI_OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     struct keygen_cli cli;
-    struct keys_public public_key;
     char *passphrase = NULL;
     stow_error err = {0};
 
     memset(&cli, 0, sizeof cli);
+    cli.recipient = 1;
+    cli.signing = 1;
     cli_common_init(&cli.common);
     if (cli_parse(argc, argv, "keygen", options, &cli.common, parse_keygen_option, &cli, NULL,
                   0, NULL, &err) != 0)
@@ -69,15 +173,14 @@ int cmd_keygen(int argc, char **argv)
         return cli_finish(&err);
     }
 
+    if (check_out_directory(cli.out, &err) != 0)
+        return cli_finish(&err);
     if ((cli.ask_passphrase || cli.passphrase_file != NULL) &&
-        keys_passphrase_read(cli.passphrase_file, "Passphrase for the new secret key: ",
+        keys_passphrase_read(cli.passphrase_file, "Passphrase for the new secret keys: ",
                              &passphrase, &err) != 0)
         return cli_finish(&err);
 
-    if (keys_generate(cli.out, passphrase, &public_key, &err) == 0)
-        printf("secret key:  %s (keep it safe; needed to restore)\n"
-               "public key:  %s.pub\nkey id:      %s\n",
-               cli.out, cli.out, public_key.id);
+    generate(&cli, passphrase, &err);
     keys_passphrase_free(passphrase);
     return cli_finish(&err);
 }

@@ -6,16 +6,22 @@
 #include "catalog.h"
 #include "cli/cli.h"
 #include "common/log.h"
+#include "signature.h"
 
-enum { OPT_NAME = CLI_OPT_FIRST_COMMAND_OPTION, OPT_JSON, OPT_AT };
+enum { OPT_NAME = CLI_OPT_FIRST_COMMAND_OPTION, OPT_JSON, OPT_AT, OPT_TRUSTED_KEY };
+
+#define TRUSTED_KEY_HELP                                                             \
+    "  --trusted-key PUBFILE  check manifest signatures with this signing public key\n" \
+    "                         (repeatable; env STOWAGE_TRUSTED_KEYS, colon-separated)\n"
 
 static const char list_usage[] =
     "Usage: stowage list --repo URL [--name NAME] [--json]\n\n"
     "Lists the complete backups in the repository, oldest first. A backup whose\n"
     "manifest is missing or invalid is not listed.\n\n"
     "Options:\n"
-    "  --name NAME   only backups of this catalog name\n"
-    "  --json        print a JSON array on stdout\n\n" CLI_REPO_HELP;
+    "  --name NAME   only backups of this catalog name (default: every name)\n"
+    "  --json        print a JSON array on stdout; \"signature\" shows the signer's\n"
+    "                key id and the outcome of the check\n" TRUSTED_KEY_HELP "\n" CLI_REPO_HELP;
 
 static const char show_usage[] =
     "Usage: stowage show --repo URL BACKUP [--name NAME] [--json]\n\n"
@@ -23,14 +29,19 @@ static const char show_usage[] =
     "newest backup taken at or before TIME (RFC 3339; a time without an offset is UTC).\n\n"
     "Options:\n"
     "  --name NAME   catalog name, needed when the repository holds several\n"
-    "  --at TIME     the newest backup at or before TIME\n"
-    "  --json        print the whole manifest as JSON\n\n" CLI_REPO_HELP;
+    "                (default: the only one)\n"
+    "  --at TIME     the newest backup at or before TIME (RFC 3339; default: the\n"
+    "                BACKUP argument)\n"
+    "  --json        print the whole manifest as JSON; its \"signature\" member gains\n"
+    "                \"checked\" and \"status\", which the signature does not cover\n"
+    TRUSTED_KEY_HELP "\n" CLI_REPO_HELP;
 
 struct list_cli {
     struct cli_common common;
     const char *name;
     const char *at;
     int json;
+    struct signature_trust trust;
 };
 
 static int parse_list_option(void *context, int code, const char *value, stow_error *err)
@@ -43,6 +54,8 @@ static int parse_list_option(void *context, int code, const char *value, stow_er
         cli->json = 1;
     else if (code == OPT_AT)
         cli->at = value;
+    else if (code == OPT_TRUSTED_KEY)
+        return signature_trust_add_file(&cli->trust, value, err);
     else
         return cli_usage_error(err, "list", "unknown option");
     return 0;
@@ -53,10 +66,38 @@ static const struct option list_options[] = {
     {"name", required_argument, NULL, OPT_NAME},
     {"json", no_argument, NULL, OPT_JSON},
     {"at", required_argument, NULL, OPT_AT},
+    {"trusted-key", required_argument, NULL, OPT_TRUSTED_KEY},
     {NULL, 0, NULL, 0},
 };
 
-static json_t *summary_json(const struct catalog_entry *entry)
+/* Parses the command line, adding STOWAGE_TRUSTED_KEYS when no --trusted-key
+ * was given. */
+static int parse_list_command(struct list_cli *cli, const char *command, int argc, char **argv,
+                              const char **positional, int max_positional,
+                              int *positional_count, stow_error *err)
+{
+    memset(cli, 0, sizeof *cli);
+    cli_common_init(&cli->common);
+    if (cli_parse(argc, argv, command, list_options, &cli->common, parse_list_option, cli,
+                  positional, max_positional, positional_count, err) != 0)
+        return -1;
+    if (cli->trust.count == 0)
+        return signature_trust_add_list(&cli->trust, getenv("STOWAGE_TRUSTED_KEYS"), err);
+    return 0;
+}
+
+/* Describes the manifest's signature: the signer's key id (null when
+ * unsigned), whether it was checked, and the outcome (signature_status_name). */
+static json_t *signature_json(json_t *document, const struct signature_trust *trust)
+{
+    const char *key_id = NULL;
+    enum signature_status status = signature_check(document, trust, &key_id);
+
+    return json_pack("{s:s?, s:b, s:s}", "key_id", key_id, "checked", trust->count > 0,
+                     "status", signature_status_name(status));
+}
+
+static json_t *summary_json(const struct catalog_entry *entry, const struct signature_trust *trust)
 {
     const struct manifest *m = &entry->manifest;
     json_t *contents = json_object_get(m->document, "contents");
@@ -75,6 +116,11 @@ static json_t *summary_json(const struct catalog_entry *entry)
                         json_integer((json_int_t)json_array_size(json_object_get(contents, "tables"))));
     json_object_set_new(summary, "encrypted", json_boolean(m->encrypted));
     json_object_set_new(summary, "manifest_key", json_string(entry->manifest_key));
+    json_object_set_new(summary, "signature", signature_json(m->document, trust));
+    if (json_is_object(json_object_get(m->document, "object_lock")))
+        json_object_set(summary, "object_lock", json_object_get(m->document, "object_lock"));
+    else
+        json_object_set_new(summary, "object_lock", json_null());
     if (entry->last_verified_at != 0) {
         char verified[32];
 
@@ -137,10 +183,7 @@ int cmd_list(int argc, char **argv)
     stow_error err = {0};
     storage *store = NULL;
 
-    memset(&cli, 0, sizeof cli);
-    cli_common_init(&cli.common);
-    if (cli_parse(argc, argv, "list", list_options, &cli.common, parse_list_option, &cli, NULL,
-                  0, NULL, &err) != 0)
+    if (parse_list_command(&cli, "list", argc, argv, NULL, 0, NULL, &err) != 0)
         return cli_finish(&err);
     if (cli.common.help) {
         fputs(list_usage, stdout);
@@ -153,7 +196,7 @@ int cmd_list(int argc, char **argv)
             json_t *array = json_array();
 
             for (size_t i = 0; i < catalog.count; i++)
-                json_array_append_new(array, summary_json(&catalog.entries[i]));
+                json_array_append_new(array, summary_json(&catalog.entries[i], &cli.trust));
             print_json(array);
             json_decref(array);
         } else {
@@ -173,7 +216,44 @@ static const char *hold_field(const struct catalog_entry *entry, const char *fie
     return value != NULL ? value : "?";
 }
 
-static void print_show_text(const struct catalog_entry *entry)
+/* Prints the manifest with "checked" and "status" added to its signature
+ * member, on a copy: the canonical form leaves that member out, so the
+ * output still verifies when saved as the manifest. */
+static void print_show_json(json_t *document, const struct signature_trust *trust)
+{
+    json_t *output = json_copy(document);
+    json_t *signature = json_copy(json_object_get(document, SIGNATURE_MEMBER));
+    const char *key_id = NULL;
+    enum signature_status status = signature_check(document, trust, &key_id);
+
+    if (json_is_object(signature)) {
+        json_object_set_new(signature, "checked", json_boolean(trust->count > 0));
+        json_object_set_new(signature, "status", json_string(signature_status_name(status)));
+        json_object_set(output, SIGNATURE_MEMBER, signature);
+    }
+    print_json(output);
+    json_decref(signature);
+    json_decref(output);
+}
+
+static void print_signature_text(json_t *document, const struct signature_trust *trust)
+{
+    const char *key_id = NULL;
+    enum signature_status status = signature_check(document, trust, &key_id);
+
+    if (status == SIGNATURE_UNSIGNED)
+        printf("signature   none (the manifest is not signed)\n");
+    else if (status == SIGNATURE_NOT_CHECKED)
+        printf("signature   ed25519 by key id %s, not checked (no --trusted-key)\n", key_id);
+    else if (status == SIGNATURE_VALID)
+        printf("signature   ed25519 by key id %s, valid: checked with a trusted key\n", key_id);
+    else
+        printf("signature   %s%s: %s\n", key_id != NULL ? "by key id " : "",
+               key_id != NULL ? key_id : "", signature_status_name(status));
+}
+
+static void print_show_text(const struct catalog_entry *entry,
+                            const struct signature_trust *trust)
 {
     const struct manifest *m = &entry->manifest;
     json_t *doc = m->document;
@@ -197,6 +277,13 @@ static void print_show_text(const struct catalog_entry *entry)
     for (size_t i = 0; i < m->recipient_count; i++)
         printf(" %s", m->recipients[i].key_id);
     printf("\nmanifest    %s\n", entry->manifest_key);
+    print_signature_text(doc, trust);
+    if (m->lock_mode != STORAGE_LOCK_NONE) {
+        char until[32];
+
+        manifest_format_time(m->lock_retain_until, until);
+        printf("object lock %s until %s\n", storage_lock_mode_name(m->lock_mode), until);
+    }
     if (entry->held)
         printf("hold        held since %s by %s on %s: %s\n", hold_field(entry, "held_at"),
                hold_field(entry, "user"), hold_field(entry, "host"),
@@ -225,10 +312,7 @@ int cmd_show(int argc, char **argv)
     stow_error err = {0};
     storage *store = NULL;
 
-    memset(&cli, 0, sizeof cli);
-    cli_common_init(&cli.common);
-    if (cli_parse(argc, argv, "show", list_options, &cli.common, parse_list_option, &cli, spec,
-                  1, &spec_count, &err) != 0)
+    if (parse_list_command(&cli, "show", argc, argv, spec, 1, &spec_count, &err) != 0)
         return cli_finish(&err);
     if (cli.common.help) {
         fputs(show_usage, stdout);
@@ -252,9 +336,9 @@ int cmd_show(int argc, char **argv)
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
         catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0) {
         if (cli.json)
-            print_json(entry->manifest.document);
+            print_show_json(entry->manifest.document, &cli.trust);
         else
-            print_show_text(entry);
+            print_show_text(entry, &cli.trust);
     }
     catalog_free(&catalog);
     storage_free(store);

@@ -13,6 +13,7 @@
 #include "replicate/dr_status.h"
 #include "replicate/replicate.h"
 #include "replicate/snapshot_replicate.h"
+#include "restore.h"
 
 enum {
     OPT_TO = CLI_OPT_FIRST_COMMAND_OPTION,
@@ -27,6 +28,7 @@ enum {
     OPT_JSON,
     OPT_KEY,
     OPT_PASSPHRASE_FILE,
+    OPT_TRUSTED_KEY,
     OPT_RPO_OBJECTIVE,
     OPT_RTO_OBJECTIVE,
     OPT_REPORT,
@@ -38,7 +40,21 @@ enum {
     OPT_RDS_REGION,
     OPT_RDS_ENDPOINT,
     OPT_WAIT_TIMEOUT,
-    OPT_POLL_INTERVAL
+    OPT_POLL_INTERVAL,
+    OPT_INSTANCE_CLASS,
+    OPT_SUBNET_GROUP,
+    OPT_SECURITY_GROUP,
+    OPT_PARAMETER_GROUP,
+    OPT_CONNECT_HOST,
+    OPT_DB_USER,
+    OPT_DATABASE,
+    OPT_JOBS,
+    OPT_SPOOL_DIR,
+    OPT_OBJECT_LOCK_DAYS,
+    OPT_OBJECT_LOCK_MODE,
+    OPT_SIGNING_KEY,
+    OPT_SIGNING_PASSPHRASE_FILE,
+    OPT_DB_IAM_AUTH
 };
 
 static const char replicate_usage[] =
@@ -59,8 +75,9 @@ static const char replicate_usage[] =
     "  --to-endpoint URL       S3 endpoint of the replica (default: AWS_ENDPOINT_URL_S3,\n"
     "                          AWS_ENDPOINT_URL, then AWS)\n"
     "  --to-path-style         path-style S3 addressing for the replica\n"
-    "  --to-storage-class NAME S3 storage class of the copies\n"
-    "  --name NAME             only backups of this catalog name\n"
+    "  --to-storage-class NAME S3 storage class of the copies (default: the\n"
+    "                          replica bucket's, normally STANDARD)\n"
+    "  --name NAME             only backups of this catalog name (default: every name)\n"
     "  --repair                also check the backups the replica has (reads each\n"
     "                          copy once) and copy again those that fail\n"
     "  --stream                copy through this host even where S3 could copy\n"
@@ -68,18 +85,31 @@ static const char replicate_usage[] =
     "                          read the primary)\n"
     "  --lock-stale-after DUR  take over the replica's lock of a name when it was not\n"
     "                          refreshed for DUR (default 10m; s, m, h, d or w)\n"
+    "  --object-lock-days N    store the data objects and manifests this run copies\n"
+    "                          under S3 Object Lock until N days (1 to 36500) after\n"
+    "                          the run starts. The replica bucket must have Object\n"
+    "                          Lock enabled; file:// replicas reject it. The copied\n"
+    "                          manifest records the replica's lock in object_lock\n"
+    "  --object-lock-mode MODE governance (default) or compliance\n"
+    "  --signing-key FILE      signing secret key (PATH.sign) that signs the copied\n"
+    "                          manifests again; needed with --object-lock-days when\n"
+    "                          the primary's manifests are signed\n"
+    "  --signing-passphrase-file FILE\n"
+    "                          passphrase of a protected signing key\n"
     "  --json                  print the result as JSON on stdout\n\n"
     "RDS snapshots:\n"
     "  --snapshots             also copy the RDS DB snapshots that Stowage created\n"
     "                          (stowage snapshot create) to --to-region, which is then\n"
     "                          required, and record each copy in the replica; each copy\n"
     "                          is waited for until it is available\n"
-    "  --instance ID           only snapshots of this DB instance\n"
+    "  --instance ID           only snapshots of this DB instance (default: every\n"
+    "                          instance's)\n"
     "  --kms-key KEY           KMS key id, ARN or alias in --to-region (needed for\n"
     "                          encrypted snapshots)\n"
     "  --rds-region NAME       region of the snapshots (default: --region, then\n"
     "                          AWS_REGION, AWS_DEFAULT_REGION)\n"
-    "  --rds-endpoint URL      RDS endpoint (env AWS_ENDPOINT_URL_RDS, AWS_ENDPOINT_URL)\n"
+    "  --rds-endpoint URL      RDS endpoint (env AWS_ENDPOINT_URL_RDS, AWS_ENDPOINT_URL;\n"
+    "                          default https://rds.REGION.amazonaws.com)\n"
     "  --wait-timeout DUR      how long to wait for each copy (default 1h)\n"
     "  --poll-interval DUR     first delay between status checks; it doubles up to 1m\n"
     "                          (default 10s)\n\n"
@@ -95,45 +125,122 @@ static const char dr_usage[] =
     "Ages count from a backup's start, when pg_dump takes its snapshot.\n\n"
     "Options:\n"
     "  --replica URL           replica repository: s3://BUCKET/PREFIX or file:///PATH\n"
-    "  --replica-region NAME   AWS region of the replica\n"
-    "  --replica-endpoint URL  S3 endpoint of the replica\n"
+    "  --replica-region NAME   AWS region of the replica (default: AWS_REGION,\n"
+    "                          AWS_DEFAULT_REGION, then us-east-1)\n"
+    "  --replica-endpoint URL  S3 endpoint of the replica (default:\n"
+    "                          AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS)\n"
     "  --replica-path-style    path-style S3 addressing for the replica\n"
-    "  --name NAME             only this catalog name\n"
+    "  --name NAME             only this catalog name (default: every name)\n"
     "  --json                  print the status as JSON on stdout\n\n" CLI_REPO_HELP;
 
 static const char drill_usage[] =
-    "Usage: stowage drill --repo REPLICA --key SECFILE [OPTIONS]\n\n"
+    "Usage: stowage drill --repo REPLICA --key SECFILE [OPTIONS]\n"
+    "       stowage drill --repo REPLICA --scratch rds --rds-region REGION [OPTIONS]\n\n"
     "Restores the newest backup of the repository (normally the replica) into a\n"
     "local scratch instance, verifies it against its manifest, removes the\n"
     "instance, and reports:\n"
     "  RPO  the age of the restored backup when the drill started;\n"
     "  RTO  the time from the start of the drill to the end of the verification.\n"
-    "Exit codes: 0 passed, 3 verification failed, 5 an objective was missed, and\n"
-    "the restore's own code for other failures.\n\n"
+    "With --scratch rds it restores the newest RDS snapshot copy that replicate\n"
+    "--snapshots made in --rds-region into an RDS scratch instance instead,\n"
+    "verifies it as restore --scratch rds --verify does (against the logical\n"
+    "backups in the repository), and deletes the instance. Its RPO is the age of\n"
+    "the original snapshot (OriginalSnapshotCreateTime), not of the copy.\n"
+    "Exit codes: 0 passed, 3 verification failed, 5 an objective was missed, 130\n"
+    "interrupted (the scratch instance is removed), and the restore's own code\n"
+    "for other failures.\n\n"
     "Options:\n"
     "  --key SECFILE           secret key of a recipient, such as the DR escrow key\n"
-    "                          (env STOWAGE_KEY)\n"
+    "                          (env STOWAGE_KEY); not used with --scratch rds\n"
     "  --passphrase-file FILE  passphrase of a protected key\n"
+    "  --trusted-key PUBFILE   signing public key (PATH.sign.pub) whose signature the\n"
+    "                          manifest must carry; repeat for several (env\n"
+    "                          STOWAGE_TRUSTED_KEYS, colon-separated)\n"
     "  --name NAME             catalog name, when the repository holds several\n"
-    "  --rpo-objective DUR     maximum age of the restored backup (s, m, h, d or w)\n"
-    "  --rto-objective DUR     maximum time to a verified restore\n"
-    "  --report FILE           write the drill report as JSON\n"
-    "  --markdown FILE         write the drill report as Markdown\n"
-    "  --scratch local         where to restore; only local is supported\n\n" CLI_REPO_HELP;
+    "                          (default: the only one)\n"
+    "  --rpo-objective DUR     maximum age of the recovery point (s, m, h, d or w;\n"
+    "                          default: none)\n"
+    "  --rto-objective DUR     maximum time to a verified restore (s, m, h, d or w;\n"
+    "                          default: none)\n"
+    "  --report FILE           write the drill report as JSON (default: none)\n"
+    "  --markdown FILE         write the drill report as Markdown (default: none)\n"
+    "  --scratch local|rds     where to restore (default local)\n"
+    "  --jobs N                restore with N parallel pg_restore jobs, 1 to 64\n"
+    "                          (default 1), from a temporary copy of the dump as\n"
+    "                          restore --jobs does; local drills only\n"
+    "  --spool-dir DIR         directory of that copy (default: $STOWAGE_SPOOL_DIR,\n"
+    "                          else $TMPDIR, else /tmp)\n\n"
+    "RDS drills (--scratch rds):\n"
+    "  --rds-region NAME       replica region holding the snapshot copies (required)\n"
+    "  --rds-endpoint URL      RDS endpoint (env AWS_ENDPOINT_URL_RDS, AWS_ENDPOINT_URL;\n"
+    "                          default https://rds.REGION.amazonaws.com)\n"
+    "  --instance ID           source instance of the copies (default: the only one)\n"
+    "  --instance-class CLASS  class of the scratch instance (default: as the source)\n"
+    "  --subnet-group NAME     DB subnet group of the scratch instance\n"
+    "  --security-group ID     VPC security group; repeatable\n"
+    "  --parameter-group NAME  DB parameter group\n"
+    "  --connect-host HOST:PORT connect there instead of the instance endpoint\n"
+    "  --db-user NAME          database user (default: PGUSER, else the master user);\n"
+    "                          the password comes from PGPASSWORD or .pgpass\n"
+    "  --db-iam-auth           sign in with an RDS IAM authentication token instead\n"
+    "                          (sslmode=require unless --connect-host is loopback;\n"
+    "                          --db-user needs the rds_iam role); local drills\n"
+    "                          ignore it, so that a configuration file may set it\n"
+    "  --database NAME         database to verify; repeatable (default: all)\n"
+    "  --wait-timeout DUR      how long to wait for the instance (default 1h)\n"
+    "  --poll-interval DUR     first delay between status checks; it doubles up to 1m\n"
+    "                          (default 10s)\n\n" CLI_REPO_HELP;
 
 struct dr_cli {
     const char *command;
+    const char *signing_key_path;            /* replicate --signing-key */
+    const char *signing_passphrase_file;
     struct cli_common common;
     struct cli_common replica;      /* storage options of the replica */
     struct replicate_options replicate;
     struct drill_options drill;
+    struct signature_trust trust;   /* drill --trusted-key */
     const char *scratch;
     int snapshots;
     struct snapshot_replicate_options snapshot;
     const char *rds_region;
     const char *rds_endpoint;
     int json;
+    const char *databases[CLI_MAX_REPEATED];        /* drill --database */
+    size_t database_count;
+    const char *security_groups[CLI_MAX_REPEATED];  /* drill --security-group */
+    size_t security_group_count;
+    int rds_scratch_options;                        /* 1 when an RDS drill option is given */
 };
+
+/* Parses the options of drill --scratch rds that set the scratch instance
+ * and the verification. */
+static int parse_drill_rds_option(struct dr_cli *cli, int code, const char *value,
+                                  stow_error *err)
+{
+    struct snapshot_restore_options *restore = &cli->drill.rds_restore;
+    int rds_options_before = cli->rds_scratch_options;
+
+    cli->rds_scratch_options = 1;
+    switch (code) {
+    case OPT_INSTANCE_CLASS: restore->scratch.instance_class = value; return 0;
+    case OPT_SUBNET_GROUP: restore->scratch.subnet_group = value; return 0;
+    case OPT_PARAMETER_GROUP: restore->scratch.parameter_group = value; return 0;
+    case OPT_CONNECT_HOST: restore->connect_host = value; return 0;
+    case OPT_DB_USER: restore->db_user = value; return 0;
+    case OPT_DB_IAM_AUTH:
+        cli->rds_scratch_options = rds_options_before; /* a local drill ignores it */
+        restore->db_iam_auth = 1;
+        return 0;
+    case OPT_SECURITY_GROUP:
+        return cli_add_repeated(cli->security_groups, &cli->security_group_count,
+                                "--security-group", value, err);
+    case OPT_DATABASE:
+        return cli_add_repeated(cli->databases, &cli->database_count, "--database", value, err);
+    default:
+        return cli_usage_error(err, cli->command, "unknown option");
+    }
+}
 
 /* Parses the options of --snapshots. */
 static int parse_snapshot_option(struct dr_cli *cli, int code, const char *value,
@@ -158,8 +265,35 @@ static int parse_snapshot_option(struct dr_cli *cli, int code, const char *value
         cli->snapshot.wait.poll_ms = (unsigned)(seconds * 1000);
         return 0;
     default:
-        return cli_usage_error(err, cli->command, "unknown option");
+        return parse_drill_rds_option(cli, code, value, err);
     }
+}
+
+/* Parses the Object Lock and signing options of replicate. */
+static int parse_replica_lock_option(struct dr_cli *cli, int code, const char *value,
+                                     stow_error *err)
+{
+    switch (code) {
+    case OPT_OBJECT_LOCK_DAYS:
+        return cli_parse_object_lock("--object-lock-days", value,
+                                     &cli->replicate.object_lock_days, NULL, err);
+    case OPT_OBJECT_LOCK_MODE:
+        return cli_parse_object_lock("--object-lock-mode", value, NULL,
+                                     &cli->replicate.object_lock_mode, err);
+    case OPT_SIGNING_KEY: cli->signing_key_path = value; return 0;
+    case OPT_SIGNING_PASSPHRASE_FILE: cli->signing_passphrase_file = value; return 0;
+    default: return parse_snapshot_option(cli, code, value, err);
+    }
+}
+
+static int parse_drill_jobs(struct dr_cli *cli, const char *value, stow_error *err)
+{
+    long jobs;
+
+    if (cli_parse_int("--jobs", value, 1, RESTORE_JOBS_MAX, &jobs, err) != 0)
+        return -1;
+    cli->drill.jobs = (int)jobs;
+    return 0;
 }
 
 static int parse_dr_option(void *context, int code, const char *value, stow_error *err)
@@ -182,6 +316,7 @@ static int parse_dr_option(void *context, int code, const char *value, stow_erro
     case OPT_JSON: cli->json = 1; break;
     case OPT_KEY: cli->drill.secret_key_path = value; break;
     case OPT_PASSPHRASE_FILE: cli->drill.passphrase_file = value; break;
+    case OPT_TRUSTED_KEY: return signature_trust_add_file(&cli->trust, value, err);
     case OPT_RPO_OBJECTIVE:
         return stow_duration_parse("--rpo-objective", value, &cli->drill.rpo_objective, err);
     case OPT_RTO_OBJECTIVE:
@@ -189,10 +324,12 @@ static int parse_dr_option(void *context, int code, const char *value, stow_erro
     case OPT_REPORT: cli->drill.report_path = value; break;
     case OPT_MARKDOWN: cli->drill.markdown_path = value; break;
     case OPT_SCRATCH: cli->scratch = value; break;
+    case OPT_JOBS: return parse_drill_jobs(cli, value, err);
+    case OPT_SPOOL_DIR: cli->drill.spool_directory = value; break;
     case OPT_LOCK_STALE_AFTER:
         return stow_duration_parse("--lock-stale-after", value,
                                    &cli->replicate.lock_stale_after, err);
-    default: return parse_snapshot_option(cli, code, value, err);
+    default: return parse_replica_lock_option(cli, code, value, err);
     }
     return 0;
 }
@@ -209,6 +346,10 @@ static const struct option replicate_options[] = {
     {"stream", no_argument, NULL, OPT_STREAM},
     {"snapshots", no_argument, NULL, OPT_SNAPSHOTS},
     {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
+    {"object-lock-days", required_argument, NULL, OPT_OBJECT_LOCK_DAYS},
+    {"object-lock-mode", required_argument, NULL, OPT_OBJECT_LOCK_MODE},
+    {"signing-key", required_argument, NULL, OPT_SIGNING_KEY},
+    {"signing-passphrase-file", required_argument, NULL, OPT_SIGNING_PASSPHRASE_FILE},
     {"json", no_argument, NULL, OPT_JSON},
     {"instance", required_argument, NULL, OPT_INSTANCE},
     {"kms-key", required_argument, NULL, OPT_KMS_KEY},
@@ -234,12 +375,28 @@ static const struct option drill_options[] = {
     CLI_REPO_LONG_OPTIONS,
     {"key", required_argument, NULL, OPT_KEY},
     {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
+    {"trusted-key", required_argument, NULL, OPT_TRUSTED_KEY},
     {"name", required_argument, NULL, OPT_NAME},
     {"rpo-objective", required_argument, NULL, OPT_RPO_OBJECTIVE},
     {"rto-objective", required_argument, NULL, OPT_RTO_OBJECTIVE},
     {"report", required_argument, NULL, OPT_REPORT},
     {"markdown", required_argument, NULL, OPT_MARKDOWN},
     {"scratch", required_argument, NULL, OPT_SCRATCH},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"spool-dir", required_argument, NULL, OPT_SPOOL_DIR},
+    {"rds-region", required_argument, NULL, OPT_RDS_REGION},
+    {"rds-endpoint", required_argument, NULL, OPT_RDS_ENDPOINT},
+    {"instance", required_argument, NULL, OPT_INSTANCE},
+    {"instance-class", required_argument, NULL, OPT_INSTANCE_CLASS},
+    {"subnet-group", required_argument, NULL, OPT_SUBNET_GROUP},
+    {"security-group", required_argument, NULL, OPT_SECURITY_GROUP},
+    {"parameter-group", required_argument, NULL, OPT_PARAMETER_GROUP},
+    {"connect-host", required_argument, NULL, OPT_CONNECT_HOST},
+    {"db-user", required_argument, NULL, OPT_DB_USER},
+    {"db-iam-auth", no_argument, NULL, OPT_DB_IAM_AUTH},
+    {"database", required_argument, NULL, OPT_DATABASE},
+    {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
+    {"poll-interval", required_argument, NULL, OPT_POLL_INTERVAL},
     {NULL, 0, NULL, 0},
 };
 
@@ -389,13 +546,37 @@ static int check_replicate_usage(const struct dr_cli *cli, stow_error *err)
                             cli->snapshot.kms_key_id != NULL))
         return cli_usage_error(err, "replicate", "--instance and --kms-key apply to "
                                                  "--snapshots only");
+    if (cli->replicate.object_lock_days == 0 &&
+        cli->replicate.object_lock_mode != STORAGE_LOCK_NONE)
+        return cli_usage_error(err, "replicate", "--object-lock-mode is set but "
+                                                 "--object-lock-days is not, so nothing would "
+                                                 "be locked");
     return 0;
+}
+
+/* Loads --signing-key, which only a locked replica uses. */
+static int load_replica_signing_key(const struct dr_cli *cli,
+                                    struct keys_signing_secret **signing_key, stow_error *err)
+{
+    struct keys_passphrase_source source = {cli->signing_passphrase_file};
+
+    *signing_key = NULL;
+    if (cli->signing_key_path == NULL)
+        return 0;
+    if (cli->replicate.object_lock_days == 0) {
+        stow_log_detail("--signing-key is not used: replicate signs manifests again only with "
+                      "--object-lock-days");
+        return 0;
+    }
+    return keys_signing_secret_load(cli->signing_key_path, keys_passphrase_from_source, &source,
+                                    signing_key, err);
 }
 
 int cmd_replicate(int argc, char **argv)
 {
     struct dr_cli cli;
     struct replicate_result result = {0};
+    struct keys_signing_secret *signing_key = NULL;
     storage *primary = NULL;
     storage *replica = NULL;
     json_t *summary = NULL;
@@ -408,8 +589,10 @@ int cmd_replicate(int argc, char **argv)
     }
     if (rc != 0 || check_replicate_usage(&cli, &err) != 0)
         return cli_finish(&err);
-    if (open_both(&cli, &primary, &replica, &err) != 0)
+    if (load_replica_signing_key(&cli, &signing_key, &err) != 0 ||
+        open_both(&cli, &primary, &replica, &err) != 0)
         goto done;
+    cli.replicate.signing_key = signing_key;
 
     /* Backups first; a run that failed before its first backup shows nothing. */
     if (replicate_run(primary, replica, &cli.replicate, &result, &err) == 0 || result.count > 0) {
@@ -427,6 +610,7 @@ int cmd_replicate(int argc, char **argv)
 
 done:
     json_decref(summary);
+    keys_signing_secret_free(signing_key);
     replicate_result_free(&result);
     storage_free(primary);
     storage_free(replica);
@@ -493,10 +677,57 @@ int cmd_dr(int argc, char **argv)
 
 /* --- drill ---------------------------------------------------------------- */
 
+static int is_rds_drill(const struct dr_cli *cli)
+{
+    return cli->scratch != NULL && strcmp(cli->scratch, "rds") == 0;
+}
+
+static int check_drill_usage(const struct dr_cli *cli, stow_error *err)
+{
+    if (cli->scratch != NULL && !is_rds_drill(cli) && strcmp(cli->scratch, "local") != 0)
+        return stow_fail(err, STOW_EXIT_USAGE, "invalid --scratch \"%s\": use local or rds",
+                         cli->scratch);
+    if (!is_rds_drill(cli) && (cli->rds_region != NULL || cli->rds_endpoint != NULL ||
+                               cli->snapshot.instance_id != NULL || cli->rds_scratch_options))
+        return cli_usage_error(err, "drill", "--rds-region, --instance, --connect-host and the "
+                                             "other RDS options apply to --scratch rds only");
+    if (is_rds_drill(cli) && cli->rds_region == NULL)
+        return cli_usage_error(err, "drill", "--scratch rds needs --rds-region REGION: the "
+                                             "replica region that holds the snapshot copies");
+    if (is_rds_drill(cli) && (cli->drill.jobs > 1 || cli->drill.spool_directory != NULL))
+        return cli_usage_error(err, "drill", "--jobs and --spool-dir apply to local drills only");
+    if (cli->drill.spool_directory != NULL && cli->drill.jobs <= 1)
+        return cli_usage_error(err, "drill", "--spool-dir applies to --jobs N with N > 1 only");
+    return 0;
+}
+
+/* Opens the RDS client of the replica region and completes the options of
+ * the RDS restore. */
+static int prepare_rds_drill(struct dr_cli *cli, rds_client **client, stow_error *err)
+{
+    struct snapshot_restore_options *restore = &cli->drill.rds_restore;
+    struct rds_options options;
+
+    memset(&options, 0, sizeof options);
+    options.region = cli->rds_region;
+    options.endpoint = cli->rds_endpoint;
+    if (rds_client_new(&options, client, err) != 0)
+        return -1;
+    cli->drill.rds = *client;
+    cli->drill.instance_id = cli->snapshot.instance_id;
+    restore->scratch.security_groups = cli->security_groups;
+    restore->scratch.security_group_count = cli->security_group_count;
+    restore->scratch.wait = cli->snapshot.wait;
+    restore->databases = cli->databases;
+    restore->database_count = cli->database_count;
+    return 0;
+}
+
 int cmd_drill(int argc, char **argv)
 {
     struct dr_cli cli;
     storage *store = NULL;
+    rds_client *client = NULL;
     stow_error err = {0};
     int rc = parse_dr_command(&cli, "drill", argc, argv, drill_options, &err);
 
@@ -506,22 +737,21 @@ int cmd_drill(int argc, char **argv)
     }
     if (rc == 0 && cli.drill.secret_key_path == NULL)
         cli.drill.secret_key_path = getenv("STOWAGE_KEY");
-    /* NOTE: --scratch rds could restore the newest snapshot copy with
-     * snapshot_restore_run, but the RPO of a copy needs the original's
-     * creation time (OriginalSnapshotCreateTime), which aws/rds.c does not
-     * parse yet. */
-    if (rc == 0 && cli.scratch != NULL && strcmp(cli.scratch, "local") != 0)
-        stow_fail(&err, STOW_EXIT_USAGE, "invalid --scratch \"%s\": only \"local\" is "
-                                         "supported by drill",
-                  cli.scratch);
+    if (rc == 0 && cli.trust.count == 0)
+        signature_trust_add_list(&cli.trust, getenv("STOWAGE_TRUSTED_KEYS"), &err);
+    cli.drill.trust = &cli.trust;
+    if (rc == 0)
+        check_drill_usage(&cli, &err);
     if (stow_error_is_set(&err))
         return cli_finish(&err);
 
     if (strncmp(cli.common.storage.url, "s3://", 5) == 0)
         cli.drill.region = cli.common.storage.region ? cli.common.storage.region
                                                      : s3_default_region();
-    if (cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0)
+    if ((!is_rds_drill(&cli) || prepare_rds_drill(&cli, &client, &err) == 0) &&
+        cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0)
         drill_run(store, &cli.drill, &err);
     storage_free(store);
+    rds_client_free(client);
     return cli_finish(&err);
 }

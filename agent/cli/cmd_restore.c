@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "common/log.h"
 #include "restore.h"
+#include "signature.h"
 
 /* Restores from RDS snapshots and points in time (cmd_snapshot.c). */
 int cmd_restore_rds(int argc, char **argv);
@@ -27,42 +28,65 @@ enum {
     OPT_REPORT,
     OPT_ALL,
     OPT_AGAINST,
-    OPT_TO
+    OPT_TO,
+    OPT_TRUSTED_KEY,
+    OPT_JOBS,
+    OPT_SPOOL_DIR,
+    OPT_DB_IAM_AUTH
 };
 
 #define READ_HELP                                                                   \
     "Choosing the backup: BACKUP is a backup id or \"latest\"; --at TIME picks the\n" \
     "newest backup taken at or before TIME (RFC 3339; a time without an offset is UTC).\n" \
     "  --name NAME              catalog name, when the repository holds several\n"   \
-    "  --at TIME                newest backup at or before TIME\n"                   \
+    "                           (default: the only one)\n"                            \
+    "  --at TIME                newest backup at or before TIME (default: the\n"      \
+    "                           BACKUP argument)\n"                                   \
     "  --key SECFILE            secret key of a recipient (env STOWAGE_KEY)\n"       \
     "  --passphrase-file FILE   passphrase of a protected key (else asked on the\n"  \
-    "                           terminal)\n\n" CLI_REPO_HELP
+    "                           terminal)\n"                                       \
+    "  --trusted-key PUBFILE    signing public key (PATH.sign.pub) whose signature the\n" \
+    "                           manifest must carry; repeat for several (env\n"     \
+    "                           STOWAGE_TRUSTED_KEYS, colon-separated). Without it,\n" \
+    "                           signatures are not checked\n\n" CLI_REPO_HELP
 
 static const char restore_usage[] =
     "Usage: stowage restore --repo URL BACKUP --key SECFILE --target CONNINFO\n"
     "                       [--clean] [--with-globals] [--no-owner] [--verify]\n"
+    "                       [--jobs N [--spool-dir DIR]]\n"
     "       stowage restore --repo URL BACKUP --key SECFILE --scratch local --verify\n"
-    "                       [--report FILE] [--keep]\n"
+    "                       [--report FILE] [--keep] [--jobs N [--spool-dir DIR]]\n"
     "       stowage restore --from-snapshot ID | --instance ID --at TIME --scratch rds\n"
     "                       [--verify] [--amcheck]   (stowage restore --scratch rds --help)\n\n"
     "Streams the backup into pg_restore without staging it on disk: every part's\n"
     "SHA-256 is checked, the data is decrypted and decompressed on the way, and\n"
-    "pg_restore runs in a single transaction, so a failed restore leaves nothing.\n\n"
+    "pg_restore runs in a single transaction, so a failed restore leaves nothing\n"
+    "(except with --jobs N > 1, see below).\n\n"
     "Options:\n"
     "  --target CONNINFO        database to restore into (must hold no tables\n"
     "                           unless --clean)\n"
+    "  --db-iam-auth            sign in to the --target database with an RDS IAM\n"
+    "                           token instead of a password (see stowage backup --help)\n"
     "  --scratch local          restore into a throwaway local PostgreSQL cluster of\n"
     "                           the backup's major version, removed afterwards\n"
     "  --verify                 compare the restored database with the manifest:\n"
     "                           row counts and digests of every table, schemas,\n"
     "                           sequences and extensions\n"
-    "  --report FILE            write the JSON report to FILE\n"
+    "  --report FILE            write the JSON report to FILE (default: none)\n"
     "  --keep                   leave the scratch instance running\n"
     "  --clean                  drop and replace objects the target already has\n"
     "  --with-globals           create roles and tablespaces first\n"
     "  --no-owner               skip ownership and privileges (pg_restore --no-owner\n"
-    "                           --no-privileges)\n" READ_HELP;
+    "                           --no-privileges)\n"
+    "  --jobs N                 restore with N parallel pg_restore jobs, 1 to 64\n"
+    "                           (default 1). With N > 1 the decrypted dump is first\n"
+    "                           written to a temporary file as large as the dump\n"
+    "                           (it is checked in full before pg_restore starts),\n"
+    "                           and pg_restore cannot use a single transaction: a\n"
+    "                           failed or interrupted restore leaves a partly restored\n"
+    "                           database, which must be dropped and recreated\n"
+    "  --spool-dir DIR          directory of that temporary file (default:\n"
+    "                           $STOWAGE_SPOOL_DIR, else $TMPDIR, else /tmp)\n" READ_HELP;
 
 static const char verify_usage[] =
     "Usage: stowage verify --repo URL BACKUP|--all --key SECFILE\n"
@@ -75,7 +99,10 @@ static const char verify_usage[] =
     "Options:\n"
     "  --all                    verify every backup in the catalog\n"
     "  --against CONNINFO       compare this database with the manifest\n"
-    "  --report FILE            write the comparison report as JSON\n" READ_HELP;
+    "  --db-iam-auth            sign in to the --against database with an RDS IAM\n"
+    "                           token instead of a password (see stowage backup --help)\n"
+    "  --report FILE            write the comparison report as JSON (default: none)\n"
+    READ_HELP;
 
 static const char extract_usage[] =
     "Usage: stowage extract --repo URL BACKUP --key SECFILE --to DIR\n\n"
@@ -95,8 +122,20 @@ struct read_cli {
     const char *against;
     const char *to;
     int all;
+    int db_iam_auth;
     const char *command;
+    struct signature_trust trust;
 };
+
+static int parse_jobs(struct read_cli *cli, const char *value, stow_error *err)
+{
+    long jobs;
+
+    if (cli_parse_int("--jobs", value, 1, RESTORE_JOBS_MAX, &jobs, err) != 0)
+        return -1;
+    cli->restore.jobs = (int)jobs;
+    return 0;
+}
 
 static int parse_read_option(void *context, int code, const char *value, stow_error *err)
 {
@@ -118,30 +157,63 @@ static int parse_read_option(void *context, int code, const char *value, stow_er
     case OPT_ALL: cli->all = 1; break;
     case OPT_AGAINST: cli->against = value; break;
     case OPT_TO: cli->to = value; break;
+    case OPT_TRUSTED_KEY: return signature_trust_add_file(&cli->trust, value, err);
+    case OPT_JOBS: return parse_jobs(cli, value, err);
+    case OPT_SPOOL_DIR: cli->restore.spool_directory = value; break;
+    case OPT_DB_IAM_AUTH: cli->db_iam_auth = 1; break;
     default: return cli_usage_error(err, cli->command, "unknown option");
     }
     return 0;
 }
 
+/* Options of restore, verify and extract. */
+#define READ_LONG_OPTIONS \
+    CLI_REPO_LONG_OPTIONS, \
+    {"key", required_argument, NULL, OPT_KEY}, \
+    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE}, \
+    {"name", required_argument, NULL, OPT_NAME}, \
+    {"at", required_argument, NULL, OPT_AT}, \
+    {"target", required_argument, NULL, OPT_TARGET}, \
+    {"scratch", required_argument, NULL, OPT_SCRATCH}, \
+    {"verify", no_argument, NULL, OPT_VERIFY}, \
+    {"clean", no_argument, NULL, OPT_CLEAN}, \
+    {"with-globals", no_argument, NULL, OPT_WITH_GLOBALS}, \
+    {"no-owner", no_argument, NULL, OPT_NO_OWNER}, \
+    {"keep", no_argument, NULL, OPT_KEEP}, \
+    {"report", required_argument, NULL, OPT_REPORT}, \
+    {"all", no_argument, NULL, OPT_ALL}, \
+    {"against", required_argument, NULL, OPT_AGAINST}, \
+    {"to", required_argument, NULL, OPT_TO}, \
+    {"trusted-key", required_argument, NULL, OPT_TRUSTED_KEY}, \
+    {"db-iam-auth", no_argument, NULL, OPT_DB_IAM_AUTH}
+
 static const struct option read_options[] = {
-    CLI_REPO_LONG_OPTIONS,
-    {"key", required_argument, NULL, OPT_KEY},
-    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
-    {"name", required_argument, NULL, OPT_NAME},
-    {"at", required_argument, NULL, OPT_AT},
-    {"target", required_argument, NULL, OPT_TARGET},
-    {"scratch", required_argument, NULL, OPT_SCRATCH},
-    {"verify", no_argument, NULL, OPT_VERIFY},
-    {"clean", no_argument, NULL, OPT_CLEAN},
-    {"with-globals", no_argument, NULL, OPT_WITH_GLOBALS},
-    {"no-owner", no_argument, NULL, OPT_NO_OWNER},
-    {"keep", no_argument, NULL, OPT_KEEP},
-    {"report", required_argument, NULL, OPT_REPORT},
-    {"all", no_argument, NULL, OPT_ALL},
-    {"against", required_argument, NULL, OPT_AGAINST},
-    {"to", required_argument, NULL, OPT_TO},
+    READ_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
+
+/* restore's options: those of verify and extract, and parallel restore. */
+static const struct option restore_options[] = {
+    READ_LONG_OPTIONS,
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"spool-dir", required_argument, NULL, OPT_SPOOL_DIR},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies --db-iam-auth to the database that restore --target or verify
+ * --against connects to. */
+static int use_db_iam_auth(const struct read_cli *cli, stow_error *err)
+{
+    const char *conninfo = cli->restore.target_conninfo != NULL ? cli->restore.target_conninfo
+                                                                : cli->against;
+
+    if (!cli->db_iam_auth)
+        return 0;
+    if (conninfo == NULL)
+        return cli_usage_error(err, cli->command, "--db-iam-auth applies to restore --target "
+                                                  "and verify --against only");
+    return cli_use_db_iam_auth(conninfo, err);
+}
 
 /* Parses arguments and resolves BACKUP; returns 1 after printing help. */
 static int parse_read_command(struct read_cli *cli, int argc, char **argv, const char **spec,
@@ -151,11 +223,15 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
 
     cli_common_init(&cli->common);
     cli->restore.secret_key_path = getenv("STOWAGE_KEY");
-    if (cli_parse(argc, argv, cli->command, read_options, &cli->common, parse_read_option, cli,
-                  spec, 1, &spec_count, err) != 0)
+    if (cli_parse(argc, argv, cli->command,
+                  strcmp(cli->command, "restore") == 0 ? restore_options : read_options,
+                  &cli->common, parse_read_option, cli, spec, 1, &spec_count, err) != 0)
         return -1;
     if (cli->common.help)
         return 1;
+    if (cli->trust.count == 0 &&
+        signature_trust_add_list(&cli->trust, getenv("STOWAGE_TRUSTED_KEYS"), err) != 0)
+        return -1;
     if (cli->at_text != NULL && manifest_parse_time(cli->at_text, at) != 0) {
         stow_fail(err, STOW_EXIT_USAGE, "invalid --at time \"%s\"", cli->at_text);
         stow_error_hint(err, "use RFC 3339, for example 2026-12-04T03:00:00Z or "
@@ -166,7 +242,7 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
         return cli_usage_error(err, cli->command, "name the backup: an id, latest, or --at TIME");
     if (spec_count > 0 && cli->at_text != NULL)
         return cli_usage_error(err, cli->command, "give BACKUP or --at TIME, not both");
-    return 0;
+    return use_db_iam_auth(cli, err);
 }
 
 /* Fails before anything is restored when the report could not be written. */
@@ -204,7 +280,22 @@ static int check_restore_target(const struct read_cli *cli, stow_error *err)
                                                "--scratch local");
     if (cli->restore.keep && cli->scratch == NULL)
         return cli_usage_error(err, "restore", "--keep applies to --scratch local only");
+    if (cli->restore.spool_directory != NULL && cli->restore.jobs <= 1)
+        return cli_usage_error(err, "restore", "--spool-dir applies to --jobs N with N > 1 "
+                                               "only");
     return 0;
+}
+
+/* Finds the backup that spec or at names and checks its manifest's
+ * signature against the trusted keys. */
+static int find_trusted_backup(storage *store, const struct read_cli *cli, const char *spec,
+                               time_t at, struct catalog *catalog,
+                               const struct catalog_entry **entry, stow_error *err)
+{
+    if (catalog_find(store, spec, at, cli->name, catalog, entry, err) != 0)
+        return -1;
+    return signature_check_manifest(&(*entry)->manifest, (*entry)->manifest_key, &cli->trust,
+                                    err);
 }
 
 /* Returns 1 when the arguments ask for an RDS scratch restore. */
@@ -245,7 +336,7 @@ int cmd_restore(int argc, char **argv)
     cli.restore.scratch_local = cli.scratch != NULL;
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0)
+        find_trusted_backup(store, &cli, spec[0], at, &catalog, &entry, &err) == 0)
         restore_run(store, entry, &cli.restore, &err);
     catalog_free(&catalog);
     storage_free(store);
@@ -263,7 +354,11 @@ static int verify_all(storage *store, const struct read_cli *cli, stow_error *er
     for (size_t i = 0; i < catalog.count; i++) {
         stow_error one = {0};
 
-        if (restore_verify_storage(store, &catalog.entries[i], cli->restore.secret_key_path,
+        const struct catalog_entry *entry = &catalog.entries[i];
+
+        if (signature_check_manifest(&entry->manifest, entry->manifest_key, &cli->trust,
+                                     &one) != 0 ||
+            restore_verify_storage(store, entry, cli->restore.secret_key_path,
                                    cli->restore.passphrase_file, &one) != 0) {
             stow_log_error(&one);
             if (!stow_error_is_set(&first))
@@ -314,7 +409,7 @@ int cmd_verify(int argc, char **argv)
         /* nothing to do */
     } else if (cli.all) {
         verify_all(store, &cli, &err);
-    } else if (catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0) {
+    } else if (find_trusted_backup(store, &cli, spec[0], at, &catalog, &entry, &err) == 0) {
         if (cli.against != NULL)
             restore_verify_against(entry, cli.against, cli.restore.report_path, &err);
         else
@@ -350,7 +445,7 @@ int cmd_extract(int argc, char **argv)
         return cli_finish(&err);
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0)
+        find_trusted_backup(store, &cli, spec[0], at, &catalog, &entry, &err) == 0)
         restore_extract(store, entry, cli.restore.secret_key_path, cli.restore.passphrase_file,
                         cli.to, &err);
     catalog_free(&catalog);

@@ -12,8 +12,6 @@
 #include "rds/snapshot.h"
 #include "scratch_rds.h"
 
-#define MAX_REPEATED 32
-
 enum {
     OPT_RDS_ENDPOINT = CLI_OPT_FIRST_COMMAND_OPTION,
     OPT_RDS_REGION,
@@ -44,7 +42,8 @@ enum {
     OPT_REPORT,
     OPT_EXPIRES_IN,
     OPT_NAME,
-    OPT_MATCH_WINDOW
+    OPT_MATCH_WINDOW,
+    OPT_DB_IAM_AUTH
 };
 
 #define RDS_HELP                                                                      \
@@ -120,7 +119,8 @@ static const char expire_usage[] =
     "Options:\n"
     "  --instance ID          DB instance whose snapshots to expire\n"
     "  --keep-last N          newest snapshots to keep (at least 1)\n"
-    "  --keep-within DUR      also keep snapshots younger than this (7d, 36h)\n"
+    "  --keep-within DUR      also keep snapshots younger than this, such as 7d or\n"
+    "                         36h (s, m, h, d or w; default: none)\n"
     "  --dry-run              print the decisions, delete nothing\n\n" RDS_HELP "\n"
     CLI_REPO_HELP;
 
@@ -163,6 +163,11 @@ static const char restore_rds_usage[] =
     "  --db-user NAME           database user (default: PGUSER, else the master\n"
     "                           user); the password comes from PGPASSWORD or\n"
     "                           .pgpass\n"
+    "  --db-iam-auth            sign in with an RDS IAM authentication token as the\n"
+    "                           password; the scratch instance gets IAM database\n"
+    "                           authentication enabled, the connection sslmode=require\n"
+    "                           (not for a loopback --connect-host), and --db-user needs\n"
+    "                           the rds_iam role\n"
     "  --instance-class CLASS   class of the scratch instance (default: as the\n"
     "                           source)\n"
     "  --subnet-group NAME      DB subnet group of the scratch instance\n"
@@ -172,7 +177,7 @@ static const char restore_rds_usage[] =
     "  --name NAME              catalog name of the backups to compare with\n"
     "  --match-window DUR       maximum distance in time between the backup and the\n"
     "                           restored state (default 24h)\n"
-    "  --report FILE            write the JSON report to FILE\n"
+    "  --report FILE            write the JSON report to FILE (default: none)\n"
     "  --keep                   leave the scratch instance running\n" WAIT_HELP "\n" RDS_HELP
     "\n" CLI_REPO_HELP;
 
@@ -196,11 +201,11 @@ struct rds_cli {
     const char *scratch;
     const char *connect_host;
     const char *db_user;
-    const char *databases[MAX_REPEATED];
+    const char *databases[CLI_MAX_REPEATED];
     size_t database_count;
     const char *instance_class;
     const char *subnet_group;
-    const char *security_groups[MAX_REPEATED];
+    const char *security_groups[CLI_MAX_REPEATED];
     size_t security_group_count;
     const char *parameter_group;
     int amcheck;
@@ -210,6 +215,7 @@ struct rds_cli {
     int64_t expires_in;
     const char *name;
     int64_t match_window;
+    int db_iam_auth;
 };
 
 static const struct option rds_options[] = {
@@ -244,17 +250,9 @@ static const struct option rds_options[] = {
     {"expires-in", required_argument, NULL, OPT_EXPIRES_IN},
     {"name", required_argument, NULL, OPT_NAME},
     {"match-window", required_argument, NULL, OPT_MATCH_WINDOW},
+    {"db-iam-auth", no_argument, NULL, OPT_DB_IAM_AUTH},
     {NULL, 0, NULL, 0},
 };
-
-static int add_repeated(const char **list, size_t *count, const char *option, const char *value,
-                        stow_error *err)
-{
-    if (*count == MAX_REPEATED)
-        return stow_fail(err, STOW_EXIT_USAGE, "more than %d %s options", MAX_REPEATED, option);
-    list[(*count)++] = value;
-    return 0;
-}
 
 static int parse_wait_option(struct rds_cli *cli, int code, const char *value, stow_error *err)
 {
@@ -283,13 +281,14 @@ static int parse_restore_option(struct rds_cli *cli, int code, const char *value
     case OPT_SCRATCH: cli->scratch = value; return 0;
     case OPT_CONNECT_HOST: cli->connect_host = value; return 0;
     case OPT_DB_USER: cli->db_user = value; return 0;
+    case OPT_DB_IAM_AUTH: cli->db_iam_auth = 1; return 0;
     case OPT_DATABASE:
-        return add_repeated(cli->databases, &cli->database_count, "--database", value, err);
+        return cli_add_repeated(cli->databases, &cli->database_count, "--database", value, err);
     case OPT_INSTANCE_CLASS: cli->instance_class = value; return 0;
     case OPT_SUBNET_GROUP: cli->subnet_group = value; return 0;
     case OPT_SECURITY_GROUP:
-        return add_repeated(cli->security_groups, &cli->security_group_count,
-                            "--security-group", value, err);
+        return cli_add_repeated(cli->security_groups, &cli->security_group_count,
+                                "--security-group", value, err);
     case OPT_PARAMETER_GROUP: cli->parameter_group = value; return 0;
     case OPT_AMCHECK: cli->amcheck = 1; return 0;
     case OPT_VERIFY: cli->verify = 1; return 0;
@@ -795,6 +794,7 @@ int cmd_restore_rds(int argc, char **argv)
     options.scratch.wait = cli.wait;
     options.connect_host = cli.connect_host;
     options.db_user = cli.db_user;
+    options.db_iam_auth = cli.db_iam_auth;
     options.databases = cli.databases;
     options.database_count = cli.database_count;
     options.catalog_name = cli.name;

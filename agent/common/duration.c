@@ -46,6 +46,13 @@ int stow_duration_parse(const char *option, const char *text, int64_t *seconds,
         total += number * unit;
         cursor++;
     }
+    if (total == 0 && *text != '\0') {
+        stow_fail(err, STOW_EXIT_USAGE, "invalid duration for %s: \"%s\" is zero, and %s "
+                                        "needs a duration longer than zero",
+                  option, text, option);
+        stow_error_hint(err, "give at least 1s");
+        return -1;
+    }
     if (total == 0)
         goto invalid;
     *seconds = total;

@@ -20,6 +20,10 @@ static enum stow_log_level log_level = STOW_LOG_INFO;
 static enum stow_log_format log_format = STOW_LOG_TEXT;
 static struct log_field log_context[LOG_CONTEXT_FIELDS];
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
+static int status_line_shown; /* guarded by log_mutex */
+
+/* Carriage return, then ECMA-48 "erase in line" (EL) to its end. */
+#define ERASE_LINE "\r\033[K"
 
 static const char *const level_names[] = {"error", "warn", "info", "detail", "debug"};
 
@@ -28,9 +32,24 @@ void stow_log_set_format(enum stow_log_format format)
     log_format = format;
 }
 
+enum stow_log_format stow_log_get_format(void)
+{
+    return log_format;
+}
+
 void stow_log_set_level(enum stow_log_level level)
 {
     log_level = level;
+}
+
+enum stow_log_level stow_log_get_level(void)
+{
+    return log_level;
+}
+
+const char *stow_log_level_name(enum stow_log_level level)
+{
+    return level_names[level];
 }
 
 int stow_log_level_parse(const char *name, enum stow_log_level *level)
@@ -135,6 +154,10 @@ void stow_log(enum stow_log_level level, const char *fmt, ...)
     format_time(time_text, sizeof time_text);
 
     pthread_mutex_lock(&log_mutex);
+    if (status_line_shown) {
+        fputs(ERASE_LINE, stderr);
+        status_line_shown = 0;
+    }
     if (log_format == STOW_LOG_JSON)
         write_json_line(level, time_text, message);
     else
@@ -151,4 +174,13 @@ void stow_log_error(const stow_error *err)
         stow_log(STOW_LOG_ERROR, "%s\n  hint: %s", err->message, err->hint);
     else
         stow_log(STOW_LOG_ERROR, "%s", err->message);
+}
+
+void stow_log_status_line(const char *text, int keep)
+{
+    pthread_mutex_lock(&log_mutex);
+    fprintf(stderr, ERASE_LINE "%s%s", text, keep ? "\n" : "");
+    fflush(stderr);
+    status_line_shown = !keep;
+    pthread_mutex_unlock(&log_mutex);
 }

@@ -21,7 +21,12 @@ enum stow_log_level {
 enum stow_log_format { STOW_LOG_TEXT = 0, STOW_LOG_JSON = 1 };
 
 void stow_log_set_format(enum stow_log_format format);
+enum stow_log_format stow_log_get_format(void);
 void stow_log_set_level(enum stow_log_level level);
+enum stow_log_level stow_log_get_level(void);
+
+/* Returns the name that stow_log_level_parse accepts for level. */
+const char *stow_log_level_name(enum stow_log_level level);
 
 /* Parses "error", "warn", "info", "detail" or "debug". Returns -1 if unknown. */
 int stow_log_level_parse(const char *name, enum stow_log_level *level);
@@ -34,6 +39,12 @@ void stow_log(enum stow_log_level level, const char *fmt, ...) STOW_PRINTF(2, 3)
 
 /* Logs a recorded error at error level, with its hint on a second line. */
 void stow_log_error(const stow_error *err);
+
+/* Replaces the status line (the progress display) at the bottom of stderr
+ * with text, using a carriage return and an erase-line sequence. keep 1
+ * ends it with a newline so that it stays. Otherwise the next log line
+ * erases it first, so that a log line never shares a line with it. */
+void stow_log_status_line(const char *text, int keep);
 
 #define stow_log_warn(...) stow_log(STOW_LOG_WARN, __VA_ARGS__)
 #define stow_log_info(...) stow_log(STOW_LOG_INFO, __VA_ARGS__)

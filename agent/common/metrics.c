@@ -74,86 +74,149 @@ static int append_sample(stow_buf *out, const char *metric, const struct metrics
     return stow_buf_printf(out, err, " %s\n", value);
 }
 
-static int append_gauge(stow_buf *out, const char *metric, const char *help,
-                        const struct metrics_run *run, const char *value, stow_error *err)
+/* Writes run's sample of one metric into value; returns 0 when run has none. */
+typedef int (*sample_value_fn)(const struct metrics_run *run, char *value, size_t size);
+
+/* Appends a family and one sample per run that has a value; nothing when
+ * no run has one. */
+static int append_runs(stow_buf *out, const char *metric, const char *type, const char *help,
+                       const struct metrics_run *runs, size_t count, const char *kind,
+                       sample_value_fn sample_value, stow_error *err)
 {
-    if (append_family(out, metric, "gauge", help, err) != 0)
-        return -1;
-    return append_sample(out, metric, run, NULL, value, err);
+    int header = 0;
+    char value[64];
+
+    for (size_t i = 0; i < count; i++) {
+        if (!sample_value(&runs[i], value, sizeof value))
+            continue;
+        if (!header && help != NULL && append_family(out, metric, type, help, err) != 0)
+            return -1;
+        header = 1;
+        if (append_sample(out, metric, &runs[i], kind, value, err) != 0)
+            return -1;
+    }
+    return 0;
 }
 
-static int append_backup_metrics(stow_buf *out, const struct metrics_run *run, stow_error *err)
+static int finished_value(const struct metrics_run *run, char *value, size_t size)
 {
-    static const char bytes_metric[] = "stowage_backup_bytes";
-    char value[64];
+    return snprintf(value, size, "%lld", (long long)run->finished_at) > 0;
+}
+
+static int last_success_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->last_success != 0 &&
+           snprintf(value, size, "%lld", (long long)run->last_success) > 0;
+}
+
+static int duration_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return snprintf(value, size, "%.3f", run->duration_seconds) > 0;
+}
+
+static int success_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return snprintf(value, size, "%d", run->success ? 1 : 0) > 0;
+}
+
+static int retries_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return snprintf(value, size, "%llu", (unsigned long long)run->retries) > 0;
+}
+
+static int verification_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->verification >= 0 && snprintf(value, size, "%d", run->verification) > 0;
+}
+
+static int archive_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_backup &&
+           snprintf(value, size, "%llu", (unsigned long long)run->archive_bytes) > 0;
+}
+
+static int compressed_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_backup &&
+           snprintf(value, size, "%llu", (unsigned long long)run->compressed_bytes) > 0;
+}
+
+static int stored_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_backup &&
+           snprintf(value, size, "%llu", (unsigned long long)run->stored_bytes) > 0;
+}
+
+static int ratio_value(const struct metrics_run *run, char *value, size_t size)
+{
     double ratio = run->compressed_bytes > 0
                        ? (double)run->archive_bytes / (double)run->compressed_bytes
                        : 0.0;
 
-    if (append_family(out, bytes_metric, "gauge",
-                      "Size of the last backup in bytes: the archive before compression, "
-                      "after compression, and as stored (encrypted).",
-                      err) != 0)
-        return -1;
-    snprintf(value, sizeof value, "%llu", (unsigned long long)run->archive_bytes);
-    if (append_sample(out, bytes_metric, run, "archive", value, err) != 0)
-        return -1;
-    snprintf(value, sizeof value, "%llu", (unsigned long long)run->compressed_bytes);
-    if (append_sample(out, bytes_metric, run, "compressed", value, err) != 0)
-        return -1;
-    snprintf(value, sizeof value, "%llu", (unsigned long long)run->stored_bytes);
-    if (append_sample(out, bytes_metric, run, "stored", value, err) != 0)
-        return -1;
+    return run->has_backup && snprintf(value, size, "%.4f", ratio) > 0;
+}
 
-    snprintf(value, sizeof value, "%.4f", ratio);
-    if (append_gauge(out, "stowage_backup_compression_ratio",
-                     "Archive bytes divided by compressed bytes of the last backup.", run, value,
-                     err) != 0)
+static int parts_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_backup && snprintf(value, size, "%llu", (unsigned long long)run->parts) > 0;
+}
+
+static int append_backup_metrics(stow_buf *out, const struct metrics_run *runs, size_t count,
+                                 stow_error *err)
+{
+    static const char bytes_metric[] = "stowage_backup_bytes";
+
+    /* The three kinds share one family, so only the first has the header. */
+    if (append_runs(out, bytes_metric, "gauge",
+                    "Size of the last backup in bytes: the archive before compression, "
+                    "after compression, and as stored (encrypted).",
+                    runs, count, "archive", archive_value, err) != 0 ||
+        append_runs(out, bytes_metric, "gauge", NULL, runs, count, "compressed",
+                    compressed_value, err) != 0 ||
+        append_runs(out, bytes_metric, "gauge", NULL, runs, count, "stored", stored_value,
+                    err) != 0)
         return -1;
-    snprintf(value, sizeof value, "%llu", (unsigned long long)run->parts);
-    return append_gauge(out, "stowage_backup_parts", "Upload parts of the last backup.", run,
-                        value, err);
+    if (append_runs(out, "stowage_backup_compression_ratio", "gauge",
+                    "Archive bytes divided by compressed bytes of the last backup.", runs,
+                    count, NULL, ratio_value, err) != 0)
+        return -1;
+    return append_runs(out, "stowage_backup_parts", "gauge", "Upload parts of the last backup.",
+                       runs, count, NULL, parts_value, err);
+}
+
+int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_last_success,
+                        stow_buf *out, stow_error *err)
+{
+    stow_buf_reset(out);
+    if (append_runs(out, "stowage_last_run_timestamp_seconds", "gauge",
+                    "Unix time at which the last run finished.", runs, count, NULL,
+                    finished_value, err) != 0)
+        return -1;
+    if (with_last_success &&
+        append_runs(out, "stowage_last_success_timestamp_seconds", "gauge",
+                    "Unix time at which the last successful run finished.", runs, count, NULL,
+                    last_success_value, err) != 0)
+        return -1;
+    if (append_runs(out, "stowage_run_duration_seconds", "gauge",
+                    "Duration of the last run in seconds.", runs, count, NULL, duration_value,
+                    err) != 0 ||
+        append_runs(out, "stowage_run_success", "gauge",
+                    "1 when the last run succeeded, else 0.", runs, count, NULL, success_value,
+                    err) != 0 ||
+        append_runs(out, "stowage_retries_total", "counter",
+                    "HTTP requests retried during the last run.", runs, count, NULL,
+                    retries_value, err) != 0 ||
+        append_runs(out, "stowage_verification_success", "gauge",
+                    "1 when the last run's verification passed, else 0.", runs, count, NULL,
+                    verification_value, err) != 0)
+        return -1;
+    return append_backup_metrics(out, runs, count, err);
 }
 
 int metrics_format(const struct metrics_run *run, int with_last_success, stow_buf *out,
                    stow_error *err)
 {
-    char value[64];
-
-    stow_buf_reset(out);
-    snprintf(value, sizeof value, "%lld", (long long)run->finished_at);
-    if (append_gauge(out, "stowage_last_run_timestamp_seconds",
-                     "Unix time at which the last run finished.", run, value, err) != 0)
-        return -1;
-    if (with_last_success && run->last_success != 0) {
-        snprintf(value, sizeof value, "%lld", (long long)run->last_success);
-        if (append_gauge(out, "stowage_last_success_timestamp_seconds",
-                         "Unix time at which the last successful run finished.", run, value,
-                         err) != 0)
-            return -1;
-    }
-    snprintf(value, sizeof value, "%.3f", run->duration_seconds);
-    if (append_gauge(out, "stowage_run_duration_seconds", "Duration of the last run in seconds.",
-                     run, value, err) != 0)
-        return -1;
-    if (append_gauge(out, "stowage_run_success", "1 when the last run succeeded, else 0.", run,
-                     run->success ? "1" : "0", err) != 0)
-        return -1;
-
-    snprintf(value, sizeof value, "%llu", (unsigned long long)run->retries);
-    if (append_family(out, "stowage_retries_total", "counter",
-                      "HTTP requests retried during the last run.", err) != 0 ||
-        append_sample(out, "stowage_retries_total", run, NULL, value, err) != 0)
-        return -1;
-
-    if (run->verification >= 0 &&
-        append_gauge(out, "stowage_verification_success",
-                     "1 when the last run's verification passed, else 0.", run,
-                     run->verification ? "1" : "0", err) != 0)
-        return -1;
-    if (run->has_backup && append_backup_metrics(out, run, err) != 0)
-        return -1;
-    return 0;
+    return metrics_format_runs(run, 1, with_last_success, out, err);
 }
 
 /* --- textfile ------------------------------------------------------------- */
@@ -235,20 +298,32 @@ static int replace_file(const char *path, const stow_buf *text, stow_error *err)
     return 0;
 }
 
-int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err)
+int metrics_write_runs(const char *path, const struct metrics_run *runs, size_t count,
+                       stow_error *err)
 {
-    struct metrics_run copy = *run;
+    struct metrics_run *copies = calloc(count > 0 ? count : 1, sizeof *copies);
     stow_buf text;
     int rc;
 
-    if (!copy.success && copy.last_success == 0)
-        metrics_read_last_success(path, &copy, &copy.last_success);
+    if (copies == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        copies[i] = runs[i];
+        if (!copies[i].success && copies[i].last_success == 0)
+            metrics_read_last_success(path, &copies[i], &copies[i].last_success);
+    }
     stow_buf_init(&text, METRICS_TEXT_MAX);
-    rc = metrics_format(&copy, 1, &text, err);
+    rc = metrics_format_runs(copies, count, 1, &text, err);
     if (rc == 0)
         rc = replace_file(path, &text, err);
     stow_buf_free(&text);
+    free(copies);
     return rc;
+}
+
+int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err)
+{
+    return metrics_write_runs(path, run, 1, err);
 }
 
 /* --- Pushgateway ---------------------------------------------------------- */
@@ -286,6 +361,28 @@ static int append_grouping_label(stow_buf *out, const char *label, const char *v
     rc = stow_buf_printf(out, err, "/%s@base64/%s", label, encoded[0] != '\0' ? encoded : "=");
     free(encoded);
     return rc;
+}
+
+int metrics_check_pushgateway_url(const char *url, stow_error *err)
+{
+    CURLU *parsed = curl_url();
+    char *scheme = NULL;
+    char *host = NULL;
+    int valid;
+
+    valid = parsed != NULL && curl_url_set(parsed, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] != '\0' &&
+            (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(parsed);
+    if (valid)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE, "invalid Pushgateway URL \"%s\"", url);
+    stow_error_hint(err, "give http://HOST:PORT or https://HOST:PORT (Pushgateway listens on "
+                         "9091 by default)");
+    return -1;
 }
 
 int metrics_push_url(const char *gateway, const struct metrics_run *run, stow_buf *out,

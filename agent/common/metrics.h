@@ -72,12 +72,25 @@ int metrics_escape_label(stow_buf *out, const char *value, stow_error *err);
 int metrics_format(const struct metrics_run *run, int with_last_success, stow_buf *out,
                    stow_error *err);
 
+/* Writes the exposition text of several runs (stowage run's steps, one
+ * per name and command), each family once. */
+int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_last_success,
+                        stow_buf *out, stow_error *err);
+
 /* Reads stowage_last_success_timestamp_seconds for run's name and command
  * from an earlier textfile. Returns 0 when found, 1 otherwise. */
 int metrics_read_last_success(const char *path, const struct metrics_run *run, time_t *out);
 
-/* Replaces the textfile at path atomically (mode 0644). */
+/* Replaces the textfile at path atomically (mode 0644). A failed run
+ * keeps the last success time that the old file has for its name and
+ * command. */
 int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err);
+int metrics_write_runs(const char *path, const struct metrics_run *runs, size_t count,
+                       stow_error *err);
+
+/* Checks a Pushgateway URL before any run: http:// or https:// with a
+ * host. Fails with STOW_EXIT_USAGE naming the URL (password masked). */
+int metrics_check_pushgateway_url(const char *url, stow_error *err);
 
 /* Writes the push URL for run under the Pushgateway base URL into out
  * (reset first). */

@@ -1,6 +1,7 @@
 /* libpq connections and child processes for the PostgreSQL programs. */
 #include "pg/pgtools.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -39,15 +40,49 @@ int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *conte
     return stow_fail(err, exit_code, "%s: %s", context, message);
 }
 
+/* Checks a port setting: one port, or a comma-separated list of ports (one
+ * per host), each a number from 1 to 65535. An empty entry means the
+ * default port, as in libpq. */
+static int check_port(const char *ports, stow_error *err)
+{
+    const char *entry = ports;
+
+    while (entry != NULL) {
+        const char *end = strchr(entry, ',');
+        size_t len = end != NULL ? (size_t)(end - entry) : strlen(entry);
+        long port = 0;
+        size_t i;
+
+        for (i = 0; i < len && isdigit((unsigned char)entry[i]) && port <= 65535; i++)
+            port = port * 10 + (entry[i] - '0');
+        if (len > 0 && (i < len || port < 1 || port > 65535)) {
+            stow_fail(err, STOW_EXIT_USAGE,
+                      "invalid port \"%.*s\" in the connection string: expected a number "
+                      "from 1 to 65535",
+                      (int)(len > 32 ? 32 : len), entry);
+            stow_error_hint(err, "fix the port in the connection string "
+                                 "(postgresql://host:5432/dbname or port=5432)");
+            return -1;
+        }
+        entry = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 /* A connection string libpq cannot parse is bad usage, not an outage. */
 static int check_conninfo_syntax(const char *conninfo, stow_error *err)
 {
     char *parse_error = NULL;
     PQconninfoOption *options = PQconninfoParse(conninfo, &parse_error);
+    int rc = 0;
 
     if (options != NULL) {
+        for (PQconninfoOption *option = options; rc == 0 && option->keyword != NULL; option++) {
+            if (strcmp(option->keyword, "port") == 0 && option->val != NULL)
+                rc = check_port(option->val, err);
+        }
         PQconninfoFree(options);
-        return 0;
+        return rc;
     }
     stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
               parse_error != NULL ? parse_error : "out of memory");
@@ -57,14 +92,38 @@ static int check_conninfo_syntax(const char *conninfo, stow_error *err)
     return -1;
 }
 
+/* Connects with conninfo, and with an RDS IAM token as the password when
+ * --db-iam-auth applies to it. Fails only when the token cannot be made;
+ * the caller checks the connection's status. */
+static int connect_with_password(const char *conninfo, PGconn **conn, stow_error *err)
+{
+    /* The password comes after dbname, so it overrides one in conninfo. */
+    const char *const keywords[] = {"dbname", "password", NULL};
+    const char *values[] = {conninfo != NULL ? conninfo : "", NULL, NULL};
+    stow_buf token;
+    int rc;
+
+    stow_buf_init(&token, 64 * 1024);
+    rc = pgtools_iam_password(conninfo, &token, err);
+    if (rc > 0)
+        *conn = PQconnectdb(values[0]);
+    if (rc == 0) {
+        values[1] = (const char *)token.data;
+        *conn = PQconnectdbParams(keywords, values, 1);
+    }
+    stow_buf_free_secret(&token);
+    return rc < 0 ? -1 : 0;
+}
+
 int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err)
 {
-    PGconn *conn;
+    PGconn *conn = NULL;
 
     *out = NULL;
     if (conninfo != NULL && check_conninfo_syntax(conninfo, err) != 0)
         return -1;
-    conn = PQconnectdb(conninfo != NULL ? conninfo : "");
+    if (connect_with_password(conninfo, &conn, err) != 0)
+        return -1;
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         pgtools_fail(err, STOW_EXIT_DATABASE, conn, "connecting to the database failed");
         stow_error_hint(err, "check the connection string (a libpq URI or key=value "
@@ -196,6 +255,25 @@ static int add_session_options(struct env_list *env)
     return env_add(env, "PGOPTIONS", options);
 }
 
+/* Sets PGPASSWORD to an RDS IAM token when --db-iam-auth applies to
+ * conninfo; frees env on failure. */
+static int add_iam_password(const char *conninfo, struct env_list *env, stow_error *err)
+{
+    stow_buf token;
+    int rc;
+
+    stow_buf_init(&token, 64 * 1024);
+    rc = pgtools_iam_password(conninfo, &token, err);
+    if (rc == 0 && env_add(env, "PGPASSWORD", (const char *)token.data) != 0)
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    stow_buf_free_secret(&token);
+    if (rc < 0) {
+        env_free(env);
+        return -1;
+    }
+    return 0;
+}
+
 static int env_build(const char *conninfo, struct env_list *env, stow_error *err)
 {
     PQconninfoOption *options = NULL;
@@ -218,7 +296,7 @@ static int env_build(const char *conninfo, struct env_list *env, stow_error *err
         add_session_options(env) != 0)
         goto oom;
     if (conninfo == NULL || conninfo[0] == '\0')
-        return 0;
+        return add_iam_password(conninfo, env, err);
 
     options = PQconninfoParse(conninfo, &parse_error);
     if (options == NULL) {
@@ -236,7 +314,7 @@ static int env_build(const char *conninfo, struct env_list *env, stow_error *err
         }
     }
     PQconninfoFree(options);
-    return 0;
+    return add_iam_password(conninfo, env, err);
 
 oom:
     env_free(env);

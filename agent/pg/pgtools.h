@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include "aws/credentials.h"
+#include "common/buf.h"
 #include "common/error.h"
 
 #define PGTOOLS_STDERR_TAIL 4096
@@ -31,6 +33,31 @@ struct pg_server_info {
 /* Opens a connection; fails with STOW_EXIT_DATABASE and libpq's message
  * (which never contains the password). */
 int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err);
+
+/* RDS IAM database authentication (--db-iam-auth). Makes every connection
+ * and child process that uses conninfo (NULL: the PG* variables alone)
+ * sign in with a fresh token from rds_auth.h as its password, signed with
+ * credentials from provider, which this module then owns (also on failure).
+ * The token is signed for the host, port and user that libpq would use, in
+ * the region named by an RDS endpoint host, else AWS_REGION. Fails with
+ * STOW_EXIT_USAGE when there is no single TCP host, or when sslmode is
+ * weaker than require for a host that is not loopback. A connection made
+ * with any other string, even to the same server, keeps libpq's usual
+ * password sources (local scratch clusters rely on that). */
+int pgtools_iam_auth_enable(const char *conninfo, struct aws_credentials_provider *provider,
+                            stow_error *err);
+
+/* Returns 1 for "localhost" and loopback addresses (127.0.0.0/8, ::1):
+ * hosts that IAM authentication may reach without TLS (a tunnel, a test). */
+int pgtools_host_is_loopback(const char *host);
+
+/* Turns IAM authentication off and frees the provider. */
+void pgtools_iam_auth_disable(void);
+
+/* Writes a new token for conninfo into password (reset first) when IAM
+ * authentication applies to it. Returns 0, 1 when it does not apply, or -1
+ * (err filled). Release password with stow_buf_free_secret. */
+int pgtools_iam_password(const char *conninfo, stow_buf *password, stow_error *err);
 
 /* Converts the last libpq error on conn into a failure with context. */
 int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *context);

@@ -367,6 +367,37 @@ static void discard_unfinished(rds_client *client, const char *snapshot_id, int 
         stow_log_info("deleted the unfinished snapshot %s", snapshot_id);
 }
 
+/* Returns 1 when a failed create only met its own snapshot: an earlier
+ * attempt of the call took effect but its response was lost, and the retry
+ * got DBSnapshotAlreadyExists. The snapshot must come from source_id and
+ * carry Stowage's tag. Clears err when it returns 1. */
+static int created_by_lost_attempt(rds_client *client, int cluster, const char *snapshot_id,
+                                   const char *source_id, stow_error *err)
+{
+    const char *code = rds_client_error_code(client);
+    struct rds_snapshot found;
+    stow_error ignored = {0};
+    const char *creator;
+    int ours;
+
+    if (rds_client_error_attempts(client) < 2 ||
+        (strcmp(code, "DBSnapshotAlreadyExists") != 0 &&
+         strcmp(code, "DBClusterSnapshotAlreadyExistsFault") != 0))
+        return 0;
+    if (rds_describe_snapshot(client, cluster, snapshot_id, &found, &ignored) != 0)
+        return 0;
+    creator = rds_tag_value(&found.tags, RDS_TAG_CREATED_BY);
+    ours = strcmp(found.source_id, source_id) == 0 && creator != NULL &&
+           strcmp(creator, RDS_TAG_CREATED_BY_VALUE) == 0;
+    rds_snapshot_free(&found);
+    if (!ours)
+        return 0;
+    stow_log_warn("snapshot %s was created by an earlier attempt whose response was lost; "
+                  "using it", snapshot_id);
+    stow_error_clear(err);
+    return 1;
+}
+
 int snapshot_create(rds_client *client, const struct snapshot_create_options *options,
                     struct snapshot_result *out, stow_error *err)
 {
@@ -386,9 +417,12 @@ int snapshot_create(rds_client *client, const struct snapshot_create_options *op
     /* Ask RDS for the snapshot. */
     stow_log_info("creating %s %s of %s %s in %s", cluster ? "cluster snapshot" : "snapshot",
                   snapshot_id, cluster ? "cluster" : "instance", source_id, out->region);
-    if (rds_create_snapshot(client, &request, &created, err) != 0)
-        return -1;
-    rds_snapshot_free(&created);
+    if (rds_create_snapshot(client, &request, &created, err) != 0) {
+        if (!created_by_lost_attempt(client, cluster, snapshot_id, source_id, err))
+            return -1;
+    } else {
+        rds_snapshot_free(&created);
+    }
 
     /* Wait until it is available. */
     if (snapshot_wait_available(client, cluster, snapshot_id, &options->wait, &out->snapshot,

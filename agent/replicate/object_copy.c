@@ -7,6 +7,7 @@
 
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "common/progress.h"
 
 static double seconds_since(const struct timespec *start)
 {
@@ -45,6 +46,7 @@ static int copy_parts_in_store(storage *source, storage_upload *upload,
         if (rc != 0)
             return rc;
         *copied = i + 1;
+        stow_progress_add_bytes(part->size);
     }
     return 0;
 }
@@ -76,6 +78,8 @@ static int stream_parts(storage *source, storage_upload *upload, const struct ma
             rc = 0;
             break;
         }
+        if (rc == 0)
+            stow_progress_add_bytes(part.len);
         if (rc == 0)
             rc = storage_upload_part(upload, &part, err);
     }
@@ -109,7 +113,8 @@ static int compare_parts(const struct manifest *manifest, const struct storage_p
 }
 
 int object_copy(storage *source, storage *destination, const struct manifest *manifest,
-                int server_side, struct object_copy_stats *stats, stow_error *err)
+                int server_side, const struct storage_object_lock *lock,
+                struct object_copy_stats *stats, stow_error *err)
 {
     struct storage_part_list written = {0};
     storage_upload *upload = NULL;
@@ -119,14 +124,16 @@ int object_copy(storage *source, storage *destination, const struct manifest *ma
 
     memset(stats, 0, sizeof *stats);
     clock_gettime(CLOCK_MONOTONIC, &started);
-    if (storage_upload_begin(destination, manifest->object_key, &upload, err) != 0)
+    if (storage_upload_begin_locked(destination, manifest->object_key, lock, &upload, err) != 0)
         return -1;
 
     /* Copy inside the store where it can; stream the rest. */
+    stow_progress_begin("copied", manifest->stored_bytes);
     rc = server_side ? copy_parts_in_store(source, upload, manifest, &copied, err)
                      : STORAGE_UNSUPPORTED;
     if (rc == STORAGE_UNSUPPORTED)
         rc = stream_parts(source, upload, manifest, copied, err);
+    stow_progress_end();
     if (rc != 0) {
         storage_upload_abort(upload);
         return -1;
@@ -170,6 +177,7 @@ int object_check(storage *store, const struct manifest *manifest, double *second
 
     /* Read every part back once; storage_download checks each SHA-256. */
     stow_buf_init(&part, largest_part(&manifest->parts));
+    stow_progress_begin("checked", manifest->stored_bytes);
     rc = storage_download_begin(store, manifest->object_key, &manifest->parts, &download, err);
     while (rc == 0) {
         if (stow_interrupted()) {
@@ -181,7 +189,10 @@ int object_check(storage *store, const struct manifest *manifest, double *second
             rc = 0;
             break;
         }
+        if (rc == 0)
+            stow_progress_add_bytes(part.len);
     }
+    stow_progress_end();
     storage_download_free(download);
     stow_buf_free(&part);
     if (seconds != NULL)

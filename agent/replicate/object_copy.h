@@ -28,12 +28,16 @@ struct object_copy_stats {
 
 /* Copies the data object of manifest from source to destination under the
  * same key, then compares the part list the upload returns with the
- * manifest's. server_side 0 streams every part through this host. Fails
+ * manifest's. server_side 0 streams every part through this host. With a
+ * lock (NULL: none), the copy is stored under S3 Object Lock, and its
+ * retention is read back and set when the store did not apply it
+ * (storage_upload_begin_locked). Fails
  * with STOW_EXIT_VERIFY when a source part fails its SHA-256 check, and
  * with STOW_EXIT_INTERRUPTED on SIGINT or SIGTERM. Nothing is written under
  * the key unless the whole copy succeeds. */
 int object_copy(storage *source, storage *destination, const struct manifest *manifest,
-                int server_side, struct object_copy_stats *stats, stow_error *err);
+                int server_side, const struct storage_object_lock *lock,
+                struct object_copy_stats *stats, stow_error *err);
 
 /* Checks the object of manifest in store: its size, then every part's
  * SHA-256, read back once with ranged reads. Fails with STOW_EXIT_VERIFY

@@ -4,12 +4,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "catalog.h"
 #include "catalog/catalog_lock.h"
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "replicate/object_copy.h"
+#include "signature.h"
 
 #define REPORT_MAX_BYTES (16u * 1024 * 1024)
 
@@ -35,6 +37,8 @@ struct replicate_state {
     struct key_index replica_keys;
     catalog_lock *lock;          /* the replica's lock of the name being replicated */
     stow_buf manifest_text;      /* the primary's manifest of the backup in hand */
+    stow_buf locked_text;        /* that manifest with the replica's object_lock member */
+    const stow_buf *write_text;  /* what the replica gets: manifest_text or locked_text */
     stow_buf replica_text;
     struct replicate_result *result;
 };
@@ -220,7 +224,9 @@ json_t *replicate_result_json(const struct replicate_result *result, const stora
         }
         json_array_append_new(backups, entry);
     }
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "primary",
+    json_t *summary;
+
+    summary = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "primary",
                      storage_url(primary), "replica", storage_url(replica), "backups_in_primary",
                      (json_int_t)result->count, "invalid_manifests_in_primary",
                      (json_int_t)result->primary_broken, "present", (json_int_t)result->present,
@@ -228,6 +234,11 @@ json_t *replicate_result_json(const struct replicate_result *result, const stora
                      "repaired", (json_int_t)result->repaired, "failed",
                      (json_int_t)result->failed, "reports_copied",
                      (json_int_t)result->reports_copied, "backups", backups);
+    json_object_set_new(summary, "object_lock",
+                        result->object_lock.mode != STORAGE_LOCK_NONE
+                            ? manifest_object_lock_to_json(&result->object_lock)
+                            : json_null());
+    return summary;
 }
 
 /* --- one backup ----------------------------------------------------------- */
@@ -280,19 +291,68 @@ static int copy_reports(struct replicate_state *state, const struct catalog_entr
     return rc;
 }
 
-/* Writes the primary's manifest bytes to the replica, create-only. A
- * manifest that is already there passes when its bytes are the same. */
+/* The Object Lock of what the run writes to the replica, or NULL. */
+static const struct storage_object_lock *replica_lock(const struct replicate_state *state)
+{
+    const struct storage_object_lock *lock = &state->result->object_lock;
+
+    return lock->mode != STORAGE_LOCK_NONE ? lock : NULL;
+}
+
+/* Builds the replica's manifest from the primary's bytes. Without a lock it
+ * is the same bytes. With one it is the document with the replica's
+ * object_lock member, signed again when the primary's manifest was signed. */
+static int build_replica_manifest(struct replicate_state *state,
+                                  const struct catalog_entry *entry, stow_error *err)
+{
+    const struct storage_object_lock *lock = replica_lock(state);
+    json_error_t parse_error;
+    json_t *document;
+    char *text = NULL;
+    int rc = -1;
+
+    state->write_text = &state->manifest_text;
+    if (lock == NULL)
+        return 0;
+
+    document = json_loadb((const char *)state->manifest_text.data, state->manifest_text.len,
+                          JSON_REJECT_DUPLICATES, &parse_error);
+    if (document == NULL)
+        return stow_fail(err, STOW_EXIT_VERIFY, "manifest %s in %s is not valid JSON: %s",
+                         entry->manifest_key, storage_url(state->primary), parse_error.text);
+    json_object_set_new(document, "object_lock", manifest_object_lock_to_json(lock));
+    if (json_object_get(document, SIGNATURE_MEMBER) == NULL)
+        text = manifest_serialise(document, err);
+    else if (state->options->signing_key == NULL) /* signed since the catalog was read */
+        stow_fail(err, STOW_EXIT_USAGE, "the manifest of backup %s is signed, and replicate "
+                                        "has no --signing-key to sign its locked copy",
+                  entry->manifest.id);
+    else if (signature_sign(document, state->options->signing_key, err) == 0)
+        text = manifest_serialise(document, err);
+    if (text != NULL) {
+        stow_buf_reset(&state->locked_text);
+        rc = stow_buf_append_str(&state->locked_text, text, err);
+        state->write_text = &state->locked_text;
+    }
+    free(text);
+    json_decref(document);
+    return rc;
+}
+
+/* Writes the replica's manifest (build_replica_manifest), create-only and
+ * under the run's Object Lock. A manifest that is already there passes when
+ * its bytes are the same. */
 static int write_manifest(struct replicate_state *state, const struct catalog_entry *entry,
                           stow_error *err)
 {
     static const struct storage_put_options create_only = {1, "application/json"};
-    const stow_buf *text = &state->manifest_text;
+    const stow_buf *text = state->write_text;
     int rc;
 
     if (catalog_lock_check(state->lock, err) != 0)
         return -1;
-    rc = storage_put(state->replica, entry->manifest_key, text->data, text->len, &create_only,
-                     err);
+    rc = storage_put_locked(state->replica, entry->manifest_key, text->data, text->len,
+                            &create_only, replica_lock(state), err);
     if (rc != STORAGE_CONFLICT)
         return rc;
 
@@ -309,8 +369,30 @@ static int write_manifest(struct replicate_state *state, const struct catalog_en
     return rc;
 }
 
+/* Returns 1 when the two manifest texts parse to the same document apart
+ * from their object_lock and signature members. */
+static int same_but_lock(const stow_buf *a, const stow_buf *b)
+{
+    json_t *first = json_loadb((const char *)a->data, a->len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *second = json_loadb((const char *)b->data, b->len, JSON_REJECT_DUPLICATES, NULL);
+    int same = first != NULL && second != NULL;
+
+    if (same) {
+        json_object_del(first, "object_lock");
+        json_object_del(second, "object_lock");
+        json_object_del(first, SIGNATURE_MEMBER);
+        json_object_del(second, SIGNATURE_MEMBER);
+        same = json_equal(first, second);
+    }
+    json_decref(first);
+    json_decref(second);
+    return same;
+}
+
 /* Returns 1 when the replica's manifest of the backup has the primary's
- * bytes; fills err and returns -1 when it cannot be read. */
+ * bytes. With a lock, the two documents are compared without the
+ * object_lock and signature members that the lock changes. Fills err and
+ * returns -1 when the manifest cannot be read. */
 static int replica_manifest_matches(struct replicate_state *state,
                                     const struct catalog_entry *entry, stow_error *err)
 {
@@ -320,6 +402,8 @@ static int replica_manifest_matches(struct replicate_state *state,
         return 0;
     if (rc != 0)
         return -1;
+    if (replica_lock(state) != NULL)
+        return same_but_lock(&state->replica_text, &state->manifest_text);
     return state->replica_text.len == state->manifest_text.len &&
            memcmp(state->replica_text.data, state->manifest_text.data,
                   state->manifest_text.len) == 0;
@@ -367,6 +451,24 @@ static int remove_replica_manifest(struct replicate_state *state,
     return storage_delete(state->replica, entry->manifest_key, err);
 }
 
+/* Puts an object that an earlier run left, and that passed the check, under
+ * the run's Object Lock, which that run may not have asked for. Returns 1,
+ * or -1 on failure. */
+static int lock_reused_object(struct replicate_state *state, const struct catalog_entry *entry,
+                              stow_error *err)
+{
+    int rc;
+
+    if (replica_lock(state) == NULL)
+        return 1;
+    rc = storage_lock_object(state->replica, entry->manifest.object_key, replica_lock(state),
+                             err);
+    if (rc == STORAGE_NOT_FOUND)
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "object %s vanished from %s after its check",
+                       entry->manifest.object_key, storage_url(state->replica));
+    return rc == 0 ? 1 : -1;
+}
+
 /* Checks an object that an earlier run, or another tool, left under the
  * backup's key. Returns 1 when it is a complete copy of the backup. */
 static int reuse_existing_object(struct replicate_state *state,
@@ -382,7 +484,7 @@ static int reuse_existing_object(struct replicate_state *state,
         return 0;
     if (existing->size == entry->manifest.stored_bytes &&
         object_check(state->replica, &entry->manifest, &item->check_seconds, &check_err) == 0)
-        return 1;
+        return lock_reused_object(state, entry, err);
     if (check_err.exit_code != 0 && check_err.exit_code != STOW_EXIT_VERIFY) {
         *err = check_err;
         return -1;
@@ -416,7 +518,7 @@ static int copy_backup(struct replicate_state *state, const struct catalog_entry
         return -1;
     if (!reused) {
         if (object_copy(state->primary, state->replica, &entry->manifest,
-                        !state->options->stream, &stats, err) != 0)
+                        !state->options->stream, replica_lock(state), &stats, err) != 0)
             return -1;
         item->method = stats.method;
         item->copy_seconds = stats.seconds;
@@ -496,7 +598,7 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
         rc = stow_fail(err, STOW_EXIT_FAILURE, "the manifest %s vanished from %s (expired "
                                                "since the listing?)",
                        entry->manifest_key, storage_url(state->primary));
-    if (rc != 0)
+    if (rc != 0 || build_replica_manifest(state, entry, err) != 0)
         return -1;
 
     /* With repair, a backup the replica has is checked first. */
@@ -614,6 +716,54 @@ static int load_state(struct replicate_state *state, stow_error *err)
     return 0;
 }
 
+/* Sets the run's Object Lock and checks, before anything is written, that
+ * the replica bucket has Object Lock enabled. */
+static int prepare_object_lock(struct replicate_state *state, stow_error *err)
+{
+    struct storage_object_lock *lock = &state->result->object_lock;
+    char until[32];
+
+    if (state->options->object_lock_days <= 0)
+        return 0;
+    if (storage_check_object_lock(state->replica, err) != 0)
+        return -1;
+    lock->mode = state->options->object_lock_mode != STORAGE_LOCK_NONE
+                     ? state->options->object_lock_mode
+                     : STORAGE_LOCK_GOVERNANCE;
+    lock->retain_until = time(NULL) + (time_t)state->options->object_lock_days * 86400;
+    manifest_format_time(lock->retain_until, until);
+    stow_log_info("copies in %s are stored under S3 Object Lock (%s) until %s",
+                  storage_url(state->replica), storage_lock_mode_name(lock->mode), until);
+    return 0;
+}
+
+/* A locked copy changes the manifest's object_lock member, which its
+ * signature covers, so a signed manifest that is to be written needs the
+ * signing key. Checked before anything is written. */
+static int check_signing_key(const struct replicate_state *state, stow_error *err)
+{
+    const struct catalog *catalog = &state->primary_catalog;
+
+    if (replica_lock(state) == NULL || state->options->signing_key != NULL)
+        return 0;
+    for (size_t i = 0; i < catalog->count; i++) {
+        const struct catalog_entry *entry = &catalog->entries[i];
+
+        if (find_replica_entry(state, entry->manifest_key) != NULL && !state->options->repair)
+            continue;
+        if (json_object_get(entry->manifest.document, SIGNATURE_MEMBER) == NULL)
+            continue;
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "the manifest of backup %s is signed, and its copy in %s gets an object_lock "
+                  "member for the replica's Object Lock, which the signature covers",
+                  entry->manifest.id, storage_url(state->replica));
+        stow_error_hint(err, "pass --signing-key FILE (a key that restores from the replica "
+                             "trust) so that replicate signs the copied manifests again");
+        return -1;
+    }
+    return 0;
+}
+
 static void free_state(struct replicate_state *state)
 {
     catalog_free(&state->primary_catalog);
@@ -621,6 +771,7 @@ static void free_state(struct replicate_state *state)
     index_free(&state->primary_keys);
     index_free(&state->replica_keys);
     stow_buf_free(&state->manifest_text);
+    stow_buf_free(&state->locked_text);
     stow_buf_free(&state->replica_text);
 }
 
@@ -658,10 +809,16 @@ int replicate_run(storage *primary, storage *replica, const struct replicate_opt
     state.options = options;
     state.result = result;
     stow_buf_init(&state.manifest_text, MANIFEST_MAX_BYTES);
+    stow_buf_init(&state.locked_text, MANIFEST_MAX_BYTES);
     stow_buf_init(&state.replica_text, MANIFEST_MAX_BYTES);
 
-    /* Read both catalogs and key listings once. */
-    rc = load_state(&state, err);
+    /* Check the replica's Object Lock, then read both catalogs and key
+     * listings once. */
+    rc = prepare_object_lock(&state, err);
+    if (rc == 0)
+        rc = load_state(&state, err);
+    if (rc == 0)
+        rc = check_signing_key(&state, err);
     if (rc == 0) {
         names = distinct_names(&state.primary_catalog, &name_count);
         if (names == NULL)

@@ -31,6 +31,18 @@
  * replica leave a copy in progress alone. A name whose lock is held is
  * skipped with STOW_EXIT_LOCKED; the other names go on.
  *
+ * Object Lock. With object_lock_days set, the data object and the manifest
+ * of every backup this run writes to the replica are stored under S3 Object
+ * Lock until the start of the run plus object_lock_days. As in backup
+ * (storage_put_locked, storage_upload_begin_locked), each lock is read back
+ * with HeadObject and set with PutObjectRetention where the store did not
+ * apply it. The replica must have Object Lock enabled, which is checked
+ * before anything is written. The replica's manifest then differs from the primary's in its
+ * object_lock member, and one that carries a signature is signed again with
+ * signing_key. Verification reports are copied without a lock, as verify
+ * writes them in the primary. Without object_lock_days the manifest keeps
+ * the primary's bytes, object_lock member included.
+ *
  * Replication never deletes a backup from the replica: retention runs on
  * each repository separately. */
 #ifndef STOWAGE_REPLICATE_H
@@ -41,6 +53,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "keys.h"
 #include "storage/storage.h"
 
 /* The outcome for one backup. REPLICATE_REUSED means that a complete
@@ -59,6 +72,9 @@ struct replicate_options {
     int repair;         /* check the backups the replica has, copy failed ones again */
     int stream;         /* never copy inside the store, always through this host */
     int64_t lock_stale_after; /* seconds; 0: CATALOG_LOCK_STALE_AFTER_DEFAULT */
+    int object_lock_days;     /* S3 Object Lock retention in the replica; 0: no lock */
+    enum storage_lock_mode object_lock_mode;         /* used when object_lock_days > 0 */
+    const struct keys_signing_secret *signing_key;   /* re-signs locked manifests; may be NULL */
 };
 
 /* The outcome for one backup of the primary. */
@@ -83,6 +99,7 @@ struct replicate_result {
     size_t present, copied, reused, repaired, failed;
     size_t reports_copied;
     size_t primary_broken;         /* invalid manifests skipped in the primary */
+    struct storage_object_lock object_lock; /* of what this run wrote; mode NONE: no lock */
 };
 
 /* Replicates the backups of primary into replica as described above.

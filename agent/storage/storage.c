@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static char *copy_or_null(const char *text)
 {
@@ -168,6 +169,88 @@ int storage_put(storage *store, const char *key, const void *data, size_t len,
                               err);
 }
 
+const char *storage_lock_mode_name(enum storage_lock_mode mode)
+{
+    switch (mode) {
+    case STORAGE_LOCK_GOVERNANCE:
+        return "GOVERNANCE";
+    case STORAGE_LOCK_COMPLIANCE:
+        return "COMPLIANCE";
+    case STORAGE_LOCK_NONE:
+        break;
+    }
+    return NULL;
+}
+
+int storage_lock_mode_parse(const char *text, enum storage_lock_mode *out)
+{
+    if (strcasecmp(text, "governance") == 0)
+        *out = STORAGE_LOCK_GOVERNANCE;
+    else if (strcasecmp(text, "compliance") == 0)
+        *out = STORAGE_LOCK_COMPLIANCE;
+    else
+        return -1;
+    return 0;
+}
+
+static int fail_no_object_lock(const storage *store, stow_error *err)
+{
+    stow_fail(err, STOW_EXIT_USAGE, "repository %s cannot store locked objects: only s3:// "
+                                    "repositories support Object Lock",
+              store->url);
+    stow_error_hint(err, "use an s3:// repository in a bucket created with Object Lock "
+                         "enabled, or leave out --object-lock-days");
+    return -1;
+}
+
+static int is_locked(const struct storage_object_lock *lock)
+{
+    return lock != NULL && lock->mode != STORAGE_LOCK_NONE;
+}
+
+int storage_check_object_lock(storage *store, stow_error *err)
+{
+    if (store->driver->check_object_lock == NULL)
+        return fail_no_object_lock(store, err);
+    return store->driver->check_object_lock(store, err);
+}
+
+int storage_put_locked(storage *store, const char *key, const void *data, size_t len,
+                       const struct storage_put_options *options,
+                       const struct storage_object_lock *lock, stow_error *err)
+{
+    static const struct storage_put_options defaults = {0, NULL};
+
+    if (!is_locked(lock))
+        return storage_put(store, key, data, len, options, err);
+    if (store->driver->put_locked == NULL)
+        return fail_no_object_lock(store, err);
+    return store->driver->put_locked(store, key, data, len,
+                                     options != NULL ? options : &defaults, lock, err);
+}
+
+int storage_lock_object(storage *store, const char *key, const struct storage_object_lock *lock,
+                        stow_error *err)
+{
+    if (store->driver->lock_object == NULL)
+        return fail_no_object_lock(store, err);
+    return store->driver->lock_object(store, key, lock, err);
+}
+
+void storage_remove_empty_dirs(storage *store, const char *prefix, time_t modified_before,
+                               size_t *removed)
+{
+    if (store->driver->remove_empty_dirs != NULL)
+        store->driver->remove_empty_dirs(store, prefix, modified_before, removed);
+}
+
+int storage_delete_versions(storage *store, const char *key, stow_error *err)
+{
+    if (store->driver->delete_versions == NULL)
+        return storage_delete(store, key, err);
+    return store->driver->delete_versions(store, key, err);
+}
+
 int storage_get(storage *store, const char *key, stow_buf *out, stow_error *err)
 {
     stow_buf_reset(out);
@@ -222,6 +305,18 @@ int storage_upload_begin(storage *store, const char *key, storage_upload **out,
 {
     *out = NULL;
     return store->driver->upload_begin(store, key, out, err);
+}
+
+int storage_upload_begin_locked(storage *store, const char *key,
+                                const struct storage_object_lock *lock, storage_upload **out,
+                                stow_error *err)
+{
+    *out = NULL;
+    if (!is_locked(lock))
+        return store->driver->upload_begin(store, key, out, err);
+    if (store->driver->upload_begin_locked == NULL)
+        return fail_no_object_lock(store, err);
+    return store->driver->upload_begin_locked(store, key, lock, out, err);
 }
 
 int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)

@@ -20,6 +20,7 @@
 #define STORAGE_NOT_FOUND 1   /* the key does not exist; err untouched */
 #define STORAGE_CONFLICT 2    /* a conditional write lost; err untouched */
 #define STORAGE_UNSUPPORTED 3 /* the stores cannot do this between them; err untouched */
+#define STORAGE_ACCESS_DENIED 4 /* the store rejected a delete (S3 AccessDenied); err untouched */
 
 /* Hard limits that S3 sets and both drivers keep, so a repository can move
  * between drivers. */
@@ -98,6 +99,54 @@ struct storage_put_options {
 int storage_put(storage *store, const char *key, const void *data, size_t len,
                 const struct storage_put_options *options, stow_error *err);
 
+/* --- S3 Object Lock (write once, read many) ---------------------------- */
+
+enum storage_lock_mode {
+    STORAGE_LOCK_NONE = 0,
+    STORAGE_LOCK_GOVERNANCE, /* removable early by s3:BypassGovernanceRetention */
+    STORAGE_LOCK_COMPLIANCE  /* removable by nobody, the account root included */
+};
+
+/* The retention that a new object is stored with. */
+struct storage_object_lock {
+    enum storage_lock_mode mode;
+    time_t retain_until; /* UTC, whole seconds */
+};
+
+/* The S3 name of mode ("GOVERNANCE", "COMPLIANCE"), or NULL for none. */
+const char *storage_lock_mode_name(enum storage_lock_mode mode);
+
+/* Parses "governance" or "compliance" in any case. Returns -1 otherwise. */
+int storage_lock_mode_parse(const char *text, enum storage_lock_mode *out);
+
+/* Checks that the repository can store locked objects: an S3 bucket with
+ * Object Lock enabled. Fails with STOW_EXIT_USAGE naming the bucket and
+ * the fix when it has none, and for file:// repositories. */
+int storage_check_object_lock(storage *store, stow_error *err);
+
+/* storage_put, and the object is stored under lock (NULL: no lock). On S3
+ * the object's retention is read back, and the call fails unless the
+ * store applied it. */
+int storage_put_locked(storage *store, const char *key, const void *data, size_t len,
+                       const struct storage_put_options *options,
+                       const struct storage_object_lock *lock, stow_error *err);
+
+/* Sets the retention of the existing object key to at least lock, as
+ * storage_put_locked does after its write: HeadObject, then
+ * PutObjectRetention when the object is not locked that long, then
+ * HeadObject again. Returns STORAGE_NOT_FOUND (err untouched) when key does
+ * not exist. */
+int storage_lock_object(storage *store, const char *key, const struct storage_object_lock *lock,
+                        stow_error *err);
+
+/* Deletes key for good: on S3 every version and delete marker of key
+ * (ListObjectVersions, then DELETE with versionId), so a versioned bucket
+ * keeps no copy. Returns STORAGE_ACCESS_DENIED, with err untouched, when S3
+ * rejected a version (Object Lock retention, a legal hold, or missing
+ * s3:DeleteObjectVersion); versions already deleted stay deleted. On
+ * file:// it is storage_delete. */
+int storage_delete_versions(storage *store, const char *key, stow_error *err);
+
 /* Reads a whole object into out (reset first), up to out->max bytes.
  * Returns STORAGE_NOT_FOUND when the key does not exist. */
 int storage_get(storage *store, const char *key, stow_buf *out, stow_error *err);
@@ -115,8 +164,17 @@ int storage_head(storage *store, const char *key, struct storage_object_info *in
 int storage_list(storage *store, const char *prefix, storage_list_fn fn, void *context,
                  stow_error *err);
 
-/* Deletes one key; deleting a missing key succeeds. */
+/* Deletes one key; deleting a missing key succeeds. On file://, the
+ * directories the deletion leaves empty are removed too, except the first
+ * two levels of the key (backups/NAME). */
 int storage_delete(storage *store, const char *key, stow_error *err);
+
+/* Removes the empty directories under prefix that were last modified
+ * before modified_before, except the first two levels of a key, and adds
+ * their number to *removed. Best effort: a directory that cannot be read
+ * or removed stays. A no-op on stores without directories (S3). */
+void storage_remove_empty_dirs(storage *store, const char *prefix, time_t modified_before,
+                               size_t *removed);
 
 /* An unfinished upload: an S3 multipart upload, or on file:// the hidden
  * temporary file (".NAME.tmp-RANDOM") of an upload or a put. */
@@ -148,6 +206,13 @@ int storage_abort_upload(storage *store, const char *key, const char *upload_id,
  * storage_upload_complete succeeds. */
 int storage_upload_begin(storage *store, const char *key, storage_upload **out,
                          stow_error *err);
+
+/* storage_upload_begin for an object stored under lock (NULL: no lock).
+ * storage_upload_complete then reads the object's retention back and
+ * applies it when the store did not (S3 PutObjectRetention). */
+int storage_upload_begin_locked(storage *store, const char *key,
+                                const struct storage_object_lock *lock, storage_upload **out,
+                                stow_error *err);
 
 /* Hands the next part to the upload. The upload takes the buffer's memory
  * (part is left empty and re-initialised with the same max). Blocks while

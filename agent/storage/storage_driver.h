@@ -38,6 +38,21 @@ struct storage_driver {
     int (*upload_part_copy)(storage_upload *upload, storage *source, const char *source_key,
                             uint64_t offset, uint64_t size, const uint8_t sha256[32],
                             stow_error *err);
+    /* Object Lock: optional, NULL where the store has none (file://). The
+     * put and upload hooks take a lock that is never NULL. */
+    int (*check_object_lock)(storage *store, stow_error *err);
+    int (*put_locked)(storage *store, const char *key, const void *data, size_t len,
+                      const struct storage_put_options *options,
+                      const struct storage_object_lock *lock, stow_error *err);
+    int (*upload_begin_locked)(storage *store, const char *key,
+                               const struct storage_object_lock *lock, storage_upload **out,
+                               stow_error *err);
+    int (*lock_object)(storage *store, const char *key, const struct storage_object_lock *lock,
+                       stow_error *err);
+    int (*delete_versions)(storage *store, const char *key, stow_error *err);
+    /* Optional: NULL where the store has no directories (S3). */
+    void (*remove_empty_dirs)(storage *store, const char *prefix, time_t modified_before,
+                              size_t *removed);
     int (*download_begin)(storage *store, const char *key,
                           const struct storage_part_list *ranges, storage_download **out,
                           stow_error *err);

@@ -17,9 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/progress.h"
+
 struct storage_upload {
     storage *store;               /* first member: see storage_driver.h */
     char *final_path;
+    const char *key;              /* the object key: the end of final_path */
     char *temp_path;
     int fd;
     struct storage_part_list parts;
@@ -68,14 +71,22 @@ static int check_key(const char *key, stow_error *err)
     return 0;
 }
 
+/* A full repository is a repository fault (exit 6), like a missing or
+ * read-only one; other I/O errors count as a failed stage. */
 static int fail_io(stow_error *err, int errnum, const char *operation, const char *path)
 {
-    int code = errnum == ENOENT || errnum == EACCES || errnum == EROFS ? STOW_EXIT_STORAGE
-                                                                       : STOW_EXIT_FAILURE;
+    int full = errnum == ENOSPC || errnum == EDQUOT || errnum == EFBIG;
+    int code = errnum == ENOENT || errnum == EACCES || errnum == EROFS || full
+                   ? STOW_EXIT_STORAGE
+                   : STOW_EXIT_FAILURE;
 
     stow_fail(err, code, "%s %s failed: %s", operation, path, strerror(errnum));
     if (errnum == ENOSPC || errnum == EDQUOT)
         stow_error_hint(err, "the repository's file system is full; free space or use "
+                             "another repository");
+    else if (errnum == EFBIG)
+        stow_error_hint(err, "the file exceeds the file size limit of this process (ulimit "
+                             "-f) or of the repository's file system; raise the limit or use "
                              "another repository");
     else if (errnum == EACCES || errnum == EROFS)
         stow_error_hint(err, "make the repository directory writable by this user");
@@ -101,6 +112,34 @@ static int make_parent_dirs(const char *path, stow_error *err)
     }
     free(copy);
     return rc;
+}
+
+/* Removes the directories of key that deleting path (key's file, or a
+ * temporary file beside it) left empty, innermost first. The first two
+ * levels of a key ("backups/NAME", "locks") always stay: other runs, which
+ * do not hold this run's lock, may be creating files in them. rmdir removes
+ * only empty directories, so one that another process has just filled
+ * stays. */
+static void remove_empty_parents(const char *path, const char *key)
+{
+    const char *first = strchr(key, '/');
+    const char *second = first == NULL ? NULL : strchr(first + 1, '/');
+    const char *path_slash = strrchr(path, '/');
+    size_t key_dir_len, path_dir_len, keep_len;
+    char *copy;
+
+    if (second == NULL || path_slash == NULL)
+        return;
+    key_dir_len = (size_t)(strrchr(key, '/') - key);
+    path_dir_len = (size_t)(path_slash - path);
+    if (path_dir_len < key_dir_len)
+        return;
+    keep_len = path_dir_len - key_dir_len + (size_t)(second - key);
+
+    copy = strndup(path, path_dir_len);
+    while (copy != NULL && strlen(copy) > keep_len && rmdir(copy) == 0)
+        *strrchr(copy, '/') = '\0';
+    free(copy);
 }
 
 static int fsync_parent_dir(const char *path, stow_error *err)
@@ -472,8 +511,53 @@ static int file_delete(storage *store, const char *key, stow_error *err)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     if (unlink(path) != 0 && errno != ENOENT)
         rc = fail_io(err, errno, "deleting", path);
+    else
+        remove_empty_parents(path, key);
     free(path);
     return rc;
+}
+
+/* Removes the old empty directories below dir, whose key has `depth`
+ * components, deepest first. Each directory's time is read before its
+ * children go, because removing them updates it. */
+static void remove_old_empty_dirs(const char *dir, int depth, time_t modified_before,
+                                  size_t *removed)
+{
+    DIR *handle = opendir(dir);
+    struct dirent *entry;
+
+    if (handle == NULL)
+        return;
+    while ((entry = readdir(handle)) != NULL) {
+        char path[4096];
+        struct stat st;
+
+        if (entry->d_name[0] == '.')
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, entry->d_name) >= (int)sizeof path ||
+            lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        remove_old_empty_dirs(path, depth + 1, modified_before, removed);
+        if (depth + 1 >= 3 && st.st_mtime < modified_before && rmdir(path) == 0)
+            (*removed)++;
+    }
+    closedir(handle);
+}
+
+static void file_remove_empty_dirs(storage *store, const char *prefix, time_t modified_before,
+                                   size_t *removed)
+{
+    char *dir = object_path(store, prefix);
+    int depth = 0;
+
+    if (dir == NULL)
+        return;
+    for (const char *p = prefix; *p != '\0'; p++)
+        depth += *p == '/' && p[1] != '\0';
+    if (prefix[0] != '\0')
+        depth++;
+    remove_old_empty_dirs(dir, depth, modified_before, removed);
+    free(dir);
 }
 
 /* --- Unfinished uploads ---------------------------------------------------- */
@@ -581,6 +665,8 @@ static int file_abort_upload(storage *store, const char *key, const char *upload
     strcpy(slash + 1, upload_id);
     if (unlink(temp) != 0 && errno != ENOENT)
         rc = fail_io(err, errno, "deleting", temp);
+    else
+        remove_empty_parents(temp, key);
     free(path);
     free(temp);
     return rc;
@@ -602,6 +688,8 @@ static int file_upload_begin(storage *store, const char *key, storage_upload **o
     upload->fd = -1;
     upload->final_path = object_path(store, key);
     upload->temp_path = upload->final_path ? temp_path_for(upload->final_path) : NULL;
+    if (upload->final_path != NULL)
+        upload->key = upload->final_path + strlen(upload->final_path) - strlen(key);
     if (upload->temp_path == NULL) {
         storage_upload_abort(upload);
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
@@ -658,6 +746,7 @@ static int file_upload_part(storage_upload *upload, stow_buf *part, stow_error *
         return -1;
     }
     stow_buf_reset(part);
+    stow_progress_add_part();
     return 0;
 }
 
@@ -694,8 +783,8 @@ static void file_upload_abort(storage_upload *upload)
 {
     if (upload->fd >= 0)
         close(upload->fd);
-    if (upload->temp_path != NULL)
-        unlink(upload->temp_path);
+    if (upload->temp_path != NULL && unlink(upload->temp_path) == 0 && upload->key != NULL)
+        remove_empty_parents(upload->temp_path, upload->key);
     storage_part_list_free(&upload->parts);
     free(upload->final_path);
     free(upload->temp_path);
@@ -790,4 +879,5 @@ const struct storage_driver storage_file_driver = {
     .download_begin = file_download_begin,
     .download_next = file_download_next,
     .download_free = file_download_free,
+    .remove_empty_dirs = file_remove_empty_dirs,
 };

@@ -22,6 +22,7 @@
 
 #include "aws/s3.h"
 #include "common/log.h"
+#include "common/progress.h"
 
 /* One part while its upload is in flight; freed once collected. */
 struct part_transfer {
@@ -49,6 +50,8 @@ struct storage_upload {
     struct timespec started;
     stow_error failure;             /* first failure; the upload is aborted then */
     int aborted;
+    struct s3_retention retention;  /* applied to the object when locked is set */
+    int locked;
 };
 
 /* One range of a download; slot i % limit serves range i. */
@@ -139,13 +142,212 @@ static int s3_check(storage *store, stow_error *err)
 static int s3_put(storage *store, const char *key, const void *data, size_t len,
                   const struct storage_put_options *options, stow_error *err)
 {
-    struct s3_put_options put = {options->if_none_match, options->content_type};
+    struct s3_put_options put = {options->if_none_match, options->content_type, NULL};
     char *full_key = storage_full_key(store, key);
     int rc;
 
     if (full_key == NULL)
         return fail_memory(err);
     rc = map_result(s3_put_object(client_of(store), full_key, data, len, &put, err));
+    free(full_key);
+    return rc;
+}
+
+/* --- Object Lock ---------------------------------------------------------- */
+
+static struct s3_retention retention_of(const struct storage_object_lock *lock)
+{
+    struct s3_retention retention = {storage_lock_mode_name(lock->mode), lock->retain_until};
+
+    return retention;
+}
+
+/* Returns 1 when info shows a retention at least as strong as expected. */
+static int retention_covers(const struct s3_object_info *info,
+                            const struct s3_retention *expected)
+{
+    if (info->lock_retain_until < expected->retain_until)
+        return 0;
+    return strcmp(info->lock_mode, expected->mode) == 0 ||
+           strcmp(info->lock_mode, "COMPLIANCE") == 0;
+}
+
+/* Runs HeadObject on a locked object that was just written, so a missing
+ * object is an error. */
+static int head_locked_object(s3_client *client, const char *full_key,
+                              struct s3_object_info *info, stow_error *err)
+{
+    int rc = s3_head_object(client, full_key, info, err);
+
+    if (rc == S3_NOT_FOUND)
+        return stow_fail(err, STOW_EXIT_STORAGE, "object %s was not found right after it was "
+                                                 "written, so its retention cannot be checked",
+                         full_key);
+    return rc;
+}
+
+/* Reads the retention of full_key back and sets it with PutObjectRetention
+ * when the store did not apply the lock headers. moto 5.2.1 ignores them
+ * on CreateMultipartUpload, where the S3 API takes them, so on S3 the HEAD
+ * is the only extra request. */
+static int ensure_retention(s3_client *client, const char *full_key,
+                            const struct s3_retention *expected, stow_error *err)
+{
+    struct s3_object_info info;
+    struct tm utc;
+    char until[32];
+
+    if (head_locked_object(client, full_key, &info, err) != 0)
+        return -1;
+    if (retention_covers(&info, expected))
+        return 0;
+
+    stow_log_detail("%s has no Object Lock retention after its upload; setting it with "
+                    "PutObjectRetention",
+                    full_key);
+    if (s3_put_object_retention(client, full_key, expected, err) != 0 ||
+        head_locked_object(client, full_key, &info, err) != 0)
+        return -1;
+    if (retention_covers(&info, expected))
+        return 0;
+
+    gmtime_r(&expected->retain_until, &utc);
+    strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    stow_fail(err, STOW_EXIT_STORAGE,
+              "object %s is not locked: the store accepted Object Lock retention %s until %s "
+              "but HeadObject reports mode \"%s\"",
+              full_key, expected->mode, until, info.lock_mode);
+    stow_error_hint(err, "check that the bucket has Object Lock enabled and that the store "
+                         "supports it");
+    return -1;
+}
+
+static int s3_check_object_lock(storage *store, stow_error *err)
+{
+    int enabled = 0;
+
+    if (s3_get_object_lock_enabled(client_of(store), &enabled, err) != 0) {
+        stow_error_prefix(err, "checking Object Lock on repository %s failed", store->url);
+        return -1;
+    }
+    if (enabled)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE,
+              "bucket %s does not have S3 Object Lock enabled, so backups in repository %s "
+              "cannot be locked",
+              store->location, store->url);
+    stow_error_hint(err, "create the bucket with Object Lock enabled (aws s3api create-bucket "
+                         "--object-lock-enabled-for-bucket), or turn it on for this versioned "
+                         "bucket with aws s3api put-object-lock-configuration; or leave out "
+                         "--object-lock-days");
+    return -1;
+}
+
+static int s3_put_locked(storage *store, const char *key, const void *data, size_t len,
+                         const struct storage_put_options *options,
+                         const struct storage_object_lock *lock, stow_error *err)
+{
+    struct s3_retention retention = retention_of(lock);
+    struct s3_put_options put = {options->if_none_match, options->content_type, &retention};
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = map_result(s3_put_object(client_of(store), full_key, data, len, &put, err));
+    if (rc == 0)
+        rc = ensure_retention(client_of(store), full_key, &retention, err);
+    free(full_key);
+    return rc;
+}
+
+static int s3_lock_object(storage *store, const char *key, const struct storage_object_lock *lock,
+                          stow_error *err)
+{
+    struct s3_retention retention = retention_of(lock);
+    struct s3_object_info info;
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    rc = map_result(s3_head_object(client_of(store), full_key, &info, err));
+    if (rc == 0)
+        rc = ensure_retention(client_of(store), full_key, &retention, err);
+    free(full_key);
+    return rc;
+}
+
+/* The versions of one key, collected before any is deleted. */
+struct version_list {
+    const char *key;   /* full key; other keys under it as a prefix are skipped */
+    char **version_ids;
+    size_t count;
+    size_t capacity;
+};
+
+static int collect_version(const char *key, const char *version_id, int delete_marker,
+                           void *context)
+{
+    struct version_list *versions = context;
+
+    (void)delete_marker;
+    if (strcmp(key, versions->key) != 0)
+        return 0;
+    if (versions->count == versions->capacity) {
+        size_t capacity = versions->capacity == 0 ? 4 : versions->capacity * 2;
+        char **grown = realloc(versions->version_ids, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return -1;
+        versions->version_ids = grown;
+        versions->capacity = capacity;
+    }
+    versions->version_ids[versions->count] = strdup(version_id);
+    if (versions->version_ids[versions->count] == NULL)
+        return -1;
+    versions->count++;
+    return 0;
+}
+
+/* Deletes the versions in listing order, which S3 gives newest first, and
+ * stops at the first that S3 rejects, so a locked current version leaves
+ * the key as it was. */
+static int delete_listed_versions(s3_client *client, const struct version_list *versions,
+                                  stow_error *err)
+{
+    for (size_t i = 0; i < versions->count; i++) {
+        int rc = s3_delete_object_version(client, versions->key, versions->version_ids[i], err);
+
+        if (rc == S3_ACCESS_DENIED) {
+            stow_log_detail("S3 rejected the delete of %s version %s (AccessDenied)",
+                            versions->key, versions->version_ids[i]);
+            return STORAGE_ACCESS_DENIED;
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int s3_delete_versions(storage *store, const char *key, stow_error *err)
+{
+    struct version_list versions = {0};
+    char *full_key = storage_full_key(store, key);
+    int rc;
+
+    if (full_key == NULL)
+        return fail_memory(err);
+    versions.key = full_key;
+    rc = s3_list_object_versions(client_of(store), full_key, collect_version, &versions, err);
+    if (rc > 0 || (rc < 0 && !stow_error_is_set(err)))
+        rc = fail_memory(err);
+    if (rc == 0)
+        rc = delete_listed_versions(client_of(store), &versions, err);
+
+    for (size_t i = 0; i < versions.count; i++)
+        free(versions.version_ids[i]);
+    free(versions.version_ids);
     free(full_key);
     return rc;
 }
@@ -349,6 +551,7 @@ static void collect_transfer(struct storage_upload *upload, struct part_transfer
     memcpy(upload->etags[transfer->record], transfer->call.job.response.etag, S3_ETAG_MAX);
     stow_log_detail("uploaded part %u of %s (%llu bytes)", part->number, upload->key,
                     (unsigned long long)part->size);
+    stow_progress_add_part();
 }
 
 /* Collects every finished transfer and frees it. */
@@ -418,8 +621,9 @@ static void free_upload(struct storage_upload *upload)
     free(upload);
 }
 
-static int s3_upload_begin(storage *store, const char *key, storage_upload **out,
-                           stow_error *err)
+static int s3_upload_begin_locked(storage *store, const char *key,
+                                  const struct storage_object_lock *lock, storage_upload **out,
+                                  stow_error *err)
 {
     struct storage_upload *upload = calloc(1, sizeof *upload);
 
@@ -436,8 +640,14 @@ static int s3_upload_begin(storage *store, const char *key, storage_upload **out
         return fail_memory(err);
     }
 
+    if (lock != NULL) {
+        upload->retention = retention_of(lock);
+        upload->locked = 1;
+    }
     if (http_worker_new(&upload->worker, err) != 0 ||
-        s3_create_multipart_upload(upload->client, upload->key, &upload->upload_id, err) != 0) {
+        s3_create_multipart_upload(upload->client, upload->key,
+                                   upload->locked ? &upload->retention : NULL,
+                                   &upload->upload_id, err) != 0) {
         free_upload(upload);
         return -1;
     }
@@ -445,6 +655,12 @@ static int s3_upload_begin(storage *store, const char *key, storage_upload **out
                     upload->upload_id);
     *out = upload;
     return 0;
+}
+
+static int s3_upload_begin(storage *store, const char *key, storage_upload **out,
+                           stow_error *err)
+{
+    return s3_upload_begin_locked(store, key, NULL, out, err);
 }
 
 /* Checks the S3 limits before part number count + 1 of len bytes. */
@@ -639,7 +855,7 @@ static int s3_upload_part_copy(storage_upload *upload, storage *source, const ch
 /* Stores an empty object in place of an upload that received no data. */
 static int complete_empty(struct storage_upload *upload, stow_error *err)
 {
-    struct s3_put_options options = {0, NULL};
+    struct s3_put_options options = {0, NULL, upload->locked ? &upload->retention : NULL};
 
     abort_upload(upload);
     return s3_put_object(upload->client, upload->key, "", 0, &options, err);
@@ -687,6 +903,11 @@ static int s3_upload_complete(storage_upload *upload, struct storage_part_list *
         rc = complete_empty(upload, err);
     else if (rc == 0)
         rc = complete_parts(upload, err);
+    /* NOTE: a failure here leaves the completed object in place without a
+     * manifest, for stowage gc, because a completed upload cannot be
+     * aborted. */
+    if (rc == 0 && upload->locked)
+        rc = ensure_retention(upload->client, upload->key, &upload->retention, err);
 
     if (rc != 0) {
         abort_upload(upload);
@@ -885,6 +1106,11 @@ const struct storage_driver storage_s3_driver = {
     .upload_complete = s3_upload_complete,
     .upload_abort = s3_upload_abort,
     .upload_part_copy = s3_upload_part_copy,
+    .check_object_lock = s3_check_object_lock,
+    .put_locked = s3_put_locked,
+    .upload_begin_locked = s3_upload_begin_locked,
+    .lock_object = s3_lock_object,
+    .delete_versions = s3_delete_versions,
     .download_begin = s3_download_begin,
     .download_next = s3_download_next,
     .download_free = s3_download_free,

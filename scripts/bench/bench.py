@@ -42,11 +42,12 @@ CASES = {
     "5": ("pg_restore from a local file", "pg_restore --exit-on-error --single-transaction -d $TARGET $WORK/$DATASET.dump"),
     "6": ("aws s3 cp + zstd -d + pg_restore", "aws s3 cp s3://bench/$DATASET/baseline.dump.zst - | zstd -d | pg_restore --exit-on-error --single-transaction -d $TARGET"),
     "7": ("stowage restore from moto S3", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --target $TARGET"),
+    "7j": ("stowage restore --jobs 2 from moto S3", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --target $TARGET --jobs 2"),
     "8": ("stowage restore --scratch local --verify", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --scratch local --verify"),
 }
-CASE_ORDER = ["1", "1b", "2", "3", "4", "5", "6", "7", "8"]
-RESTORE_CASES = {"5", "6", "7"}
-RATIOS = [("3", "1b"), ("4", "2"), ("7", "5"), ("7", "6"), ("8", "7")]
+CASE_ORDER = ["1", "1b", "2", "3", "4", "5", "6", "7", "7j", "8"]
+RESTORE_CASES = {"5", "6", "7", "7j"}
+RATIOS = [("3", "1b"), ("4", "2"), ("7", "5"), ("7", "6"), ("7j", "5"), ("8", "7")]
 
 
 class Dataset:
@@ -177,6 +178,9 @@ class Bench:
                     ["zstd", "-q", "-d"], pg_restore], {}
         if case == "7":
             return [stowage_restore + ["--target", target]], {"capture_stdout": True, "watch_rss": (0,)}
+        if case == "7j":
+            return [stowage_restore + ["--target", target, "--jobs", "2"]], \
+                {"capture_stdout": True, "watch_rss": (0,)}
         if case == "8":
             return [stowage_restore + ["--scratch", "local", "--verify"]], \
                 {"capture_stdout": True, "watch_rss": (0,), "find_scratch": True}
@@ -231,7 +235,7 @@ class Bench:
                 record["stored_bytes"] = json.loads(result["stdout"])["stored_bytes"]
             except (ValueError, KeyError):
                 record["warning"] = "unexpected --json output: %r" % result["stdout"][:200]
-        if case in ("7", "8"):
+        if case in ("7", "7j", "8"):
             record["report"] = result["stdout"]
 
         if failed:
@@ -385,13 +389,13 @@ def dataset_report(dataset, cases, results):
             text = run["error"] or run["warning"]
             lines.append("- case %s round %d: %s" % (run["case"], run["round"],
                                                        " ".join(text.split())[:600]))
-    steps = [run["report"] for case in ("7", "8") for run in runs_of.get(case, []) if run.get("report")]
+    steps = [run["report"] for case in ("7", "7j", "8") for run in runs_of.get(case, []) if run.get("report")]
     if steps:
         lines.append("")
-        lines.append("Step times that stowage reported in its last runs of cases 7 and 8:")
+        lines.append("Step times that stowage reported in its last runs of cases 7, 7j and 8:")
         lines.append("")
         lines.append("```")
-        for case in ("7", "8"):
+        for case in ("7", "7j", "8"):
             last = [run for run in runs_of.get(case, []) if run.get("report")]
             if last:
                 lines.append(last[-1]["report"].rstrip("\n"))

@@ -35,11 +35,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import log  # noqa: E402
 
+# Thread names of the stowage process: the main thread and zstd's workers
+# keep the program's name, the backup's reader and digest threads name
+# themselves (agent/backup/dump_reader.c, archive_digest.c).
+STOWAGE_THREADS = "stowage,dump-reader,archive-digest"
+
 
 def perf_report(data, sort, limit, children=False):
     """Return the first limit lines of perf report for stowage's threads, sorted by sort keys."""
     command = ["perf", "report", "-i", data, "--stdio", "--children" if children else "--no-children",
-               "--sort", sort, "--percent-limit", "0.5", "-g", "none", "--comm", "stowage"]
+               "--sort", sort, "--percent-limit", "0.5", "-g", "none", "--comm", STOWAGE_THREADS]
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = [line for line in result.stdout.split("\n") if line.strip() and not line.startswith("#")]
     if children:
@@ -74,6 +79,8 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=25, help="functions to print (default 25)")
     parser.add_argument("--stowage", help="stowage binary to profile as it is (default: build/stowage relinked "
                                           "with static libzstd and libsodium)")
+    parser.add_argument("--build-dir", default=os.path.join(benchlib.ROOT, "build"),
+                        help="CMake build directory whose stowage is relinked (default: build)")
     options = parser.parse_args(argv)
     benchlib.check_programs(["perf", "moto_server"])
 
@@ -83,9 +90,8 @@ def main(argv=None):
         if options.stowage:
             stowage = benchlib.find_stowage(options.stowage)
         else:
-            benchlib.find_stowage()
-            stowage = link_with_static_libraries(os.path.join(benchlib.ROOT, "build"),
-                                                 os.path.join(workdir, "stowage"))
+            benchlib.find_stowage(os.path.join(options.build_dir, "stowage"))
+            stowage = link_with_static_libraries(options.build_dir, os.path.join(workdir, "stowage"))
         cluster, moto = benchlib.start_servers()
         env = benchlib.client_environment(cluster, moto)
         cluster.createdb("profile")
@@ -110,6 +116,8 @@ def main(argv=None):
         if result.returncode != 0:
             raise SystemExit("profile: the backup failed:\n%s" % result.stderr[-3000:])
         print("backup: %s" % result.stdout.strip())
+        print("\n# Samples by thread name and library, stowage process only\n")
+        print(perf_report(data, "comm,dso", 20))
         print("\n# Samples by thread (id:name) and library, stowage process only\n")
         print(perf_report(data, "pid,dso", 20))
         print("\n# Functions by self time\n")

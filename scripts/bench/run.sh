@@ -11,7 +11,7 @@
 #                   pgbench dump's size)
 #   --rounds N      runs of every case (default 3); the order of the cases
 #                   rotates from round to round
-#   --cases LIST    comma-separated cases (default 1,1b,2,3,4,5,6,7,8)
+#   --cases LIST    comma-separated cases (default 1,1b,2,3,4,5,6,7,7j,8)
 #   --datasets LIST pgbench, estate or both (default pgbench,estate)
 #   --out FILE      Markdown file for the results (default docs/BENCHMARKS.md)
 #   --json FILE     also write every measurement as JSON
@@ -26,6 +26,7 @@
 #   5   pg_restore from a local uncompressed custom-format file
 #   6   aws s3 cp s3://... - | zstd -d | pg_restore
 #   7   stowage restore from moto S3 into an empty database
+#   7j  the same with --jobs 2 (spool file, then pg_restore --jobs 2)
 #   8   stowage restore --scratch local --verify
 #
 # It needs build/stowage (or STOWAGE_BIN), PostgreSQL 15, zstd, awscli,

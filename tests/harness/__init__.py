@@ -213,6 +213,27 @@ def wait_until(predicate, timeout, interval=0.05, description="condition"):
         time.sleep(interval)
 
 
+def processes_in(directory):
+    """Return the pids of live (not zombie) processes whose working directory is in directory.
+
+    A PostgreSQL postmaster and its children run in their data directory, so
+    this finds a server left running in a scratch or test directory.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % entry)
+            with open("/proc/%s/stat" % entry) as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and (cwd == directory or cwd.startswith(directory + "/")):
+            found.append(int(entry))
+    return found
+
+
 def tail(path, lines=40):
     """Return the last lines of a text file, or a note that it cannot be read."""
     try:

@@ -6,9 +6,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -17,6 +19,31 @@ from harness import MotoServer, PostgresCluster, run_stowage  # noqa: E402
 
 # Part sizes below S3's 5 MiB minimum let small databases span many parts.
 SMALL_PART = 64 * 1024
+
+
+def stop_process_groups_using(directory):
+    """Kill the process groups of programs started from directory.
+
+    Stowage runs pg_dump and pg_restore in process groups of their own, so
+    a test that kills stowage with SIGKILL leaves a fault wrapper from
+    fake_pg_bindir (and the real program under it) running until its sleep
+    ends. Only groups other than the test runner's are killed.
+    """
+    own_group = os.getpgid(0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            group = os.getpgid(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+        if directory + "/" in command and group != own_group:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class StowageTestCase(unittest.TestCase):
@@ -40,6 +67,7 @@ class StowageTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        stop_process_groups_using(cls.workdir)
         cls.moto.stop()
         cls.cluster.stop()
         cls.cluster.cleanup()
@@ -69,6 +97,43 @@ class StowageTestCase(unittest.TestCase):
                              "stowage %s exited %d\nstdout:\n%s\nstderr:\n%s"
                              % (" ".join(args), result.returncode, result.stdout, result.stderr))
         return result
+
+    def hold_table_lock(self, db, table):
+        """Lock table in db in ACCESS EXCLUSIVE mode until release_table_lock or the
+        end of the test, so that a verification query on it waits."""
+        process = subprocess.Popen([self.cluster.tool("psql"), "-X", "-q", "-A", "-t", "-d",
+                                    self.cluster.conninfo(db)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                   env=self.cluster.client_environment())
+        process.stdin.write("BEGIN;\nLOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n"
+                            "SELECT 'locked';\n" % table)
+        process.stdin.flush()
+        self.assertEqual("locked", process.stdout.readline().strip())
+        self.addCleanup(self.release_table_lock, process)
+        return process
+
+    def release_table_lock(self, process):
+        if process.poll() is None:
+            process.stdin.write("ROLLBACK;\n")
+            process.stdin.close()
+            process.wait(30)
+        if not process.stdout.closed:
+            process.stdout.close()
+
+    def wait_for_blocked_verification(self, process):
+        """Wait until a query of stowage's verification (application_name
+        stowage-verify) waits for a lock. Fail when stowage exits first."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = self.cluster.query("SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "application_name = 'stowage-verify' AND "
+                                      "wait_event_type = 'Lock'")
+            if rows[0][0] == "1":
+                return
+            if process.poll() is not None:
+                self.fail("stowage exited early:\n%s" % (process.communicate(),))
+            time.sleep(0.1)
+        self.fail("the verification never waited for the lock")
 
     def backup(self, repo, db, *extra, env=None, expect=0):
         return self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo(db),

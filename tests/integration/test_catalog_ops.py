@@ -2,6 +2,7 @@
 expire and gc, against file:// repositories and moto's S3."""
 
 import datetime
+import glob
 import json
 import os
 import socket
@@ -263,6 +264,28 @@ class CatalogOpsTest(StowageTestCase):
         for key in foreign:
             self.assertIn(key, remaining)
         self.assertNotIn("locks/shop.json", remaining)
+        shop = os.path.join(self.path_of(repo), "backups", "shop")
+        self.assertEqual(3, len(os.listdir(shop)), os.listdir(shop))
+
+    def test_gc_removes_old_empty_directories(self):
+        repo = self.file_repo()
+        kept_id = self.take_backups(repo, 1)[0]
+        shop = os.path.join(self.path_of(repo), "backups", "shop")
+        old = os.path.join(shop, "20260101T000000Z-abcdef")
+        young = os.path.join(shop, "20260102T000000Z-abcdef")
+        for directory in (os.path.join(old, "verifications"), young):
+            os.makedirs(directory)
+        when = time.time() - 2 * 24 * 3600
+        for directory in (os.path.join(old, "verifications"), old):
+            os.utime(directory, (when, when))
+
+        dry = self.stowage("gc", "--repo", repo, "--dry-run")
+        self.assertNotIn("empty backup directories", dry.stdout)
+        self.assertTrue(os.path.isdir(old))
+        result = self.stowage("gc", "--repo", repo)
+        self.assertIn("gc: removed 2 empty backup directories", result.stdout)
+        self.assertNotIn("multipart", result.stdout)
+        self.assertEqual(sorted([kept_id, os.path.basename(young)]), sorted(os.listdir(shop)))
 
     def test_expire_keep_last_on_s3(self):
         bucket = self.new_bucket()
@@ -363,6 +386,27 @@ class CatalogOpsTest(StowageTestCase):
         self.assertIn("--keep-daily", result.stderr)
         result = self.expire(repo, "--keep-daily", "7", "--time-zone", "Mars/Olympus", expect=2)
         self.assertIn("unknown time zone \"Mars/Olympus\"", result.stderr)
+
+    def test_backup_usage_errors_before_connecting(self):
+        repo = self.file_repo()
+        unreachable = "host=127.0.0.1 port=1 dbname=shop connect_timeout=2"
+        cases = [
+            (["--db", unreachable, "--name", "a b"], 'invalid backup name "a b"'),
+            (["--db", "host=127.0.0.1 port=abc dbname=shop"], 'invalid port "abc"'),
+            (["--db", "postgresql://127.0.0.1:70000/shop"], 'invalid port "70000"'),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                result = self.stowage("backup", "--repo", repo, "--recipient", self.pub, *args,
+                                      expect=2)
+                self.assertIn(message, result.stderr)
+        self.assertEqual([], self.files_in(repo))
+
+    def test_gc_zero_grace_period(self):
+        repo = self.file_repo()
+        result = self.stowage("gc", "--repo", repo, "--older-than", "0s", expect=2)
+        self.assertIn('"0s" is zero', result.stderr)
+        self.assertIn("at least 1s", result.stderr)
 
     def test_expire_in_a_time_zone(self):
         repo = self.file_repo()
@@ -469,6 +513,24 @@ class CatalogOpsTest(StowageTestCase):
             self.assertTrue(os.path.exists(path), path)
         self.assertEqual([kept_id], [b["id"] for b in self.list_json(repo)])
         self.stowage("verify", "--repo", repo, kept_id, "--key", self.key)
+
+    def test_gc_ignores_lock_of_killed_backup(self):
+        repo = self.file_repo()
+        process = self.start_slow_backup(repo)
+        backups = os.path.join(self.path_of(repo), "backups", "shop")
+        wait_for(lambda: self.read_file_lock(repo), 30, "the backup's lock")
+        temp = wait_for(lambda: glob.glob(os.path.join(backups, "*", ".data.stow.tmp-*")), 30,
+                        "the backup's temporary file")[0]
+        process.kill()
+        process.communicate()
+        time.sleep(1.5)
+
+        result = self.stowage("gc", "--repo", repo, "--older-than", "1s")
+        self.assertNotIn("locked by", result.stderr)
+        self.assertIn("process no longer exists", result.stderr)
+        self.assertIn("aborted: upload of backups/shop/", result.stdout)
+        self.assertFalse(os.path.exists(temp), temp)
+        self.assertEqual([], os.listdir(backups))
 
     def test_gc_with_nothing_to_do(self):
         repo = self.file_repo()

@@ -1,10 +1,18 @@
 """End-to-end tests of disaster recovery: replicate between regions and
 between repository kinds, interrupted copies, repair, foreign objects,
-dr status, and drills with an escrow key alone."""
+dr status, drills with an escrow key alone, drills into RDS scratch
+instances restored from snapshot copies, and interrupted drills.
+
+moto makes RDS instances available at once, and their endpoints lead
+nowhere, so RDS drills verify through --connect-host against the class's
+PostgreSQL cluster in place of the restored instance."""
 
 import base64
+import calendar
+import glob
 import json
 import os
+import re
 import signal
 import time
 import unittest
@@ -18,6 +26,27 @@ from harness.stowage import spawn_stowage
 PRIMARY_REGION = "us-east-1"
 REPLICA_REGION = "eu-west-1"
 PREFIX = "db"
+EXIT_USAGE = 2
+EXIT_VERIFY = 3
+EXIT_OBJECTIVE = 5
+EXIT_INTERRUPTED = 130
+
+
+def process_running(pid):
+    """Return True while pid is a process that has not exited.
+
+    A postmaster stopped by stowage belongs to init, which may reap it a
+    moment later, so a zombie counts as exited."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def parse_time(text):
+    """Return the POSIX time of an RFC 3339 UTC time such as 2026-12-04T22:45:15Z."""
+    return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
 class DrTest(StowageTestCase):
@@ -615,6 +644,257 @@ class DrTest(StowageTestCase):
         self.assertEqual("failed", report["result"])
         self.assertIsNone(report["rto"]["measured_seconds"])
 
+    # RDS drills ------------------------------------------------------------
+
+    def rds_instance(self):
+        """Create an instance in the primary region; its master user is the cluster's superuser."""
+        instance = "drill-%s" % os.urandom(3).hex()
+        self.moto.client("rds", region=PRIMARY_REGION).create_db_instance(
+            DBInstanceIdentifier=instance, DBInstanceClass="db.t3.micro", Engine="postgres",
+            AllocatedStorage=20, MasterUsername=self.cluster.superuser,
+            MasterUserPassword="not-used-1")
+        return instance
+
+    def create_rds_snapshot(self, instance):
+        result = self.stowage("snapshot", "create", "--instance", instance, "--json",
+                              "--poll-interval", "1s", env=self.class_s3_env())
+        return json.loads(result.stdout)
+
+    def replicated_snapshot(self):
+        """Return (instance, snapshot, copy id, replica): a Stowage snapshot of a new
+        instance and a backup of app, both replicated to the replica region."""
+        instance = self.rds_instance()
+        snapshot = self.create_rds_snapshot(instance)
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        self.backup_app(primary)
+        # The copy is made at least a second after its original, so the
+        # report shows which of the two times the RPO counts from.
+        time.sleep(1.1)
+        summary, _ = self.replicate(primary, replica, "--snapshots", "--instance", instance,
+                                    "--poll-interval", "1s")
+        self.assertEqual(1, summary["snapshots"]["copied"])
+        return instance, snapshot, snapshot["id"] + "-" + REPLICA_REGION, replica
+
+    def rds_drill_args(self, replica, instance, *extra):
+        return ["drill", "--repo", replica, "--scratch", "rds", "--rds-region", REPLICA_REGION,
+                "--instance", instance, "--connect-host",
+                "%s:%d" % (self.cluster.host, self.cluster.port), "--database", "app",
+                "--poll-interval", "1s"] + list(extra)
+
+    def replica_scratch_instances(self):
+        client = self.moto.client("rds", region=REPLICA_REGION)
+        return [item["DBInstanceIdentifier"]
+                for item in client.describe_db_instances()["DBInstances"]
+                if item["DBInstanceIdentifier"].startswith("stowage-scratch-")]
+
+    def test_rds_drill_from_snapshot_copy(self):
+        instance, snapshot, copy_id, replica = self.replicated_snapshot()
+        copy = self.moto.client("rds", region=REPLICA_REGION).describe_db_snapshots(
+            DBSnapshotIdentifier=copy_id)["DBSnapshots"][0]
+        original_time = calendar.timegm(copy["OriginalSnapshotCreateTime"].utctimetuple())
+        copy_time = calendar.timegm(copy["SnapshotCreateTime"].utctimetuple())
+        self.assertLess(original_time, copy_time)
+
+        report_path = os.path.join(self.workdir, "rds-drill-%s.json" % instance)
+        markdown_path = os.path.join(self.workdir, "rds-drill-%s.md" % instance)
+        result = self.stowage(*self.rds_drill_args(
+            replica, instance, "--rpo-objective", "1h", "--rto-objective", "10m", "--report",
+            report_path, "--markdown", markdown_path), env=self.replica_env())
+        self.assertIn("drill of snapshot copy %s in %s: passed" % (copy_id, REPLICA_REGION),
+                      result.stdout)
+
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("passed", report["result"])
+        self.assertEqual("rds", report["scratch"])
+        self.assertEqual(REPLICA_REGION, report["region"])
+        self.assertIsNone(report["backup"])
+        self.assertEqual(copy_id, report["snapshot"]["id"])
+        self.assertEqual(instance, report["snapshot"]["instance"])
+        self.assertEqual(snapshot["arn"], report["snapshot"]["copied_from"])
+        self.assertEqual("OriginalSnapshotCreateTime", report["snapshot"]["recovery_point_basis"])
+        self.assertEqual(original_time, parse_time(report["snapshot"]["recovery_point"]))
+
+        # The RPO counts from the original snapshot, not from the copy.
+        self.assertEqual(parse_time(report["started_at"]) - original_time,
+                         report["rpo"]["measured_seconds"])
+        self.assertEqual(3600, report["rpo"]["objective_seconds"])
+        self.assertTrue(report["rpo"]["met"])
+        self.assertGreater(report["rto"]["measured_seconds"], 0)
+        self.assertEqual(600, report["rto"]["objective_seconds"])
+        self.assertTrue(report["rto"]["met"])
+
+        steps = {step["step"]: step for step in report["steps"]}
+        for name in ("select-snapshot", "describe-source", "scratch-create", "scratch-wait",
+                     "connect", "verify", "scratch-delete"):
+            self.assertIn(name, steps)
+            self.assertEqual("ok", steps[name]["status"])
+            self.assertGreaterEqual(steps[name]["seconds"], 0)
+        self.assertLess(report["rto"]["measured_seconds"],
+                        report["restore_report"]["total_seconds"]
+                        + steps["select-snapshot"]["seconds"] + 1)
+
+        self.assertTrue(report["verification"]["passed"])
+        self.assertEqual(0, report["verification"]["difference_count"])
+        database = report["restore_report"]["databases"][0]
+        self.assertEqual("app", database["name"])
+        self.assertEqual(1, database["tables_present"])
+        self.assertEqual("deleted", report["restore_report"]["scratch_instance"]["status"])
+        self.assertEqual([], self.replica_scratch_instances())
+
+        with open(markdown_path) as handle:
+            markdown = handle.read()
+        for text in ("# DR drill: instance " + instance, copy_id, "**passed**",
+                     "OriginalSnapshotCreateTime", "| scratch-delete |"):
+            self.assertIn(text, markdown)
+        self.assertNotIn("decrypt+decompress", markdown)
+
+    def test_rds_drill_misses_rpo_objective(self):
+        instance, _, copy_id, replica = self.replicated_snapshot()
+        time.sleep(1)
+        report_path = os.path.join(self.workdir, "rds-drill-rpo-%s.json" % instance)
+        result = self.stowage(*self.rds_drill_args(replica, instance, "--rpo-objective", "1s",
+                                                   "--report", report_path),
+                              env=self.replica_env(), expect=EXIT_OBJECTIVE)
+        self.assertIn("RPO objective", result.stderr)
+        self.assertIn(copy_id, result.stderr)
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("objective missed", report["result"])
+        self.assertEqual(EXIT_OBJECTIVE, report["exit_code"])
+        self.assertFalse(report["rpo"]["met"])
+        self.assertGreaterEqual(report["rpo"]["measured_seconds"], 2)
+        self.assertTrue(report["verification"]["passed"])
+        self.assertEqual([], self.replica_scratch_instances())
+
+    def test_rds_drill_falls_back_to_name(self):
+        instance, snapshot, copy_id, replica = self.replicated_snapshot()
+
+        def drop_original_time(status, headers, body):
+            return status, headers, re.sub(
+                rb"<OriginalSnapshotCreateTime>[^<]*</OriginalSnapshotCreateTime>", b"", body)
+
+        report_path = os.path.join(self.workdir, "rds-drill-name-%s.json" % instance)
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(REWRITE, method="POST", body=r"Action=DescribeDBSnapshots",
+                            count=None, function=drop_original_time)
+            self.stowage(*self.rds_drill_args(replica, instance, "--report", report_path),
+                         env=self.replica_env(AWS_ENDPOINT_URL=proxy.endpoint))
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("passed", report["result"])
+        self.assertIsNone(report["snapshot"]["original_created_at"])
+        self.assertEqual("name of the original snapshot",
+                         report["snapshot"]["recovery_point_basis"])
+        # stowage-INSTANCE-YYYYMMDD-HHMMSS: the time snapshot create named it.
+        stamp = snapshot["id"][-len("YYYYMMDD-HHMMSS"):]
+        named = calendar.timegm(time.strptime(stamp, "%Y%m%d-%H%M%S"))
+        self.assertEqual(named, parse_time(report["snapshot"]["recovery_point"]))
+        self.assertEqual(parse_time(report["started_at"]) - named,
+                         report["rpo"]["measured_seconds"])
+
+    def test_rds_drill_without_copy_fails(self):
+        instance = self.rds_instance()
+        self.create_rds_snapshot(instance)
+        replica, _ = self.replica_repo()
+        report_path = os.path.join(self.workdir, "rds-drill-none-%s.json" % instance)
+        result = self.stowage(*self.rds_drill_args(replica, instance, "--report", report_path),
+                              env=self.replica_env(), expect=EXIT_USAGE)
+        self.assertIn("no available snapshot copy", result.stderr)
+        self.assertIn(REPLICA_REGION, result.stderr)
+        self.assertIn(instance, result.stderr)
+        self.assertIn("stowage replicate --snapshots --to-region %s" % REPLICA_REGION,
+                      result.stderr)
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("failed", report["result"])
+        self.assertIsNone(report["snapshot"])
+        self.assertIsNone(report["rpo"]["measured_seconds"])
+        self.assertEqual([], self.replica_scratch_instances())
+
+    def test_rds_drill_sigterm_deletes_scratch(self):
+        instance, _, copy_id, replica = self.replicated_snapshot()
+        report_path = os.path.join(self.workdir, "rds-drill-sigterm-%s.json" % instance)
+        lock = self.hold_table_lock("app", "orders")
+        process = spawn_stowage(self.rds_drill_args(replica, instance, "--report", report_path),
+                                env=self.replica_env())
+        self.wait_for_blocked_verification(process)
+        self.assertEqual(1, len(self.replica_scratch_instances()))
+
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+        self.release_table_lock(lock)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
+        self.assertEqual([], self.replica_scratch_instances())
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("interrupted", report["result"])
+        self.assertEqual(EXIT_INTERRUPTED, report["exit_code"])
+        self.assertIsNone(report["rto"]["measured_seconds"])
+        self.assertEqual("deleted", report["restore_report"]["scratch_instance"]["status"])
+
+    # Interrupted local drills -------------------------------------------------
+
+    def interrupt_local_drill(self, signum):
+        """Stop a local drill of the big backup with signum while it restores into the
+        scratch cluster.
+
+        Return (process, stdout, stderr, scratch parent, postmaster pid, report path)."""
+        scratch_parent = os.path.join(self.workdir, "drill-scratch-%s" % os.urandom(3).hex())
+        os.makedirs(scratch_parent)
+        os.chmod(scratch_parent, 0o755)
+        report_path = os.path.join(scratch_parent + "-report.json")
+        with FaultProxy(self.moto) as proxy:
+            # From the third part on, each download waits 2 s, so the restore
+            # step lasts minutes and the signal arrives during it.
+            proxy.add_fault(STALL, method="GET", path=r"data\.stow$", nth=3, count=None,
+                            seconds=2)
+            env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint,
+                                    STOWAGE_SCRATCH_DIR=scratch_parent)
+            process = spawn_stowage(["drill", "--repo", self.big_repo, "--key", self.key,
+                                     "--report", report_path], env=env)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not proxy.requests_matching(
+                    method="GET", path=r"data\.stow$", fault=STALL):
+                if process.poll() is not None:
+                    self.fail("the drill ended early: %s" % (process.communicate(),))
+                time.sleep(0.05)
+            pid_files = glob.glob(os.path.join(scratch_parent, "*", "data", "postmaster.pid"))
+            self.assertEqual(1, len(pid_files))
+            with open(pid_files[0]) as handle:
+                postmaster = int(handle.readline())
+            process.send_signal(signum)
+            stdout, stderr = process.communicate(timeout=120)
+        return process, stdout, stderr, scratch_parent, postmaster, report_path
+
+    def check_interrupted_local_drill(self, signum, name):
+        process, stdout, stderr, scratch_parent, postmaster, report_path = \
+            self.interrupt_local_drill(signum)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("interrupted by %s" % name, stderr)
+        self.assertIn("scratch-remove", stdout)
+        self.assertEqual([], os.listdir(scratch_parent))
+        self.assertFalse(process_running(postmaster))
+        with open(report_path) as handle:
+            report = json.load(handle)
+        steps = {step["step"]: step["status"] for step in report["steps"]}
+        self.assertEqual("ok", steps["scratch-create"])
+        self.assertEqual("failed", steps["restore"])
+        self.assertEqual("ok", steps["scratch-remove"])
+        self.assertIn("interrupted by %s" % name, report["error"])
+        self.assertEqual("interrupted", report["result"])
+        self.assertEqual(EXIT_INTERRUPTED, report["exit_code"])
+        self.assertIsNone(report["rto"]["measured_seconds"])
+        self.assertNotEqual(True, (report["verification"] or {}).get("passed"))
+
+    def test_local_drill_sigterm_removes_scratch(self):
+        self.check_interrupted_local_drill(signal.SIGTERM, "SIGTERM")
+
+    def test_local_drill_sigint_removes_scratch(self):
+        self.check_interrupted_local_drill(signal.SIGINT, "SIGINT")
+
     # Usage -------------------------------------------------------------------
 
     def test_snapshots_need_target_region(self):
@@ -623,10 +903,20 @@ class DrTest(StowageTestCase):
                               "--snapshots", env=self.class_s3_env(), expect=2)
         self.assertIn("--to-region", result.stderr)
 
-    def test_drill_rejects_rds_scratch(self):
+    def test_drill_rds_needs_region(self):
+        result = self.stowage("drill", "--repo", self.file_repo(), "--scratch", "rds",
+                              expect=EXIT_USAGE)
+        self.assertIn("--rds-region", result.stderr)
+
+    def test_drill_rds_options_need_rds_scratch(self):
         result = self.stowage("drill", "--repo", self.file_repo(), "--key", self.escrow_key,
-                              "--scratch", "rds", expect=2)
-        self.assertIn("only \"local\"", result.stderr)
+                              "--connect-host", "127.0.0.1:5432", expect=EXIT_USAGE)
+        self.assertIn("--scratch rds only", result.stderr)
+
+    def test_drill_rejects_unknown_scratch(self):
+        result = self.stowage("drill", "--repo", self.file_repo(), "--key", self.escrow_key,
+                              "--scratch", "cloud", expect=EXIT_USAGE)
+        self.assertIn("invalid --scratch \"cloud\"", result.stderr)
 
 
 if __name__ == "__main__":

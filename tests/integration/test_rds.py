@@ -580,37 +580,6 @@ class ScratchInterruptTest(RdsTestCase):
     """A restore stopped during verification: a table lock held by the test keeps
     the verification's count waiting until the signal arrives."""
 
-    def hold_lock(self):
-        process = subprocess.Popen([self.cluster.tool("psql"), "-X", "-q", "-A", "-t", "-d",
-                                    self.cluster.conninfo("appdb")],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                   env=self.cluster.client_environment())
-        process.stdin.write("BEGIN;\nLOCK TABLE sales.orders IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
-        process.stdin.flush()
-        self.assertEqual("locked", process.stdout.readline().strip())
-        self.addCleanup(self.release_lock, process)
-        return process
-
-    def release_lock(self, process):
-        if process.poll() is None:
-            process.stdin.write("ROLLBACK;\n")
-            process.stdin.close()
-            process.wait(30)
-        if not process.stdout.closed:
-            process.stdout.close()
-
-    def wait_for_blocked_verification(self, process):
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            rows = self.cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                                      "'stowage-verify' AND wait_event_type = 'Lock'")
-            if rows[0][0] == "1":
-                return
-            if process.poll() is not None:
-                self.fail("stowage exited early:\n%s" % (process.stderr.read()))
-            time.sleep(0.1)
-        self.fail("the verification never waited for the lock")
-
     def start_restore(self, *extra):
         created = self.create_snapshot()
         args = self.restore_args("--from-snapshot", created["id"], "--verify", "--database", "appdb",
@@ -618,7 +587,7 @@ class ScratchInterruptTest(RdsTestCase):
         return spawn_stowage(args, env=self.env())
 
     def test_sigterm_during_verification_deletes_scratch(self):
-        lock = self.hold_lock()
+        lock = self.hold_table_lock("appdb", "sales.orders")
         process = self.start_restore()
         self.wait_for_blocked_verification(process)
         self.assertEqual(1, len(self.scratch_instances()))
@@ -631,17 +600,17 @@ class ScratchInterruptTest(RdsTestCase):
         # The cancelled count released its lock wait at once.
         self.assertEqual("0", self.cluster.query("SELECT count(*) FROM pg_stat_activity WHERE "
                                                  "application_name = 'stowage-verify'")[0][0])
-        self.release_lock(lock)
+        self.release_table_lock(lock)
 
     def test_killed_run_is_cleaned_up_by_gc(self):
-        lock = self.hold_lock()
+        lock = self.hold_table_lock("appdb", "sales.orders")
         process = self.start_restore("--expires-in", "1s")
         self.wait_for_blocked_verification(process)
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate(timeout=60)
         leaked = self.scratch_instances()
         self.assertEqual(1, len(leaked))
-        self.release_lock(lock)
+        self.release_table_lock(lock)
         time.sleep(1.5)
         out = self.snapshot("gc-scratch").stdout
         self.assertIn("%s" % leaked[0], out)

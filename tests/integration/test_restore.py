@@ -202,6 +202,7 @@ class RestoreTest(StowageTestCase):
         result = self.stowage("show", "--repo", self.repo, "--at", "2001-01-01T00:00:00+02:00",
                               expect=2)
         self.assertIn("no complete backup", result.stderr)
+        self.assertIn("started at or before 2000-12-31T22:00:00Z", result.stderr)
 
     def test_missing_role_fails_with_postgres_error(self):
         self.cluster.createdb("owned")
@@ -304,6 +305,8 @@ class RestoreTest(StowageTestCase):
             handle.write("correct horse battery staple\n")
         with open(wrong, "w") as handle:
             handle.write("incorrect\n")
+        for path in (passphrase, wrong):
+            os.chmod(path, 0o600)
         if not os.path.exists(protected):
             self.stowage("keygen", "--out", protected, "--passphrase-file", passphrase)
         repo = self.file_repo()

@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from harness import REPO_ROOT, clean_environment, wait_until  # noqa: E402
+from harness import REPO_ROOT, clean_environment, processes_in, wait_until  # noqa: E402
 from harness.stowage import check_sanitizer_report  # noqa: E402
 
 MAJOR = "15"
@@ -56,23 +56,6 @@ def parse_facts(stdout):
         if separator:
             facts[name] = value
     return facts
-
-
-def processes_in(directory):
-    """Return pids of live processes whose working directory is inside directory."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink("/proc/%s/cwd" % entry)
-            with open("/proc/%s/stat" % entry) as handle:
-                state = handle.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and (cwd == directory or cwd.startswith(directory + "/")):
-            found.append(int(entry))
-    return found
 
 
 def process_uid(pid):

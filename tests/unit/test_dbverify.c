@@ -293,6 +293,63 @@ static void test_session_restored(void)
     PQfinish(conn);
 }
 
+/* Manifests written before table_digest_algorithm existed carry BLAKE2b-256
+ * lane sums, which verification still computes for them. These digests of
+ * the sample database were computed in Python (hashlib.blake2b, digest_size
+ * 32) when that was the only algorithm. */
+static const char *const blake2b_digests[][3] = {
+        {"Mixed Case", "Order Items", "088dd8560e4b6b66f7de4bd0f674408d9249562c5764f67a471804d3f26a3069"},
+        {"public", "blobs", "51e25536e16e35c69abac98fb2e7ddfd6861d24023ba9719bf816fa5bda568d7"},
+        {"public", "documents", "a1b0f7e2477532d63a09c61b3c48461fa725c11c6d3b6f346484131f8cd7d62b"},
+        {"public", "empty_table", "0000000000000000000000000000000000000000000000000000000000000000"},
+        {"public", "long_row", "0deefc0c6740381863abaaf4e12475b4e3ad3980e7363622b846fd1c56cf7f73"},
+        {"public", "measurements", "423c22707b74fbbee8d75a749839adaafb468885e73d0cb0b2a789ada69c781f"},
+        {"public", "no_columns", "2a05f44074afcb16b8038c1022cc8fe573b19fd765ae6696ee03d167d58fa9fa"},
+        {"public", "plain", "6a4806cb30d617bb0230fb268b5858658215114de0be86e6e0aebb34465951f2"},
+        {"public", "tricky", "2cd1dda1d3ffe7c586cdd3debc77847a6240b61b5ae686f2aa3ed8c84a13b07c"},
+        {"sales", "events_2023", "07573ff71c3fc4e597a22bc10cb0884052f507b4e307f233bb925e36d2683208"},
+        {"sales", "events_2024", "8d9786b1d070187c52cc06add6cc6b630189c714a948dfdecbc674cede5a52fc"},
+        {"sales", "events_other", "cc73dbd5ba371e961ba263f6d7ec247f5282f982bc9ee98fdb99c2fce939b722"},
+        {"ünïcode schema", "tablé with spaces", "0dd2379074413d67e3067b4f5d23b6ea6994f11c3f6982364035e32ffea86132"},
+};
+
+static void test_blake2b_manifest_verified(void)
+{
+    PGconn *conn = connect_to("restored");
+    json_t *old = json_deep_copy(contents);
+    json_t *tables = json_object_get(old, "tables");
+    json_t *table;
+    size_t index, count;
+    json_t *differences;
+
+    CHECK_INT_EQ(0, json_object_del(old, "table_digest_algorithm"));
+    json_array_foreach(tables, index, table) {
+        const char *schema = json_string_value(json_object_get(table, "schema"));
+        const char *name = json_string_value(json_object_get(table, "name"));
+
+        for (size_t i = 0; i < sizeof blake2b_digests / sizeof blake2b_digests[0]; i++) {
+            if (strcmp(schema, blake2b_digests[i][0]) == 0 &&
+                strcmp(name, blake2b_digests[i][1]) == 0)
+                json_object_set_new(table, "digest", json_string(blake2b_digests[i][2]));
+        }
+    }
+    differences = compare(conn, old, &count);
+    CHECK_INT_EQ(0, count);
+    if (count > 0)
+        dbverify_print_differences(differences);
+    json_decref(differences);
+
+    /* A changed row still shows under the old algorithm. */
+    execute(conn, "UPDATE public.plain SET note = note || 'x' WHERE id = 1");
+    differences = compare(conn, old, &count);
+    CHECK_INT_EQ(1, count);
+    CHECK(has_difference(differences, "table_digest", "public.plain", NULL, NULL));
+    execute(conn, "UPDATE public.plain SET note = left(note, -1) WHERE id = 1");
+    json_decref(differences);
+    json_decref(old);
+    PQfinish(conn);
+}
+
 static void test_timezone_changes_digests(void)
 {
     PGconn *conn = connect_to("restored");
@@ -409,6 +466,7 @@ int main(void)
         unit_run("dbverify restored matches", test_restored_matches);
         unit_run("dbverify source matches", test_source_matches);
         unit_run("dbverify session restored", test_session_restored);
+        unit_run("dbverify blake2b manifest verified", test_blake2b_manifest_verified);
         unit_run("dbverify timezone changes digests", test_timezone_changes_digests);
         unit_run("dbverify changes reported", test_changes_reported);
         unit_run("dbverify lost connection", test_lost_connection);

@@ -808,6 +808,16 @@ static void test_contents_json_rejected(void)
          "\"large_objects\":{\"count\":0,\"bytes\":0}}",
          "tables[].digest is not 64 lower-case hex digits"},
         {"{\"encoding\":\"UTF8\",\"timezone\":\"UTC\",\"bytea_output\":\"hex\",\"schemas\":[],"
+         "\"extensions\":[],\"table_digest_algorithm\":\"sum128-siphash\",\"tables\":"
+         "[{\"schema\":\"s\",\"name\":\"t\",\"copy\":\"COPY s.t (a) FROM stdin;\",\"rows\":1,"
+         "\"digest\":\"0000000000000000000000000000000000000000000000000000000000000000\"}],"
+         "\"sequences\":[],\"large_objects\":{\"count\":0,\"bytes\":0}}",
+         "tables[].digest is not 32 lower-case hex digits"},
+        {"{\"encoding\":\"UTF8\",\"timezone\":\"UTC\",\"bytea_output\":\"hex\",\"schemas\":[],"
+         "\"extensions\":[],\"table_digest_algorithm\":\"sum256-md5\",\"tables\":[],"
+         "\"sequences\":[],\"large_objects\":{\"count\":0,\"bytes\":0}}",
+         "table_digest_algorithm \"sum256-md5\" is unknown to this version of stowage"},
+        {"{\"encoding\":\"UTF8\",\"timezone\":\"UTC\",\"bytea_output\":\"hex\",\"schemas\":[],"
          "\"extensions\":[],\"tables\":[{\"schema\":\"s\",\"name\":\"t\",\"copy\":"
          "\"DROP TABLE s.t;\",\"rows\":1,\"digest\":\"00\"}],\"sequences\":[],"
          "\"large_objects\":{\"count\":0,\"bytes\":0}}",

@@ -46,6 +46,16 @@ static void test_rejected(void)
     }
 }
 
+static void test_zero_duration_message(void)
+{
+    stow_error err = {0};
+    int64_t seconds = 0;
+
+    CHECK_INT_EQ(-1, stow_duration_parse("--older-than", "0s", &seconds, &err));
+    CHECK_CONTAINS(err.message, "\"0s\" is zero");
+    CHECK_CONTAINS(err.hint, "at least 1s");
+}
+
 static void test_format(void)
 {
     char text[32];
@@ -69,6 +79,7 @@ int main(void)
     unit_run("units", test_units);
     unit_run("sums of units", test_sums);
     unit_run("rejected texts", test_rejected);
+    unit_run("zero duration message", test_zero_duration_message);
     unit_run("format in the largest unit", test_format);
     return unit_finish();
 }

@@ -580,15 +580,6 @@ static void test_golden_public_key(void)
     CHECK_STR_EQ("", err.message);
 }
 
-static void remove_temp_dir(void)
-{
-    char command[128];
-
-    snprintf(command, sizeof command, "rm -rf '%s'", temp_dir);
-    if (system(command) != 0)
-        fprintf(stderr, "could not remove %s\n", temp_dir);
-}
-
 int main(void)
 {
     int rc;
@@ -613,6 +604,6 @@ int main(void)
     unit_run("golden public key loads", test_golden_public_key);
 
     rc = unit_finish();
-    remove_temp_dir();
+    unit_remove_tree(temp_dir);
     return rc;
 }

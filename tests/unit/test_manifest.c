@@ -82,6 +82,66 @@ static void test_rejected_manifests(void)
     check_rejected("not-json.json", "not valid JSON");
 }
 
+/* Parses valid.json with its object_lock member replaced by lock (NULL:
+ * left out) and returns manifest_parse's result. */
+static int parse_with_object_lock(json_t *lock, struct manifest *manifest, stow_error *err)
+{
+    size_t len = 0;
+    char *text = read_golden("valid.json", &len);
+    json_t *document = json_loadb(text, len, 0, NULL);
+    char *changed;
+    int rc;
+
+    if (lock != NULL)
+        json_object_set_new(document, "object_lock", lock);
+    changed = json_dumps(document, 0);
+    rc = manifest_parse("locked.json", changed, strlen(changed), manifest, err);
+    free(changed);
+    json_decref(document);
+    free(text);
+    return rc;
+}
+
+static void test_object_lock_member(void)
+{
+    struct storage_object_lock lock = {STORAGE_LOCK_COMPLIANCE, 1796428800};
+    struct manifest manifest;
+    stow_error err = {0};
+
+    CHECK_INT_EQ(0, parse_with_object_lock(NULL, &manifest, &err));
+    CHECK_INT_EQ(STORAGE_LOCK_NONE, manifest.lock_mode);
+    CHECK_INT_EQ(0, manifest.lock_retain_until);
+    manifest_free(&manifest);
+
+    CHECK_INT_EQ(0, parse_with_object_lock(manifest_object_lock_to_json(&lock), &manifest, &err));
+    CHECK_INT_EQ(STORAGE_LOCK_COMPLIANCE, manifest.lock_mode);
+    CHECK_INT_EQ(1796428800, manifest.lock_retain_until);
+    manifest_free(&manifest);
+}
+
+static void test_object_lock_rejected(void)
+{
+    struct manifest manifest;
+    stow_error err = {0};
+
+    CHECK_INT_EQ(-1, parse_with_object_lock(json_pack("{s:s, s:s}", "mode", "strict",
+                                                      "retain_until", "2026-12-05T00:00:00Z"),
+                                            &manifest, &err));
+    CHECK_CONTAINS(err.message, "object_lock.mode \"strict\" is not GOVERNANCE or COMPLIANCE");
+    stow_error_clear(&err);
+    CHECK_INT_EQ(-1, parse_with_object_lock(json_pack("{s:s, s:s}", "mode", "GOVERNANCE",
+                                                      "retain_until", "tomorrow"),
+                                            &manifest, &err));
+    CHECK_CONTAINS(err.message, "object_lock.retain_until is not an RFC 3339 time");
+    stow_error_clear(&err);
+    CHECK_INT_EQ(-1, parse_with_object_lock(json_pack("{s:s}", "mode", "GOVERNANCE"), &manifest,
+                                            &err));
+    CHECK_CONTAINS(err.message, "object_lock.retain_until is missing");
+    stow_error_clear(&err);
+    CHECK_INT_EQ(-1, parse_with_object_lock(json_string("GOVERNANCE"), &manifest, &err));
+    CHECK_CONTAINS(err.message, "field object_lock is not an object");
+}
+
 static void test_time_parsing(void)
 {
     time_t when = 0;
@@ -115,6 +175,21 @@ static void test_format_time_round_trip(void)
     CHECK_STR_EQ("2026-12-04T03:00:00Z", text);
     CHECK_INT_EQ(0, manifest_parse_time(text, &back));
     CHECK_INT_EQ(1796353200, back);
+}
+
+static void test_time_microseconds(void)
+{
+    char text[32];
+    time_t back = 0;
+
+    manifest_format_time_us(1796353200, 4567, text);
+    CHECK_STR_EQ("2026-12-04T03:00:00.004567Z", text);
+    CHECK_INT_EQ(0, manifest_parse_time(text, &back));
+    CHECK_INT_EQ(1796353200, back);
+    CHECK_INT_EQ(4567, manifest_time_microseconds(text));
+    CHECK_INT_EQ(120000, manifest_time_microseconds("2026-12-04T03:00:00.12Z"));
+    CHECK_INT_EQ(123456, manifest_time_microseconds("2026-12-04T03:00:00.1234567Z"));
+    CHECK_INT_EQ(0, manifest_time_microseconds("2026-12-04T03:00:00Z"));
 }
 
 static void test_catalog_names(void)
@@ -177,9 +252,12 @@ int main(void)
     unit_run("manifest rejects golden corrupt files", test_rejected_manifests);
     unit_run("time parsing with offsets", test_time_parsing);
     unit_run("time formatting round trip", test_format_time_round_trip);
+    unit_run("time with microseconds", test_time_microseconds);
     unit_run("catalog name rules", test_catalog_names);
     unit_run("backup id shape", test_backup_id_shape);
     unit_run("part size doubles and caps", test_part_size_policy);
     unit_run("composite part digest", test_composite_digest);
+    unit_run("object lock member", test_object_lock_member);
+    unit_run("object lock rejected", test_object_lock_rejected);
     return unit_finish();
 }

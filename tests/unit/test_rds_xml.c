@@ -23,7 +23,9 @@ static const char snapshots_page[] =
     "<Status>available</Status><EngineVersion>15.4</EngineVersion>"
     "<SnapshotType>automated</SnapshotType><Encrypted>false</Encrypted>"
     "<DBSnapshotArn>arn:aws:rds:us-east-1:123456789012:snapshot:rds:db1-2026-12-04-20-28"
-    "</DBSnapshotArn><TagList/></DBSnapshot>"
+    "</DBSnapshotArn><TagList/>"
+    "<OriginalSnapshotCreateTime>2026-12-04T20:28:30.724828Z</OriginalSnapshotCreateTime>"
+    "</DBSnapshot>"
     "<DBSnapshot><DBSnapshotIdentifier>stowage-db1-20261204-203000</DBSnapshotIdentifier>"
     "<DBInstanceIdentifier>db1</DBInstanceIdentifier>"
     "<SnapshotCreateTime>2026-12-04T20:30:00Z</SnapshotCreateTime>"
@@ -90,6 +92,8 @@ static void test_parse_snapshots(void)
     CHECK_STR_EQ("db1", list.items[0].source_id);
     CHECK_STR_EQ("automated", list.items[0].snapshot_type);
     CHECK_INT_EQ(1796416110, list.items[0].created);
+    CHECK_INT_EQ(1796416110, list.items[0].original_created);
+    CHECK_INT_EQ(0, list.items[1].original_created);
     CHECK_INT_EQ(20, list.items[0].allocated_storage_gib);
     CHECK_INT_EQ(0, list.items[0].encrypted);
     CHECK_INT_EQ(-1, list.items[0].percent_progress);

@@ -33,7 +33,7 @@ static time_t parse_time(const char *text)
 static void check_decisions(const char *label, const struct case_backup *cases, size_t count,
                             const struct retention_policy *policy, const char *now)
 {
-    struct retention_backup backups[CASE_MAX];
+    struct retention_backup backups[CASE_MAX] = {{0}};
     struct retention_decision decisions[CASE_MAX];
     stow_error err = {0};
     int rc;
@@ -320,7 +320,30 @@ static void test_equal_start_times_order_by_id(void)
 
     for (size_t i = 0; i < 2; i++) {
         backups[i] = (struct retention_backup){cases[i].started_at,
-                                               parse_time("2026-12-10T00:00:00Z"), 0, 0, 0, 0};
+                                               parse_time("2026-12-10T00:00:00Z"), 0, 0, 0, 0, 0, 0};
+    }
+    CHECK_INT_EQ(0, retention_decide(backups, 2, &policy, parse_time("2026-12-10T01:00:00Z"),
+                                     decisions, &err));
+    CHECK_INT_EQ(0, decisions[0].keep);
+    CHECK_INT_EQ(1, decisions[1].keep);
+    CHECK_STR_EQ("newest", decisions[1].reasons[1]);
+}
+
+/* Two backups in one second: the microseconds of the start decide which
+ * is newest, whatever their random ids say. */
+static void test_same_second_orders_by_microseconds(void)
+{
+    struct retention_backup backups[2] = {
+        {.id = "20261210T000000Z-ffffff", .started_at_us = 100, .finished_at_us = 900},
+        {.id = "20261210T000000Z-000000", .started_at_us = 950, .finished_at_us = 990},
+    };
+    struct retention_decision decisions[2];
+    struct retention_policy policy = {.keep_last = 1};
+    stow_error err = {0};
+
+    for (size_t i = 0; i < 2; i++) {
+        backups[i].started_at = parse_time("2026-12-10T00:00:00Z");
+        backups[i].finished_at = backups[i].started_at;
     }
     CHECK_INT_EQ(0, retention_decide(backups, 2, &policy, parse_time("2026-12-10T01:00:00Z"),
                                      decisions, &err));
@@ -352,7 +375,7 @@ static void test_empty_catalog(void)
 
 static void test_empty_policy_is_rejected(void)
 {
-    struct retention_backup backup = {"a", 0, 0, 0, 0, 0};
+    struct retention_backup backup = {"a", 0, 0, 0, 0, 0, 0, 0};
     struct retention_decision decision;
     struct retention_policy policy = {0};
     stow_error err = {0};
@@ -366,7 +389,7 @@ static void test_empty_policy_is_rejected(void)
 
 static void test_negative_count_is_rejected(void)
 {
-    struct retention_backup backup = {"a", 0, 0, 0, 0, 0};
+    struct retention_backup backup = {"a", 0, 0, 0, 0, 0, 0, 0};
     struct retention_decision decision;
     struct retention_policy policy = {.keep_last = 1, .keep_daily = -1};
     stow_error err = {0};
@@ -400,7 +423,7 @@ static void test_time_zone_check(void)
 
 static void test_unknown_zone_is_rejected_by_decide(void)
 {
-    struct retention_backup backup = {"a", 0, 0, 0, 0, 0};
+    struct retention_backup backup = {"a", 0, 0, 0, 0, 0, 0, 0};
     struct retention_decision decision;
     struct retention_policy policy = {.keep_last = 1, .time_zone = "Nowhere/City"};
     stow_error err = {0};
@@ -428,6 +451,7 @@ int main(void)
     unit_run("within boundaries", test_within_boundaries);
     unit_run("within reason units", test_within_reason_units);
     unit_run("equal start times order by id", test_equal_start_times_order_by_id);
+    unit_run("same second orders by microseconds", test_same_second_orders_by_microseconds);
     unit_run("every reason at once", test_every_reason_at_once);
     unit_run("empty catalog", test_empty_catalog);
     unit_run("empty policy rejected", test_empty_policy_is_rejected);

@@ -128,8 +128,9 @@ static void test_fail_response_no_such_bucket(void)
 
 static void test_fail_response_credentials_hint(void)
 {
-    struct aws_error_body error = {"SignatureDoesNotMatch", "The request signature we calculated "
-                                                            "does not match", ""};
+    struct aws_error_body error = {.code = "SignatureDoesNotMatch",
+                                   .message = "The request signature we calculated does not "
+                                              "match"};
     struct aws_failure failure = {"S3", "ListObjectsV2", "bucket b", 403, &error, 1};
     stow_error err;
 
@@ -146,9 +147,53 @@ static void test_fail_response_credentials_hint(void)
     CHECK_CONTAINS(err.hint, "AWS_ACCESS_KEY_ID");
 }
 
+static void test_fail_response_names_region(void)
+{
+    static const char redirect[] =
+        "<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access "
+        "must be addressed using the specified endpoint.</Message>"
+        "<Endpoint>b.s3.ap-south-1.amazonaws.com</Endpoint><Bucket>b</Bucket></Error>";
+    static const char malformed[] =
+        "<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region 'us-east-1' is "
+        "wrong; expecting 'eu-west-1'</Message><Region>eu-west-1</Region></Error>";
+    struct aws_error_body error;
+    struct aws_failure failure = {"S3", "ListObjectsV2", "bucket b", 301, &error, 1};
+    stow_error err;
+
+    CHECK_INT_EQ(0, aws_xml_parse_error(redirect, strlen(redirect), &error));
+    CHECK_STR_EQ("b.s3.ap-south-1.amazonaws.com", error.endpoint);
+    CHECK_STR_EQ("", error.region);
+    stow_error_clear(&err);
+    aws_xml_fail_response(&err, &failure);
+    CHECK_INT_EQ(STOW_EXIT_STORAGE, err.exit_code);
+    CHECK_CONTAINS(err.hint, "b.s3.ap-south-1.amazonaws.com");
+
+    /* The x-amz-bucket-region header, copied in by the HTTP engine. */
+    snprintf(error.region, sizeof error.region, "ap-south-1");
+    stow_error_clear(&err);
+    aws_xml_fail_response(&err, &failure);
+    CHECK_CONTAINS(err.hint, "set --region ap-south-1");
+
+    CHECK_INT_EQ(0, aws_xml_parse_error(malformed, strlen(malformed), &error));
+    CHECK_STR_EQ("eu-west-1", error.region);
+    failure.status = 400;
+    stow_error_clear(&err);
+    aws_xml_fail_response(&err, &failure);
+    CHECK_CONTAINS(err.hint, "set --region eu-west-1");
+
+    failure.status = 301;
+    failure.error = NULL;
+    stow_error_clear(&err);
+    aws_xml_fail_response(&err, &failure);
+    CHECK_INT_EQ(STOW_EXIT_STORAGE, err.exit_code);
+    CHECK_CONTAINS(err.hint, "set --region to the bucket's region");
+}
+
 static void test_fail_response_after_retries(void)
 {
-    struct aws_error_body error = {"SlowDown", "Please reduce your request rate.", "R1"};
+    struct aws_error_body error = {.code = "SlowDown",
+                                   .message = "Please reduce your request rate.",
+                                   .request_id = "R1"};
     struct aws_failure failure = {"S3", "UploadPart", "bucket b key k part 3 upload id U", 503,
                                   &error, 8};
     stow_error err;
@@ -412,6 +457,103 @@ static void test_build_complete_body(void)
     stow_buf_free(&body);
 }
 
+/* Versions and delete markers come back in document order, keys decoded. */
+static void test_parse_object_versions(void)
+{
+    static const char body[] =
+        "<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Name>bucket</Name><Prefix>x/</Prefix><EncodingType>url</EncodingType>"
+        "<IsTruncated>true</IsTruncated><NextKeyMarker>x%2Fb</NextKeyMarker>"
+        "<NextVersionIdMarker>v3</NextVersionIdMarker>"
+        "<Version><Key>x%2Fa+b</Key><VersionId>v1</VersionId><IsLatest>true</IsLatest>"
+        "<Size>10</Size></Version>"
+        "<DeleteMarker><Key>x%2Fb</Key><VersionId>v2</VersionId></DeleteMarker>"
+        "<Version><Key>x%2Fb</Key><VersionId>null</VersionId></Version>"
+        "</ListVersionsResult>";
+    struct s3_versions_page page;
+    stow_error err;
+
+    stow_error_clear(&err);
+    CHECK_INT_EQ(0, s3_parse_object_versions(body, strlen(body), &page, &err));
+    CHECK_INT_EQ(3, page.count);
+    CHECK_INT_EQ(1, page.truncated);
+    CHECK_STR_EQ("x%2Fb", page.next_key_marker);
+    CHECK_STR_EQ("v3", page.next_version_id_marker);
+    CHECK_STR_EQ("x/a b", page.entries[0].key);
+    CHECK_STR_EQ("v1", page.entries[0].version_id);
+    CHECK_INT_EQ(0, page.entries[0].delete_marker);
+    CHECK_STR_EQ("x/b", page.entries[1].key);
+    CHECK_INT_EQ(1, page.entries[1].delete_marker);
+    CHECK_STR_EQ("null", page.entries[2].version_id);
+    CHECK_INT_EQ(0, page.entries[2].delete_marker);
+    s3_versions_page_free(&page);
+}
+
+static void test_parse_versions_rejects_bad_documents(void)
+{
+    static const char no_version_id[] =
+        "<ListVersionsResult><Version><Key>a</Key></Version></ListVersionsResult>";
+    static const char wrong_root[] = "<ListBucketResult></ListBucketResult>";
+    struct s3_versions_page page;
+    stow_error err;
+
+    stow_error_clear(&err);
+    CHECK_INT_EQ(-1, s3_parse_object_versions(no_version_id, strlen(no_version_id), &page, &err));
+    CHECK_CONTAINS(err.message, "without Key or VersionId");
+    CHECK_INT_EQ(0, page.count);
+    stow_error_clear(&err);
+    CHECK_INT_EQ(-1, s3_parse_object_versions(wrong_root, strlen(wrong_root), &page, &err));
+    CHECK_CONTAINS(err.message, "ListVersionsResult");
+}
+
+static void test_parse_object_lock_configuration(void)
+{
+    static const char enabled[] =
+        "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>"
+        "<Mode>GOVERNANCE</Mode><Days>1</Days></DefaultRetention></Rule>"
+        "</ObjectLockConfiguration>";
+    static const char without_status[] = "<ObjectLockConfiguration/>";
+    static const char wrong_root[] = "<Error><Code>x</Code></Error>";
+    stow_error err;
+    int on = -1;
+
+    stow_error_clear(&err);
+    CHECK_INT_EQ(0, s3_parse_object_lock_configuration(enabled, strlen(enabled), &on, &err));
+    CHECK_INT_EQ(1, on);
+    CHECK_INT_EQ(0, s3_parse_object_lock_configuration(without_status, strlen(without_status),
+                                                       &on, &err));
+    CHECK_INT_EQ(0, on);
+    CHECK_INT_EQ(-1, s3_parse_object_lock_configuration(wrong_root, strlen(wrong_root), &on,
+                                                        &err));
+    CHECK_INT_EQ(0, on);
+}
+
+static void test_build_retention_body(void)
+{
+    struct s3_retention retention = {"COMPLIANCE", 1796428800}; /* 2026-12-05T00:00:00Z */
+    stow_buf body;
+    stow_error err;
+    xmlDoc *doc;
+    xmlNode *root;
+    char text[64];
+
+    stow_error_clear(&err);
+    stow_buf_init(&body, 4096);
+    CHECK_INT_EQ(0, s3_build_retention_body(&retention, &body, &err));
+    CHECK_CONTAINS((const char *)body.data,
+                   "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    doc = aws_xml_read(body.data, body.len);
+    root = xmlDocGetRootElement(doc);
+    CHECK(aws_xml_is(root, "Retention"));
+    CHECK_INT_EQ(0, aws_xml_child_text(root, "Mode", text, sizeof text));
+    CHECK_STR_EQ("COMPLIANCE", text);
+    CHECK_INT_EQ(0, aws_xml_child_text(root, "RetainUntilDate", text, sizeof text));
+    CHECK_STR_EQ("2026-12-05T00:00:00Z", text);
+    xmlFreeDoc(doc);
+    stow_buf_free(&body);
+}
+
 int main(void)
 {
     unit_run("parse s3 error", test_parse_s3_error);
@@ -422,6 +564,7 @@ int main(void)
     unit_run("long message truncated safely", test_long_message_truncated_safely);
     unit_run("fail response no such bucket", test_fail_response_no_such_bucket);
     unit_run("fail response credentials hint", test_fail_response_credentials_hint);
+    unit_run("fail response names region", test_fail_response_names_region);
     unit_run("fail response after retries", test_fail_response_after_retries);
     unit_run("fail response without body", test_fail_response_without_body);
     unit_run("fail response keeps first error", test_fail_response_keeps_first_error);
@@ -434,5 +577,9 @@ int main(void)
     unit_run("parse upload id", test_parse_upload_id);
     unit_run("parse multipart uploads", test_parse_multipart_uploads);
     unit_run("build complete body", test_build_complete_body);
+    unit_run("parse object versions", test_parse_object_versions);
+    unit_run("parse versions rejects bad documents", test_parse_versions_rejects_bad_documents);
+    unit_run("parse object lock configuration", test_parse_object_lock_configuration);
+    unit_run("build retention body", test_build_retention_body);
     return unit_finish();
 }

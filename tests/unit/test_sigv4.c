@@ -142,75 +142,82 @@ static void test_uri_encode_rules(void)
     stow_buf_free(&out);
 }
 
+/* Signs a request of the SigV4 test suite with the suite's credentials and
+ * checks its Authorization header, built from the suite's scope and the
+ * case's signed headers and signature. */
+static void check_suite_authorization(const struct sigv4_request *request,
+                                      const char *signed_headers, const char *signature)
+{
+    struct aws_credentials credentials = suite_credentials();
+    char expected[SIGV4_AUTHORIZATION_MAX];
+
+    snprintf(expected, sizeof expected,
+             "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE ", SignedHeaders=%s, Signature=%s",
+             signed_headers, signature);
+    check_authorization(request, &credentials, expected);
+}
+
+static void check_suite_canonical(const struct sigv4_request *request, const char *expected)
+{
+    struct aws_credentials credentials = suite_credentials();
+
+    check_canonical(request, &credentials, expected);
+}
+
 static void test_suite_get_vanilla(void)
 {
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
-    check_canonical(&request, &credentials,
-                    "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\n"
-                    "host;x-amz-date\n" SIGV4_EMPTY_SHA256);
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, Signature="
-                        "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+    check_suite_canonical(&request,
+                          "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\n"
+                          "host;x-amz-date\n" SIGV4_EMPTY_SHA256);
+    check_suite_authorization(&request, "host;x-amz-date",
+                              "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
 }
 
 static void test_suite_get_unreserved(void)
 {
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.path = "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, Signature="
-                        "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f");
+    check_suite_authorization(&request, "host;x-amz-date",
+                              "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f");
 }
 
 static void test_suite_query_order_key_case(void)
 {
     struct sigv4_param params[] = {{"Param2", "value2"}, {"Param1", "value1"}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.params = params;
     request.param_count = 2;
-    check_canonical(&request, &credentials,
-                    "GET\n/\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\n"
-                    "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" SIGV4_EMPTY_SHA256);
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, Signature="
-                        "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
+    check_suite_canonical(&request,
+                          "GET\n/\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\n"
+                          "x-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" SIGV4_EMPTY_SHA256);
+    check_suite_authorization(&request, "host;x-amz-date",
+                              "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
 }
 
 static void test_suite_query_order_value(void)
 {
     struct sigv4_param params[] = {{"Param1", "value2"}, {"Param1", "value1"}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.params = params;
     request.param_count = 2;
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, Signature="
-                        "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694");
+    check_suite_authorization(&request, "host;x-amz-date",
+                              "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694");
 }
 
 static void test_suite_utf8_query(void)
 {
     struct sigv4_param params[] = {{"\xe1\x88\xb4", "bar"}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.params = params;
     request.param_count = 1;
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;x-amz-date, Signature="
-                        "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04");
+    check_suite_authorization(&request, "host;x-amz-date",
+                              "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04");
 }
 
 static void test_suite_header_key_duplicate(void)
@@ -218,18 +225,15 @@ static void test_suite_header_key_duplicate(void)
     struct sigv4_header headers[] = {
         {"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.headers = headers;
     request.header_count = 3;
-    check_canonical(&request, &credentials,
-                    "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value2,value2,value1\n"
-                    "x-amz-date:20150830T123600Z\n\nhost;my-header1;x-amz-date\n"
-                    SIGV4_EMPTY_SHA256);
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;my-header1;x-amz-date, Signature="
-                        "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea");
+    check_suite_canonical(&request,
+                          "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value2,value2,value1\n"
+                          "x-amz-date:20150830T123600Z\n\nhost;my-header1;x-amz-date\n"
+                          SIGV4_EMPTY_SHA256);
+    check_suite_authorization(&request, "host;my-header1;x-amz-date",
+                              "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea");
 }
 
 static void test_suite_header_value_order(void)
@@ -239,39 +243,32 @@ static void test_suite_header_value_order(void)
                                      {"My-Header1", "value3"},
                                      {"My-Header1", "value2"}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.headers = headers;
     request.header_count = 4;
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;my-header1;x-amz-date, Signature="
-                        "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01");
+    check_suite_authorization(&request, "host;my-header1;x-amz-date",
+                              "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01");
 }
 
 static void test_suite_header_value_trim(void)
 {
     struct sigv4_header headers[] = {{"My-Header1", " value1"}, {"My-Header2", "\"a   b   c\""}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
 
     request.headers = headers;
     request.header_count = 2;
-    check_canonical(&request, &credentials,
-                    "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value1\n"
-                    "my-header2:\"a b c\"\nx-amz-date:20150830T123600Z\n\n"
-                    "host;my-header1;my-header2;x-amz-date\n" SIGV4_EMPTY_SHA256);
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=host;my-header1;my-header2;x-amz-date, Signature="
-                        "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736");
+    check_suite_canonical(&request,
+                          "GET\n/\n\nhost:example.amazonaws.com\nmy-header1:value1\n"
+                          "my-header2:\"a b c\"\nx-amz-date:20150830T123600Z\n\n"
+                          "host;my-header1;my-header2;x-amz-date\n" SIGV4_EMPTY_SHA256);
+    check_suite_authorization(&request, "host;my-header1;my-header2;x-amz-date",
+                              "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736");
 }
 
 static void test_suite_post_form_urlencoded(void)
 {
     struct sigv4_header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
     struct sigv4_request request = suite_request();
-    struct aws_credentials credentials = suite_credentials();
     uint8_t digest[32];
     char payload_hash[SIGV4_HEX_SHA256_SIZE];
 
@@ -283,10 +280,8 @@ static void test_suite_post_form_urlencoded(void)
     request.headers = headers;
     request.header_count = 1;
     request.payload_hash = payload_hash;
-    check_authorization(&request, &credentials,
-                        "AWS4-HMAC-SHA256 Credential=" SUITE_SCOPE
-                        ", SignedHeaders=content-type;host;x-amz-date, Signature="
-                        "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a");
+    check_suite_authorization(&request, "content-type;host;x-amz-date",
+                              "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a");
 }
 
 /* The session token is signed as the x-amz-security-token header. The

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int unit_failures;
 int unit_checks;
@@ -36,8 +37,41 @@ void unit_run(const char *name, void (*fn)(void))
     }
 }
 
+void unit_remove_tree(const char *path)
+{
+    char command[4200];
+
+    snprintf(command, sizeof command, "rm -rf '%s'", path);
+    if (system(command) != 0)
+        fprintf(stderr, "could not remove %s\n", path);
+}
+
 int unit_finish(void)
 {
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed == 0 ? 0 : 1;
+}
+
+char *unit_read_file(const char *path, size_t *len)
+{
+    FILE *stream = fopen(path, "rb");
+    char *data = NULL;
+    long size;
+
+    if (stream == NULL)
+        return NULL;
+    if (fseek(stream, 0, SEEK_END) == 0 && (size = ftell(stream)) >= 0 &&
+        fseek(stream, 0, SEEK_SET) == 0) {
+        data = malloc((size_t)size + 1);
+        if (data != NULL && fread(data, 1, (size_t)size, stream) != (size_t)size) {
+            free(data);
+            data = NULL;
+        }
+        if (data != NULL) {
+            data[size] = '\0';
+            *len = (size_t)size;
+        }
+    }
+    fclose(stream);
+    return data;
 }

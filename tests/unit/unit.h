@@ -14,6 +14,13 @@ void unit_fail(const char *file, int line, const char *fmt, ...)
 void unit_run(const char *name, void (*fn)(void));
 int unit_finish(void);
 
+/* Removes the directory tree path (rm -rf), reporting a failure on stderr. */
+void unit_remove_tree(const char *path);
+
+/* Reads a whole file into a new buffer (free it) with a NUL after its len
+ * bytes. Returns NULL when the file cannot be read. */
+char *unit_read_file(const char *path, size_t *len);
+
 #define CHECK(cond)                                                              \
     do {                                                                         \
         unit_checks++;                                                           \

@@ -1,0 +1,137 @@
+/* Archive digest thread: a queue of pieces, hashed in order. */
+#include "backup/archive_digest.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup/work_queue.h"
+
+/* Pieces queued ahead of the thread. Most pieces are tar headers and 4 MiB
+ * dump segments, so this bounds the copies held to a few KiB. */
+#define DIGEST_QUEUE_PIECES 64
+
+struct digest_piece {
+    const uint8_t *data;
+    size_t len;
+    uint8_t *copy;                      /* owned copy of data, or NULL */
+    archive_digest_release_fn release;  /* a release marker when set */
+    void *release_context;
+    int buffer;
+    int end;                            /* the last piece: stop hashing */
+};
+
+struct archive_digest {
+    crypto_generichash_state state;     /* first: libsodium declares it 64-byte aligned */
+    struct work_queue pieces;
+    pthread_t thread;
+    int thread_started;
+};
+
+static void *hash_pieces(void *argument)
+{
+    archive_digest *digest = argument;
+    struct digest_piece piece;
+
+    while (work_queue_pop(&digest->pieces, &piece, -1) == 1 && !piece.end) {
+        if (piece.release != NULL) {
+            piece.release(piece.release_context, piece.buffer);
+            continue;
+        }
+        crypto_generichash_update(&digest->state, piece.data, piece.len);
+        free(piece.copy);
+    }
+    return NULL;
+}
+
+int archive_digest_start(archive_digest **out, stow_error *err)
+{
+    archive_digest *digest = NULL;
+
+    *out = NULL;
+    if (posix_memalign((void **)&digest, 64, sizeof *digest) != 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    memset(digest, 0, sizeof *digest);
+    crypto_generichash_init(&digest->state, NULL, 0, ARCHIVE_DIGEST_BYTES);
+
+    if (work_queue_init(&digest->pieces, sizeof(struct digest_piece), DIGEST_QUEUE_PIECES,
+                        err) != 0) {
+        free(digest);
+        return -1;
+    }
+    if (pthread_create(&digest->thread, NULL, hash_pieces, digest) != 0) {
+        archive_digest_free(digest);
+        return stow_fail(err, STOW_EXIT_FAILURE, "could not start the archive digest thread");
+    }
+    digest->thread_started = 1;
+    pthread_setname_np(digest->thread, "archive-digest"); /* for top and perf */
+    *out = digest;
+    return 0;
+}
+
+static int queue_piece(archive_digest *digest, const struct digest_piece *piece,
+                       stow_error *err)
+{
+    if (work_queue_push(&digest->pieces, piece) != 0) {
+        free(piece->copy);
+        return stow_fail(err, STOW_EXIT_FAILURE, "the archive digest thread has stopped");
+    }
+    return 0;
+}
+
+int archive_digest_add(archive_digest *digest, const void *data, size_t len, int borrowed,
+                       stow_error *err)
+{
+    struct digest_piece piece = {data, len, NULL, NULL, NULL, -1, 0};
+
+    if (len == 0)
+        return 0;
+    if (!borrowed) {
+        piece.copy = malloc(len);
+        if (piece.copy == NULL)
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        memcpy(piece.copy, data, len);
+        piece.data = piece.copy;
+    }
+    return queue_piece(digest, &piece, err);
+}
+
+int archive_digest_release(archive_digest *digest, archive_digest_release_fn release,
+                           void *context, int buffer, stow_error *err)
+{
+    struct digest_piece piece = {NULL, 0, NULL, release, context, buffer, 0};
+
+    return queue_piece(digest, &piece, err);
+}
+
+int archive_digest_finish(archive_digest *digest, uint8_t out[ARCHIVE_DIGEST_BYTES],
+                          stow_error *err)
+{
+    struct digest_piece piece = {NULL, 0, NULL, NULL, NULL, -1, 1};
+
+    if (queue_piece(digest, &piece, err) != 0)
+        return -1;
+    pthread_join(digest->thread, NULL);
+    digest->thread_started = 0;
+    crypto_generichash_final(&digest->state, out, ARCHIVE_DIGEST_BYTES);
+    return 0;
+}
+
+void archive_digest_free(archive_digest *digest)
+{
+    struct digest_piece piece;
+
+    if (digest == NULL)
+        return;
+    if (digest->thread_started) {
+        work_queue_abort(&digest->pieces);
+        pthread_join(digest->thread, NULL);
+    }
+
+    /* Only this thread is left, so the pieces still queued can go. */
+    while (work_queue_take(&digest->pieces, &piece) == 1)
+        free(piece.copy);
+    work_queue_destroy(&digest->pieces);
+    free(digest);
+}

@@ -1,0 +1,333 @@
+"""End-to-end tests of parallel restore (restore --jobs N): the spool file,
+its space check and removal, the data offsets written into the spooled
+dump, the partly restored target after a failure, rejected values, and the
+verification's second connection."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from support import StowageTestCase
+
+from harness import FaultProxy, PostgresCluster, run_stowage
+from harness.faultproxy import STALL
+from harness.stowage import spawn_stowage
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def mount_tmpfs(directory, size):
+    """Mount a tmpfs of size (mount's syntax, "1m") on directory; False when not allowed."""
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % size, "tmpfs",
+                             directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return result.returncode == 0
+
+
+def tool_binary(name):
+    """A test tool next to STOWAGE_BIN (else in build/)."""
+    stowage = os.environ.get("STOWAGE_BIN", os.path.join(HERE, "..", "..", "build", "stowage"))
+    return os.path.join(os.path.dirname(os.path.abspath(stowage)), name)
+
+
+def differing_ranges(left, right):
+    """Offsets of the first and last byte where two equally long byte strings differ."""
+    positions = [i for i, (a, b) in enumerate(zip(left, right)) if a != b]
+    return (positions[0], positions[-1]) if positions else None
+
+
+def used_bytes(directory):
+    stat = os.statvfs(directory)
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+
+def open_files_in(pid, directory):
+    """The targets of pid's descriptors that lie in directory."""
+    found = []
+    fd_dir = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(fd_dir)
+    except FileNotFoundError:
+        return found
+    for name in names:
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith(directory + "/"):
+            found.append((name, target))
+    return found
+
+
+class RestoreJobsTest(StowageTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster.createdb("jobs_source")
+        with open(os.path.join(HERE, "sql", "hard_cases.sql")) as handle:
+            cls.cluster.psql(handle.read(), db="jobs_source")
+        cls.cluster.pgbench_init(scale=1, db="jobs_source")
+        cls.repo = "file://" + os.path.join(cls.workdir, "repo")
+        os.makedirs(cls.repo[len("file://"):])
+        result = cls.run_backup(cls.repo)
+        cls.backup_id = json.loads(result.stdout)["id"]
+        cls.mounts = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for directory in cls.mounts:
+            subprocess.run(["umount", directory], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        super().tearDownClass()
+
+    @classmethod
+    def run_backup(cls, repo, env=None, *extra):
+        result = run_stowage(["backup", "--repo", repo, "--db", cls.cluster.conninfo("jobs_source"),
+                              "--recipient", cls.pub, "--json"] + list(extra), env=env)
+        if result.returncode != 0:
+            raise RuntimeError("backup failed: %s" % result.stderr)
+        return result
+
+    def spool_dir(self, size=None):
+        """A new empty directory; with size, a tmpfs of that size (or skip the test)."""
+        directory = tempfile.mkdtemp(prefix="spool-", dir=self.workdir)
+        if size is not None:
+            if not mount_tmpfs(directory, size):
+                self.skipTest("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+            self.mounts.append(directory)
+            self.addCleanup(self.unmount, directory)
+        return directory
+
+    def unmount(self, directory):
+        subprocess.run(["umount", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if directory in self.mounts:
+            self.mounts.remove(directory)
+
+    def user_tables(self, db, cluster=None):
+        rows = (cluster or self.cluster).query(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+            "('pg_catalog', 'information_schema')", db=db)
+        return int(rows[0][0])
+
+    def test_jobs_restore_matches_source(self):
+        spool = self.spool_dir()
+        self.cluster.createdb("jobs_target")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("jobs_target"), "--jobs", "2",
+                              "--spool-dir", spool)
+        self.assertIn("spooling", result.stderr)
+        self.assertIn(spool, result.stderr)
+        self.assertIn("--jobs=2", result.stderr)
+        self.assertEqual(self.row_counts("jobs_source"), self.row_counts("jobs_target"))
+        self.assertEqual([], os.listdir(spool))
+        self.stowage("verify", "--repo", self.repo, self.backup_id, "--key", self.key,
+                     "--against", self.cluster.conninfo("jobs_target"))
+
+    def test_jobs_verified_scratch_restore(self):
+        report = os.path.join(self.workdir, "jobs-report.json")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--scratch", "local", "--verify", "--jobs", "2", "--report", report,
+                              env={"STOWAGE_SPOOL_DIR": self.spool_dir()})
+        self.assertIn("passed", result.stdout)
+        with open(report) as handle:
+            data = json.load(handle)
+        self.assertEqual("passed", data["result"])
+        self.assertEqual(2, data["jobs"])
+        self.assertTrue(data["verification"]["passed"])
+
+    def test_small_spool_dir_fails_before_restore(self):
+        spool = self.spool_dir(size="1m")
+        dump_bytes = self.show_json(self.repo, self.backup_id)["archive"]["dump_bytes"]
+        self.assertGreater(dump_bytes, 1024 * 1024)
+        self.cluster.createdb("jobs_small_spool")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("jobs_small_spool"),
+                              "--jobs", "2", "--spool-dir", spool, expect=2)
+        self.assertIn(spool, result.stderr)
+        self.assertIn("available", result.stderr)
+        self.assertIn("MiB", result.stderr)
+        self.assertIn("--spool-dir", result.stderr)
+        self.assertIn("--jobs 1", result.stderr)
+        self.assertEqual(0, self.user_tables("jobs_small_spool"))
+        self.assertEqual([], os.listdir(spool))
+
+    def test_sigterm_while_spooling_frees_spool_file(self):
+        spool = self.spool_dir(size="256m")
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        self.run_backup(repo, self.s3_env(), "--part-size", "64KiB")
+        self.cluster.createdb("jobs_sigterm")
+        with FaultProxy(self.moto) as proxy:
+            # Part requests after the third wait, so stowage is still
+            # spooling when the signal arrives.
+            rule = proxy.add_fault(STALL, method="GET", path=r"data\.stow", nth=3, count=None,
+                                   seconds=30)
+            process = spawn_stowage(
+                ["restore", "--repo", repo, "latest", "--key", self.key, "--target",
+                 self.cluster.conninfo("jobs_sigterm"), "--jobs", "2", "--spool-dir", spool],
+                env=self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
+            try:
+                deadline = time.time() + 60
+                spooled = []
+                while time.time() < deadline and not (rule.matched and spooled and
+                                                      used_bytes(spool) > 0):
+                    spooled = open_files_in(process.pid, spool)
+                    time.sleep(0.05)
+                self.assertTrue(rule.matched, "the download never reached the stalled part")
+                self.assertEqual(1, len(spooled), spooled)
+                self.assertIn("(deleted)", spooled[0][1])
+                self.assertEqual([], os.listdir(spool))
+                self.assertGreater(used_bytes(spool), 0)
+                self.assertIsNone(process.poll())
+                process.send_signal(signal.SIGTERM)
+                stdout, stderr = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("SIGTERM", stderr)
+        self.assertEqual([], os.listdir(spool))
+        self.assertEqual(0, used_bytes(spool))
+        self.assertEqual(0, self.user_tables("jobs_sigterm"))
+
+    def test_failed_jobs_restore_names_partial_target(self):
+        role = "jobs_owner_%s" % os.urandom(3).hex()
+        self.cluster.createdb("jobs_owned")
+        self.cluster.psql("CREATE ROLE %s NOLOGIN; CREATE TABLE t (id int); "
+                          "INSERT INTO t VALUES (1), (2); ALTER TABLE t OWNER TO %s" % (role, role),
+                          db="jobs_owned")
+        repo = self.file_repo()
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("jobs_owned"),
+                     "--recipient", self.pub)
+        spool = self.spool_dir()
+        other = PostgresCluster()
+        other.start()
+        try:
+            other.createdb("jobs_owned")
+            result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                                  "--target", other.conninfo("jobs_owned"), "--jobs", "2",
+                                  "--spool-dir", spool, expect=1)
+            self.assertIn('role "%s" does not exist' % role, result.stderr)
+            self.assertIn("partly restored", result.stderr)
+            self.assertIn("public.t", result.stderr)
+            self.assertIn("drop and recreate", result.stderr)
+            self.assertNotIn("was rolled back", result.stderr)
+            self.assertEqual(1, self.user_tables("jobs_owned", cluster=other))
+            self.assertEqual([], os.listdir(spool))
+        finally:
+            other.stop()
+            other.cleanup()
+
+    def test_dump_offsets_match_pg_dump_seekable(self):
+        # pg_dump writes the data offsets into the TOC only when its output
+        # is seekable. Filling them into a dump written to a pipe must give
+        # the same bytes, except the creation time in the header.
+        piped = os.path.join(self.workdir, "piped.dump")
+        seekable = os.path.join(self.workdir, "seekable.dump")
+        dump = subprocess.run([self.cluster.tool("pg_dump"), "-Fc", "-Z0", "-d",
+                               self.cluster.conninfo("jobs_source")], stdout=subprocess.PIPE,
+                              check=True, env=self.cluster.client_environment())
+        with open(piped, "wb") as handle:
+            handle.write(dump.stdout)
+        self.cluster.run_tool("pg_dump", "-Fc", "-Z0", "-d", self.cluster.conninfo("jobs_source"),
+                              "-f", seekable)
+        with open(piped, "rb") as handle:
+            before = handle.read()
+        with open(seekable, "rb") as handle:
+            expected = handle.read()
+        self.assertEqual(len(expected), len(before))
+        self.assertGreater(differing_ranges(before, expected)[1], 200)
+
+        result = subprocess.run([tool_binary("dump_offsets_tool"), piped], capture_output=True,
+                                text=True)
+        self.assertEqual(0, result.returncode, result.stderr)
+        filled = int(result.stdout.split("filled: ")[1])
+        self.assertGreaterEqual(filled, 4)
+        with open(piped, "rb") as handle:
+            after = handle.read()
+        first_last = differing_ranges(after, expected)
+        # The header's seven creation time integers end before byte 100.
+        self.assertTrue(first_last is None or first_last[1] < 100, first_last)
+
+    def test_dump_offsets_leave_other_files_alone(self):
+        path = os.path.join(self.workdir, "not-a-dump")
+        content = b"PGDMP" + os.urandom(4000)
+        with open(path, "wb") as handle:
+            handle.write(content)
+        result = subprocess.run([tool_binary("dump_offsets_tool"), path], capture_output=True,
+                                text=True)
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual("not indexed", result.stdout.strip())
+        with open(path, "rb") as handle:
+            self.assertEqual(content, handle.read())
+
+    def test_verify_against_falls_back_to_one_connection(self):
+        # A role limited to one connection cannot open the second connection
+        # that reads tables in parallel, so every table goes over the first.
+        role = "jobs_reader_%s" % os.urandom(3).hex()
+        self.cluster.createdb("jobs_pgbench")
+        self.cluster.pgbench_init(scale=1, db="jobs_pgbench")
+        self.cluster.psql("CREATE ROLE %s LOGIN CONNECTION LIMIT 1 IN ROLE pg_read_all_data" % role)
+        repo = self.file_repo()
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("jobs_pgbench"),
+                     "--recipient", self.pub)
+
+        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key, "--against",
+                              self.cluster.conninfo("jobs_pgbench"), "--log-level", "detail")
+        self.assertNotIn("verifying over one connection", result.stderr)
+        self.assertIn("0 differences", result.stderr)
+
+        limited = self.cluster.conninfo("jobs_pgbench", user=role)
+        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key, "--against",
+                              limited, "--log-level", "detail")
+        self.assertIn("verifying over one connection: a second connection failed", result.stderr)
+        self.assertIn("too many connections", result.stderr)
+        self.assertIn("compared 4 tables", result.stderr)
+        self.assertIn("0 differences", result.stderr)
+
+    def test_drill_with_jobs_passes(self):
+        report = os.path.join(self.workdir, "drill-jobs.json")
+        self.stowage("drill", "--repo", self.repo, "--key", self.key, "--jobs", "2",
+                     "--spool-dir", self.spool_dir(), "--report", report)
+        with open(report) as handle:
+            data = json.load(handle)
+        steps = [step["step"] for step in data["steps"]]
+        self.assertIn("pg_restore --jobs", steps)
+        self.assertIn("verify", steps)
+
+    def test_drill_jobs_rejected_for_rds(self):
+        result = self.stowage("drill", "--repo", self.repo, "--scratch", "rds", "--rds-region",
+                              "eu-west-1", "--jobs", "2", expect=2)
+        self.assertIn("local drills only", result.stderr)
+
+    def test_invalid_jobs_values_are_rejected(self):
+        target = self.cluster.conninfo("postgres")
+        for value in ("0", "1000", "-1", "two"):
+            with self.subTest(jobs=value):
+                result = self.stowage("restore", "--repo", self.repo, "latest", "--key", self.key,
+                                      "--target", target, "--jobs", value, expect=2)
+                self.assertIn("--jobs", result.stderr)
+                self.assertIn('"%s"' % value, result.stderr)
+                self.assertIn("from 1 to 64", result.stderr)
+
+    def test_spool_dir_without_jobs_is_rejected(self):
+        result = self.stowage("restore", "--repo", self.repo, "latest", "--key", self.key,
+                              "--target", self.cluster.conninfo("postgres"), "--spool-dir",
+                              self.workdir, expect=2)
+        self.assertIn("--spool-dir", result.stderr)
+
+    def test_jobs_on_verify_is_rejected(self):
+        result = self.stowage("verify", "--repo", self.repo, "latest", "--key", self.key,
+                              "--jobs", "2", expect=2)
+        self.assertIn("unknown option", result.stderr)
+        self.assertIn("--jobs", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,393 @@
+"""End-to-end tests of the configuration file, `stowage config show` and
+`stowage run`.
+
+The fleet file names two databases on a PostgreSQL server that requires a
+password, given in the file's connection strings. They are backed up into
+file:// and moto S3 repositories. Other cases are a misconfigured database
+and an interrupted run. No test output may contain the database password or
+the moto secret key.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from support import fake_pg_bindir
+from test_metrics import parse_strictly
+
+from harness import MotoServer, PostgresCluster, run_stowage
+from harness.moto import SECRET_ACCESS_KEY
+from harness.stowage import assert_no_secret, check_sanitizer_report, spawn_stowage
+
+PASSWORD = "pw-" + os.urandom(8).hex()
+SMALL_PART = 64 * 1024
+SAMPLE = re.compile(r'^(\w+)\{name="([^"]*)",command="([^"]*)"\} (\S+)$', re.MULTILINE)
+
+
+class RunTest(unittest.TestCase):
+    """One password-protected cluster with databases orders and billing, and moto."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="stowage-run-")
+        os.chmod(cls.workdir, 0o755)
+        cls.cluster = PostgresCluster(password=PASSWORD)
+        cls.cluster.start()
+        cls.moto = MotoServer(extra_env={"S3_UPLOAD_PART_MIN_SIZE": str(SMALL_PART)})
+        cls.moto.start()
+        for db in ("orders", "billing"):
+            cls.cluster.createdb(db)
+            cls.cluster.psql("CREATE TABLE items (id int PRIMARY KEY, label text);"
+                             "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g;",
+                             db=db)
+        cls.key = os.path.join(cls.workdir, "backup.key")
+        result = run_stowage(["keygen", "--out", cls.key])
+        if result.returncode != 0:
+            raise RuntimeError("keygen failed: %s" % result.stderr)
+        cls.outputs = []
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.stop()
+        cls.cluster.stop()
+        cls.cluster.cleanup()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def tearDown(self):
+        assert_no_secret(self.outputs, [PASSWORD, SECRET_ACCESS_KEY])
+
+    # Helpers ---------------------------------------------------------------
+
+    def conninfo(self, db):
+        return "host=127.0.0.1 port=%d user=postgres password=%s dbname=%s" % (
+            self.cluster.port, PASSWORD, db)
+
+    def new_dir(self, prefix):
+        return tempfile.mkdtemp(prefix=prefix, dir=self.workdir)
+
+    def write_config(self, text, mode=0o600):
+        path = os.path.join(self.new_dir("config-"), "stowage.conf")
+        with open(path, "w") as handle:
+            handle.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def fleet(self, repo, state_file, extra_defaults="", databases=("orders", "billing")):
+        text = ("[defaults]\n"
+                "repo = %s\n"
+                "recipient = %s.pub\n"
+                "key = %s\n"
+                "state-file = %s\n%s\n") % (repo, self.key, self.key, state_file, extra_defaults)
+        for db in databases:
+            text += "[database %s]\ndb = %s\n\n" % (db, self.conninfo(db))
+        return text
+
+    def stowage(self, *args, env=None, expect=0, timeout=600):
+        result = run_stowage(list(args), env=env, timeout=timeout)
+        self.outputs += [result.stdout, result.stderr]
+        if expect is not None:
+            self.assertEqual(expect, result.returncode,
+                             "stowage %s exited %d\nstdout:\n%s\nstderr:\n%s"
+                             % (args[0], result.returncode, result.stdout, result.stderr))
+        return result
+
+    def steps(self, report, name):
+        for database in report["databases"]:
+            if database["name"] == name:
+                return {step["step"]: step for step in database["steps"]}
+        self.fail("no database %s in the report" % name)
+
+    def backup_names(self, repo, env=None):
+        listing = json.loads(self.stowage("list", "--repo", repo, "--json", env=env).stdout)
+        return sorted(item["name"] for item in listing)
+
+    def metrics(self, path):
+        with open(path) as handle:
+            text = handle.read()
+        self.outputs.append(text)
+        parse_strictly(text)  # one HELP and TYPE per family, no duplicate series
+        return {(metric, name, command): float(value)
+                for metric, name, command, value in SAMPLE.findall(text)}
+
+    # Tests -----------------------------------------------------------------
+
+    def test_run_all_file_repository(self):
+        repo = "file://" + self.new_dir("repo-")
+        state = os.path.join(self.workdir, "state-all.json")
+        prom = os.path.join(self.workdir, "run-all.prom")
+        config = self.write_config(self.fleet(repo, state, "keep-daily = 7\nverify-every = 2\n"))
+
+        result = self.stowage("run", "--all", "--json", "--config", config, "--metrics-file", prom)
+        report = json.loads(result.stdout)
+        self.assertEqual(0, report["exit_code"])
+        for name in ("orders", "billing"):
+            steps = self.steps(report, name)
+            self.assertEqual("skipped", steps["snapshot"]["outcome"])
+            self.assertEqual("ok", steps["backup"]["outcome"])
+            self.assertEqual("skipped", steps["replicate"]["outcome"])
+            self.assertEqual("ok", steps["expire"]["outcome"])
+            self.assertEqual("ok", steps["verify"]["outcome"], steps["verify"])
+        self.assertEqual(["billing", "orders"], self.backup_names(repo))
+
+        samples = self.metrics(prom)
+        for name in ("orders", "billing"):
+            for command in ("backup", "expire", "verify", "run"):
+                self.assertEqual(1, samples[("stowage_run_success", name, command)])
+            self.assertGreater(samples[("stowage_last_success_timestamp_seconds", name, "backup")], 0)
+            self.assertEqual(1, samples[("stowage_verification_success", name, "verify")])
+
+        with open(state) as handle:
+            recorded = json.load(handle)["databases"]
+        self.assertEqual(0, recorded["orders"]["runs_since_verification"])
+        self.assertTrue(recorded["orders"]["last_verification_passed"])
+
+        # The second run is not due to verify (verify-every = 2).
+        report = json.loads(self.stowage("run", "--name", "orders", "--json", "--config",
+                                         config).stdout)
+        verify = self.steps(report, "orders")["verify"]
+        self.assertEqual("skipped", verify["outcome"])
+        self.assertIn("not due", verify["detail"])
+
+    def test_run_missing_database_fails_alone(self):
+        repo = "file://" + self.new_dir("repo-")
+        state = os.path.join(self.workdir, "state-missing.json")
+        prom = os.path.join(self.workdir, "run-missing.prom")
+        config = self.write_config(self.fleet(repo, state, "verify-every = 0\n",
+                                              databases=("nosuchdb", "orders")))
+
+        result = self.stowage("run", "--all", "--json", "--config", config, "--metrics-file", prom,
+                              expect=7)
+        report = json.loads(result.stdout)
+        self.assertEqual(7, report["exit_code"])
+        missing = self.steps(report, "nosuchdb")
+        self.assertEqual("failed", missing["backup"]["outcome"])
+        self.assertEqual(7, missing["backup"]["exit_code"])
+        self.assertEqual("skipped", missing["verify"]["outcome"])
+        self.assertEqual("the backup failed", missing["verify"]["detail"])
+        self.assertEqual("ok", self.steps(report, "orders")["backup"]["outcome"])
+        self.assertEqual(["orders"], self.backup_names(repo))
+
+        samples = self.metrics(prom)
+        self.assertEqual(0, samples[("stowage_run_success", "nosuchdb", "backup")])
+        self.assertEqual(0, samples[("stowage_run_success", "nosuchdb", "run")])
+        self.assertEqual(1, samples[("stowage_run_success", "orders", "backup")])
+        self.assertNotIn(("stowage_last_success_timestamp_seconds", "nosuchdb", "backup"), samples)
+
+        # The table names the failed step too.
+        result = self.stowage("run", "--all", "--config", config, expect=7)
+        self.assertRegex(result.stdout, r"nosuchdb\s+backup\s+failed\s+7")
+        self.assertRegex(result.stdout, r"orders\s+backup\s+ok\s+0")
+
+    def test_run_to_s3(self):
+        bucket = "stowage-run-%s" % os.urandom(4).hex()
+        self.moto.create_bucket(bucket)
+        repo = "s3://%s/fleet" % bucket
+        env = self.moto.env()
+        env["STOWAGE_MIN_PART_SIZE"] = str(SMALL_PART)
+        state = os.path.join(self.workdir, "state-s3.json")
+        config = self.write_config(self.fleet(repo, state, "verify-every = 0\n",
+                                              databases=("orders",)))
+
+        report = json.loads(self.stowage("run", "--name", "orders", "--json", "--config", config,
+                                         env=env).stdout)
+        self.assertEqual("ok", self.steps(report, "orders")["backup"]["outcome"])
+        self.assertEqual(["orders"], self.backup_names(repo, env=env))
+
+    def test_config_show_sources_and_redaction(self):
+        repo = "file://" + self.new_dir("repo-")
+        config = self.write_config(self.fleet(repo, "/nonexistent/state.json",
+                                              "compress-level = 5\n"))
+        env = {"STOWAGE_TRANSFERS": "3"}
+        result = self.stowage("config", "show", "--name", "orders", "--json", "--config", config,
+                              "--compress-level", "7", env=env)
+        settings = {item["key"]: item for item in
+                    json.loads(result.stdout)["databases"][0]["settings"]}
+        self.assertEqual({"value": "7", "source": "flag"},
+                         {k: settings["compress-level"][k] for k in ("value", "source")})
+        self.assertEqual("env STOWAGE_TRANSFERS", settings["transfers"]["source"])
+        self.assertEqual("%s:2" % config, settings["repo"]["source"])
+        self.assertEqual("default", settings["compress-threads"]["source"])
+        self.assertIn("password=*****", settings["db"]["value"])
+        self.assertRegex(settings["db"]["source"], r":\d+$")
+
+        text = self.stowage("config", "show", "--config", config).stdout
+        self.assertIn("[database orders]", text)
+        self.assertIn("[database billing]", text)
+
+    def test_config_errors_long_names_and_values(self):
+        long_name = "a" * 100
+        config = self.write_config("[defaults]\nrepo = file:///tmp\n\n[database %s]\n"
+                                   "db = dbname=x\n" % long_name)
+        result = self.stowage("run", "--all", "--config", config, expect=2)
+        self.assertIn("%s:4: invalid database name \"%s\"" % (config, long_name), result.stderr)
+
+        config = self.write_config("[defaults]\nlog-format = xml\n")
+        result = self.stowage("config", "show", "--config", config, expect=2)
+        self.assertIn("%s:2: invalid value for log-format: \"xml\"" % config, result.stderr)
+
+        config = self.write_config("[defaults]\n[database orders]\nstate-file = /tmp/s.json\n")
+        result = self.stowage("config", "show", "--config", config, expect=2)
+        self.assertIn("%s:3: key state-file is set in [database orders]" % config, result.stderr)
+
+        config = self.write_config(self.fleet("file:///tmp", "/tmp/state"))
+        started = time.monotonic()
+        result = self.stowage("run", "--all", "--config", config, "--pushgateway",
+                              "ftp://127.0.0.1:1/", expect=2)
+        self.assertIn("invalid Pushgateway URL \"ftp://127.0.0.1:1/\"", result.stderr)
+        self.assertNotIn("retrying", result.stderr)
+        self.assertNotIn("starting the backup step", result.stderr)
+        self.assertLess(time.monotonic() - started, 5)
+
+    def test_unknown_name_rejected(self):
+        config = self.write_config(self.fleet("file:///tmp", "/tmp/state"))
+        for command in (["run"], ["config", "show"]):
+            result = self.stowage(*command, "--name", "ordrs", "--config", config, expect=2)
+            self.assertIn("no [database ordrs] section in %s" % config, result.stderr)
+            self.assertIn("orders, billing", result.stderr)
+            self.assertNotIn("starting the backup step", result.stderr)
+
+        # A file with [defaults] only serves any name.
+        single = self.write_config("[defaults]\nrepo = file:///tmp\n")
+        self.stowage("config", "show", "--name", "ordrs", "--config", single)
+
+        # backup goes on with [defaults] but warns, in the requested log format.
+        repo = "file://" + self.new_dir("repo-")
+        result = self.stowage("backup", "--name", "ordrs", "--config", config, "--repo", repo,
+                              "--db", "host=127.0.0.1 port=1 dbname=ordrs", "--log-format",
+                              "json", expect=7)
+        messages = [json.loads(line)["message"] for line in result.stderr.splitlines()]
+        self.assertTrue(any("no [database ordrs] section" in text for text in messages),
+                        result.stderr)
+
+    def test_run_json_logs_steps_too(self):
+        repo = "file://" + self.new_dir("repo-")
+        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-json.json"),
+                                              "verify-every = 0\n", databases=("orders",)))
+        result = self.stowage("run", "--name", "orders", "--config", config, "--log-format",
+                              "json", "--log-level", "detail")
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertTrue(lines)
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                self.fail("a log line is not JSON: %r" % line)
+            self.assertIn("level", record)
+        # The backup step logs at detail level only when run passes its level on.
+        self.assertTrue(any(json.loads(line)["level"] == "detail" for line in lines),
+                        result.stderr)
+
+    def test_cmdline_hides_passwords(self):
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-cmdline")
+        bindir = fake_pg_bindir(self.workdir, "stall-bin",
+                                'touch %s; sleep 30; exec "$REAL" "$@"' % marker)
+        with socket.socket() as probe:  # a loopback port that nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+        push_password = "push-" + os.urandom(8).hex()
+        process = spawn_stowage(["backup", "--repo", repo, "--name", "orders",
+                                 "--db", self.conninfo("orders"), "--recipient", self.key + ".pub",
+                                 "--pushgateway", "http://ops:%s@127.0.0.1:%d/"
+                                 % (push_password, closed_port)],
+                                env={"STOWAGE_PG_BINDIR": bindir})
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertTrue(os.path.exists(marker), "pg_dump did not start")
+            with open("/proc/%d/cmdline" % process.pid, "rb") as handle:
+                cmdline = handle.read()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=60)
+            self.outputs += [stdout, stderr]
+        assert_no_secret([stdout, stderr], [push_password])
+
+        self.assertIn(b"password=*****", cmdline)
+        self.assertIn(b"http://ops:*****@127.0.0.1", cmdline)
+        for secret in (PASSWORD, push_password):
+            fragments = [secret[i:i + 6].encode() for i in range(len(secret) - 5)]
+            leaked = [i for i, fragment in enumerate(fragments) if fragment in cmdline]
+            self.assertEqual([], leaked, "characters of a password remain in the cmdline")
+
+    def test_config_errors(self):
+        config = self.write_config("[defaults]\nrepo = file:///tmp\nkeep-dayly = 3\n")
+        result = self.stowage("run", "--all", "--config", config, expect=2)
+        self.assertIn("%s:3: unknown key \"keep-dayly\"" % config, result.stderr)
+
+        config = self.write_config("[database orders]\ncompress-level = 40\n")
+        result = self.stowage("backup", "--name", "orders", "--config", config, expect=2)
+        self.assertIn("%s:2: invalid value for compress-level" % config, result.stderr)
+
+        config = self.write_config(self.fleet("file:///tmp", "/tmp/state"), mode=0o644)
+        result = self.stowage("config", "show", "--config", config, expect=2)
+        self.assertIn("readable by others", result.stderr)
+
+        result = self.stowage("list", "--config", os.path.join(self.workdir, "missing.conf"),
+                              expect=2)
+        self.assertIn("missing.conf", result.stderr)
+
+    def test_run_interrupted(self):
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-started")
+        bindir = fake_pg_bindir(self.workdir, "slow-bin",
+                                'touch %s; sleep 30; exec "$REAL" "$@"' % marker)
+        prom = os.path.join(self.workdir, "run-interrupted.prom")
+        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-int.json"),
+                                              "verify-every = 0\nkeep-daily = 7\n"))
+        process = spawn_stowage(["run", "--all", "--json", "--config", config,
+                                 "--metrics-file", prom],
+                                env={"STOWAGE_PG_BINDIR": bindir})
+
+        deadline = time.monotonic() + 60
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertTrue(os.path.exists(marker), "pg_dump did not start")
+
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        self.outputs += [stdout, stderr]
+        check_sanitizer_report(stderr)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertLess(time.monotonic() - started, 25, "the run did not stop the step")
+
+        report = json.loads(stdout)
+        self.assertEqual(130, report["exit_code"])
+        first = report["databases"][0]["name"]
+        second = report["databases"][1]["name"]
+        self.assertEqual("interrupted", self.steps(report, first)["backup"]["outcome"])
+        for step in ("replicate", "expire", "verify"):
+            self.assertEqual("not started", self.steps(report, first)[step]["outcome"], step)
+        for step in ("snapshot", "backup", "replicate", "expire", "verify"):
+            self.assertEqual("not started", self.steps(report, second)[step]["outcome"], step)
+            self.assertIsNone(self.steps(report, second)[step]["exit_code"], step)
+        self.assertEqual([], json.loads(self.stowage("list", "--repo", repo, "--json").stdout))
+
+        # No database reports success: the interrupted one and the one never
+        # started have run 0 and no last success time, and no step samples
+        # for steps that did not run.
+        samples = self.metrics(prom)
+        self.assertEqual(0, samples[("stowage_run_success", first, "backup")])
+        for name in (first, second):
+            self.assertEqual(0, samples[("stowage_run_success", name, "run")], name)
+            self.assertNotIn(("stowage_last_success_timestamp_seconds", name, "run"), samples)
+        for step in ("snapshot", "backup", "expire", "verify"):
+            self.assertNotIn(("stowage_run_success", second, step), samples)
+        self.assertNotIn(("stowage_run_success", first, "expire"), samples)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -10,6 +10,7 @@
 #include "catalog.h"
 #include "common/duration.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "drill_rds.h"
 #include "drill_report.h"
 #include "restore.h"
@@ -160,12 +161,14 @@ static void restore_snapshot(struct drill *drill)
 /* --- objectives and the report -------------------------------------------- */
 
 /* {"measured_seconds", "objective_seconds", "met"}; met is null without
- * an objective. */
+ * an objective or without a measurement (measured is JSON null). */
 static json_t *measure_json(json_t *measured, int64_t objective, int met)
 {
+    int judged = objective > 0 && !json_is_null(measured);
+
     return json_pack("{s:o, s:o, s:o}", "measured_seconds", measured, "objective_seconds",
                      objective > 0 ? json_integer(objective) : json_null(), "met",
-                     objective > 0 ? json_boolean(met) : json_null());
+                     judged ? json_boolean(met) : json_null());
 }
 
 static int restore_passed(const struct drill *drill)
@@ -310,6 +313,19 @@ static const char *judge(const struct drill *drill, stow_error *outcome, stow_er
     return "passed";
 }
 
+/* Records the drill's RPO, RTO and verification outcome for the run's
+ * metrics. The verification counts only when it finished, that is when the
+ * report's "verification" member has "passed". */
+static void record_metrics(const struct drill *drill, const json_t *report)
+{
+    json_t *passed = json_object_get(json_object_get(report, "verification"), "passed");
+
+    metrics_record_drill(drill->selected, drill->rpo_seconds, restore_passed(drill),
+                         drill->rto_seconds);
+    if (json_is_boolean(passed))
+        metrics_record_verification(json_is_true(passed));
+}
+
 int drill_run(storage *store, const struct drill_options *options, stow_error *err)
 {
     struct drill drill;
@@ -335,6 +351,7 @@ int drill_run(storage *store, const struct drill_options *options, stow_error *e
     /* Judge, report, and print. */
     result = judge(&drill, &outcome, &select_err);
     report = build_report(&drill, result, &outcome);
+    record_metrics(&drill, report);
     if (drill_write_reports(report, options->report_path, options->markdown_path,
                             &write_err) != 0)
         stow_log_error(&write_err);

@@ -19,7 +19,8 @@ static int is_rds(const json_t *report)
     return scratch != NULL && strcmp(scratch, "rds") == 0;
 }
 
-/* Writes "3m05s (objective 5m: met)" or "not measured". */
+/* Writes "3m05s (objective 5m: met)", "not measured (objective 5m)" or
+ * "not measured (no objective)". */
 static void describe_measure(const json_t *measure, char *out, size_t size)
 {
     json_t *measured = json_object_get(measure, "measured_seconds");
@@ -36,6 +37,10 @@ static void describe_measure(const json_t *measure, char *out, size_t size)
         return;
     }
     stow_duration_format((int64_t)json_integer_value(objective), goal, sizeof goal);
+    if (measured == NULL || json_is_null(measured)) {
+        snprintf(out, size, "%s (objective %s)", value, goal);
+        return;
+    }
     snprintf(out, size, "%s (objective %s: %s)", value, goal,
              json_is_true(json_object_get(measure, "met")) ? "met" : "MISSED");
 }

@@ -2,6 +2,8 @@
  * them on one thread, and the worker thread that runs an engine. */
 #include "aws/http.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -257,6 +259,8 @@ static void reset_response(struct http_job *job)
     response->etag[0] = '\0';
     response->content_length = 0;
     response->has_content_length = 0;
+    response->object_size = 0;
+    response->has_object_size = 0;
     response->last_modified = 0;
     response->bucket_region[0] = '\0';
     memset(&job->error, 0, sizeof job->error);
@@ -347,6 +351,25 @@ static int start_attempt(struct http_engine *engine, struct http_job *job)
     return 0;
 }
 
+/* Stores SIZE of a Content-Range "bytes A-B/SIZE" (RFC 9110 section 14.4).
+ * An unknown size (an asterisk) or a malformed value leaves has_object_size
+ * at 0. */
+static void read_object_size(const char *content_range, struct http_response *response)
+{
+    const char *slash = strrchr(content_range, '/');
+    char *end = NULL;
+    unsigned long long size;
+
+    if (slash == NULL || !isdigit((unsigned char)slash[1]))
+        return;
+    errno = 0;
+    size = strtoull(slash + 1, &end, 10);
+    if (errno != 0 || (*end != '\0' && !isspace((unsigned char)*end)))
+        return;
+    response->object_size = size;
+    response->has_object_size = 1;
+}
+
 static void read_response_headers(struct http_job *job)
 {
     struct http_response *response = &job->response;
@@ -364,6 +387,9 @@ static void read_response_headers(struct http_job *job)
         response->content_length = strtoull(header->value, NULL, 10);
         response->has_content_length = 1;
     }
+    if (curl_easy_header(job->easy, "Content-Range", 0, CURLH_HEADER, -1, &header) ==
+        CURLHE_OK)
+        read_object_size(header->value, response);
     if (curl_easy_header(job->easy, "Last-Modified", 0, CURLH_HEADER, -1, &header) ==
         CURLHE_OK) {
         time_t modified = curl_getdate(header->value, NULL);

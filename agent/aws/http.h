@@ -68,6 +68,8 @@ struct http_response {
     char etag[128];
     uint64_t content_length; /* valid when has_content_length */
     int has_content_length;
+    uint64_t object_size;    /* SIZE of Content-Range "bytes A-B/SIZE"; valid when has_object_size */
+    int has_object_size;
     time_t last_modified;    /* 0 when absent */
     char object_lock_mode[16];         /* x-amz-object-lock-mode; "" when absent */
     char object_lock_retain_until[64]; /* x-amz-object-lock-retain-until-date; "" when absent */

@@ -495,6 +495,31 @@ void s3_call_get_range(struct s3_call *call, s3_client *client, const char *key,
     call->job.accept_not_found = 1;
 }
 
+int s3_call_check_range(const struct s3_call *call, uint64_t offset, uint64_t len,
+                        const stow_buf *body, int rc, stow_error *err)
+{
+    const struct http_response *response = &call->job.response;
+
+    if (response->status == 416 && strcmp(call->job.error.code, "InvalidRange") == 0)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "S3 GetObject for %s: the object ends before the range starts "
+                         "(InvalidRange); it was truncated or replaced",
+                         call->job.subject);
+    if (rc != 0 || body->len == len)
+        return rc;
+
+    if (response->status == 206 && response->has_object_size &&
+        response->object_size < offset + len)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "S3 GetObject for %s returned %zu bytes instead of %llu: the object "
+                         "is %llu bytes, so it was truncated or replaced",
+                         call->job.subject, body->len, (unsigned long long)len,
+                         (unsigned long long)response->object_size);
+    return stow_fail(err, STOW_EXIT_STORAGE,
+                     "S3 GetObject for %s returned %zu bytes instead of %llu (HTTP %ld)",
+                     call->job.subject, body->len, (unsigned long long)len, response->status);
+}
+
 int s3_get_object(s3_client *client, const char *key, stow_buf *out, stow_error *err)
 {
     struct s3_call call;
@@ -520,12 +545,7 @@ int s3_get_object_range(s3_client *client, const char *key, uint64_t offset, uin
         return stow_buf_append(out, "", 0, err);
 
     s3_call_get_range(&call, client, key, offset, len, out);
-    rc = call_perform(&call, err);
-    if (rc == 0 && out->len != len)
-        rc = stow_fail(err, STOW_EXIT_STORAGE,
-                       "S3 GetObject for %s returned %zu bytes instead of %llu (HTTP %ld)",
-                       call.job.subject, out->len, (unsigned long long)len,
-                       call.job.response.status);
+    rc = s3_call_check_range(&call, offset, len, out, call_perform(&call, err), err);
     s3_call_free(&call);
     return rc;
 }

@@ -128,7 +128,8 @@ int s3_put_object(s3_client *client, const char *key, const void *data, size_t l
 int s3_get_object(s3_client *client, const char *key, stow_buf *out, stow_error *err);
 
 /* Reads len bytes at offset into out (reset first). A response of another
- * length fails. Returns S3_NOT_FOUND when the key does not exist. */
+ * length fails as s3_call_check_range describes. Returns S3_NOT_FOUND when
+ * the key does not exist. */
 int s3_get_object_range(s3_client *client, const char *key, uint64_t offset, uint64_t len,
                         stow_buf *out, stow_error *err);
 
@@ -246,6 +247,15 @@ int s3_call_upload_part_copy(struct s3_call *call, s3_client *client, const char
  * must allow len bytes). */
 void s3_call_get_range(struct s3_call *call, s3_client *client, const char *key,
                        uint64_t offset, uint64_t len, stow_buf *sink);
+
+/* Checks a finished ranged GetObject of len bytes at offset that returned rc
+ * (0 or -1 with err filled) into body. Fails with STOW_EXIT_VERIFY when S3 reports an
+ * object that ends before the range does (a 206 whose Content-Range size is
+ * smaller, or 416 InvalidRange), because then the object was truncated or
+ * replaced. Another short body fails with STOW_EXIT_STORAGE. Returns rc
+ * otherwise. */
+int s3_call_check_range(const struct s3_call *call, uint64_t offset, uint64_t len,
+                        const stow_buf *body, int rc, stow_error *err);
 
 /* Releases what the call allocated. Accepts NULL. */
 void s3_call_free(struct s3_call *call);

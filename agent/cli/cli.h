@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "config/config.h"
 #include "storage/storage.h"
 
 int cli_main(int argc, char **argv);
@@ -67,6 +68,8 @@ enum cli_repo_option_code {
 
 #define CLI_REPO_HELP                                                          \
     "Repository options:\n" \
+    "  --config FILE         configuration file (env STOWAGE_CONFIG; default\n" \
+    "                        " CONFIG_DEFAULT_PATH " when it exists)\n" \
     "  --repo URL            s3://BUCKET/PREFIX or file:///PATH (env STOWAGE_REPO)\n" \
     "  --endpoint URL        S3 endpoint (env AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL;\n" \
     "                        default https://s3.REGION.amazonaws.com)\n" \
@@ -80,7 +83,7 @@ enum cli_repo_option_code {
     "  --log-format FORMAT   text (default) or json (JSON lines on stderr)\n" \
     "  --log-level LEVEL     error, warn, info (default), detail or debug\n" \
     "  --metrics-file PATH   write Prometheus metrics of the run to PATH (node_exporter\n" \
-    "                        textfile; backup, restore and verify; default: none)\n" \
+    "                        textfile; default: none)\n" \
     "  --pushgateway URL     push the run's metrics to this Prometheus Pushgateway,\n" \
     "                        http:// or https:// (default: none)\n" \
     "  --progress            show the progress line on stderr even when it is not a\n" \

@@ -193,6 +193,24 @@ static void print_text(const json_t *databases, const char *path)
     }
 }
 
+/* Checks the environment values that show would print (those of keys no
+ * flag sets), so that config show rejects what a command would reject. */
+static int check_env_values(const struct show_cli *cli, stow_error *err)
+{
+    size_t key_count;
+    const struct config_key *keys = config_keys(&key_count);
+
+    for (size_t i = 0; i < key_count; i++) {
+        int flagged = 0;
+
+        for (size_t j = 0; j < cli->flag_count; j++)
+            flagged |= cli->flags[j].key == &keys[i];
+        if (!flagged && config_check_env_value(&keys[i], err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int show(const struct show_cli *cli, const struct config *config)
 {
     json_t *databases = json_array();
@@ -247,6 +265,7 @@ int cmd_config(int argc, char **argv)
     }
     argc = config_take_argument(argc - 1, argv + 1, &config_path, &err);
     if (argc >= 0 && parse_show(&cli, argc, argv + 1, &err) == 0 && !cli.help &&
+        check_env_values(&cli, &err) == 0 &&
         config_load_process(config_path, &config, &err) == 0 &&
         (cli.name == NULL || config_check_database(config, cli.name, &err) == 0))
         show(&cli, config);

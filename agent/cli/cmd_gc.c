@@ -44,7 +44,7 @@ static const char usage[] =
     "  --dry-run                report what would be removed, remove nothing\n"
     "  --json                   print the outcome as JSON on stdout\n"
     "  --lock-stale-after DUR   a lock not refreshed for DUR protects nothing\n"
-    "                           (default 10m)\n\n" CLI_REPO_HELP;
+    "                           (default 10m; s, m, h, d or w)\n\n" CLI_REPO_HELP;
 
 struct gc_cli {
     struct cli_common common;

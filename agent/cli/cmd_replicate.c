@@ -4,11 +4,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "aws/aws_env.h"
 #include "aws/s3.h"
 #include "catalog.h"
 #include "cli/cli.h"
 #include "common/duration.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "drill.h"
 #include "replicate/dr_status.h"
 #include "replicate/replicate.h"
@@ -110,9 +112,10 @@ static const char replicate_usage[] =
     "                          AWS_REGION, AWS_DEFAULT_REGION)\n"
     "  --rds-endpoint URL      RDS endpoint (env AWS_ENDPOINT_URL_RDS, AWS_ENDPOINT_URL;\n"
     "                          default https://rds.REGION.amazonaws.com)\n"
-    "  --wait-timeout DUR      how long to wait for each copy (default 1h)\n"
-    "  --poll-interval DUR     first delay between status checks; it doubles up to 1m\n"
-    "                          (default 10s)\n\n"
+    "  --wait-timeout DUR      how long to wait for each copy (s, m, h, d or w;\n"
+    "                          default 1h)\n"
+    "  --poll-interval DUR     first delay between status checks, doubling up to 1m\n"
+    "                          (s, m, h, d or w; default 10s)\n\n"
     "The primary is --repo with the options below.\n\n" CLI_REPO_HELP;
 
 static const char dr_usage[] =
@@ -187,9 +190,10 @@ static const char drill_usage[] =
     "                          --db-user needs the rds_iam role); local drills\n"
     "                          ignore it, so that a configuration file may set it\n"
     "  --database NAME         database to verify; repeatable (default: all)\n"
-    "  --wait-timeout DUR      how long to wait for the instance (default 1h)\n"
-    "  --poll-interval DUR     first delay between status checks; it doubles up to 1m\n"
-    "                          (default 10s)\n\n" CLI_REPO_HELP;
+    "  --wait-timeout DUR      how long to wait for the instance (s, m, h, d or w;\n"
+    "                          default 1h)\n"
+    "  --poll-interval DUR     first delay between status checks, doubling up to 1m\n"
+    "                          (s, m, h, d or w; default 10s)\n\n" CLI_REPO_HELP;
 
 struct dr_cli {
     const char *command;
@@ -421,10 +425,32 @@ static int parse_dr_command(struct dr_cli *cli, const char *command, int argc, c
     return 0;
 }
 
+/* Warns when the primary is on a custom S3 endpoint (an S3-compatible
+ * store) but an s3:// replica has none, so that its requests go to AWS.
+ * The behaviour stays as it is because a replica on AWS is a valid setup. */
+static void warn_replica_on_aws(const struct dr_cli *cli)
+{
+    const char *option = strcmp(cli->command, "replicate") == 0 ? "to-endpoint"
+                                                                 : "replica-endpoint";
+    const char *replica_url = cli->replica.storage.url;
+    char endpoint[1024];
+
+    if (cli->common.storage.endpoint == NULL || cli->replica.storage.endpoint != NULL ||
+        replica_url == NULL || strncmp(replica_url, "s3://", 5) != 0 ||
+        aws_env_value("AWS_ENDPOINT_URL_S3") != NULL || aws_env_value("AWS_ENDPOINT_URL") != NULL)
+        return;
+    snprintf(endpoint, sizeof endpoint, "%s", cli->common.storage.endpoint);
+    stow_redact_passwords(endpoint);
+    stow_log_warn("the repository %s uses the S3 endpoint %s but the replica %s has none, so "
+                  "its requests go to AWS S3; set %s (--%s) if the replica is on the same store",
+                  cli->common.storage.url, endpoint, replica_url, option, option);
+}
+
 /* Opens the primary (--repo) and the replica, and checks that both are
  * reachable. */
 static int open_both(struct dr_cli *cli, storage **primary, storage **replica, stow_error *err)
 {
+    warn_replica_on_aws(cli);
     if (cli_open_repository(&cli->common, primary, err) != 0 ||
         cli_open_repository(&cli->replica, replica, err) != 0)
         return -1;
@@ -596,6 +622,7 @@ int cmd_replicate(int argc, char **argv)
 
     /* Backups first; a run that failed before its first backup shows nothing. */
     if (replicate_run(primary, replica, &cli.replicate, &result, &err) == 0 || result.count > 0) {
+        metrics_record_replicate(result.copied + result.reused + result.repaired, result.failed);
         if (cli.json)
             summary = replicate_result_json(&result, primary, replica);
         else

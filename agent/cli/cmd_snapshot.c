@@ -54,9 +54,10 @@ enum {
     "                         default https://rds.REGION.amazonaws.com)\n"
 
 #define WAIT_HELP                                                                     \
-    "  --wait-timeout DUR     how long to wait for RDS to finish (default 1h)\n"         \
-    "  --poll-interval DUR    first delay between status checks; it doubles up to 1m\n"  \
-    "                         (default 10s)\n"
+    "  --wait-timeout DUR     how long to wait for RDS to finish (s, m, h, d or w;\n"    \
+    "                         default 1h)\n"                                            \
+    "  --poll-interval DUR    first delay between status checks, doubling up to 1m\n"   \
+    "                         (s, m, h, d or w; default 10s)\n"
 
 static const char snapshot_usage[] =
     "Usage: stowage snapshot COMMAND [OPTIONS]\n\n"
@@ -173,10 +174,11 @@ static const char restore_rds_usage[] =
     "  --subnet-group NAME      DB subnet group of the scratch instance\n"
     "  --security-group ID      VPC security group; repeatable\n"
     "  --parameter-group NAME   DB parameter group\n"
-    "  --expires-in DUR         expiry written on the scratch instance (default 6h)\n"
+    "  --expires-in DUR         expiry written on the scratch instance (s, m, h, d\n"
+    "                           or w; default 6h)\n"
     "  --name NAME              catalog name of the backups to compare with\n"
     "  --match-window DUR       maximum distance in time between the backup and the\n"
-    "                           restored state (default 24h)\n"
+    "                           restored state (s, m, h, d or w; default 24h)\n"
     "  --report FILE            write the JSON report to FILE (default: none)\n"
     "  --keep                   leave the scratch instance running\n" WAIT_HELP "\n" RDS_HELP
     "\n" CLI_REPO_HELP;

@@ -161,6 +161,48 @@ static int parts_value(const struct metrics_run *run, char *value, size_t size)
     return run->has_backup && snprintf(value, size, "%llu", (unsigned long long)run->parts) > 0;
 }
 
+static int rpo_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_rpo && snprintf(value, size, "%lld", run->rpo_seconds) > 0;
+}
+
+static int rto_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_rto && snprintf(value, size, "%.3f", run->rto_seconds) > 0;
+}
+
+static int replicated_copied_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_replicate &&
+           snprintf(value, size, "%llu", (unsigned long long)run->replicated_copied) > 0;
+}
+
+static int replicated_failed_value(const struct metrics_run *run, char *value, size_t size)
+{
+    return run->has_replicate &&
+           snprintf(value, size, "%llu", (unsigned long long)run->replicated_failed) > 0;
+}
+
+static int append_drill_replicate_metrics(stow_buf *out, const struct metrics_run *runs,
+                                          size_t count, stow_error *err)
+{
+    static const char replicated_metric[] = "stowage_replicate_backups";
+
+    if (append_runs(out, "stowage_drill_rpo_seconds", "gauge",
+                    "Age in seconds of the backup or snapshot the last drill restored.", runs,
+                    count, NULL, rpo_value, err) != 0 ||
+        append_runs(out, "stowage_drill_rto_seconds", "gauge",
+                    "Seconds the last drill took to restore and verify.", runs, count, NULL,
+                    rto_value, err) != 0)
+        return -1;
+    if (append_runs(out, replicated_metric, "gauge",
+                    "Backups the last replication copied to the replica, and that failed.",
+                    runs, count, "copied", replicated_copied_value, err) != 0)
+        return -1;
+    return append_runs(out, replicated_metric, "gauge", NULL, runs, count, "failed",
+                       replicated_failed_value, err);
+}
+
 static int append_backup_metrics(stow_buf *out, const struct metrics_run *runs, size_t count,
                                  stow_error *err)
 {
@@ -209,6 +251,8 @@ int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_l
         append_runs(out, "stowage_verification_success", "gauge",
                     "1 when the last run's verification passed, else 0.", runs, count, NULL,
                     verification_value, err) != 0)
+        return -1;
+    if (append_drill_replicate_metrics(out, runs, count, err) != 0)
         return -1;
     return append_backup_metrics(out, runs, count, err);
 }
@@ -555,6 +599,26 @@ void metrics_record_backup(uint64_t archive_bytes, uint64_t compressed_bytes,
     current.run.parts = parts;
 }
 
+void metrics_record_verification(int passed)
+{
+    current.run.verification = passed ? 1 : 0;
+}
+
+void metrics_record_drill(int has_rpo, long long rpo_seconds, int has_rto, double rto_seconds)
+{
+    current.run.has_rpo = has_rpo;
+    current.run.rpo_seconds = rpo_seconds;
+    current.run.has_rto = has_rto;
+    current.run.rto_seconds = rto_seconds;
+}
+
+void metrics_record_replicate(uint64_t copied, uint64_t failed)
+{
+    current.run.has_replicate = 1;
+    current.run.replicated_copied = copied;
+    current.run.replicated_failed = failed;
+}
+
 void metrics_run_begin(const char *command, int argc, char **argv)
 {
     clock_gettime(CLOCK_MONOTONIC, &current.started);
@@ -569,12 +633,6 @@ void metrics_run_begin(const char *command, int argc, char **argv)
     }
 }
 
-static int writes_metrics(const char *command)
-{
-    return strcmp(command, "backup") == 0 || strcmp(command, "restore") == 0 ||
-           strcmp(command, "verify") == 0;
-}
-
 int metrics_run_end(int exit_code)
 {
     struct metrics_run *run = &current.run;
@@ -583,11 +641,6 @@ int metrics_run_end(int exit_code)
 
     if (current.textfile == NULL && current.pushgateway == NULL)
         return exit_code;
-    if (!writes_metrics(run->command)) {
-        stow_log_warn("stowage %s writes no metrics; --metrics-file and --pushgateway are "
-                      "ignored", run->command);
-        return exit_code;
-    }
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     run->duration_seconds = (double)(now.tv_sec - current.started.tv_sec) +

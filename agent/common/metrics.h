@@ -9,7 +9,15 @@
  *   stowage_run_success                     gauge, 1 or 0
  *   stowage_retries_total                   counter, HTTP retries in this run
  *   stowage_verification_success            gauge, 1 or 0; only when the run
- *                                           verified (verify, restore --verify)
+ *                                           verified (verify, restore --verify,
+ *                                           a drill whose verification finished)
+ *   stowage_drill_rpo_seconds               gauge, age of the drilled backup or
+ *                                           snapshot when the drill started
+ *   stowage_drill_rto_seconds               gauge, restore time of a drill whose
+ *                                           restore passed
+ *   stowage_replicate_backups{kind=...}     gauge, kind "copied" (complete on
+ *                                           the replica after this run's copy)
+ *                                           or "failed"
  *   stowage_backup_bytes{kind=...}          gauge, kind "archive" (before
  *                                           compression), "compressed", "stored"
  *   stowage_backup_compression_ratio        gauge, archive / compressed bytes
@@ -48,7 +56,7 @@
 #define METRICS_TEXT_MAX (64u * 1024)
 
 struct metrics_run {
-    char command[METRICS_COMMAND_MAX];  /* "backup", "restore", "verify" */
+    char command[METRICS_COMMAND_MAX];  /* "backup", "drill", "replicate", ... */
     char name[METRICS_NAME_MAX];        /* catalog name; "" when unknown */
     time_t finished_at;
     double duration_seconds;
@@ -61,6 +69,13 @@ struct metrics_run {
     uint64_t compressed_bytes;
     uint64_t stored_bytes;
     uint64_t parts;
+    int has_rpo;                        /* 1: rpo_seconds is set */
+    long long rpo_seconds;
+    int has_rto;                        /* 1: rto_seconds is set */
+    double rto_seconds;
+    int has_replicate;                  /* 1: the replicated_* counts are set */
+    uint64_t replicated_copied;
+    uint64_t replicated_failed;
 };
 
 /* Appends value escaped for a label: backslash, double quote and newline
@@ -119,13 +134,23 @@ void metrics_set_name(const char *name);
 void metrics_record_backup(uint64_t archive_bytes, uint64_t compressed_bytes,
                            uint64_t stored_bytes, uint64_t parts);
 
+/* Records the outcome of a verification that finished (1 passed, 0 failed). */
+void metrics_record_verification(int passed);
+
+/* Records a drill's RPO (when it chose a backup or snapshot) and RTO (when
+ * its restore passed). has_rpo and has_rto say which are set. */
+void metrics_record_drill(int has_rpo, long long rpo_seconds, int has_rto, double rto_seconds);
+
+/* Records how many backups a replication copied and how many failed. */
+void metrics_record_replicate(uint64_t copied, uint64_t failed);
+
 /* Counts one retried HTTP request (called by the HTTP layer, from any
  * thread). */
 void metrics_count_retry(void);
 
 /* Finishes the record with the command's exit code and writes it to the
- * configured outputs. Only backup, restore and verify write metrics;
- * other commands given an output log a warning. A failed write is logged
+ * configured outputs. Every command writes the run metrics, and the
+ * metrics of its own kind when it recorded them. A failed write is logged
  * at warn and does not change the exit code. Returns exit_code. */
 int metrics_run_end(int exit_code);
 

@@ -84,6 +84,10 @@ int config_check_value(const struct config_key *key, const char *value, stow_err
 /* Writes STOWAGE_<KEY> into out. */
 void config_env_name(const char *key, char *out, size_t size);
 
+/* Checks the value of the key's environment variable, if it is set and
+ * not empty, as config_check_value does; err names the variable. */
+int config_check_env_value(const struct config_key *key, stow_error *err);
+
 /* --- loading -------------------------------------------------------------- */
 
 /* Parses INI text; label names the file in messages. A file that cannot be

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -244,4 +245,17 @@ void config_env_name(const char *key, char *out, size_t size)
         out[used++] = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
     if (used < size)
         out[used] = '\0';
+}
+
+int config_check_env_value(const struct config_key *key, stow_error *err)
+{
+    char variable[128];
+    const char *value;
+
+    config_env_name(key->name, variable, sizeof variable);
+    value = getenv(variable);
+    if (value == NULL || value[0] == '\0' || config_check_value(key, value, err) == 0)
+        return 0;
+    stow_error_prefix(err, "environment variable %s", variable);
+    return -1;
 }

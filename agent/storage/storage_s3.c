@@ -994,16 +994,33 @@ static int s3_download_begin(storage *store, const char *key,
     return 0;
 }
 
-/* Waits for the range in slot and returns its result. */
-static int finish_range(struct storage_download *download, struct range_slot *slot,
-                        stow_error *err)
+static void name_part(stow_error *err, const char *key, const struct storage_part *part)
 {
+    stow_error_prefix(err, "part %u of %s (offset %llu, %llu bytes)", part->number, key,
+                      (unsigned long long)part->offset, (unsigned long long)part->size);
+}
+
+/* Waits for the range of part in slot and returns its result. A short body
+ * fails here when S3 reports that the object ends before the part does.
+ * Another short body is left to the digest check, which fetches it again. */
+static int finish_range(struct storage_download *download, struct range_slot *slot,
+                        const struct storage_part *part, stow_error *err)
+{
+    stow_error check_err = {0};
     int rc;
 
     if (!slot->submitted)
         return 0;
     http_worker_wait(download->worker, &slot->call.job);
     rc = http_job_error(&slot->call.job, err);
+    if (rc != S3_NOT_FOUND &&
+        s3_call_check_range(&slot->call, part->offset, part->size, &slot->data, rc,
+                            &check_err) != 0 &&
+        check_err.exit_code == STOW_EXIT_VERIFY) {
+        *err = check_err;
+        name_part(err, download->key, part);
+        rc = -1;
+    }
     s3_call_free(&slot->call);
     slot->submitted = 0;
     if (rc == S3_NOT_FOUND)
@@ -1042,6 +1059,7 @@ static int refetch_range(storage_download *download, const struct storage_part *
         if (map_result(s3_get_object_range(download->client, download->key, part->offset,
                                            part->size, out, &fetch_err)) != 0) {
             *err = fetch_err;
+            name_part(err, download->key, part);
             return -1;
         }
         if (storage_check_part_digest(download->key, part, out, &fetch_err) == 0)
@@ -1062,7 +1080,8 @@ static int s3_download_next(storage_download *download, stow_buf *out, stow_erro
         return STORAGE_NOT_FOUND;
     slot = &download->slots[index % download->limit];
 
-    if (finish_range(download, slot, err) != 0 || hand_over(slot, out, err) != 0)
+    if (finish_range(download, slot, &download->ranges.parts[index], err) != 0 ||
+        hand_over(slot, out, err) != 0)
         return -1;
     if (storage_check_part_digest(download->key, &download->ranges.parts[index], out,
                                   &(stow_error){0}) != 0 &&

@@ -637,12 +637,17 @@ class DrTest(StowageTestCase):
 
         report_path = os.path.join(self.workdir, "drill-corrupt-%s.json" % backup_id)
         result = self.stowage("drill", "--repo", replica, "--key", self.escrow_key,
-                              "--report", report_path, env=self.replica_env(), expect=3)
+                              "--rto-objective", "2h", "--report", report_path,
+                              env=self.replica_env(), expect=3)
         self.assertIn("part 1", result.stderr)
         with open(report_path) as handle:
             report = json.load(handle)
         self.assertEqual("failed", report["result"])
         self.assertIsNone(report["rto"]["measured_seconds"])
+        self.assertEqual(7200, report["rto"]["objective_seconds"])
+        self.assertIsNone(report["rto"]["met"])
+        self.assertIn("RTO  not measured (objective 2h)", result.stdout)
+        self.assertNotIn("MISSED", result.stdout)
 
     # RDS drills ------------------------------------------------------------
 
@@ -887,6 +892,7 @@ class DrTest(StowageTestCase):
         self.assertEqual("interrupted", report["result"])
         self.assertEqual(EXIT_INTERRUPTED, report["exit_code"])
         self.assertIsNone(report["rto"]["measured_seconds"])
+        self.assertIsNone(report["rto"]["met"])
         self.assertNotEqual(True, (report["verification"] or {}).get("passed"))
 
     def test_local_drill_sigterm_removes_scratch(self):

@@ -234,6 +234,44 @@ class MetricsTest(StowageTestCase):
         self.assertEqual(1, value(self.read_metrics(path), "stowage_run_success", name="shop",
                                   command="backup"))
 
+    def test_drill_textfile(self):
+        repo = self.file_repo()
+        path = self.metrics_path("drill")
+        self.backup(repo, "shop", "--name", "shop")
+        self.stowage("drill", "--repo", repo, "--key", self.key, "--metrics-file", path)
+
+        samples = self.read_metrics(path)
+        labels = {"name": "", "command": "drill"}
+        self.assertEqual(1, value(samples, "stowage_run_success", **labels))
+        self.assertEqual(1, value(samples, "stowage_verification_success", **labels))
+        self.assertGreaterEqual(value(samples, "stowage_drill_rpo_seconds", **labels), 0)
+        self.assertGreater(value(samples, "stowage_drill_rto_seconds", **labels), 0)
+        self.assertEqual(value(samples, "stowage_last_run_timestamp_seconds", **labels),
+                         value(samples, "stowage_last_success_timestamp_seconds", **labels))
+
+    def test_replicate_textfile(self):
+        primary = self.file_repo()
+        replica = self.file_repo()
+        path = self.metrics_path("replicate")
+        self.backup(primary, "shop", "--name", "shop")
+        self.stowage("replicate", "--repo", primary, "--to", replica, "--metrics-file", path)
+
+        samples = self.read_metrics(path)
+        labels = {"name": "", "command": "replicate"}
+        self.assertEqual(1, value(samples, "stowage_run_success", **labels))
+        self.assertEqual(1, value(samples, "stowage_replicate_backups", kind="copied", **labels))
+        self.assertEqual(0, value(samples, "stowage_replicate_backups", kind="failed", **labels))
+        self.assertGreaterEqual(value(samples, "stowage_run_duration_seconds", **labels), 0)
+
+    def test_list_writes_run_record(self):
+        repo = self.file_repo()
+        path = self.metrics_path("list")
+        self.stowage("list", "--repo", repo, "--metrics-file", path)
+        samples = self.read_metrics(path)
+        labels = {"name": "", "command": "list"}
+        self.assertEqual(1, value(samples, "stowage_run_success", **labels))
+        self.assertNotIn(("stowage_verification_success", frozenset(labels.items())), samples)
+
 
 if __name__ == "__main__":
     unittest.main()

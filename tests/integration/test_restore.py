@@ -194,6 +194,38 @@ class RestoreTest(StowageTestCase):
         self.assertIn("part 3", result.stderr)
         self.assertIn("SHA-256", result.stderr)
 
+    def test_s3_short_object_fails_verification(self):
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                     "--recipient", self.pub, "--part-size", "64KiB", env=self.s3_env())
+        manifest = self.show_json(repo, "latest", env=self.s3_env())
+        parts = manifest["object"]["parts"]
+        self.assertGreaterEqual(len(parts), 3)
+        client = self.moto.client("s3")
+        key = "db/" + manifest["object"]["key"]
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        # Part 2 ends past the object (206 with a smaller size in Content-Range),
+        # and part 3 starts past it (416 InvalidRange).
+        client.put_object(Bucket=bucket, Key=key, Body=body[:parts[1]["offset"] + 5])
+        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key,
+                              env=self.s3_env(), expect=3)
+        self.assertIn("failed verification", result.stderr)
+        self.assertRegex(result.stderr, r"part [23] of %s \(offset " % re.escape(key))
+        self.assertIn("truncated or replaced", result.stderr)
+
+        client.put_object(Bucket=bucket, Key=key, Body=b"short")
+        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key,
+                              env=self.s3_env(), expect=3)
+        self.assertIn("part 1 of %s (offset 0, %d bytes)" % (key, parts[0]["size"]),
+                      result.stderr)
+        self.assertIn("returned 5 bytes instead of %d" % parts[0]["size"], result.stderr)
+        self.assertIn("the object is 5 bytes", result.stderr)
+        result = self.stowage("drill", "--repo", repo, "--key", self.key, env=self.s3_env(),
+                              expect=3)
+        self.assertIn("part 1 of %s" % key, result.stderr)
+
     def test_at_time_picks_newest_before(self):
         manifest = self.show_json(self.repo, self.backup_id)
         started = manifest["started_at"]

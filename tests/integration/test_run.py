@@ -266,6 +266,34 @@ class RunTest(unittest.TestCase):
         self.assertTrue(any("no [database ordrs] section" in text for text in messages),
                         result.stderr)
 
+    def test_replica_without_endpoint_warns(self):
+        # Every S3 request of this run goes to a closed loopback port: the
+        # primary's endpoint directly, anything else through the proxy
+        # variables, so no request can reach AWS.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = "http://127.0.0.1:%d" % probe.getsockname()[1]
+        env = self.moto.env()
+        env.update({"AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "", "HTTP_PROXY": closed,
+                    "HTTPS_PROXY": closed, "ALL_PROXY": closed, "http_proxy": closed,
+                    "https_proxy": closed, "all_proxy": closed, "NO_PROXY": "", "no_proxy": ""})
+        config = self.write_config("[defaults]\nrepo = s3://primary/fleet\nendpoint = %s\n"
+                                   % closed)
+
+        result = self.stowage("replicate", "--config", config, "--to", "s3://replica/fleet",
+                              env=env, expect=None)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn("the repository s3://primary/fleet uses the S3 endpoint %s but the replica "
+                      "s3://replica/fleet has none" % closed, result.stderr)
+        self.assertIn("set to-endpoint (--to-endpoint)", result.stderr)
+
+        # A replica with its own endpoint gets no warning. This one is the
+        # primary itself, which fails before any request.
+        result = self.stowage("replicate", "--config", config, "--to", "s3://primary/fleet",
+                              "--to-endpoint", closed, env=env, expect=2)
+        self.assertIn("is the primary repository", result.stderr)
+        self.assertNotIn("has none", result.stderr)
+
     def test_run_json_logs_steps_too(self):
         repo = "file://" + self.new_dir("repo-")
         config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-json.json"),

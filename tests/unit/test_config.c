@@ -484,6 +484,35 @@ static void test_layers_bad_env_value(void)
     unsetenv("STOWAGE_COMPRESS_LEVEL");
 }
 
+static void test_env_value_checked(void)
+{
+    static const struct {
+        const char *variable;
+        const char *key;
+        const char *value;
+    } invalid[] = {
+        {"STOWAGE_COMPRESS_LEVEL", "compress-level", "99"},
+        {"STOWAGE_COMPRESS_LEVEL", "compress-level", "abc"},
+        {"STOWAGE_LOG_FORMAT", "log-format", "xml"},
+    };
+
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        stow_error err = {0};
+
+        setenv(invalid[i].variable, invalid[i].value, 1);
+        CHECK_INT_EQ(-1, config_check_env_value(config_key_find(invalid[i].key), &err));
+        CHECK_INT_EQ(STOW_EXIT_USAGE, err.exit_code);
+        CHECK_CONTAINS(err.message, invalid[i].variable);
+        CHECK_CONTAINS(err.message, invalid[i].value);
+        unsetenv(invalid[i].variable);
+    }
+
+    setenv("STOWAGE_COMPRESS_LEVEL", "7", 1);
+    CHECK_INT_EQ(0, config_check_env_value(config_key_find("compress-level"), NULL));
+    unsetenv("STOWAGE_COMPRESS_LEVEL");
+    CHECK_INT_EQ(0, config_check_env_value(config_key_find("log-format"), NULL));
+}
+
 static void test_layers_unknown_flag(void)
 {
     static const char *const arguments[] = {"--no-such-option", NULL};
@@ -585,6 +614,7 @@ int main(void)
     unit_run("NUL byte rejected", test_nul_byte_rejected);
     unit_run("key applies", test_key_applies);
     unit_run("env name", test_env_name);
+    unit_run("env value checked", test_env_value_checked);
 
     unsetenv("STOWAGE_CONFIG");
     unsetenv("STOWAGE_NAME");

@@ -41,10 +41,10 @@ void catalog_free(struct catalog *catalog);
 /* Picks a backup: spec is an id or "latest" (the newest complete backup);
  * with at non-zero, the newest backup that started at or before at.
  * name narrows the choice when the catalog holds several names. Fails with
- * STOW_EXIT_USAGE naming what was looked for. When the choice is by time
- * and an invalid manifest of that name may be newer than the choice (its id
- * starts in the same second or later, or does not parse), fails with
- * STOW_EXIT_VERIFY naming it rather than falling back to an older backup. */
+ * STOW_EXIT_USAGE naming what was looked for. A choice by time does not
+ * fall back to an older backup past an invalid manifest of that name that
+ * may be newer: one whose id starts in the same second or later, or does
+ * not parse. It fails with STOW_EXIT_VERIFY naming that manifest. */
 int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
                     const char *name, const struct catalog_entry **out, stow_error *err);
 

@@ -65,9 +65,10 @@ enum signature_status signature_check(json_t *document, const struct signature_t
 const char *signature_status_name(enum signature_status status);
 
 /* Checks a manifest loaded from manifest_key before it is used. With
- * trusted keys, fails with STOW_EXIT_VERIFY unless the manifest carries a
- * valid signature by one of them and lies at the key its name and id call
- * for; the message names the backup id, the manifest key and the key id.
+ * trusted keys, fails with STOW_EXIT_VERIFY unless the manifest has a
+ * valid signature by one of them and is stored at the key that its name
+ * and id determine. The message names the backup id, the manifest key and
+ * the key id.
  * Without trusted keys, logs one warning per process that signatures are
  * not checked, and passes. */
 int signature_check_manifest(const struct manifest *manifest, const char *manifest_key,

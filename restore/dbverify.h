@@ -21,10 +21,10 @@
  * one's snapshot (pg_export_snapshot, SET TRANSACTION SNAPSHOT), as pg_dump
  * --jobs does. Where the server rejects the export or the second connection
  * fails, the first connection reads every table. The server's COPY is the
- * limit: in 3 runs each of stowage verify --against on 2 busy shared CPUs,
- * two connections took 1.0 to 1.5 s instead of 2.2 to 2.9 s for a 300 MB
- * real-estate dataset (scripts/bench/dataset), and no less for pgbench
- * scale 30, whose rows are nearly all in one table.
+ * limit. Measured with 3 runs each of stowage verify --against on 2 busy
+ * shared CPUs: two connections took 1.0 to 1.5 s instead of 2.2 to 2.9 s
+ * for a 300 MB real-estate dataset (scripts/bench/dataset). They took no
+ * less for pgbench scale 30, whose rows are nearly all in one table.
  *
  * A difference never stops the run: everything is checked and every
  * difference is listed. Only a failure to run the checks at all (lost

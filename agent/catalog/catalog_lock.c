@@ -356,7 +356,7 @@ static int claim_is_own(const struct catalog_lock *lock, const char *key, stow_e
 
 /* Claims the right to replace a stale lock with a create-only put of its
  * claim key: of several runs that find the same stale lock, only one
- * deletes it. Returns STORAGE_CONFLICT when another run holds the claim.
+ * deletes it. Returns STORAGE_CONFLICT when another run owns the claim.
  * A claim older than stale_after belongs to a run that died during its
  * takeover and is replaced. */
 static int claim_takeover(struct catalog_lock *lock, const char *key, stow_error *err)

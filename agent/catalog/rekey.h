@@ -8,10 +8,10 @@
  * entry is dropped. The new manifest replaces the old one with one plain
  * put, under the per-name catalog lock that backup and expire take.
  *
- * The run plans every backup before it writes any: a backup that cannot be
- * rekeyed (a key id to remove that it does not have, no recipient left,
- * the secret key not among its recipients, a signature that does not
- * verify) fails the whole run, and nothing is written. */
+ * The run plans every backup before it writes any. One backup that cannot
+ * be rekeyed fails the whole run, and nothing is written. Causes: a key id
+ * to remove that it does not have, no recipient left, the secret key not
+ * among its recipients, or a signature that does not verify. */
 #ifndef STOWAGE_REKEY_H
 #define STOWAGE_REKEY_H
 

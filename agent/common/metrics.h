@@ -138,7 +138,7 @@ void metrics_record_backup(uint64_t archive_bytes, uint64_t compressed_bytes,
 void metrics_record_verification(int passed);
 
 /* Records a drill's RPO (when it chose a backup or snapshot) and RTO (when
- * its restore passed). has_rpo and has_rto say which are set. */
+ * its restore passed). has_rpo and has_rto tell which are set. */
 void metrics_record_drill(int has_rpo, long long rpo_seconds, int has_rto, double rto_seconds);
 
 /* Records how many backups a replication copied and how many failed. */

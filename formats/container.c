@@ -10,8 +10,14 @@
 #define TAG_MESSAGE crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 #define TAG_FINAL crypto_secretstream_xchacha20poly1305_TAG_FINAL
 
-/* zstd job size with worker threads, in bytes: memory grows with it. */
-#define CONTAINER_ZSTD_JOB_BYTES (2 * 1024 * 1024)
+/* zstd job size with worker threads, in bytes: memory grows with it. zstd
+ * 1.5 pools up to 2 x threads + 3 job output buffers of about this size, and
+ * how many a backup fills depends on how fast its data compresses. With
+ * 1 MiB the peak RSS of a pgbench backup and of a real-estate one (3:1)
+ * differed by 2 MiB, against 5 MiB with 2 MiB jobs (scripts/bench/memory.sh,
+ * 2 threads). The real-estate object kept its size, and pgbench objects,
+ * which compress about 150:1, grew by 11%. */
+#define CONTAINER_ZSTD_JOB_BYTES (1 * 1024 * 1024)
 
 _Static_assert(CONTAINER_FRAME_OVERHEAD_BYTES == crypto_secretstream_xchacha20poly1305_ABYTES,
                "frame overhead must match libsodium's secretstream");

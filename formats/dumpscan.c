@@ -116,6 +116,12 @@ struct dumpscan {
     size_t row_len;                /* bytes of the open row so far */
     unsigned char row_start[2];    /* its first bytes, to spot the end marker */
     int after_end_marker;
+
+    int skip_row_digests;          /* dumpscan_options.skip_row_digests */
+    struct dumpscan_observer observer;
+    int observed;                  /* an observer is set */
+    int toc_end_pending;           /* the TOC ended, and toc_end was not called yet */
+    int observing_block;           /* the observer received table_begin for block */
 };
 
 static int corrupt(dumpscan *scanner, stow_error *err, const char *fmt, ...) STOW_PRINTF(3, 4);
@@ -394,6 +400,7 @@ static int start_entries(dumpscan *scanner, stow_error *err)
 
     if (toc_collector_resolve(&scanner->toc, &scanner->contents, err) != 0)
         return -1;
+    scanner->toc_end_pending = scanner->observed;
     expect_byte(scanner, FIELD_BLOCK_TYPE);
     return 0;
 }
@@ -562,6 +569,12 @@ static int on_block_id(dumpscan *scanner, stow_error *err)
     scanner->row_len = 0;
     scanner->after_end_marker = 0;
 
+    scanner->observing_block = scanner->observed && block->kind == DATA_TABLE &&
+                               block->table != NULL;
+    if (scanner->observing_block && scanner->observer.table_begin != NULL &&
+        scanner->observer.table_begin(scanner->observer.context, block->table, err) != 0)
+        return -1;
+
     if (scanner->block_type == BLOCK_BLOBS)
         expect_int(scanner, FIELD_OBJECT_OID);
     else
@@ -579,10 +592,15 @@ static int end_table_block(dumpscan *scanner, stow_error *err)
         return corrupt(scanner, err, "the data of %s ends inside a row", name);
     if (table != NULL) {
         table->rows = scanner->digest.rows;
-        rowdigest_hex(&scanner->digest, table->digest);
+        if (!scanner->skip_row_digests)
+            rowdigest_hex(&scanner->digest, table->digest);
         stow_log_detail("%s: %" PRIu64 " rows in the dump", name, table->rows);
     }
     scanner->block = NULL;
+    if (scanner->observing_block && scanner->observer.table_end != NULL &&
+        scanner->observer.table_end(scanner->observer.context, err) != 0)
+        return -1;
+    scanner->observing_block = 0;
     return 0;
 }
 
@@ -668,32 +686,81 @@ static void row_bytes(dumpscan *scanner, const unsigned char *bytes, size_t len)
     rowdigest_row_update(&scanner->digest, bytes, len);
 }
 
+static int observe_rows(dumpscan *scanner, const void *rows, size_t len, stow_error *err)
+{
+    if (!scanner->observing_block || len == 0 || scanner->observer.table_rows == NULL)
+        return 0;
+    return scanner->observer.table_rows(scanner->observer.context, rows, len, err);
+}
+
+/* Passes a piece of a row that did not arrive whole to the observer. The
+ * row's first two bytes wait until the row is known not to be the end
+ * marker: until it grows longer, or ends. */
+static int observe_row_part(dumpscan *scanner, size_t len_before, const unsigned char *bytes,
+                            size_t len, int ends_row, stow_error *err)
+{
+    static const unsigned char newline = '\n';
+    size_t len_after = len_before + len;
+
+    if (scanner->after_end_marker)
+        return 0;
+    if (len_after <= 2) {
+        if (!ends_row || is_end_marker(scanner->row_start, len_after))
+            return 0;
+        if (observe_rows(scanner, scanner->row_start, len_after, err) != 0)
+            return -1;
+        return observe_rows(scanner, &newline, 1, err);
+    }
+    if (len_before <= 2) {
+        if (observe_rows(scanner, scanner->row_start, len_before, err) != 0)
+            return -1;
+    }
+    if (observe_rows(scanner, bytes, len, err) != 0)
+        return -1;
+    return ends_row ? observe_rows(scanner, &newline, 1, err) : 0;
+}
+
+static int row_part(dumpscan *scanner, const unsigned char *bytes, size_t len, int ends_row,
+                    stow_error *err)
+{
+    size_t len_before = scanner->row_len;
+
+    row_bytes(scanner, bytes, len);
+    if (observe_row_part(scanner, len_before, bytes, len, ends_row, err) != 0)
+        return -1;
+    return ends_row ? end_row(scanner, err) : 0;
+}
+
 static int table_chunk(dumpscan *scanner, const unsigned char *at, size_t len,
                        stow_error *err)
 {
     const unsigned char *end = at + len;
+    const unsigned char *run = at;     /* whole rows not yet passed to the observer */
 
     while (at < end) {
         const unsigned char *newline = memchr(at, '\n', (size_t)(end - at));
 
-        if (newline == NULL) {
-            row_bytes(scanner, at, (size_t)(end - at));
-            return 0;
-        }
-
         /* A row that arrives whole skips the digest's incremental path. */
-        if (scanner->row_len == 0 && !scanner->after_end_marker &&
+        if (newline != NULL && scanner->row_len == 0 && !scanner->after_end_marker &&
             !is_end_marker(at, (size_t)(newline - at))) {
-            rowdigest_add_row(&scanner->digest, at, (size_t)(newline - at));
+            if (scanner->skip_row_digests)
+                scanner->digest.rows++;
+            else
+                rowdigest_add_row(&scanner->digest, at, (size_t)(newline - at));
             at = newline + 1;
             continue;
         }
-        row_bytes(scanner, at, (size_t)(newline - at));
-        if (end_row(scanner, err) != 0)
+
+        if (observe_rows(scanner, run, (size_t)(at - run), err) != 0)
+            return -1;
+        if (newline == NULL)
+            return row_part(scanner, at, (size_t)(end - at), 0, err);
+        if (row_part(scanner, at, (size_t)(newline - at), 1, err) != 0)
             return -1;
         at = newline + 1;
+        run = at;
     }
-    return 0;
+    return observe_rows(scanner, run, (size_t)(at - run), err);
 }
 
 static int chunk_bytes(dumpscan *scanner, const unsigned char *at, size_t len,
@@ -854,6 +921,7 @@ int dumpscan_new(const struct dumpscan_options *options, dumpscan **out, stow_er
     stow_buf_init(&scanner->string, DUMPSCAN_STRING_MAX);
     rowdigest_init(&scanner->digest);
     scanner->contents.table_digest_algorithm = ROWDIGEST_CURRENT;
+    scanner->skip_row_digests = options != NULL && options->skip_row_digests;
     expect_fixed(scanner, FIELD_MAGIC, 5);
 
     scanner->contents.timezone = strdup(timezone);
@@ -865,6 +933,35 @@ int dumpscan_new(const struct dumpscan_options *options, dumpscan **out, stow_er
 
     *out = scanner;
     return 0;
+}
+
+void dumpscan_set_observer(dumpscan *scanner, const struct dumpscan_observer *observer)
+{
+    scanner->observer = *observer;
+    scanner->observed = 1;
+}
+
+/* Tells the observer that the TOC ended, once the bytes up to its end are
+ * counted in offset. */
+static int report_toc_end(dumpscan *scanner, stow_error *err)
+{
+    struct dumpscan_toc_summary summary = {.toc_end_offset = scanner->offset};
+
+    scanner->toc_end_pending = 0;
+    if (scanner->observer.toc_end == NULL)
+        return 0;
+    for (size_t i = 0; i < scanner->toc.data_count; i++) {
+        enum data_kind kind = scanner->toc.data[i].kind;
+
+        if (kind == DATA_TABLE)
+            summary.table_data_count++;
+        else if (kind == DATA_LARGE_OBJECTS)
+            summary.large_object_count++;
+        else
+            summary.other_data_count++;
+    }
+    return scanner->observer.toc_end(scanner->observer.context, &summary, &scanner->contents,
+                                     err);
 }
 
 int dumpscan_write(dumpscan *scanner, const void *data, size_t len, stow_error *err)
@@ -885,6 +982,10 @@ int dumpscan_write(dumpscan *scanner, const void *data, size_t len, stow_error *
         at += used;
         len -= used;
         scanner->offset += used;
+        if (scanner->toc_end_pending && report_toc_end(scanner, err) != 0) {
+            scanner->failed = 1;
+            return -1;
+        }
     }
     return 0;
 }

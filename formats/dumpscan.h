@@ -10,7 +10,8 @@
  * exact column list), sequences with their setval() values, and the
  * database encoding. From the data blocks it counts each table's rows and
  * takes their digest (formats/rowdigest.h), and counts large objects and
- * their bytes.
+ * their bytes. An optional observer (struct dumpscan_observer) receives each
+ * table's rows as they pass, for restore --jobs.
  *
  * Memory is bounded: the scanner holds at most one TOC string (up to
  * DUMPSCAN_STRING_MAX bytes), a few bytes of a block header, and the open
@@ -86,12 +87,49 @@ struct dumpscan_contents {
 struct dumpscan_options {
     const char *timezone;      /* default "UTC": stowage runs pg_dump with PGTZ=UTC */
     const char *bytea_output;  /* default "hex" */
+    int skip_row_digests;      /* 1: count rows without digests (tables[].digest stays
+                                * empty), for a restore that only needs the observer */
 };
 
 typedef struct dumpscan dumpscan;
 
+/* Counts of the TOC's entries with data, passed to the observer when the
+ * TOC ends. */
+struct dumpscan_toc_summary {
+    uint64_t toc_end_offset;      /* bytes of the header and the TOC: data blocks start here */
+    size_t table_data_count;      /* TABLE DATA entries with data */
+    size_t large_object_count;    /* BLOBS entries with data */
+    size_t other_data_count;      /* other entries with data, not passed to the observer */
+};
+
+/* Receives the archive's table data as the scanner reads it, for a restore
+ * that loads each table over COPY while the dump streams. Every callback
+ * returns 0, or -1 with err set, which fails the scan. A callback may be
+ * NULL. */
+struct dumpscan_observer {
+    void *context;
+    /* The TOC is complete: contents lists the tables and sequences (with
+     * their setval() values), and the data blocks follow. */
+    int (*toc_end)(void *context, const struct dumpscan_toc_summary *summary,
+                   const struct dumpscan_contents *contents, stow_error *err);
+    /* The data block of table starts (table->copy is its COPY statement). */
+    int (*table_begin)(void *context, const struct dumpscan_table *table, stow_error *err);
+    /* COPY text rows of the open table, each ending in a newline. A row may
+     * be split across calls, but the bytes of all calls of one table are
+     * whole rows. The end marker "\." and the empty lines after it are left
+     * out. */
+    int (*table_rows)(void *context, const void *rows, size_t len, stow_error *err);
+    /* The open table's data block ended after its last whole row. */
+    int (*table_end)(void *context, stow_error *err);
+};
+
 /* Creates a scanner. options may be NULL for the defaults. */
 int dumpscan_new(const struct dumpscan_options *options, dumpscan **out, stow_error *err);
+
+/* Sets the observer (copied) before the first dumpscan_write. The scanner
+ * keeps back at most the first two bytes of a row, to tell the end marker
+ * from data, so its memory stays bounded. */
+void dumpscan_set_observer(dumpscan *scanner, const struct dumpscan_observer *observer);
 
 /* Feeds archive bytes in any chunking. Fails (STOW_EXIT_FAILURE) on a
  * compressed, foreign or corrupt archive, naming the byte offset; after a

@@ -27,24 +27,36 @@ struct relation {
     char kind;                 /* 'r', 'p' or 'S' (pg_class.relkind) */
     int extension_member;      /* created by an extension; pg_dump skips it */
     int matched;               /* listed in the backup */
+    uint64_t blocks;           /* size of a table's main fork in blocks, when listed */
 };
 
-/* One table's rows as read from the database. */
+/* One table's rows as read from the database, summed over its ranges. */
 struct table_reading {
     const struct dumpscan_table *table;
-    int rejected;                    /* the server rejected the COPY with message failure */
+    uint64_t blocks;                 /* see struct relation */
+    int rejected;                    /* the server rejected a COPY with message failure */
     char failure[512];
     uint64_t rows;
+    uint64_t lanes[4];               /* lane sums of the ranges read (formats/rowdigest.h) */
     char digest[ROWDIGEST_HEX_SIZE];
 };
 
-/* The tables that both connections take from, largest row count first. */
+/* The part of a table that one COPY reads: a block range, or the whole
+ * table. */
+struct table_range {
+    struct table_reading *reading;
+    char *sql;                       /* COPY ... TO STDOUT, owned */
+    uint64_t first_block;
+    uint64_t rows;                   /* expected rows, an estimate for the order */
+};
+
+/* The ranges that both connections take from, most expected rows first. */
 struct table_queue {
-    pthread_mutex_t mutex;
-    struct table_reading **order;
+    pthread_mutex_t mutex;           /* guards next, stop and the sums in the readings */
+    struct table_range *ranges;
     size_t count;
     size_t next;
-    int stop;                        /* a reader failed: the other stops after its table */
+    int stop;                        /* a reader failed: the other stops after its range */
 };
 
 struct verify_run {
@@ -369,7 +381,9 @@ static int load_relations(struct verify_run *run, stow_error *err)
     static const char sql[] =
         "SELECT n.nspname, c.relname, c.relkind, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
         "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass "
-        "AND d.objid = c.oid AND d.deptype = 'e') "
+        "AND d.objid = c.oid AND d.deptype = 'e'), "
+        "CASE WHEN c.relkind = 'r' THEN pg_catalog.pg_relation_size(c.oid) "
+        "/ pg_catalog.current_setting('block_size')::pg_catalog.int8 END "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p', 'S') "
         "AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
@@ -392,6 +406,7 @@ static int load_relations(struct verify_run *run, stow_error *err)
         relation->name = strdup(PQgetvalue(result, (int)i, 1));
         relation->kind = PQgetvalue(result, (int)i, 2)[0];
         relation->extension_member = PQgetvalue(result, (int)i, 3)[0] == 't';
+        relation->blocks = strtoull(PQgetvalue(result, (int)i, 4), NULL, 10);
         run->relation_count = i + 1;
         if (relation->schema == NULL || relation->name == NULL) {
             PQclear(result);
@@ -432,22 +447,18 @@ static int match_relation(struct verify_run *run, const char *object_kind, const
 
 /* --- Tables ----------------------------------------------------------------------------- */
 
-/* Reads the rows of COPY ... TO STDOUT into digest. Returns 0 when the COPY
- * ran, 1 when the server rejected it (failure contains its message), -1 on a
- * lost connection. */
-static int copy_rows(struct verify_run *run, const char *copy, rowdigest *digest,
+/* Reads the rows of sql, a COPY ... TO STDOUT, into digest. Returns 0 when
+ * the COPY ran, 1 when the server rejected it (failure contains its
+ * message), -1 on a lost connection. */
+static int copy_rows(struct verify_run *run, const char *sql, rowdigest *digest,
                      char *failure, size_t size, stow_error *err)
 {
-    char *sql = dumpscan_copy_to_stdout(copy);
     PGresult *result;
     char *row = NULL;
     int len;
     int status;
 
-    if (sql == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "invalid COPY statement: %s", copy);
     status = guarded(run, sql, PGRES_COPY_OUT, &result, failure, size, err);
-    free(sql);
     PQclear(result);
     if (status != 0)
         return status;
@@ -469,29 +480,56 @@ static int copy_rows(struct verify_run *run, const char *copy, rowdigest *digest
         PQclear(result);
 
     if (digest->row_open)
-        return stow_fail(err, STOW_EXIT_FAILURE, "COPY data ended inside a row: %s", copy);
+        return stow_fail(err, STOW_EXIT_FAILURE, "COPY data ended inside a row: %s", sql);
     return release_savepoint(run, err);
 }
 
-/* Reads one table's rows into reading. Thread-safe for different runs. */
-static int read_table(struct verify_run *run, struct table_reading *reading, stow_error *err)
+static void init_digest(const struct verify_run *run, rowdigest *digest)
 {
-    const struct dumpscan_table *table = reading->table;
+    if (run->expected->table_digest_algorithm != 0)
+        rowdigest_init_algorithm(digest, run->expected->table_digest_algorithm);
+    else
+        rowdigest_init(digest);
+}
+
+/* Reads one range's rows and adds them to its table. Thread-safe for
+ * different runs that share the queue. */
+static int read_range(struct verify_run *run, struct table_queue *queue,
+                      const struct table_range *range, stow_error *err)
+{
+    struct table_reading *reading = range->reading;
     rowdigest digest;
+    char failure[sizeof reading->failure];
     int copied;
 
-    if (run->expected->table_digest_algorithm != 0)
-        rowdigest_init_algorithm(&digest, run->expected->table_digest_algorithm);
-    else
-        rowdigest_init(&digest);
-    copied = copy_rows(run, table->copy, &digest, reading->failure, sizeof reading->failure,
-                       err);
+    init_digest(run, &digest);
+    copied = copy_rows(run, range->sql, &digest, failure, sizeof failure, err);
     if (copied < 0)
         return -1;
-    reading->rejected = copied > 0;
-    reading->rows = digest.rows;
-    rowdigest_hex(&digest, reading->digest);
+
+    /* The digest is a sum over rows, so a table's digest is the lane-wise
+     * sum of its ranges' digests. */
+    pthread_mutex_lock(&queue->mutex);
+    if (copied > 0 && !reading->rejected) {
+        reading->rejected = 1;
+        memcpy(reading->failure, failure, sizeof failure);
+    }
+    reading->rows += digest.rows;
+    for (size_t i = 0; i < sizeof digest.lanes / sizeof digest.lanes[0]; i++)
+        reading->lanes[i] += digest.lanes[i];
+    pthread_mutex_unlock(&queue->mutex);
     return 0;
+}
+
+/* Writes the digest of the lane sums of all the table's ranges. */
+static void finish_reading(const struct verify_run *run, struct table_reading *reading)
+{
+    rowdigest digest;
+
+    init_digest(run, &digest);
+    memcpy(digest.lanes, reading->lanes, sizeof digest.lanes);
+    digest.rows = reading->rows;
+    rowdigest_hex(&digest, reading->digest);
 }
 
 static int compare_table(struct verify_run *run, const struct table_reading *reading,
@@ -516,25 +554,93 @@ static int compare_table(struct verify_run *run, const struct table_reading *rea
     return 0;
 }
 
-/* --- Reading tables over two connections ---------------------------------------------- */
+/* --- Block ranges ----------------------------------------------------------------------- */
 
-static int compare_reading_size(const void *left, const void *right)
+unsigned dbverify_range_count(uint64_t blocks, int server_version)
 {
-    uint64_t a = (*(struct table_reading *const *)left)->table->rows;
-    uint64_t b = (*(struct table_reading *const *)right)->table->rows;
+    uint64_t count = blocks / DBVERIFY_RANGE_MIN_BLOCKS;
 
-    return (a < b) - (a > b);
+    if (server_version < DBVERIFY_RANGE_MIN_SERVER_VERSION || count < 1)
+        return 1;
+    return count < DBVERIFY_RANGES_MAX ? (unsigned)count : DBVERIFY_RANGES_MAX;
 }
 
-static struct table_reading *next_reading(struct table_queue *queue)
+/* Length of the table name at the start of a COPY statement's body: up to
+ * the first space or parenthesis outside double quotes. */
+static size_t copy_name_length(const char *body)
 {
-    struct table_reading *reading = NULL;
+    int quoted = 0;
+    size_t i;
+
+    for (i = 0; body[i] != '\0'; i++) {
+        if (body[i] == '"')
+            quoted = !quoted;
+        else if (!quoted && (body[i] == ' ' || body[i] == '('))
+            break;
+    }
+    return i;
+}
+
+char *dbverify_range_sql(const char *copy, uint64_t first_block, uint64_t end_block)
+{
+    static const char to_stdout_suffix[] = " TO STDOUT";
+    char *to_stdout = dumpscan_copy_to_stdout(copy);
+    char *sql = NULL;
+    const char *body;
+    const char *columns;
+    size_t name_len;
+    size_t columns_len;
+    char upper[64] = "";
+    int rc;
+
+    /* to_stdout is "COPY name (columns) TO STDOUT" from pg_dump, which
+     * writes no parentheses for a table without columns. */
+    if (to_stdout == NULL)
+        return NULL;
+    body = to_stdout + strlen("COPY ");
+    name_len = copy_name_length(body);
+    columns = body + name_len;
+    while (*columns == ' ')
+        columns++;
+    columns_len = strlen(columns) - (sizeof to_stdout_suffix - 1);
+    if (name_len == 0 || columns[0] != '(' || columns_len < 3 ||
+        columns[columns_len - 1] != ')') {
+        free(to_stdout);
+        return NULL;
+    }
+
+    if (end_block != 0)
+        snprintf(upper, sizeof upper, " AND ctid < '(%" PRIu64 ",0)'", end_block);
+    rc = asprintf(&sql, "COPY (SELECT %.*s FROM ONLY %.*s WHERE ctid >= '(%" PRIu64 ",0)'%s) "
+                        "TO STDOUT",
+                  (int)(columns_len - 2), columns + 1, (int)name_len, body, first_block, upper);
+    free(to_stdout);
+    return rc < 0 ? NULL : sql;
+}
+
+/* --- Reading tables over two connections ---------------------------------------------- */
+
+static int compare_range_rows(const void *left, const void *right)
+{
+    const struct table_range *a = left;
+    const struct table_range *b = right;
+
+    if (a->rows != b->rows)
+        return (a->rows < b->rows) - (a->rows > b->rows);
+    if (a->reading != b->reading)
+        return (a->reading > b->reading) - (a->reading < b->reading);
+    return (a->first_block > b->first_block) - (a->first_block < b->first_block);
+}
+
+static const struct table_range *next_range(struct table_queue *queue)
+{
+    const struct table_range *range = NULL;
 
     pthread_mutex_lock(&queue->mutex);
     if (!queue->stop && queue->next < queue->count)
-        reading = queue->order[queue->next++];
+        range = &queue->ranges[queue->next++];
     pthread_mutex_unlock(&queue->mutex);
-    return reading;
+    return range;
 }
 
 static void stop_queue(struct table_queue *queue)
@@ -544,14 +650,14 @@ static void stop_queue(struct table_queue *queue)
     pthread_mutex_unlock(&queue->mutex);
 }
 
-/* Reads tables from the queue until it is empty. Checked between tables:
+/* Reads ranges from the queue until it is empty. Checked between ranges:
  * a COPY in progress runs to its end. */
 static int read_queued(struct verify_run *run, struct table_queue *queue, stow_error *err)
 {
-    struct table_reading *reading;
+    const struct table_range *range;
 
-    while ((reading = next_reading(queue)) != NULL) {
-        if (stow_interrupted() || read_table(run, reading, err) != 0) {
+    while ((range = next_range(queue)) != NULL) {
+        if (stow_interrupted() || read_range(run, queue, range, err) != 0) {
             if (stow_interrupted())
                 stow_fail_interrupted(err, "the verification");
             stop_queue(queue);
@@ -638,26 +744,88 @@ static int start_helper(struct verify_run *run, struct helper *helper, pthread_t
     return 1;
 }
 
+/* Adds the ranges of one table to queue: several block ranges for a large
+ * table on PostgreSQL 14 or later, else the whole table. The last range has
+ * no upper bound, so it also reads blocks added after pg_relation_size. */
+static int add_table_ranges(struct verify_run *run, struct table_queue *queue,
+                            struct table_reading *reading, stow_error *err)
+{
+    const char *copy = reading->table->copy;
+    unsigned count = dbverify_range_count(reading->blocks, PQserverVersion(run->conn));
+    char *probe;
+
+    /* A table without columns cannot be split, and is never large. */
+    if (count > 1) {
+        probe = dbverify_range_sql(copy, 0, 0);
+        if (probe == NULL)
+            count = 1;
+        free(probe);
+    }
+
+    for (unsigned i = 0; i < count; i++) {
+        struct table_range *range = &queue->ranges[queue->count];
+        uint64_t first = reading->blocks * i / count;
+        uint64_t end = i + 1 < count ? reading->blocks * (i + 1) / count : 0;
+
+        range->reading = reading;
+        range->first_block = first;
+        range->rows = reading->table->rows / count;
+        range->sql = count > 1 ? dbverify_range_sql(copy, first, end)
+                               : dumpscan_copy_to_stdout(copy);
+        if (range->sql == NULL)
+            return stow_fail(err, STOW_EXIT_FAILURE, "invalid COPY statement: %s", copy);
+        queue->count++;
+    }
+    return 0;
+}
+
+/* Splits the tables into ranges, most expected rows first, so that the big
+ * tables' ranges go out first and both connections finish together. */
+static int plan_ranges(struct verify_run *run, struct table_reading *readings, size_t count,
+                       struct table_queue *queue, stow_error *err)
+{
+    int version = PQserverVersion(run->conn);
+    size_t total = 0;
+
+    for (size_t i = 0; i < count; i++)
+        total += dbverify_range_count(readings[i].blocks, version);
+    queue->ranges = calloc(total + 1, sizeof *queue->ranges);
+    if (queue->ranges == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+
+    for (size_t i = 0; i < count; i++)
+        if (add_table_ranges(run, queue, &readings[i], err) != 0)
+            return -1;
+    qsort(queue->ranges, queue->count, sizeof *queue->ranges, compare_range_rows);
+    return 0;
+}
+
+static void free_ranges(struct table_queue *queue)
+{
+    for (size_t i = 0; i < queue->count; i++)
+        free(queue->ranges[i].sql);
+    free(queue->ranges);
+}
+
 /* Reads the tables in readings, over two connections when there are
- * several and the server allows a second one in the same snapshot. */
+ * several ranges and the server allows a second connection in the same
+ * snapshot. */
 static int read_tables(struct verify_run *run, struct table_reading *readings, size_t count,
                        stow_error *err)
 {
-    struct table_queue queue = {.count = count};
+    struct table_queue queue = {.count = 0};
     struct helper helper = {.run = {.expected = run->expected}, .queue = &queue};
     pthread_t thread;
     int helped = 0;
     int rc;
 
-    queue.order = calloc(count + 1, sizeof *queue.order);
-    if (queue.order == NULL)
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-    for (size_t i = 0; i < count; i++)
-        queue.order[i] = &readings[i];
-    qsort(queue.order, count, sizeof *queue.order, compare_reading_size);
+    if (plan_ranges(run, readings, count, &queue, err) != 0) {
+        free_ranges(&queue);
+        return -1;
+    }
     pthread_mutex_init(&queue.mutex, NULL);
 
-    if (count >= 2)
+    if (queue.count >= 2)
         helped = start_helper(run, &helper, &thread) == 0;
     rc = read_queued(run, &queue, err);
     if (helped) {
@@ -670,7 +838,9 @@ static int read_tables(struct verify_run *run, struct table_reading *readings, s
         PQfinish(helper.run.conn);
     }
     pthread_mutex_destroy(&queue.mutex);
-    free(queue.order);
+    free_ranges(&queue);
+    for (size_t i = 0; i < count && rc == 0; i++)
+        finish_reading(run, &readings[i]);
     return rc;
 }
 
@@ -807,8 +977,10 @@ static int check_tables(struct verify_run *run, stow_error *err)
         struct relation *relation;
 
         rc = match_relation(run, "table", table->schema, table->name, &relation, err);
-        if (rc == 0 && relation != NULL && table->copy != NULL)
-            readings[count++].table = table;
+        if (rc == 0 && relation != NULL && table->copy != NULL) {
+            readings[count].table = table;
+            readings[count++].blocks = relation->blocks;
+        }
     }
 
     if (rc == 0)

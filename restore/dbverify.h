@@ -16,15 +16,21 @@
  * extensions and sequences in both directions, each sequence's last_value
  * and is_called, and the number and total size of large objects.
  *
- * The tables are read over two connections, largest first, when there are
- * several: a second connection with the same parameters imports the first
- * one's snapshot (pg_export_snapshot, SET TRANSACTION SNAPSHOT), as pg_dump
- * --jobs does. Where the server rejects the export or the second connection
- * fails, the first connection reads every table. The server's COPY is the
- * limit. Measured with 3 runs each of stowage verify --against on 2 busy
- * shared CPUs: two connections took 1.0 to 1.5 s instead of 2.2 to 2.9 s
- * for a 300 MB real-estate dataset (scripts/bench/dataset). They took no
- * less for pgbench scale 30, whose rows are nearly all in one table.
+ * The tables are read over two connections, largest first: a second
+ * connection with the same parameters imports the first one's snapshot
+ * (pg_export_snapshot, SET TRANSACTION SNAPSHOT), as pg_dump --jobs does.
+ * Where the server rejects the export or the second connection fails, the
+ * first connection reads every table. The server's COPY is the limit.
+ * Measured with 3 runs each of stowage verify --against on 2 busy shared
+ * CPUs: two connections took 1.0 to 1.5 s instead of 2.2 to 2.9 s for a
+ * 300 MB real-estate dataset (scripts/bench/dataset).
+ *
+ * On PostgreSQL 14 and later, a table of 2 * DBVERIFY_RANGE_MIN_BLOCKS
+ * blocks or more is read in block ranges: COPY of a SELECT with a ctid
+ * range, which runs as a TID Range Scan. Both connections then share a
+ * large table, such as pgbench_accounts, which contains nearly all rows of
+ * a pgbench database. The digest is a sum over rows (formats/rowdigest.h),
+ * so the ranges' digests and row counts add up to the table's.
  *
  * A difference never stops the run: everything is checked and every
  * difference is listed. Only a failure to run the checks at all (lost
@@ -99,5 +105,24 @@ int dbverify_compare(PGconn *conn, const json_t *contents, json_t **differences,
 
 /* Prints one line per difference of a differences array to stdout. */
 void dbverify_print_differences(const json_t *differences);
+
+/* Block ranges of large tables. A range is read with a TID Range Scan,
+ * which PostgreSQL has since version 14, so older servers read every table
+ * whole. A range has at least DBVERIFY_RANGE_MIN_BLOCKS blocks (8 MiB at
+ * the default block size), and a table has at most DBVERIFY_RANGES_MAX. */
+#define DBVERIFY_RANGE_MIN_SERVER_VERSION 140000
+#define DBVERIFY_RANGE_MIN_BLOCKS 1024
+#define DBVERIFY_RANGES_MAX 16
+
+/* Returns the number of ranges that a table of blocks blocks is read in on
+ * a server of server_version (PQserverVersion): 1 when it is not split. */
+unsigned dbverify_range_count(uint64_t blocks, int server_version);
+
+/* Builds COPY (SELECT columns FROM ONLY table WHERE ctid ...) TO STDOUT for
+ * the rows in blocks [first_block, end_block) of the table in copy, the
+ * COPY ... FROM stdin statement of pg_dump. end_block 0 means to the end
+ * of the table. Returns a malloc'd string, or NULL when copy names no
+ * columns or is not such a statement. */
+char *dbverify_range_sql(const char *copy, uint64_t first_block, uint64_t end_block);
 
 #endif

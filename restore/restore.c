@@ -6,15 +6,20 @@
  * The data key is opened before anything is written to the target, so a
  * wrong key never leaves a half-restored database.
  *
- * With --jobs N > 1 the dump goes to a spool file instead, and pg_restore
- * --jobs N runs on it once the whole backup has been read and checked.
- * pg_restore needs a seekable archive for that. Loading the table data over
- * several COPY connections of our own would skip the spool file. But it
- * would repeat what pg_restore already does: it orders the schema, the
- * data, the indexes and the constraints by their dependencies, and it
- * builds the indexes and constraints in parallel as well. Writing the spool file took
- * about a seventh of the time of pg_restore --jobs 2 on a 150 MB dump (one
- * run on 2 busy shared CPUs). */
+ * With --jobs N > 1 the restore runs in three sections (restore_sink.h).
+ * pg_restore --section=pre-data creates the schema from the dump's header
+ * and TOC, N COPY connections load the table data as the dump streams, and
+ * pg_restore --section=post-data --jobs N builds the indexes and
+ * constraints. pg_restore --jobs alone would load each table over a single
+ * connection, so a dump whose rows are nearly all in one table gained
+ * nothing from it. Each COPY commits on its own, so table data reaches the
+ * target before the last part of the backup is checked. A tampered part
+ * still stops the restore, as with --jobs 1, but --jobs N cannot roll back
+ * what was loaded, so the target is left partly restored.
+ *
+ * Dumps with large objects and restores with --clean go the old way
+ * instead: the whole dump is spooled to a temporary file, and pg_restore
+ * --jobs N runs on it once the whole backup has been read and checked. */
 #include "restore.h"
 
 #include <stdio.h>
@@ -45,6 +50,7 @@ struct restore_job {
     PGconn *conn;
     struct pg_server_info target_info;
     struct restore_spool spool;   /* used when options->jobs > 1 */
+    int load_tables;              /* jobs > 1 loads the table data over COPY */
     struct report report;
 };
 
@@ -140,7 +146,7 @@ static void describe_partial_target(struct restore_job *job, stow_error *err)
                           "(%s%s)", database, count, PQgetvalue(result, 0, 1), more);
     }
     PQclear(result);
-    stow_error_hint(err, "the target database %s is partly restored, because pg_restore "
+    stow_error_hint(err, "the target database %s is partly restored, because a restore with "
                          "--jobs cannot run in one transaction: drop and recreate it before "
                          "restoring again (or restore with --jobs 1, which rolls back on failure)",
                     database);
@@ -162,6 +168,7 @@ static int restore_stream(struct restore_job *job, stow_error *err)
     sink.jobs = job->options->jobs;
     if (job->options->jobs > 1)
         sink.spool = &job->spool;
+    sink.load_tables = job->load_tables;
 
     rc = backup_reader_run(job->store, job->manifest, job->data_key, restore_sink_data, &sink,
                            &stats, err);
@@ -208,13 +215,33 @@ static int verify_restored(struct restore_job *job, stow_error *err)
     return 0;
 }
 
+/* Returns why a parallel restore must spool the whole dump, or NULL when it
+ * can load the table data as the dump streams. */
+static const char *spool_reason(struct restore_job *job)
+{
+    json_t *contents = json_object_get(job->manifest->document, "contents");
+    json_t *objects = json_object_get(json_object_get(contents, "large_objects"), "count");
+
+    if (job->options->clean)
+        return "--clean needs pg_restore to drop and create the objects in one run";
+    if (!json_is_integer(objects))
+        return "the manifest does not list the dump's contents";
+    if (json_integer_value(objects) > 0)
+        return "the dump contains large objects, which pg_restore restores";
+    return NULL;
+}
+
 /* Opens the spool file of a parallel restore before anything else, so a
- * directory without room fails before the target is touched. */
+ * directory without room fails before the target is touched. When the
+ * table data is loaded as the dump streams, the file contains the dump's
+ * header and TOC alone, and the check for room waits until the TOC shows
+ * whether the whole dump must be spooled after all. */
 static int prepare_spool(struct restore_job *job, stow_error *err)
 {
     json_t *archive = json_object_get(job->manifest->document, "archive");
     json_t *dump_bytes = json_object_get(archive, "dump_bytes");
     const char *directory = restore_spool_directory(job->options->spool_directory);
+    const char *reason;
 
     if (job->options->jobs <= 1)
         return 0;
@@ -223,6 +250,12 @@ static int prepare_spool(struct restore_job *job, stow_error *err)
                          "the manifest of backup %s lacks a valid archive.dump_bytes",
                          job->manifest->id);
     report_set(&job->report, "jobs", json_integer(job->options->jobs));
+    reason = spool_reason(job);
+    job->load_tables = reason == NULL;
+    if (reason == NULL)
+        return restore_spool_open_unreserved(&job->spool, directory,
+                                             (uint64_t)json_integer_value(dump_bytes), err);
+    stow_log_info("restore --jobs spools the whole dump, because %s", reason);
     return restore_spool_open(&job->spool, directory, (uint64_t)json_integer_value(dump_bytes),
                               err);
 }

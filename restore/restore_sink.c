@@ -87,11 +87,15 @@ static int apply_globals(struct restore_sink *sink, stow_error *err)
     return 0;
 }
 
-static int start_pg_restore(struct restore_sink *sink, stow_error *err)
+/* Starts pg_restore: on standard input in one transaction, or with --jobs
+ * on the spool file, restoring only section ("pre-data", "post-data") when
+ * it is not NULL. */
+static int start_pg_restore(struct restore_sink *sink, const char *section, stow_error *err)
 {
     char dbname_option[512];
     char jobs_option[32];
-    char *argv[14];
+    char section_option[32];
+    char *argv[15];
     int argc = 0;
     int rc;
 
@@ -118,6 +122,10 @@ static int start_pg_restore(struct restore_sink *sink, stow_error *err)
         argv[argc++] = "--no-owner";
         argv[argc++] = "--no-privileges";
     }
+    if (section != NULL) {
+        snprintf(section_option, sizeof section_option, "--section=%s", section);
+        argv[argc++] = section_option;
+    }
     if (sink->spool != NULL)
         argv[argc++] = sink->spool->path;
     argv[argc] = NULL;
@@ -134,8 +142,152 @@ static int start_pg_restore(struct restore_sink *sink, stow_error *err)
     sink->restore_began = 1;
     if (sink->spool == NULL)
         enlarge_pipe(sink->restore.stdin_fd);
-    stow_log_info("restoring into database %s with %s%s%s", sink->dbname, sink->restore_path,
-                  sink->spool == NULL ? "" : " ", sink->spool == NULL ? "" : jobs_option);
+    stow_log_info("restoring into database %s with %s%s%s%s%s", sink->dbname,
+                  sink->restore_path, sink->spool == NULL ? "" : " ",
+                  sink->spool == NULL ? "" : jobs_option, section == NULL ? "" : " ",
+                  section == NULL ? "" : section_option);
+    return 0;
+}
+
+/* Runs pg_restore --jobs on the spool file to its end, for one section
+ * unless section is NULL. */
+static int run_parallel_restore(struct restore_sink *sink, const char *section,
+                                stow_error *err)
+{
+    struct timespec started;
+    struct timespec ended;
+    int rc;
+
+    if (stow_interrupted())
+        return stow_fail_interrupted(err, "the restore");
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    if (start_pg_restore(sink, section, err) != 0)
+        return -1;
+    sink->restore_started = 0;
+    rc = pgtools_wait(&sink->restore, err);
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    sink->parallel_restore_seconds += (double)(ended.tv_sec - started.tv_sec) +
+                                      (double)(ended.tv_nsec - started.tv_nsec) / 1e9;
+    if (rc != 0 && section != NULL)
+        stow_error_prefix(err, "pg_restore --section=%s failed", section);
+    return rc;
+}
+
+/* Returns why the dump must be spooled whole, or NULL when its data can be
+ * loaded over COPY as it streams. */
+static const char *spool_reason(const struct dumpscan_toc_summary *summary)
+{
+    if (summary->large_object_count > 0)
+        return "it contains large objects, which pg_restore restores";
+    if (summary->other_data_count > 0)
+        return "its TOC lists data that is neither table rows nor large objects";
+    return NULL;
+}
+
+/* After the TOC: creates the schema and starts the COPY connections, or
+ * falls back to spooling the whole dump. The target is untouched until
+ * then. */
+static int on_toc_end(void *context, const struct dumpscan_toc_summary *summary,
+                      const struct dumpscan_contents *contents, stow_error *err)
+{
+    struct restore_sink *sink = context;
+    const char *reason = spool_reason(summary);
+
+    if (reason != NULL) {
+        stow_log_info("restore --jobs spools the whole dump, because %s", reason);
+        sink->load_tables = 0;
+        return restore_spool_reserve(sink->spool, err);
+    }
+    if (contents->encoding == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "invalid pg_dump archive: the TOC has no ENCODING entry");
+
+    sink->toc_passed = 1;
+    if (restore_spool_truncate(sink->spool, summary->toc_end_offset, err) != 0 ||
+        apply_globals(sink, err) != 0 || run_parallel_restore(sink, "pre-data", err) != 0)
+        return -1;
+    return copy_loader_start(sink->conninfo, sink->jobs, contents->encoding, &sink->loader,
+                             err);
+}
+
+/* The table callbacks do nothing once the sink fell back to spooling. */
+static int on_table_begin(void *context, const struct dumpscan_table *table, stow_error *err)
+{
+    struct restore_sink *sink = context;
+
+    return sink->loader == NULL ? 0 : copy_loader_begin_table(sink->loader, table, err);
+}
+
+static int on_table_rows(void *context, const void *rows, size_t len, stow_error *err)
+{
+    struct restore_sink *sink = context;
+
+    return sink->loader == NULL ? 0 : copy_loader_add_rows(sink->loader, rows, len, err);
+}
+
+static int on_table_end(void *context, stow_error *err)
+{
+    struct restore_sink *sink = context;
+
+    return sink->loader == NULL ? 0 : copy_loader_end_table(sink->loader, err);
+}
+
+static int start_scanner(struct restore_sink *sink, stow_error *err)
+{
+    struct dumpscan_options options = {.skip_row_digests = 1};
+    struct dumpscan_observer observer = {
+        .context = sink,
+        .toc_end = on_toc_end,
+        .table_begin = on_table_begin,
+        .table_rows = on_table_rows,
+        .table_end = on_table_end,
+    };
+
+    if (dumpscan_new(&options, &sink->scanner, err) != 0)
+        return -1;
+    dumpscan_set_observer(sink->scanner, &observer);
+    return 0;
+}
+
+/* Spools the bytes up to the end of the TOC, and passes all of them to the
+ * scanner, whose observer loads the table data. */
+static int stream_dump(struct restore_sink *sink, const void *data, size_t len,
+                       stow_error *err)
+{
+    if (sink->scanner == NULL && start_scanner(sink, err) != 0)
+        return -1;
+    if (sink->dump_bytes > sink->spool->expected_bytes)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "the database dump is longer than the %llu bytes the manifest states",
+                         (unsigned long long)sink->spool->expected_bytes);
+    if (!sink->toc_passed && restore_spool_write(sink->spool, data, len, err) != 0)
+        return -1;
+    return dumpscan_write(sink->scanner, data, len, err);
+}
+
+/* Ends the streamed restore: the last table data and the sequences, then
+ * the indexes, constraints and the rest of post-data. */
+static int finish_loading(struct restore_sink *sink, stow_error *err)
+{
+    if (sink->scanner == NULL)
+        return stow_fail(err, STOW_EXIT_VERIFY, "the backup's archive holds no database dump");
+    if (dumpscan_finish(sink->scanner, err) != 0)
+        return -1;
+    if (sink->dump_bytes != sink->spool->expected_bytes)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "the database dump has %llu bytes, the manifest states %llu",
+                         (unsigned long long)sink->dump_bytes,
+                         (unsigned long long)sink->spool->expected_bytes);
+    if (copy_loader_finish(sink->loader, dumpscan_contents(sink->scanner), err) != 0)
+        return -1;
+    copy_loader_free(sink->loader);
+    sink->loader = NULL;
+
+    if (run_parallel_restore(sink, "post-data", err) != 0)
+        return -1;
+    restore_spool_close(sink->spool);
+    stow_log_info("pg_restore --jobs=%d finished the post-data section (%llu bytes of dump)",
+                  sink->jobs, (unsigned long long)sink->dump_bytes);
     return 0;
 }
 
@@ -157,11 +309,13 @@ int restore_sink_data(void *context, const char *name, uint64_t offset, const vo
 
     if (sink->spool != NULL) {
         sink->dump_bytes += len;
+        if (sink->load_tables)
+            return stream_dump(sink, data, len, err);
         return restore_spool_write(sink->spool, data, len, err);
     }
     if (!sink->globals_applied && apply_globals(sink, err) != 0)
         return -1;
-    if (!sink->restore_started && start_pg_restore(sink, err) != 0)
+    if (!sink->restore_started && start_pg_restore(sink, NULL, err) != 0)
         return -1;
     if (len > 0 && write_all(sink->restore.stdin_fd, data, len, "pg_restore", err) != 0) {
         /* pg_restore usually stopped on an error, and its message explains it. */
@@ -201,8 +355,6 @@ static int index_spooled_dump(struct restore_sink *sink, stow_error *err)
 /* Applies the globals and runs pg_restore --jobs on the complete spool file. */
 static int restore_from_spool(struct restore_sink *sink, stow_error *err)
 {
-    struct timespec started;
-    struct timespec ended;
     int rc;
 
     if (sink->dump_bytes == 0)
@@ -210,16 +362,7 @@ static int restore_from_spool(struct restore_sink *sink, stow_error *err)
     if (restore_spool_finish(sink->spool, err) != 0 || index_spooled_dump(sink, err) != 0 ||
         apply_globals(sink, err) != 0)
         return -1;
-    if (stow_interrupted())
-        return stow_fail_interrupted(err, "the restore");
-    clock_gettime(CLOCK_MONOTONIC, &started);
-    if (start_pg_restore(sink, err) != 0)
-        return -1;
-    sink->restore_started = 0;
-    rc = pgtools_wait(&sink->restore, err);
-    clock_gettime(CLOCK_MONOTONIC, &ended);
-    sink->parallel_restore_seconds = (double)(ended.tv_sec - started.tv_sec) +
-                                     (double)(ended.tv_nsec - started.tv_nsec) / 1e9;
+    rc = run_parallel_restore(sink, NULL, err);
     restore_spool_close(sink->spool);
     if (rc != 0) {
         stow_error_prefix(err, "the parallel restore failed and left a partly restored "
@@ -233,6 +376,8 @@ static int restore_from_spool(struct restore_sink *sink, stow_error *err)
 
 int restore_sink_finish(struct restore_sink *sink, stow_error *err)
 {
+    if (sink->spool != NULL && sink->load_tables)
+        return finish_loading(sink, err);
     if (sink->spool != NULL)
         return restore_from_spool(sink, err);
     if (!sink->restore_started)
@@ -251,6 +396,10 @@ void restore_sink_free(struct restore_sink *sink)
     if (sink->restore_started)
         pgtools_kill(&sink->restore);
     sink->restore_started = 0;
+    copy_loader_free(sink->loader);
+    sink->loader = NULL;
+    dumpscan_free(sink->scanner);
+    sink->scanner = NULL;
     if (sink->spool != NULL)
         restore_spool_close(sink->spool);
     stow_buf_free(&sink->globals);

@@ -1,13 +1,20 @@
 /* Feeds a backup's archive members into a database: globals through psql,
- * the dump through pg_restore's standard input, or with jobs > 1 through a
- * spool file that pg_restore --jobs reads after the whole backup was read
- * and checked. Used as the on_data callback of backup_reader_run. */
+ * the dump through pg_restore's standard input, or with jobs > 1 in three
+ * sections. pg_restore --section=pre-data creates the schema from a spool
+ * file that contains the dump's header and TOC alone. Then the table data goes
+ * over jobs COPY connections as the dump streams (copy_loader.h), and last
+ * pg_restore --section=post-data --jobs builds the indexes and constraints.
+ * Dumps that cannot be loaded that way are spooled whole, and pg_restore
+ * --jobs reads the spool file after the whole backup was read and checked.
+ * Used as the on_data callback of backup_reader_run. */
 #ifndef STOWAGE_RESTORE_SINK_H
 #define STOWAGE_RESTORE_SINK_H
 
 #include <limits.h>
 
 #include "common/buf.h"
+#include "copy_loader.h"
+#include "formats/dumpscan.h"
 #include "pg/pgtools.h"
 #include "spool.h"
 
@@ -20,6 +27,11 @@ struct restore_sink {
     int no_owner;
     int jobs;                     /* pg_restore --jobs; 0 or 1 streams in one transaction */
     struct restore_spool *spool;  /* open spool file when jobs > 1, else NULL */
+    int load_tables;              /* with spool: load the table data over COPY while the
+                                   * dump streams, and spool the header and TOC alone */
+    dumpscan *scanner;            /* parses the streaming dump when load_tables */
+    int toc_passed;               /* the TOC ended and the table data goes to loader */
+    copy_loader *loader;
     stow_buf globals;             /* globals.sql, applied before the dump */
     int globals_applied;
     struct pg_child restore;      /* pg_restore, once started */
@@ -28,7 +40,8 @@ struct restore_sink {
     char restore_path[PATH_MAX];
     char psql_path[PATH_MAX];
     uint64_t dump_bytes;
-    double parallel_restore_seconds;  /* wall time of pg_restore --jobs on the spool file */
+    double parallel_restore_seconds;  /* wall time of pg_restore --jobs on the spool file
+                                       * (both sections when load_tables) */
 };
 
 void restore_sink_init(struct restore_sink *sink);

@@ -30,7 +30,6 @@ struct scratch_local {
     gid_t run_gid;
     char run_user[64];          /* operating system user the server runs as */
     char password[64];          /* password of user for TCP, unused on the socket */
-    int abandoned;              /* 1: its owner is gone, so removal skips the fast shutdown */
 };
 
 /* Creates the cluster with initdb of PostgreSQL major and starts it.
@@ -49,9 +48,9 @@ void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbn
 int scratch_local_create_database(struct scratch_local *scratch, const char *dbname,
                                   stow_error *err);
 
-/* Stops the server (fast shutdown, then immediate, then SIGKILL of the
- * postmaster) and removes the directory. Safe to call twice and after a
- * failed create. */
+/* Stops the server (immediate shutdown, then SIGKILL of the postmaster)
+ * and removes the directory. Safe to call twice and after a failed
+ * create. */
 void scratch_local_remove(struct scratch_local *scratch);
 
 /* Hands a kept cluster over to the user: removes the marker file, so that

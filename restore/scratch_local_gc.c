@@ -133,7 +133,6 @@ static void remove_abandoned(const char *directory, const struct scratch_marker 
                          directory) >= sizeof scratch.data_directory)
         return;
     scratch.major = marker->major;
-    scratch.abandoned = 1;
     if (stat(directory, &info) == 0) {
         scratch.run_uid = info.st_uid;
         scratch.run_gid = info.st_gid;

@@ -88,13 +88,24 @@ static int open_nameless(const char *directory, stow_error *err)
 int restore_spool_open(struct restore_spool *spool, const char *directory, uint64_t bytes,
                        stow_error *err)
 {
+    if (check_space(directory, bytes, err) != 0)
+        return -1;
+    return restore_spool_open_unreserved(spool, directory, bytes, err);
+}
+
+int restore_spool_reserve(struct restore_spool *spool, stow_error *err)
+{
+    return check_space(spool->directory, spool->expected_bytes, err);
+}
+
+int restore_spool_open_unreserved(struct restore_spool *spool, const char *directory,
+                                  uint64_t bytes, stow_error *err)
+{
     memset(spool, 0, sizeof *spool);
     spool->fd = -1;
     snprintf(spool->directory, sizeof spool->directory, "%s", directory);
     spool->expected_bytes = bytes;
 
-    if (check_space(directory, bytes, err) != 0)
-        return -1;
     spool->fd = open_nameless(directory, err);
     if (spool->fd < 0)
         return -1;
@@ -152,6 +163,15 @@ int restore_spool_set_inherited(struct restore_spool *spool, int inherit, stow_e
     if (fcntl(spool->fd, F_SETFD, inherit ? 0 : FD_CLOEXEC) != 0)
         return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "preparing the spool file in",
                                spool->directory);
+    return 0;
+}
+
+int restore_spool_truncate(struct restore_spool *spool, uint64_t bytes, stow_error *err)
+{
+    if (ftruncate(spool->fd, (off_t)bytes) != 0)
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "truncating the spool file in",
+                               spool->directory);
+    spool->written_bytes = bytes;
     return 0;
 }
 

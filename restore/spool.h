@@ -36,6 +36,19 @@ const char *restore_spool_directory(const char *directory);
 int restore_spool_open(struct restore_spool *spool, const char *directory, uint64_t bytes,
                        stow_error *err);
 
+/* Opens the spool file like restore_spool_open without checking for room,
+ * for a restore that spools the dump's header and TOC alone. Call
+ * restore_spool_reserve before spooling the whole dump after all. */
+int restore_spool_open_unreserved(struct restore_spool *spool, const char *directory,
+                                  uint64_t bytes, stow_error *err);
+
+/* Checks that the spool directory has room for the whole dump, failing as
+ * restore_spool_open does. */
+int restore_spool_reserve(struct restore_spool *spool, stow_error *err);
+
+/* Cuts the file to its first bytes. */
+int restore_spool_truncate(struct restore_spool *spool, uint64_t bytes, stow_error *err);
+
 /* Appends data. Fails when the dump grows past the expected size or the
  * filesystem fills up meanwhile. */
 int restore_spool_write(struct restore_spool *spool, const void *data, size_t len,

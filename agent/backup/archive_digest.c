@@ -2,11 +2,11 @@
 #include "backup/archive_digest.h"
 
 #include <pthread.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backup/work_queue.h"
+#include "formats/archive_hash.h"
 
 /* Pieces queued ahead of the thread. Most pieces are tar headers and 4 MiB
  * dump segments, so this bounds the copies held to a few KiB. */
@@ -23,7 +23,7 @@ struct digest_piece {
 };
 
 struct archive_digest {
-    crypto_generichash_state state;     /* first: libsodium declares it 64-byte aligned */
+    archive_hash *hash;
     struct work_queue pieces;
     pthread_t thread;
     int thread_started;
@@ -39,7 +39,7 @@ static void *hash_pieces(void *argument)
             piece.release(piece.release_context, piece.buffer);
             continue;
         }
-        crypto_generichash_update(&digest->state, piece.data, piece.len);
+        archive_hash_update(digest->hash, piece.data, piece.len);
         free(piece.copy);
     }
     return NULL;
@@ -50,13 +50,17 @@ int archive_digest_start(archive_digest **out, stow_error *err)
     archive_digest *digest = NULL;
 
     *out = NULL;
-    if (posix_memalign((void **)&digest, 64, sizeof *digest) != 0)
+    digest = calloc(1, sizeof *digest);
+    if (digest == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-    memset(digest, 0, sizeof *digest);
-    crypto_generichash_init(&digest->state, NULL, 0, ARCHIVE_DIGEST_BYTES);
+    if (archive_hash_new(ARCHIVE_HASH_DEFAULT, &digest->hash, err) != 0) {
+        free(digest);
+        return -1;
+    }
 
     if (work_queue_init(&digest->pieces, sizeof(struct digest_piece), DIGEST_QUEUE_PIECES,
                         err) != 0) {
+        archive_hash_free(digest->hash);
         free(digest);
         return -1;
     }
@@ -114,7 +118,7 @@ int archive_digest_finish(archive_digest *digest, uint8_t out[ARCHIVE_DIGEST_BYT
         return -1;
     pthread_join(digest->thread, NULL);
     digest->thread_started = 0;
-    crypto_generichash_final(&digest->state, out, ARCHIVE_DIGEST_BYTES);
+    archive_hash_final(digest->hash, out);
     return 0;
 }
 
@@ -133,5 +137,6 @@ void archive_digest_free(archive_digest *digest)
     while (work_queue_take(&digest->pieces, &piece) == 1)
         free(piece.copy);
     work_queue_destroy(&digest->pieces);
+    archive_hash_free(digest->hash);
     free(digest);
 }

@@ -1,5 +1,5 @@
-/* The archive digest (BLAKE2b-256 of the pax archive, the manifest's
- * plaintext.blake2b_256), computed on its own thread from the buffers that
+/* The archive digest (SHA-256 of the pax archive, the manifest's
+ * plaintext.sha256; see formats/archive_hash.h), computed on its own thread from the buffers that
  * the data path compresses.
  *
  * The caller passes each piece of the archive in order. A borrowed piece,
@@ -14,8 +14,9 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "formats/archive_hash.h"
 
-#define ARCHIVE_DIGEST_BYTES 32
+#define ARCHIVE_DIGEST_BYTES ARCHIVE_HASH_BYTES
 
 typedef struct archive_digest archive_digest;
 

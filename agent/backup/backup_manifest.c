@@ -76,7 +76,7 @@ static json_t *build_document(const struct backup_job *job)
     json_object_set_new(doc, "object", object_json(job));
     json_object_set_new(doc, "plaintext",
                         json_pack("{s:I, s:s}", "bytes", (json_int_t)job->plain_bytes,
-                                  "blake2b_256", plain_hex));
+                                  archive_hash_member(ARCHIVE_HASH_DEFAULT), plain_hex));
     json_object_set_new(doc, "compression",
                         json_pack("{s:s, s:i, s:i, s:I}", "algorithm", "zstd", "level",
                                   job->options->compress_level, "threads",

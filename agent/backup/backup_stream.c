@@ -7,7 +7,7 @@
  *   calling thread  segments become pax members, which go into the
  *                   container (zstd, then secretstream), whose output is
  *                   cut into upload parts
- *   digest thread   BLAKE2b-256 of the archive (the pax plaintext) from the
+ *   digest thread   SHA-256 of the archive (the pax plaintext) from the
  *                   same buffers; see backup/archive_digest.h
  *
  * A segment goes back to the reader once the calling thread has
@@ -88,9 +88,9 @@ static int start_pipeline(struct backup_job *job, stow_error *err)
     if (storage_upload_begin_locked(job->store, job->object_key, &job->object_lock, &job->upload,
                                     err) != 0)
         return -1;
-    part_writer_init(&job->parts, job->upload, job->options->part_size,
-                     job->options->part_growth_interval);
-    if (archive_digest_start(&job->plain_hash, err) != 0)
+    if (part_writer_init(&job->parts, job->upload, job->options->part_size,
+                         job->options->part_growth_interval, err) != 0 ||
+        archive_digest_start(&job->plain_hash, err) != 0)
         return -1;
 
     if (container_writer_new(&container_options, container_to_parts, job, &job->container,

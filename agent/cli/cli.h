@@ -79,7 +79,8 @@ enum cli_repo_option_code {
     "                        addresses and localhost)\n" \
     "  --storage-class NAME  S3 storage class for uploaded objects (default: the\n" \
     "                        bucket's, normally STANDARD)\n" \
-    "  --transfers N         parts uploaded or downloaded at once, 1 to 64 (default 4)\n" \
+    "  --transfers N         parts uploaded or downloaded at once, 1 to 64 (default 4);\n" \
+    "                        an S3 transfer holds N + 1 part buffers in memory\n" \
     "  --log-format FORMAT   text (default) or json (JSON lines on stderr)\n" \
     "  --log-level LEVEL     error, warn, info (default), detail or debug\n" \
     "  --metrics-file PATH   write Prometheus metrics of the run to PATH (node_exporter\n" \

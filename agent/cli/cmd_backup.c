@@ -49,9 +49,12 @@ static const char usage[] =
     "  --compress-level N     zstd level, 1 to 19 (default 3)\n"
     "  --compress-threads N   zstd worker threads, 0 for none (default 2)\n"
     "  --part-size SIZE       size of the first upload parts: bytes, or a number with\n"
-    "                         K, KB, KiB, M, MB, MiB, G, GB or GiB (default 16MiB;\n"
+    "                         K, KB, KiB, M, MB, MiB, G, GB or GiB (default 8MiB;\n"
     "                         S3 needs at least 5MiB); the part size doubles every\n"
-    "                         900 parts, so any stream fits in 10,000 parts\n"
+    "                         900 parts, so any stream fits in 10,000 parts. An S3\n"
+    "                         upload holds --transfers + 1 parts in memory, allocated\n"
+    "                         at the start: 40 MiB at the defaults, doubling with\n"
+    "                         the parts from a 7 GiB backup object on\n"
     "  --no-encryption        store the backup unencrypted (never the default)\n"
     "  --no-globals           leave out roles and tablespaces\n"
     "  --json                 print the result as JSON on stdout\n"
@@ -263,7 +266,7 @@ int cmd_backup(int argc, char **argv)
     cli_common_init(&cli.common);
     cli.options.compress_level = 3;
     cli.options.compress_threads = 2;
-    cli.options.part_size = 16u * 1024 * 1024;
+    cli.options.part_size = STORAGE_DEFAULT_PART_SIZE;
     cli.options.recipient_files = cli.recipients;
     if (getenv("STOWAGE_DB") != NULL)
         cli.options.conninfo = getenv("STOWAGE_DB");

@@ -36,7 +36,7 @@ static const struct config_key keys[] = {
     {"recipient", CONFIG_LIST, 0, 0, ANY, NULL},
     {"compress-level", CONFIG_COUNT, 1, 19, ANY, "3"},
     {"compress-threads", CONFIG_COUNT, 0, 64, ANY, "2"},
-    {"part-size", CONFIG_SIZE, 0, 0, ANY, "16MiB"},
+    {"part-size", CONFIG_SIZE, 0, 0, ANY, "8MiB"},
     {"part-growth-interval", CONFIG_COUNT, 1, 10000, ANY, "900"},
     {"no-encryption", CONFIG_FLAG, 0, 0, ANY, NULL},
     {"no-globals", CONFIG_FLAG, 0, 0, ANY, NULL},

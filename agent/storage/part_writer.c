@@ -9,8 +9,8 @@ static uint64_t current_part_size(const struct part_writer *writer)
                                  writer->growth_interval);
 }
 
-void part_writer_init(struct part_writer *writer, storage_upload *upload,
-                      uint64_t base_part_size, uint32_t growth_interval)
+int part_writer_init(struct part_writer *writer, storage_upload *upload,
+                     uint64_t base_part_size, uint32_t growth_interval, stow_error *err)
 {
     memset(writer, 0, sizeof *writer);
     writer->upload = upload;
@@ -18,6 +18,7 @@ void part_writer_init(struct part_writer *writer, storage_upload *upload,
     writer->growth_interval = growth_interval;
     writer->part_number = 1;
     stow_buf_init(&writer->part, (size_t)STORAGE_MAX_PART_SIZE);
+    return storage_upload_reserve(upload, (size_t)base_part_size, &writer->part, err);
 }
 
 static int send_part(struct part_writer *writer, stow_error *err)

@@ -319,6 +319,14 @@ int storage_upload_begin_locked(storage *store, const char *key,
     return store->driver->upload_begin_locked(store, key, lock, out, err);
 }
 
+int storage_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *part,
+                           stow_error *err)
+{
+    storage *store = ((struct storage_transfer_head *)upload)->store;
+
+    return store->driver->upload_reserve(upload, part_size, part, err);
+}
+
 int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)
 {
     storage *store = ((struct storage_transfer_head *)upload)->store;
@@ -391,6 +399,17 @@ void storage_part_list_free(struct storage_part_list *list)
     list->parts = NULL;
     list->count = 0;
     list->total_size = 0;
+}
+
+size_t storage_download_buffer_size(const struct storage_part_list *ranges)
+{
+    uint64_t largest = STORAGE_DEFAULT_PART_SIZE;
+
+    for (size_t i = 0; i < ranges->count; i++) {
+        if (ranges->parts[i].size > largest)
+            largest = ranges->parts[i].size;
+    }
+    return (size_t)largest;
 }
 
 void storage_sha256(const void *data, size_t len, uint8_t out[32])

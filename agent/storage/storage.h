@@ -31,6 +31,12 @@
  * parts add up to about 9 TiB over 10,000 parts, past the 5 TiB object
  * limit; 1000 would stop at 4.9 TiB. */
 #define STORAGE_PART_GROWTH_INTERVAL 900
+/* Default size of the first upload parts. An S3 upload uses
+ * transfers_in_flight + 1 part buffers (40 MiB with 4 transfers). The
+ * parts, and so that memory, double from an object of 900 x 8 MiB =
+ * 7.03 GiB on. A download reads ahead at most transfers_in_flight x this
+ * many bytes while its parts are no larger. */
+#define STORAGE_DEFAULT_PART_SIZE (8u * 1024 * 1024)
 
 typedef struct storage storage;
 typedef struct storage_upload storage_upload;
@@ -214,12 +220,22 @@ int storage_upload_begin_locked(storage *store, const char *key,
                                 const struct storage_object_lock *lock, storage_upload **out,
                                 stow_error *err);
 
+/* Allocates and prefaults every part buffer that the upload will use, each
+ * of part_size bytes: part itself, and on S3 the transfers_in_flight
+ * buffers that storage_upload_part hands back in turn. The footprint is
+ * then fixed from the start (see part_pool.h). Optional: without it the
+ * buffers grow as parts arrive, with the same bound. */
+int storage_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *part,
+                           stow_error *err);
+
 /* Hands the next part to the upload. The upload takes the buffer's memory
- * (part is left empty and re-initialised with the same max). Blocks while
- * transfers_in_flight parts are already queued, which bounds memory. Each
- * part is hashed once (SHA-256); the digest serves both the request
- * signature and the checksum header. Every part but the last must be at
- * least min_part_size bytes. A failure of any earlier part may surface here. */
+ * and part comes back empty (same max) holding a buffer that the upload no
+ * longer needs, so a caller that refills the same buffer keeps memory at
+ * transfers_in_flight + 1 part buffers. Blocks while transfers_in_flight
+ * parts are in flight. Each part is hashed once (SHA-256); the digest
+ * serves both the request signature and the checksum header. Every part
+ * but the last must be at least min_part_size bytes. A failure of any
+ * earlier part may surface here. */
 int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err);
 
 /* Hands the next part to the upload as a copy, made inside the store, of
@@ -252,8 +268,14 @@ void storage_upload_abort(storage_upload *upload);
 /* --- Streaming download by ranges ---------------------------------------- */
 
 /* Starts a download of key in the given ranges (normally the manifest's
- * parts), with up to transfers_in_flight ranges fetched ahead. The part
- * list is copied. */
+ * parts). The part list is copied. On S3 up to transfers_in_flight ranges
+ * are fetched ahead. Fewer are when the largest range is above
+ * STORAGE_DEFAULT_PART_SIZE, so that the read-ahead stays within
+ * transfers_in_flight x STORAGE_DEFAULT_PART_SIZE bytes, but never fewer
+ * than one. Every part buffer is of the largest range's size, at least
+ * STORAGE_DEFAULT_PART_SIZE. On S3 the buffers of the read-ahead and the
+ * one for out are allocated and prefaulted here. On file:// the first
+ * storage_download_next grows and prefaults out. */
 int storage_download_begin(storage *store, const char *key,
                            const struct storage_part_list *ranges,
                            storage_download **out, stow_error *err);

@@ -28,6 +28,8 @@ struct storage_driver {
                         stow_error *err);
     int (*upload_begin)(storage *store, const char *key, storage_upload **out,
                         stow_error *err);
+    int (*upload_reserve)(storage_upload *upload, size_t part_size, stow_buf *part,
+                          stow_error *err);
     int (*upload_part)(storage_upload *upload, stow_buf *part, stow_error *err);
     int (*upload_complete)(storage_upload *upload, struct storage_part_list *parts_out,
                            stow_error *err);
@@ -84,6 +86,11 @@ char *storage_full_key(const storage *store, const char *key);
 /* Checks a downloaded range against its part entry; shared by drivers. */
 int storage_check_part_digest(const char *key, const struct storage_part *part,
                               const stow_buf *data, stow_error *err);
+
+/* Size of a download's part buffers: the largest range, at least
+ * STORAGE_DEFAULT_PART_SIZE, so that small backups take the same memory as
+ * large ones. */
+size_t storage_download_buffer_size(const struct storage_part_list *ranges);
 
 /* SHA-256 of data (OpenSSL, hardware-accelerated where the CPU allows). */
 void storage_sha256(const void *data, size_t len, uint8_t out[32]);

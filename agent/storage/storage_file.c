@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/progress.h"
+#include "storage/part_pool.h"
 
 struct storage_upload {
     storage *store;               /* first member: see storage_driver.h */
@@ -36,6 +37,7 @@ struct storage_download {
     int fd;
     struct storage_part_list ranges;
     size_t next;
+    size_t buffer_size;           /* the largest range, at least STORAGE_DEFAULT_PART_SIZE */
 };
 
 static char *object_path(const storage *store, const char *key)
@@ -732,6 +734,14 @@ static int append_part(struct storage_upload *upload, const stow_buf *data, stow
     return 0;
 }
 
+/* Writes each part before returning, so part is the only buffer. */
+static int file_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *part,
+                               stow_error *err)
+{
+    (void)upload;
+    return part_buf_prefault(part, part_size, err);
+}
+
 static int file_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)
 {
     if (stow_error_is_set(&upload->failure))
@@ -826,6 +836,8 @@ static int file_download_begin(storage *store, const char *key,
         rc = stow_fail(err, STOW_EXIT_VERIFY, "object %s is missing from the repository", key);
     if (rc == 0)
         rc = copy_part_list(ranges, &download->ranges, err);
+    if (rc == 0)
+        download->buffer_size = storage_download_buffer_size(&download->ranges);
     free(path);
     if (rc != 0) {
         storage_download_free(download);
@@ -837,11 +849,17 @@ static int file_download_begin(storage *store, const char *key,
 
 static int file_download_next(storage_download *download, stow_buf *out, stow_error *err)
 {
+    size_t buffer_size = download->buffer_size < out->max ? download->buffer_size : out->max;
     const struct storage_part *part;
 
     if (download->next >= download->ranges.count)
         return STORAGE_NOT_FOUND;
     part = &download->ranges.parts[download->next];
+
+    /* Sized once for every range, so the footprint is the same for any
+     * backup (see part_pool.h). */
+    if (out->cap < buffer_size && part_buf_prefault(out, buffer_size, err) != 0)
+        return -1;
     if (read_range_fd(download->fd, part->offset, part->size, out, download->key, err) != 0)
         return -1;
     if (storage_check_part_digest(download->key, part, out, err) != 0)
@@ -873,6 +891,7 @@ const struct storage_driver storage_file_driver = {
     .list_uploads = file_list_uploads,
     .abort_upload = file_abort_upload,
     .upload_begin = file_upload_begin,
+    .upload_reserve = file_upload_reserve,
     .upload_part = file_upload_part,
     .upload_complete = file_upload_complete,
     .upload_abort = file_upload_abort,

@@ -3,17 +3,21 @@
  * Uploads are S3 multipart uploads. storage_upload_part hands each part to
  * a worker thread (one curl multi handle), which hashes it and uploads up to
  * transfers_in_flight parts at once. The caller blocks while that many are
- * unfinished, so memory stays near part size x transfers_in_flight. The
- * first failed part aborts the multipart upload at once and its error is
- * returned by the next storage_upload_part or by storage_upload_complete.
+ * unfinished. It then gets back a buffer from the upload's pool of
+ * transfers_in_flight buffers, to which finished parts return theirs, so
+ * memory stays at part size x (transfers_in_flight + 1) however slow the
+ * store is. The first failed part aborts the multipart upload at once and
+ * its error is returned by the next storage_upload_part or by
+ * storage_upload_complete.
  * Empty parts are skipped. An upload that received no data is aborted and
  * an empty object is stored with PutObject, with an empty part list, as the
  * file driver does. storage_upload_part_copy submits UploadPartCopy calls
  * to the same worker, so copied and uploaded parts share the limit.
  *
  * Downloads keep up to transfers_in_flight ranged GETs ahead of the reader
- * on a worker thread. Each range is checked against its SHA-256 before it
- * is returned. */
+ * on a worker thread, fewer for parts above STORAGE_DEFAULT_PART_SIZE (see
+ * storage_download_begin), in buffers allocated when the download starts.
+ * Each range is checked against its SHA-256 before it is returned. */
 #include "storage/storage_driver.h"
 
 #include <stdlib.h>
@@ -23,11 +27,12 @@
 #include "aws/s3.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "storage/part_pool.h"
 
 /* One part while its upload is in flight; freed once collected. */
 struct part_transfer {
     struct s3_call call;
-    uint8_t *data;  /* the part's bytes, taken from the caller's buffer; NULL for a copy */
+    stow_buf body;  /* the part's bytes, taken from the caller; empty for a copy */
     size_t record;  /* index into the upload's records */
     int copied;     /* an UploadPartCopy: the ETag is in the response body */
     uint8_t expected_sha256[32]; /* of a copied part, given by the caller */
@@ -42,6 +47,7 @@ struct storage_upload {
     struct part_transfer **transfers; /* in flight, at most limit */
     size_t transfer_count;
     size_t limit;
+    struct part_pool *pool;         /* limit buffers; finished parts return theirs */
     struct storage_part *parts;     /* every part handed over, in order */
     char (*etags)[S3_ETAG_MAX];     /* ETag of each part, parallel to parts */
     size_t count;
@@ -69,6 +75,8 @@ struct storage_download {
     struct range_slot *slots;
     size_t limit;
     size_t next;                    /* next range to return */
+    size_t buffer_size;             /* bytes of every slot's buffer and of spare */
+    stow_buf spare;                 /* goes to the first slot that the caller empties */
     struct http_worker *worker;
 };
 
@@ -495,12 +503,14 @@ static int s3_abort_upload(storage *store, const char *key, const char *upload_i
 
 /* --- upload -------------------------------------------------------------- */
 
-static void free_transfer(struct part_transfer *transfer)
+/* Frees a transfer and returns its part buffer to the pool. */
+static void free_transfer(struct storage_upload *upload, struct part_transfer *transfer)
 {
     if (transfer == NULL)
         return;
     s3_call_free(&transfer->call);
-    free(transfer->data);
+    if (transfer->body.data != NULL)
+        part_pool_give(upload->pool, &transfer->body);
     free(transfer);
 }
 
@@ -567,7 +577,7 @@ static void collect_finished(struct storage_upload *upload)
             continue;
         }
         collect_transfer(upload, transfer);
-        free_transfer(transfer);
+        free_transfer(upload, transfer);
     }
     upload->transfer_count = running;
 }
@@ -580,7 +590,7 @@ static void abort_upload(struct storage_upload *upload)
     http_worker_free(upload->worker);
     upload->worker = NULL;
     for (size_t i = 0; i < upload->transfer_count; i++)
-        free_transfer(upload->transfers[i]);
+        free_transfer(upload, upload->transfers[i]);
     upload->transfer_count = 0;
     if (upload->aborted || upload->upload_id == NULL)
         return;
@@ -612,8 +622,9 @@ static void free_upload(struct storage_upload *upload)
 {
     http_worker_free(upload->worker);
     for (size_t i = 0; i < upload->transfer_count; i++)
-        free_transfer(upload->transfers[i]);
+        free_transfer(upload, upload->transfers[i]);
     free(upload->transfers);
+    part_pool_free(upload->pool);
     free(upload->parts);
     free(upload->etags);
     free(upload->upload_id);
@@ -635,7 +646,8 @@ static int s3_upload_begin_locked(storage *store, const char *key,
     upload->key = storage_full_key(store, key);
     upload->transfers = calloc(upload->limit, sizeof *upload->transfers);
     clock_gettime(CLOCK_MONOTONIC, &upload->started);
-    if (upload->key == NULL || upload->transfers == NULL) {
+    if (upload->key == NULL || upload->transfers == NULL ||
+        part_pool_new(upload->limit, 0, &upload->pool, err) != 0) {
         free_upload(upload);
         return fail_memory(err);
     }
@@ -715,25 +727,48 @@ static int add_part_record(struct storage_upload *upload, size_t len, stow_error
     return 0;
 }
 
-/* Takes the memory of part into a new transfer and submits it. */
+/* Takes the memory of part into a new transfer, submits it, and refills
+ * part with a free buffer from the pool. At most limit - 1 parts are in
+ * flight here, so the pool has one. */
 static int submit_part(struct storage_upload *upload, stow_buf *part, stow_error *err)
 {
     struct part_transfer *transfer = calloc(1, sizeof *transfer);
     const struct storage_part *record;
+    stow_buf next;
+    size_t max = part->max;
 
-    if (transfer == NULL || add_part_record(upload, part->len, err) != 0) {
-        free(transfer);
+    if (transfer == NULL)
         return fail_memory(err);
+    if (part_pool_take(upload->pool, &next, err) != 0) {
+        free(transfer);
+        return -1;
+    }
+    if (add_part_record(upload, part->len, err) != 0) {
+        part_pool_give(upload->pool, &next);
+        free(transfer);
+        return -1;
     }
     record = &upload->parts[upload->count - 1];
     transfer->record = upload->count - 1;
-    transfer->data = part->data;
-    stow_buf_init(part, part->max);
+    transfer->body = *part;
+    *part = next;
+    part->max = max;
 
     s3_call_upload_part(&transfer->call, upload->client, upload->key, upload->upload_id,
-                        record->number, transfer->data, (size_t)record->size);
+                        record->number, transfer->body.data, (size_t)record->size);
     upload->transfers[upload->transfer_count++] = transfer;
     http_worker_submit(upload->worker, &transfer->call.job);
+    return 0;
+}
+
+static int s3_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *part,
+                             stow_error *err)
+{
+    if (part_pool_reserve(upload->pool, part_size, err) != 0 ||
+        part_buf_prefault(part, part_size, err) != 0)
+        return -1;
+    stow_log_detail("allocated %zu part buffers of %zu bytes for %s", upload->limit + 1,
+                    part_size, upload->key);
     return 0;
 }
 
@@ -821,7 +856,7 @@ static int submit_copy(struct storage_upload *upload, storage *source, const cha
     rc = 0;
 
 done:
-    free_transfer(transfer);
+    free_transfer(upload, transfer);
     free(full_source_key);
     return rc;
 }
@@ -965,19 +1000,47 @@ static int copy_ranges(const struct storage_part_list *from, struct storage_part
     return 0;
 }
 
+/* Sizes the read-ahead: as many ranges ahead as fit in transfers
+ * default-sized parts, and at least one. */
+static void size_read_ahead(struct storage_download *download, size_t transfers)
+{
+    uint64_t budget = (uint64_t)transfers * STORAGE_DEFAULT_PART_SIZE;
+
+    download->buffer_size = storage_download_buffer_size(&download->ranges);
+    download->limit = transfers;
+    while (download->limit > 1 && (uint64_t)download->limit * download->buffer_size > budget)
+        download->limit--;
+}
+
+/* Allocates and prefaults the slots' buffers and the spare. */
+static int prefault_buffers(struct storage_download *download, stow_error *err)
+{
+    stow_buf_init(&download->spare, (size_t)STORAGE_MAX_PART_SIZE);
+    for (size_t i = 0; i < download->limit; i++)
+        stow_buf_init(&download->slots[i].data, (size_t)STORAGE_MAX_PART_SIZE);
+
+    if (part_buf_prefault(&download->spare, download->buffer_size, err) != 0)
+        return -1;
+    for (size_t i = 0; i < download->limit; i++) {
+        if (part_buf_prefault(&download->slots[i].data, download->buffer_size, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int s3_download_begin(storage *store, const char *key,
                              const struct storage_part_list *ranges, storage_download **out,
                              stow_error *err)
 {
     struct storage_download *download = calloc(1, sizeof *download);
+    size_t transfers = (size_t)store->options.transfers_in_flight;
 
     if (download == NULL)
         return fail_memory(err);
     download->store = store;
     download->client = client_of(store);
-    download->limit = (size_t)store->options.transfers_in_flight;
     download->key = storage_full_key(store, key);
-    download->slots = calloc(download->limit, sizeof *download->slots);
+    download->slots = calloc(transfers, sizeof *download->slots);
     if (download->key == NULL || download->slots == NULL ||
         copy_ranges(ranges, &download->ranges, err) != 0 ||
         http_worker_new(&download->worker, err) != 0) {
@@ -986,8 +1049,13 @@ static int s3_download_begin(storage *store, const char *key,
         return -1;
     }
 
-    for (size_t i = 0; i < download->limit; i++)
-        stow_buf_init(&download->slots[i].data, 0);
+    size_read_ahead(download, transfers);
+    if (prefault_buffers(download, err) != 0) {
+        storage_download_free(download);
+        return -1;
+    }
+    stow_log_detail("allocated %zu part buffers of %zu bytes for %s", download->limit + 1,
+                    download->buffer_size, download->key);
     for (size_t i = 0; i < download->limit && i < download->ranges.count; i++)
         submit_range(download, i);
     *out = download;
@@ -1029,8 +1097,10 @@ static int finish_range(struct storage_download *download, struct range_slot *sl
     return rc;
 }
 
-/* Moves the bytes of slot into out, keeping out's maximum. */
-static int hand_over(struct range_slot *slot, stow_buf *out, stow_error *err)
+/* Moves the bytes of slot into out, keeping out's maximum, and gives the
+ * slot out's buffer, or the spare while out's is smaller. */
+static int hand_over(struct storage_download *download, struct range_slot *slot, stow_buf *out,
+                     stow_error *err)
 {
     stow_buf previous = *out;
 
@@ -1041,6 +1111,11 @@ static int hand_over(struct range_slot *slot, stow_buf *out, stow_error *err)
     *out = slot->data;
     out->max = previous.max;
     slot->data = previous;
+    if (slot->data.cap < download->buffer_size && download->spare.data != NULL) {
+        stow_buf_free(&slot->data);
+        slot->data = download->spare;
+        stow_buf_init(&download->spare, (size_t)STORAGE_MAX_PART_SIZE);
+    }
     stow_buf_reset(&slot->data);
     return 0;
 }
@@ -1081,7 +1156,7 @@ static int s3_download_next(storage_download *download, stow_buf *out, stow_erro
     slot = &download->slots[index % download->limit];
 
     if (finish_range(download, slot, &download->ranges.parts[index], err) != 0 ||
-        hand_over(slot, out, err) != 0)
+        hand_over(download, slot, out, err) != 0)
         return -1;
     if (storage_check_part_digest(download->key, &download->ranges.parts[index], out,
                                   &(stow_error){0}) != 0 &&
@@ -1102,6 +1177,7 @@ static void s3_download_free(storage_download *download)
         stow_buf_free(&download->slots[i].data);
     }
     free(download->slots);
+    stow_buf_free(&download->spare);
     storage_part_list_free(&download->ranges);
     free(download->key);
     free(download);
@@ -1121,6 +1197,7 @@ const struct storage_driver storage_s3_driver = {
     .list_uploads = s3_list_uploads,
     .abort_upload = s3_abort_upload,
     .upload_begin = s3_upload_begin,
+    .upload_reserve = s3_upload_reserve,
     .upload_part = s3_upload_part,
     .upload_complete = s3_upload_complete,
     .upload_abort = s3_upload_abort,

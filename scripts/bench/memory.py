@@ -29,9 +29,10 @@ from benchlib import log  # noqa: E402
 BUCKET = "memory"
 RESTORE_DB = "memory_restore"
 REPORT_MARKER = "memory.sh results"
-# The bound that the design sets: 64 MiB plus part size x parts in flight
-# with the defaults (16 MiB parts, 4 transfers), and the stricter target.
-DESIGN_BOUND_MIB = 64 + 16 * 4
+# The bound that the design sets: 64 MiB plus part size x (transfers + 1)
+# part buffers with the defaults (8 MiB parts, 4 transfers), and the
+# stricter target.
+DESIGN_BOUND_MIB = 64 + 8 * (4 + 1)
 TARGET_MIB = 100
 
 STEPS = [
@@ -163,7 +164,7 @@ def report_row(records, scale, step):
 
 def build_report(options, facts, versions, records, started, finished):
     lines = ["### Results of `scripts/bench/memory.sh`", ""]
-    settings = ("default settings (16 MiB parts, 4 transfers, zstd level 3 with 2 threads)"
+    settings = ("default settings (8 MiB parts, 4 transfers, zstd level 3 with 2 threads)"
                 if not options.backup_options else "backup options `%s`" % options.backup_options)
     lines.append("Run of %s, %.0f minutes, %d round(s) per step, %s; options: `%s`."
                  % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), (finished - started) / 60,
@@ -172,7 +173,7 @@ def build_report(options, facts, versions, records, started, finished):
     lines.append(benchlib.versions_markdown(facts, versions))
     lines.append("")
     lines.append("Peak RSS of the stowage process alone (largest over the rounds), beside the bound of "
-                 "64 MiB + 16 MiB x 4 parts in flight = %d MiB and the stricter %d MiB target. `~` marks a "
+                 "64 MiB + 8 MiB x 5 part buffers = %d MiB and the stricter %d MiB target. `~` marks a "
                  "figure sampled from /proc every 50 ms, used where a child's peak hid stowage's own in "
                  "the figures of /usr/bin/time." % (DESIGN_BOUND_MIB, TARGET_MIB))
     lines.append("")

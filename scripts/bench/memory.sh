@@ -2,7 +2,7 @@
 # Measure the peak RSS of stowage backup (to file:// and to moto S3) and
 # stowage restore (from each into an empty database) at pgbench scales 10,
 # 50 and 200 and on a 500 MB real-estate dataset, with default settings,
-# against the bound of 64 MiB + 16 MiB parts x 4 in flight = 128 MiB and
+# against the bound of 64 MiB + 8 MiB parts x 5 buffers = 104 MiB and
 # the stricter 100 MiB target. Prints a table and puts it into
 # docs/BENCHMARKS.md (between the "memory.sh results" markers).
 #
@@ -11,7 +11,7 @@
 #                   scale 200 needs about 8 GB of free disk in TMPDIR)
 #   --estate-mb N   also measure the real-estate dataset of N MB (default
 #                   500, 0 to skip): pgbench backups compress so well that
-#                   they fill one or two upload parts, this one about ten
+#                   they fill one or two upload parts, this one about twenty
 #   --rounds N      runs of every step (default 1)
 #   --backup-options "OPTIONS"
 #                   extra options for stowage backup, for example

@@ -26,7 +26,8 @@
 #   5   pg_restore from a local uncompressed custom-format file
 #   6   aws s3 cp s3://... - | zstd -d | pg_restore
 #   7   stowage restore from moto S3 into an empty database
-#   7j  the same with --jobs 2 (spool file, then pg_restore --jobs 2)
+#   7j  the same with --jobs 2 (table data over 2 COPY connections, then
+#       pg_restore --section=post-data --jobs 2)
 #   8   stowage restore --scratch local --verify
 #
 # It needs build/stowage (or STOWAGE_BIN), PostgreSQL 15, zstd, awscli,

@@ -2,12 +2,14 @@
 scratch instance, comparisons with live databases, and rejected input."""
 
 import glob
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import unittest
 
@@ -365,6 +367,57 @@ class RestoreTest(StowageTestCase):
         result = self.stowage("verify", "--repo", repo, second, "--key", self.key, expect=3)
         self.assertIn(second, result.stderr)
         self.assertRegex(result.stderr, "SHA-256|was replaced")
+
+    def test_archive_digest_is_sha256_and_older_blake2b_still_checked(self):
+        repo_dir = os.path.join(self.workdir, "digest-repo")
+        os.makedirs(repo_dir)
+        repo = "file://" + repo_dir
+        backup_id = json.loads(self.stowage("backup", "--repo", repo, "--db",
+                                            self.cluster.conninfo("hard"), "--recipient",
+                                            self.pub, "--json").stdout)["id"]
+        manifest = self.show_json(repo, backup_id)
+        manifest_path = os.path.join(repo_dir, os.path.dirname(manifest["object"]["key"]),
+                                     "manifest.json")
+        self.assertNotIn("blake2b_256", manifest["plaintext"])
+
+        # The digest is the SHA-256 of the archive as recovered without stowage.
+        with open(self.key) as handle:
+            key_id = handle.read().split()[1]
+        wrapped = [r["wrapped_key"] for r in manifest["encryption"]["recipients"]
+                   if r["key_id"] == key_id][0]
+        recovered = subprocess.run(
+            [sys.executable, os.path.join(HERE, "..", "..", "scripts", "recover-by-hand.py"),
+             "--secret-key", self.key, "--wrapped-key", wrapped,
+             os.path.join(repo_dir, manifest["object"]["key"])],
+            check=True, capture_output=True).stdout
+        archive = subprocess.run(["zstd", "-d", "-c"], input=recovered, check=True,
+                                 capture_output=True).stdout
+        self.assertEqual(len(archive), manifest["plaintext"]["bytes"])
+        self.assertEqual(hashlib.sha256(archive).hexdigest(), manifest["plaintext"]["sha256"])
+
+        def rewrite(plaintext):
+            manifest["plaintext"] = dict(plaintext, bytes=len(archive))
+            os.chmod(manifest_path, 0o600)
+            with open(manifest_path, "w") as handle:
+                json.dump(manifest, handle, indent=2)
+
+        # A manifest of an earlier build carries BLAKE2b-256, which is still checked.
+        rewrite({"blake2b_256": hashlib.blake2b(archive, digest_size=32).hexdigest()})
+        self.stowage("verify", "--repo", repo, backup_id, "--key", self.key)
+        rewrite({"blake2b_256": "00" * 32})
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+        self.assertIn("BLAKE2b-256", result.stderr)
+        self.assertIn(backup_id, result.stderr)
+        rewrite({"sha256": "00" * 32})
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+        self.assertIn("SHA-256", result.stderr)
+        rewrite({"sha256": hashlib.sha256(archive).hexdigest(),
+                 "blake2b_256": hashlib.blake2b(archive, digest_size=32).hexdigest()})
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+        self.assertIn("two archive digests", result.stderr)
+        rewrite({})
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+        self.assertIn("no archive digest", result.stderr)
 
     def test_kept_scratch_and_verify_against_changed_row(self):
         result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,

@@ -45,6 +45,19 @@ def used_bytes(directory):
     return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
 
 
+def terminate(process):
+    """Sends SIGTERM and waits up to a minute for the exit; returns the output."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)
+
+
+def kill_if_running(process):
+    """Kills the process group of a restore that a failed test left running."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def open_files_in(pid, directory):
     """The targets of pid's descriptors that lie in directory."""
     found = []
@@ -120,6 +133,8 @@ class RestoreJobsTest(StowageTestCase):
         result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
                               "--target", self.cluster.conninfo("jobs_target"), "--jobs", "2",
                               "--spool-dir", spool)
+        self.assertIn("spools the whole dump, because the dump contains large objects",
+                      result.stderr)
         self.assertIn("spooling", result.stderr)
         self.assertIn(spool, result.stderr)
         self.assertIn("--jobs=2", result.stderr)
@@ -184,12 +199,9 @@ class RestoreJobsTest(StowageTestCase):
                 self.assertEqual([], os.listdir(spool))
                 self.assertGreater(used_bytes(spool), 0)
                 self.assertIsNone(process.poll())
-                process.send_signal(signal.SIGTERM)
-                stdout, stderr = process.communicate(timeout=60)
+                stdout, stderr = terminate(process)
             finally:
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                kill_if_running(process)
         self.assertEqual(130, process.returncode, stderr)
         self.assertIn("SIGTERM", stderr)
         self.assertEqual([], os.listdir(spool))
@@ -327,6 +339,177 @@ class RestoreJobsTest(StowageTestCase):
                               "--jobs", "2", expect=2)
         self.assertIn("unknown option", result.stderr)
         self.assertIn("--jobs", result.stderr)
+
+
+def session_processes(session):
+    """The command lines of processes in session (stowage's own session and its children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) != session:
+                continue
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                found.append(handle.read().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, ProcessLookupError):
+            continue
+    return found
+
+
+class StreamingJobsTest(StowageTestCase):
+    """restore --jobs N of a dump without large objects: the schema from pg_restore
+    --section=pre-data, the table data over N COPY connections as the dump streams,
+    then pg_restore --section=post-data --jobs N."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster.createdb("stream_source")
+        with open(os.path.join(HERE, "sql", "copy_streaming.sql")) as handle:
+            cls.cluster.psql(handle.read(), db="stream_source")
+        cls.repo = "file://" + os.path.join(cls.workdir, "repo")
+        os.makedirs(cls.repo[len("file://"):])
+        result = run_stowage(["backup", "--repo", cls.repo, "--db",
+                              cls.cluster.conninfo("stream_source"), "--recipient", cls.pub,
+                              "--json"])
+        if result.returncode != 0:
+            raise RuntimeError("backup failed: %s" % result.stderr)
+        cls.backup_id = json.loads(result.stdout)["id"]
+
+    def restore(self, db, jobs, expect=0, *extra):
+        self.cluster.createdb(db)
+        return self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                            "--target", self.cluster.conninfo(db), "--jobs", str(jobs),
+                            *extra, expect=expect)
+
+    def sequence_values(self, db):
+        return self.cluster.query("SELECT schemaname, sequencename, last_value FROM pg_sequences "
+                                  "ORDER BY 1, 2", db=db)
+
+    def schema(self, db):
+        result = self.cluster.run_tool("pg_dump", "--schema-only", "-d", self.cluster.conninfo(db))
+        # pg_dump 15.14 and later wrap the script in \restrict KEY and
+        # \unrestrict KEY, with a random key.
+        return [line for line in result.stdout.splitlines()
+                if not line.startswith(("\\restrict ", "\\unrestrict "))]
+
+    def test_streamed_restore_matches_serial_restore(self):
+        self.restore("stream_serial", 1)
+        serial_counts = self.row_counts("stream_serial")
+        self.assertEqual(self.row_counts("stream_source"), serial_counts)
+        for jobs in (2, 4):
+            with self.subTest(jobs=jobs):
+                db = "stream_jobs_%d" % jobs
+                result = self.restore(db, jobs)
+                self.assertIn("over %d COPY connections" % jobs, result.stderr)
+                self.assertIn("--section=pre-data", result.stderr)
+                self.assertIn("--section=post-data", result.stderr)
+                self.assertNotIn("spools the whole dump", result.stderr)
+                self.assertEqual(serial_counts, self.row_counts(db))
+                self.assertEqual(self.sequence_values("stream_serial"), self.sequence_values(db))
+                self.assertEqual(self.schema("stream_serial"), self.schema(db))
+                self.stowage("verify", "--repo", self.repo, self.backup_id, "--key", self.key,
+                             "--against", self.cluster.conninfo(db))
+
+    def test_streamed_restore_keeps_text_exact(self):
+        self.restore("stream_text", 2)
+        rows = self.cluster.query("SELECT id, \"Wert\" FROM \"ünïcödé\" ORDER BY id",
+                                  db="stream_text")
+        self.assertEqual([("1", "ḿüłţïƀÿţë"), ("2", "Ελληνικά"), ("3", None)], rows)
+        lengths = self.cluster.query("SELECT sum(length(body)) FROM long_rows", db="stream_text")
+        self.assertEqual(str(3 * 32 * 100000), lengths[0][0])
+        nulls = self.cluster.query("SELECT count(*) FROM sparse WHERE label IS NULL",
+                                   db="stream_text")
+        self.assertEqual("25000", nulls[0][0])
+
+    def test_streamed_scratch_restore_verifies(self):
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--scratch", "local", "--verify", "--jobs", "2")
+        self.assertIn("passed", result.stdout)
+        self.assertIn("COPY connections", result.stderr)
+
+    def test_streamed_restore_needs_no_spool_space(self):
+        spool = tempfile.mkdtemp(prefix="spool-", dir=self.workdir)
+        if not mount_tmpfs(spool, "1m"):
+            self.skipTest("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+        try:
+            dump_bytes = self.show_json(self.repo, self.backup_id)["archive"]["dump_bytes"]
+            self.assertGreater(dump_bytes, 8 * 1024 * 1024)
+            self.restore("stream_small_spool", 2, 0, "--spool-dir", spool)
+            self.assertEqual(self.row_counts("stream_source"),
+                             self.row_counts("stream_small_spool"))
+            self.assertEqual([], os.listdir(spool))
+        finally:
+            subprocess.run(["umount", spool], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+    def test_constraint_violation_names_table(self):
+        # The check passes in the source and fails in a target database
+        # whose setting lowers the limit: the COPY of that table fails.
+        self.cluster.createdb("stream_checked_source")
+        self.cluster.psql(
+            "CREATE FUNCTION public.within_limit(value int) RETURNS boolean LANGUAGE sql STABLE "
+            "AS $$ SELECT value <= coalesce(nullif(current_setting('stowage_test.max_id', true), "
+            "''), '1000000000')::int $$; "
+            "CREATE TABLE checked (id int CHECK (public.within_limit(id))); "
+            "INSERT INTO checked SELECT generate_series(1, 5000); "
+            "CREATE TABLE other (id int); INSERT INTO other VALUES (1)",
+            db="stream_checked_source")
+        repo = self.file_repo()
+        self.stowage("backup", "--repo", repo, "--db",
+                     self.cluster.conninfo("stream_checked_source"), "--recipient", self.pub)
+        self.cluster.createdb("stream_checked")
+        self.cluster.psql("ALTER DATABASE stream_checked SET stowage_test.max_id = '100'")
+        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key, "--target",
+                              self.cluster.conninfo("stream_checked"), "--jobs", "2", expect=1)
+        self.assertIn("loading table public.checked failed", result.stderr)
+        self.assertIn("violates check constraint", result.stderr)
+        self.assertIn("(COPY checked, line ", result.stderr)
+        self.assertNotIn("Failing row contains", result.stderr)
+        self.assertIn("partly restored", result.stderr)
+        self.assertEqual("0", self.cluster.query("SELECT count(*) FROM checked",
+                                                 db="stream_checked")[0][0])
+
+    def test_sigterm_during_copy_stops_everything(self):
+        # Every row of the target's copy sleeps, so the COPY is still running
+        # when the signal arrives.
+        self.cluster.createdb("stream_slow_source")
+        self.cluster.psql(
+            "CREATE FUNCTION public.slow_check(value int) RETURNS boolean LANGUAGE sql "
+            "AS $$ SELECT pg_sleep(coalesce(nullif(current_setting('stowage_test.sleep', true), "
+            "''), '0')::float8) IS NOT NULL $$; "
+            "CREATE TABLE slow (id int CHECK (public.slow_check(id))); "
+            "INSERT INTO slow SELECT generate_series(1, 20000)",
+            db="stream_slow_source")
+        repo = self.file_repo()
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("stream_slow_source"),
+                     "--recipient", self.pub)
+        self.cluster.createdb("stream_slow")
+        self.cluster.psql("ALTER DATABASE stream_slow SET stowage_test.sleep = '0.01'")
+        copying = ("SELECT count(*) FROM pg_stat_activity WHERE datname = 'stream_slow' "
+                   "AND state = 'active' AND query LIKE 'COPY%'")
+
+        process = spawn_stowage(["restore", "--repo", repo, "latest", "--key", self.key,
+                                 "--target", self.cluster.conninfo("stream_slow"), "--jobs", "2"])
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline and process.poll() is None:
+                if self.cluster.query(copying)[0][0] != "0":
+                    break
+                time.sleep(0.1)
+            self.assertIsNone(process.poll(), "the restore ended before its COPY was seen")
+            self.assertNotEqual("0", self.cluster.query(copying)[0][0])
+            stdout, stderr = terminate(process)
+        finally:
+            kill_if_running(process)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("SIGTERM", stderr)
+        self.assertEqual([], session_processes(process.pid))
+        deadline = time.time() + 10
+        while time.time() < deadline and self.cluster.query(copying)[0][0] != "0":
+            time.sleep(0.1)
+        self.assertEqual("0", self.cluster.query(copying)[0][0])
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ static char dump_path[600];
 static int directory_created;
 static int server_started;
 static json_t *contents;
+static json_t *ranges_contents;   /* of the database "ranges" */
 
 static PGconn *connect_to(const char *database)
 {
@@ -121,9 +122,9 @@ static int create_sample(void)
     return rc;
 }
 
-/* Runs pg_dump as stowage does and feeds its output to the scanner, keeping
- * a copy of the archive for pg_restore. */
-static int dump_sample(void)
+/* Runs pg_dump of database as stowage does and feeds its output to the
+ * scanner, keeping a copy of the archive in dump_path for pg_restore. */
+static int dump_database(const char *database, json_t **out)
 {
     char command[2048];
     unsigned char buffer[65536];
@@ -137,7 +138,7 @@ static int dump_sample(void)
     snprintf(dump_path, sizeof dump_path, "%s/sample.dump", directory);
     snprintf(command, sizeof command,
              "PGTZ=UTC PGOPTIONS='-c bytea_output=hex' %s/pg_dump -Fc -Z0 -h %s -p %s "
-             "-U postgres sample", bindir, directory, port);
+             "-U postgres %s", bindir, directory, port, database);
     stow_error_clear(&err);
     dump = popen(command, "r");
     copy = fopen(dump_path, "wb");
@@ -151,7 +152,7 @@ static int dump_sample(void)
     }
     if (dumpscan_finish(scanner, &err) != 0)
         goto cleanup;
-    contents = dumpscan_to_json(scanner);
+    *out = dumpscan_to_json(scanner);
     rc = 0;
 
 cleanup:
@@ -177,7 +178,7 @@ static int set_up(void)
         unit_fail(__FILE__, __LINE__, "starting PostgreSQL with %s failed", SCRATCH_SCRIPT);
         return -1;
     }
-    if (create_sample() != 0 || dump_sample() != 0)
+    if (create_sample() != 0 || dump_database("sample", &contents) != 0)
         return -1;
     if (run_command("%s/pg_restore -h %s -p %s -U postgres -d restored --exit-on-error %s",
                     dump_path) != 0) {
@@ -192,6 +193,7 @@ static void tear_down(void)
     char command[1024];
 
     json_decref(contents);
+    json_decref(ranges_contents);
     if (server_started) {
         snprintf(command, sizeof command, "%s stop %s", SCRATCH_SCRIPT, directory);
         if (system(command) != 0)
@@ -452,6 +454,137 @@ static void test_lost_connection(void)
     PQfinish(conn);
 }
 
+/* --- Block ranges ---------------------------------------------------------------- */
+
+static void test_range_count(void)
+{
+    CHECK_INT_EQ(1, dbverify_range_count(0, 150000));
+    CHECK_INT_EQ(1, dbverify_range_count(2 * DBVERIFY_RANGE_MIN_BLOCKS - 1, 150000));
+    CHECK_INT_EQ(2, dbverify_range_count(2 * DBVERIFY_RANGE_MIN_BLOCKS, 150000));
+    CHECK_INT_EQ(2, dbverify_range_count(2 * DBVERIFY_RANGE_MIN_BLOCKS, 140000));
+    CHECK_INT_EQ(DBVERIFY_RANGES_MAX, dbverify_range_count(100000, 150000));
+    CHECK_INT_EQ(DBVERIFY_RANGES_MAX, dbverify_range_count(UINT32_MAX, 150000));
+}
+
+/* PostgreSQL 13 and older have no TID Range Scan: a ctid range would scan
+ * the whole table, so every table is read whole. */
+static void test_range_count_before_14(void)
+{
+    CHECK_INT_EQ(1, dbverify_range_count(100000, 130000));
+    CHECK_INT_EQ(1, dbverify_range_count(100000, 139999));
+}
+
+static void test_range_sql(void)
+{
+    char *sql = dbverify_range_sql("COPY public.plain (id, note) FROM stdin;\n", 0, 1024);
+
+    CHECK_STR_EQ("COPY (SELECT id, note FROM ONLY public.plain WHERE ctid >= '(0,0)' "
+                 "AND ctid < '(1024,0)') TO STDOUT",
+                 sql);
+    free(sql);
+
+    sql = dbverify_range_sql("COPY public.plain (id, note) FROM stdin;\n", 1024, 0);
+    CHECK_STR_EQ("COPY (SELECT id, note FROM ONLY public.plain WHERE ctid >= '(1024,0)') "
+                 "TO STDOUT",
+                 sql);
+    free(sql);
+
+    sql = dbverify_range_sql("COPY \"odd (schema\".\"t \"\"x\"\" (y)\" (\"a (b)\", c) FROM stdin;\n",
+                             5, 9);
+    CHECK_STR_EQ("COPY (SELECT \"a (b)\", c FROM ONLY \"odd (schema\".\"t \"\"x\"\" (y)\" "
+                 "WHERE ctid >= '(5,0)' AND ctid < '(9,0)') TO STDOUT",
+                 sql);
+    free(sql);
+}
+
+static void test_range_sql_rejects(void)
+{
+    CHECK(dbverify_range_sql("COPY public.no_columns  FROM stdin;\n", 0, 0) == NULL);
+    CHECK(dbverify_range_sql("SELECT 1", 0, 0) == NULL);
+    CHECK(dbverify_range_sql("COPY public.t (a) TO stdout;", 0, 0) == NULL);
+}
+
+/* public.wide: 15000 rows at fillfactor 10 take about 2500 blocks, more
+ * than two ranges of DBVERIFY_RANGE_MIN_BLOCKS. */
+static int create_ranges_database(void)
+{
+    PGconn *admin = connect_to("postgres");
+    PGconn *conn = NULL;
+    int rc = -1;
+
+    if (execute(admin, "CREATE DATABASE ranges") == 0) {
+        conn = connect_to("ranges");
+        if (execute(conn, "CREATE TABLE public.wide (id integer PRIMARY KEY, note text) "
+                          "WITH (fillfactor = 10)") == 0 &&
+            execute(conn, "INSERT INTO public.wide SELECT i, repeat(md5(i::text), 3) "
+                          "FROM generate_series(1, 15000) i") == 0 &&
+            execute(conn, "CREATE TABLE public.small (id integer)") == 0 &&
+            execute(conn, "INSERT INTO public.small SELECT generate_series(1, 10)") == 0)
+            rc = dump_database("ranges", &ranges_contents);
+    }
+    PQfinish(conn);
+    PQfinish(admin);
+    return rc;
+}
+
+static uint64_t table_blocks(PGconn *conn, const char *table)
+{
+    const char *params[1] = {table};
+    PGresult *result = PQexecParams(conn,
+                                    "SELECT pg_relation_size($1::regclass) / "
+                                    "current_setting('block_size')::int8",
+                                    1, NULL, params, NULL, NULL, 0);
+    uint64_t blocks = 0;
+
+    if (PQresultStatus(result) == PGRES_TUPLES_OK)
+        blocks = strtoull(PQgetvalue(result, 0, 0), NULL, 10);
+    PQclear(result);
+    return blocks;
+}
+
+static void test_large_table_ranges_match(void)
+{
+    PGconn *conn;
+    json_t *differences;
+    size_t count;
+
+    if (create_ranges_database() != 0) {
+        unit_fail(__FILE__, __LINE__, "creating the database ranges failed");
+        return;
+    }
+    conn = connect_to("ranges");
+    CHECK(dbverify_range_count(table_blocks(conn, "public.wide"), PQserverVersion(conn)) >= 2);
+    differences = compare(conn, ranges_contents, &count);
+    CHECK_INT_EQ(0, count);
+    if (count > 0)
+        dbverify_print_differences(differences);
+    json_decref(differences);
+    PQfinish(conn);
+}
+
+/* The row inserted last lies in the table's last block, so in its last
+ * range. */
+static void test_large_table_changes_reported(void)
+{
+    PGconn *conn = connect_to("ranges");
+    json_t *differences;
+    size_t count;
+
+    execute(conn, "UPDATE public.wide SET note = 'changed' WHERE id = 15000");
+    differences = compare(conn, ranges_contents, &count);
+    CHECK_DIFFERENCE(differences, "table_digest", "public.wide", NULL, NULL);
+    CHECK_INT_EQ(1, count);
+    json_decref(differences);
+
+    execute(conn, "DELETE FROM public.wide WHERE id = 14999");
+    differences = compare(conn, ranges_contents, &count);
+    CHECK_DIFFERENCE(differences, "table_rows", "public.wide", "15000", "14999");
+    CHECK_DIFFERENCE(differences, "table_digest", "public.wide", NULL, NULL);
+    CHECK_INT_EQ(2, count);
+    json_decref(differences);
+    PQfinish(conn);
+}
+
 static int ready;
 
 static void test_set_up(void)
@@ -461,6 +594,10 @@ static void test_set_up(void)
 
 int main(void)
 {
+    unit_run("dbverify range count", test_range_count);
+    unit_run("dbverify range count before 14", test_range_count_before_14);
+    unit_run("dbverify range sql", test_range_sql);
+    unit_run("dbverify range sql rejects", test_range_sql_rejects);
     unit_run("dbverify set-up: server, dump, restore", test_set_up);
     if (ready) {
         unit_run("dbverify restored matches", test_restored_matches);
@@ -470,6 +607,8 @@ int main(void)
         unit_run("dbverify timezone changes digests", test_timezone_changes_digests);
         unit_run("dbverify changes reported", test_changes_reported);
         unit_run("dbverify lost connection", test_lost_connection);
+        unit_run("dbverify large table ranges match", test_large_table_ranges_match);
+        unit_run("dbverify large table changes reported", test_large_table_changes_reported);
     }
     tear_down();
     return unit_finish();

@@ -646,6 +646,125 @@ static void test_rows_across_chunks(void)
     stow_buf_free(&whole_archive);
 }
 
+/* The calls an observer received, with the rows of every table concatenated. */
+struct observed {
+    stow_buf rows;
+    uint64_t toc_end_offset;
+    size_t table_data_count;
+    int tables_begun;
+    int tables_ended;
+    int rows_outside_table;
+};
+
+static int observe_toc_end(void *context, const struct dumpscan_toc_summary *summary,
+                           const struct dumpscan_contents *contents, stow_error *err)
+{
+    struct observed *observed = context;
+
+    observed->toc_end_offset = summary->toc_end_offset;
+    observed->table_data_count = summary->table_data_count;
+    return contents->encoding == NULL ? stow_fail(err, STOW_EXIT_FAILURE, "no encoding") : 0;
+}
+
+static int observe_begin(void *context, const struct dumpscan_table *table, stow_error *err)
+{
+    struct observed *observed = context;
+
+    observed->tables_begun++;
+    return table->copy == NULL ? stow_fail(err, STOW_EXIT_FAILURE, "no COPY statement") : 0;
+}
+
+static int observe_rows(void *context, const void *rows, size_t len, stow_error *err)
+{
+    struct observed *observed = context;
+
+    if (observed->tables_begun == observed->tables_ended)
+        observed->rows_outside_table++;
+    return stow_buf_append(&observed->rows, rows, len, err);
+}
+
+static int observe_end(void *context, stow_error *err)
+{
+    struct observed *observed = context;
+
+    observed->tables_ended++;
+    return 0;
+}
+
+/* Scans data in pieces of piece bytes with an observer. */
+static int scan_observed(const unsigned char *data, size_t len, size_t piece,
+                         struct observed *observed)
+{
+    struct dumpscan_options options = {.skip_row_digests = 1};
+    struct dumpscan_observer observer = {observed, observe_toc_end, observe_begin,
+                                         observe_rows, observe_end};
+    dumpscan *scanner = NULL;
+    stow_error err = {0};
+    int rc;
+
+    memset(observed, 0, sizeof *observed);
+    stow_buf_init(&observed->rows, 64u * 1024 * 1024);
+    if (dumpscan_new(&options, &scanner, &err) != 0)
+        return -1;
+    dumpscan_set_observer(scanner, &observer);
+    rc = 0;
+    for (size_t at = 0; rc == 0 && at < len; at += piece)
+        rc = dumpscan_write(scanner, data + at, len - at < piece ? len - at : piece, &err);
+    if (rc == 0)
+        rc = dumpscan_finish(scanner, &err);
+    dumpscan_free(scanner);
+    return rc;
+}
+
+static void test_observer_gets_exact_rows(void)
+{
+    /* Rows split across chunks, rows that start with a backslash like the
+     * end marker, and the end marker itself split. */
+    static const char *const chunks[] = {"fi", "rst\nline\tx\nsec", "ond\n", "\\", "N\tz\n",
+                                         "\\", "N\n", "a", "\n", "\\", ".\n", "\n\n"};
+    static const char expected[] = "first\nline\tx\nsecond\n\\N\tz\n\\N\na\n";
+    static const size_t pieces[] = {1, 2, 3, 7, 1000000};
+    stow_buf archive;
+    stow_buf header;
+    struct observed observed;
+
+    build_table_archive(&archive, chunks, sizeof chunks / sizeof chunks[0], 0);
+    build_table_archive(&header, NULL, 0, 1);
+    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+        CHECK_INT_EQ(0, scan_observed(archive.data, archive.len, pieces[i], &observed));
+        CHECK_INT_EQ(strlen(expected), observed.rows.len);
+        CHECK(observed.rows.len == strlen(expected) &&
+              memcmp(expected, observed.rows.data, observed.rows.len) == 0);
+        /* The TOC ends where the data block (type byte, then id) starts. */
+        CHECK_INT_EQ(header.len - 1 - 1 - 4, observed.toc_end_offset);
+        CHECK_INT_EQ(1, observed.table_data_count);
+        CHECK_INT_EQ(1, observed.tables_begun);
+        CHECK_INT_EQ(1, observed.tables_ended);
+        CHECK_INT_EQ(0, observed.rows_outside_table);
+        stow_buf_free(&observed.rows);
+    }
+    stow_buf_free(&archive);
+    stow_buf_free(&header);
+}
+
+static void test_observer_sample_rows(void)
+{
+    /* The rows of the golden dump, fed whole and byte by byte, agree. */
+    struct observed whole;
+    struct observed bytewise;
+
+    CHECK_INT_EQ(0, scan_observed(sample.data, sample.len, sample.len, &whole));
+    CHECK_INT_EQ(0, scan_observed(sample.data, sample.len, 1, &bytewise));
+    CHECK(whole.rows.len > 0);
+    CHECK_INT_EQ(whole.rows.len, bytewise.rows.len);
+    CHECK(whole.rows.len == bytewise.rows.len &&
+          memcmp(whole.rows.data, bytewise.rows.data, whole.rows.len) == 0);
+    CHECK(memmem(whole.rows.data, whole.rows.len, "\n\\.\n", 4) == NULL);
+    CHECK_INT_EQ(whole.tables_begun, whole.tables_ended);
+    stow_buf_free(&whole.rows);
+    stow_buf_free(&bytewise.rows);
+}
+
 static void test_bad_table_data_rejected(void)
 {
     static const char *const unfinished[] = {"first\nsecond"};
@@ -863,6 +982,8 @@ int main(void)
     unit_run("dumpscan unknown block rejected", test_unknown_block_rejected);
     unit_run("dumpscan flipped bytes handled", test_flipped_bytes_handled);
     unit_run("dumpscan rows across chunks", test_rows_across_chunks);
+    unit_run("dumpscan observer gets exact rows", test_observer_gets_exact_rows);
+    unit_run("dumpscan observer sample rows", test_observer_sample_rows);
     unit_run("dumpscan bad table data rejected", test_bad_table_data_rejected);
     unit_run("dumpscan long strings", test_long_strings);
     unit_run("dumpscan version 1.13 layout", test_version_13_layout);

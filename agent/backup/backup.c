@@ -27,7 +27,6 @@
 #include "manifest.h"
 #include "members.h"
 
-#define GLOBALS_MAX_BYTES (256u * 1024 * 1024)
 
 static int load_recipients(struct backup_job *job, stow_error *err)
 {
@@ -139,25 +138,6 @@ static int find_programs(struct backup_job *job, stow_error *err)
     return 0;
 }
 
-/* Roles without passwords (which RDS allows) and tablespaces. */
-static int dump_globals(struct backup_job *job, stow_error *err)
-{
-    char *argv[] = {job->pg_dumpall_path, "--globals-only", "--no-role-passwords",
-                    "--no-password", NULL};
-
-    if (job->options->skip_globals)
-        return 0;
-    if (pgtools_run_capture(job->pg_dumpall_path, argv, job->options->conninfo,
-                            GLOBALS_MAX_BYTES, &job->globals, &job->globals_len, err) != 0) {
-        stow_error_prefix(err, "dumping roles and tablespaces failed");
-        stow_error_hint(err, "the backup needs a role that may read pg_roles; pass "
-                             "--no-globals to leave roles and tablespaces out");
-        return -1;
-    }
-    stow_log_detail("dumped roles and tablespaces (%zu bytes)", job->globals_len);
-    return 0;
-}
-
 static int seal_data_key(struct backup_job *job, stow_error *err)
 {
     job->recipients_json = json_array();
@@ -246,7 +226,7 @@ int backup_run(storage *store, const struct backup_options *options,
 
     stow_log_set_context("backup_id", job.id);
     stow_log_info("backup %s of %s started into %s", job.id, job.name, storage_url(store));
-    if (dump_globals(&job, err) != 0 || seal_data_key(&job, err) != 0)
+    if (seal_data_key(&job, err) != 0)
         goto cleanup;
 
     /* The data object: complete only when the upload completes. */

@@ -10,6 +10,11 @@
  *   digest thread   SHA-256 of the archive (the pax plaintext) from the
  *                   same buffers; see backup/archive_digest.h
  *
+ * pg_dumpall --globals-only runs beside pg_dump: both spend their first
+ * tenths of a second reading the catalog, and the globals member, which
+ * comes first in the archive, is written once pg_dumpall ends while the
+ * reader thread already fills segments.
+ *
  * A segment goes back to the reader once the calling thread has
  * compressed it and the digest thread has hashed it. On any failure or
  * interrupt the calling thread stops pg_dump and both threads before it
@@ -26,6 +31,9 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "manifest.h"
+
+/* Largest pg_dumpall --globals-only output accepted. */
+#define GLOBALS_MAX_BYTES (256u * 1024 * 1024)
 
 static int container_to_parts(void *context, const void *data, size_t len, stow_error *err)
 {
@@ -99,20 +107,57 @@ static int start_pipeline(struct backup_job *job, stow_error *err)
         dumpscan_new(NULL, &job->scan, err) != 0)
         return -1;
 
-    if (write_info_member(job, err) != 0)
-        return -1;
+    return write_info_member(job, err);
+}
+
+static int globals_failed(stow_error *err)
+{
+    stow_error_prefix(err, "dumping roles and tablespaces failed");
+    stow_error_hint(err, "the backup needs a role that may read pg_roles; pass "
+                         "--no-globals to leave roles and tablespaces out");
+    return -1;
+}
+
+/* Starts pg_dumpall for roles without passwords (which RDS allows) and
+ * tablespaces, unless --no-globals. */
+static int start_globals(struct backup_job *job, struct pg_child *child, int *started,
+                         stow_error *err)
+{
+    char *argv[] = {job->pg_dumpall_path, "--globals-only", "--no-role-passwords",
+                    "--no-password", NULL};
+
+    *started = 0;
     if (job->options->skip_globals)
         return 0;
+    if (pgtools_spawn(job->pg_dumpall_path, argv, job->options->conninfo,
+                      PG_CHILD_STDOUT_PIPE, child, err) != 0)
+        return globals_failed(err);
+    *started = 1;
+    return 0;
+}
+
+/* Collects pg_dumpall's output and writes it as the globals member. */
+static int write_globals(struct backup_job *job, struct pg_child *child, int *started,
+                         stow_error *err)
+{
+    int rc;
+
+    if (!*started)
+        return 0;
+    *started = 0;
+    if (pgtools_capture_output(child, GLOBALS_MAX_BYTES, &job->globals, &job->globals_len,
+                               err) != 0)
+        return globals_failed(err);
+    stow_log_detail("dumped roles and tablespaces (%zu bytes)", job->globals_len);
 
     /* job->globals lives until the job ends, after the digest thread. */
     job->borrowed = (const uint8_t *)job->globals;
     job->borrowed_len = job->globals_len;
-    if (members_writer_add(job->members, MEMBERS_GLOBALS_NAME, job->globals, job->globals_len,
-                           job->started_at, err) != 0)
-        return -1;
+    rc = members_writer_add(job->members, MEMBERS_GLOBALS_NAME, job->globals, job->globals_len,
+                            job->started_at, err);
     job->borrowed = NULL;
     job->borrowed_len = 0;
-    return 0;
+    return rc;
 }
 
 static int write_segment(struct backup_job *job, struct dump_reader *reader, int index,
@@ -159,17 +204,28 @@ static int run_pg_dump(struct backup_job *job, stow_error *err)
     char *argv[] = {job->pg_dump_path, "--format=custom", "--compress=0", "--no-password",
                     NULL};
     struct pg_child dump;
+    struct pg_child globals;
+    int globals_running;
     struct dump_reader reader;
     int rc;
 
-    if (pgtools_spawn(job->pg_dump_path, argv, job->options->conninfo, PG_CHILD_STDOUT_PIPE,
-                      &dump, err) != 0)
+    if (start_globals(job, &globals, &globals_running, err) != 0)
         return -1;
+    if (pgtools_spawn(job->pg_dump_path, argv, job->options->conninfo, PG_CHILD_STDOUT_PIPE,
+                      &dump, err) != 0) {
+        if (globals_running)
+            pgtools_kill(&globals);
+        return -1;
+    }
 
     rc = dump_reader_start(&reader, dump.stdout_fd, job->scan, err);
     if (rc == 0)
+        rc = write_globals(job, &globals, &globals_running, err);
+    if (rc == 0)
         rc = pump_dump_output(job, &reader, err);
     if (rc != 0) {
+        if (globals_running)
+            pgtools_kill(&globals);
         /* The digest thread may still hash or release segments, and ending
          * pg_dump ends the reader thread's read(). */
         archive_digest_free(job->plain_hash);

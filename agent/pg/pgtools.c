@@ -532,10 +532,9 @@ void pgtools_kill(struct pg_child *child)
         pgtools_wait(child, &ignored);
 }
 
-int pgtools_run_capture(const char *path, char *const argv[], const char *conninfo,
-                        size_t max, char **output, size_t *output_len, stow_error *err)
+int pgtools_capture_output(struct pg_child *child, size_t max, char **output,
+                           size_t *output_len, stow_error *err)
 {
-    struct pg_child child;
     stow_buf captured;
     char chunk[65536];
     ssize_t got;
@@ -543,28 +542,37 @@ int pgtools_run_capture(const char *path, char *const argv[], const char *connin
 
     *output = NULL;
     *output_len = 0;
-    if (pgtools_spawn(path, argv, conninfo, PG_CHILD_STDOUT_PIPE, &child, err) != 0)
-        return -1;
-
     stow_buf_init(&captured, max);
-    while (rc == 0 && (got = read(child.stdout_fd, chunk, sizeof chunk)) != 0) {
+    while (rc == 0 && (got = read(child->stdout_fd, chunk, sizeof chunk)) != 0) {
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
-            rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "reading output of", path);
+            rc = stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "reading output of", child->name);
         else
             rc = stow_buf_append(&captured, chunk, (size_t)got, err);
     }
     if (rc != 0) {
-        pgtools_kill(&child);
+        pgtools_kill(child);
         stow_buf_free(&captured);
         return -1;
     }
-    if (pgtools_wait(&child, err) != 0 || stow_buf_append(&captured, "", 0, err) != 0) {
+    if (pgtools_wait(child, err) != 0 || stow_buf_append(&captured, "", 0, err) != 0) {
         stow_buf_free(&captured);
         return -1;
     }
     *output = (char *)captured.data;
     *output_len = captured.len;
     return 0;
+}
+
+int pgtools_run_capture(const char *path, char *const argv[], const char *conninfo,
+                        size_t max, char **output, size_t *output_len, stow_error *err)
+{
+    struct pg_child child;
+
+    *output = NULL;
+    *output_len = 0;
+    if (pgtools_spawn(path, argv, conninfo, PG_CHILD_STDOUT_PIPE, &child, err) != 0)
+        return -1;
+    return pgtools_capture_output(&child, max, output, output_len, err);
 }

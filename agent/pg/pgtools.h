@@ -104,6 +104,12 @@ void pgtools_kill(struct pg_child *child);
 /* Copies the collected standard error tail (for reports). */
 void pgtools_stderr_tail(struct pg_child *child, char *out, size_t size);
 
+/* Reads a child started with PG_CHILD_STDOUT_PIPE to the end of its
+ * standard output, up to max bytes, into *output (newly allocated,
+ * NUL-terminated), then waits for it. On failure the child is gone too. */
+int pgtools_capture_output(struct pg_child *child, size_t max, char **output,
+                           size_t *output_len, stow_error *err);
+
 /* Runs a program to the end, capturing its standard output up to max
  * bytes into *output (newly allocated, NUL-terminated). */
 int pgtools_run_capture(const char *path, char *const argv[], const char *conninfo,

@@ -173,6 +173,21 @@ class BackupTest(StowageTestCase):
         self.assertIn("exit status 1", result.stderr)
         self._assert_nothing_left(bucket)
 
+    def test_pg_dumpall_failure_aborts_backup(self):
+        # pg_dumpall runs beside pg_dump; its failure stops pg_dump too.
+        bucket = self.new_bucket()
+        bindir = fake_pg_bindir(self.workdir, "globals-fail",
+                                'echo "pg_dumpall: error: permission denied" >&2; exit 1',
+                                program="pg_dumpall")
+        result = self.backup("s3://%s/x" % bucket, "bench", "--part-size", "64KiB",
+                             env=self.s3_env(STOWAGE_PG_BINDIR=bindir), expect=1)
+        self.assertIn("dumping roles and tablespaces failed", result.stderr)
+        self.assertIn("--no-globals", result.stderr)
+        self.assertIn("permission denied", result.stderr)
+        self._assert_nothing_left(bucket)
+        self.backup("s3://%s/x" % bucket, "bench", "--no-globals",
+                    env=self.s3_env(STOWAGE_PG_BINDIR=bindir))
+
     def test_pg_dump_killed_aborts_upload(self):
         bucket = self.new_bucket()
         bindir = fake_pg_bindir(self.workdir, "killed",

@@ -62,22 +62,25 @@ const char *archive_hash_member(archive_hash_algorithm algorithm)
     return algorithm == ARCHIVE_HASH_BLAKE2B_256 ? "blake2b_256" : "sha256";
 }
 
-int archive_hash_expected(const json_t *plaintext, const char *backup_id,
+int archive_hash_expected(const json_t *plaintext, int format_version, const char *backup_id,
                           archive_hash_algorithm *algorithm, const char **hex,
                           stow_error *err)
 {
-    const char *sha256 = json_string_value(json_object_get(plaintext, "sha256"));
-    const char *blake2b = json_string_value(json_object_get(plaintext, "blake2b_256"));
+    archive_hash_algorithm expected =
+        format_version == 1 ? ARCHIVE_HASH_BLAKE2B_256 : ARCHIVE_HASH_SHA256;
+    const char *member = archive_hash_member(expected);
+    int both = json_object_get(plaintext, "sha256") != NULL &&
+               json_object_get(plaintext, "blake2b_256") != NULL;
 
-    if (sha256 != NULL && blake2b != NULL)
+    if (both)
         return stow_fail(err, STOW_EXIT_VERIFY,
                          "the manifest of backup %s has two archive digests "
                          "(plaintext.sha256 and plaintext.blake2b_256)", backup_id);
-    if (sha256 == NULL && blake2b == NULL)
+    *hex = json_string_value(json_object_get(plaintext, member));
+    if (*hex == NULL)
         return stow_fail(err, STOW_EXIT_VERIFY,
-                         "the manifest of backup %s has no archive digest "
-                         "(plaintext.sha256)", backup_id);
-    *algorithm = sha256 != NULL ? ARCHIVE_HASH_SHA256 : ARCHIVE_HASH_BLAKE2B_256;
-    *hex = sha256 != NULL ? sha256 : blake2b;
+                         "the manifest of backup %s (format_version %d) has no archive digest "
+                         "(plaintext.%s)", backup_id, format_version, member);
+    *algorithm = expected;
     return 0;
 }

@@ -38,10 +38,11 @@ void archive_hash_free(archive_hash *hash);
 /* The manifest member that contains the digest: "sha256" or "blake2b_256". */
 const char *archive_hash_member(archive_hash_algorithm algorithm);
 
-/* Finds the digest in a manifest's "plaintext" object: sets *algorithm and
- * *hex (borrowed from plaintext). Fails with STOW_EXIT_VERIFY naming the
- * backup when neither member is a string, or when both are present. */
-int archive_hash_expected(const json_t *plaintext, const char *backup_id,
+/* Finds the digest in a manifest's "plaintext" object: BLAKE2b-256 in
+ * format_version 1, SHA-256 in later versions. Sets *algorithm and *hex
+ * (borrowed from plaintext). Fails with STOW_EXIT_VERIFY naming the backup
+ * when that member is not a string, or when both members are present. */
+int archive_hash_expected(const json_t *plaintext, int format_version, const char *backup_id,
                           archive_hash_algorithm *algorithm, const char **hex,
                           stow_error *err);
 

@@ -395,11 +395,16 @@ static int parse_header_fields(struct parse_context *context, struct manifest *o
         return -1;
     if (strcmp(format, MANIFEST_FORMAT) != 0)
         return invalid(context, "field format is not \"" MANIFEST_FORMAT "\"");
-    if (!json_is_integer(version) || json_integer_value(version) != MANIFEST_VERSION) {
-        snprintf(what, sizeof what, "format_version is not %d (this stowage reads version %d)",
-                 MANIFEST_VERSION, MANIFEST_VERSION);
+    if (!json_is_integer(version) || json_integer_value(version) < MANIFEST_VERSION_OLDEST ||
+        json_integer_value(version) > MANIFEST_VERSION) {
+        snprintf(what, sizeof what,
+                 "format_version %lld is not supported (this stowage reads versions %d to %d; "
+                 "a newer stowage may read it)",
+                 json_is_integer(version) ? (long long)json_integer_value(version) : -1LL,
+                 MANIFEST_VERSION_OLDEST, MANIFEST_VERSION);
         return invalid(context, what);
     }
+    out->format_version = (int)json_integer_value(version);
 
     out->id = required_string(context, doc, "", "id");
     out->name = required_string(context, doc, "", "name");

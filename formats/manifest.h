@@ -18,7 +18,12 @@
 #include "storage/storage.h"
 
 #define MANIFEST_FORMAT "stowage-manifest"
-#define MANIFEST_VERSION 1
+/* Version 2 records the archive digest as plaintext.sha256, version 1 as
+ * plaintext.blake2b_256 (formats/archive_hash.h). Readers take both. */
+#define MANIFEST_VERSION 2
+#define MANIFEST_VERSION_OLDEST 1
+/* Snapshot manifests (kind "snapshot") have their own version. */
+#define MANIFEST_SNAPSHOT_VERSION 1
 #define MANIFEST_MAX_BYTES (64u * 1024 * 1024)
 #define MANIFEST_NAME_MAX 63
 
@@ -35,6 +40,7 @@ struct manifest_recipient {
 
 struct manifest {
     json_t *document;         /* owned */
+    int format_version;       /* MANIFEST_VERSION_OLDEST to MANIFEST_VERSION */
     const char *id;           /* fields below are borrowed from document */
     const char *name;
     const char *database;

@@ -284,7 +284,8 @@ int backup_reader_run(storage *store, const struct manifest *manifest,
 
     memset(stats, 0, sizeof *stats);
     clock_gettime(CLOCK_MONOTONIC, &start);
-    if (archive_hash_expected(json_object_get(manifest->document, "plaintext"), manifest->id,
+    if (archive_hash_expected(json_object_get(manifest->document, "plaintext"),
+                              manifest->format_version, manifest->id,
                               &producer.plain_algorithm, &producer.plain_expected, err) != 0 ||
         archive_hash_new(producer.plain_algorithm, &producer.plain_hash, err) != 0)
         return -1;

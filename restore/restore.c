@@ -367,7 +367,12 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
     report_print_text(&job.report);
     if (options->report_path != NULL && report_write_file(&job.report, options->report_path, &store_err) != 0)
         stow_log_error(&store_err);
-    if (options->verify && report_store(&job.report, store, job.manifest, &store_err) != 0)
+    /* An interrupted run shows nothing about the backup, so it leaves no
+     * verification record that `list` would show as failed. */
+    if (options->verify && rc != 0 && err->exit_code == STOW_EXIT_INTERRUPTED)
+        stow_log_info("the interrupted verification of backup %s is not recorded",
+                      job.manifest->id);
+    else if (options->verify && report_store(&job.report, store, job.manifest, &store_err) != 0)
         stow_log_warn("could not record the verification in the catalog: %s", store_err.message);
 
     if (report != NULL)

@@ -107,7 +107,9 @@ static int start_pg_restore(struct restore_sink *sink, const char *section, stow
     argv[argc++] = dbname_option;
     argv[argc++] = "--exit-on-error";
     argv[argc++] = "--no-password";
-    if (sink->spool == NULL) {
+    if (sink->spool == NULL || (section != NULL && strcmp(section, "pre-data") == 0)) {
+        /* pg_restore runs pre-data on one connection anyway; in one
+         * transaction a failure there leaves the target as it was. */
         argv[argc++] = "--single-transaction";
     } else {
         /* pg_restore rejects --single-transaction together with --jobs. */
@@ -203,11 +205,22 @@ static int on_toc_end(void *context, const struct dumpscan_toc_summary *summary,
                          "invalid pg_dump archive: the TOC has no ENCODING entry");
 
     sink->toc_passed = 1;
-    if (restore_spool_truncate(sink->spool, summary->toc_end_offset, err) != 0 ||
-        apply_globals(sink, err) != 0 || run_parallel_restore(sink, "pre-data", err) != 0)
+    if (restore_spool_truncate(sink->spool, summary->toc_end_offset, err) != 0)
         return -1;
-    return copy_loader_start(sink->conninfo, sink->jobs, contents->encoding, &sink->loader,
-                             err);
+
+    /* The COPY connections open before anything is created, so a server or
+     * role connection limit fails the restore while the target is as it was. */
+    if (copy_loader_start(sink->conninfo, sink->jobs, contents->encoding, &sink->loader,
+                          err) != 0) {
+        stow_error_hint(err, "restore --jobs %d opens %d connections to the target at once, "
+                             "besides its own and pg_restore's: lower --jobs, or raise the "
+                             "connection limit of the role or the server", sink->jobs,
+                        sink->jobs);
+        return -1;
+    }
+    if (apply_globals(sink, err) != 0 || run_parallel_restore(sink, "pre-data", err) != 0)
+        return -1;
+    return 0;
 }
 
 /* The table callbacks do nothing once the sink fell back to spooling. */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backup/backup.h"
 #include "cli/cli.h"
@@ -219,6 +220,33 @@ static int parse_arguments(struct backup_cli *cli, int argc, char **argv, stow_e
                      NULL, 0, NULL, err);
 }
 
+/* The part buffers are allocated and written when the upload starts, so a
+ * part size and transfer count that this machine cannot hold fail here,
+ * before anything is dumped. Half of the physical memory is the limit. */
+static int check_part_memory(const struct backup_cli *cli, stow_error *err)
+{
+    const char *url = cli->common.storage.url;
+    int transfers = cli->common.storage.transfers_in_flight > 0
+                        ? cli->common.storage.transfers_in_flight
+                        : STORAGE_DEFAULT_TRANSFERS;
+    uint64_t buffers = url != NULL && strncmp(url, "file://", 7) == 0 ? 1 : (uint64_t)transfers + 1;
+    uint64_t needed = buffers * cli->options.part_size;
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page_size = sysconf(_SC_PAGESIZE);
+    uint64_t physical = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
+
+    if (physical == 0 || needed <= physical / 2)
+        return 0;
+    stow_fail(err, STOW_EXIT_USAGE,
+              "%llu part buffers of --part-size %llu bytes need %llu MiB, more than half of "
+              "this machine's %llu MiB of memory",
+              (unsigned long long)buffers, (unsigned long long)cli->options.part_size,
+              (unsigned long long)(needed >> 20), (unsigned long long)(physical >> 20));
+    stow_error_hint(err, "lower --part-size or --transfers (the upload holds --transfers + 1 "
+                         "part buffers)");
+    return -1;
+}
+
 static int check_part_size(const struct backup_cli *cli, size_t min_part_size, stow_error *err)
 {
     if (cli->options.part_size < min_part_size) {
@@ -230,7 +258,7 @@ static int check_part_size(const struct backup_cli *cli, size_t min_part_size, s
     }
     if (cli->options.part_size > STORAGE_MAX_PART_SIZE)
         return stow_fail(err, STOW_EXIT_USAGE, "--part-size is above the S3 maximum of 5 GiB");
-    return 0;
+    return check_part_memory(cli, err);
 }
 
 static void print_result(const struct backup_cli *cli, const struct backup_result *result)

@@ -284,7 +284,7 @@ json_t *snapshot_manifest_new(const struct snapshot_result *result)
     json_object_set_new(source, "engine_version", json_string(s->engine_version));
 
     json_object_set_new(doc, "format", json_string(MANIFEST_FORMAT));
-    json_object_set_new(doc, "format_version", json_integer(MANIFEST_VERSION));
+    json_object_set_new(doc, "format_version", json_integer(MANIFEST_SNAPSHOT_VERSION));
     json_object_set_new(doc, "kind", json_string(SNAPSHOT_MANIFEST_KIND));
     json_object_set_new(doc, "id", json_string(s->id));
     json_object_set_new(doc, "snapshot_type", json_string(s->cluster ? "db-cluster" : "db"));

@@ -71,8 +71,7 @@ int part_pool_reserve(struct part_pool *pool, size_t size, stow_error *err)
         if (buf->cap >= size)
             continue;
         if (part_buf_prefault(buf, size, err) != 0) {
-            stow_error_prefix(err, "allocating %zu part buffers of %zu bytes", pool->count,
-                              size);
+            stow_error_prefix(err, "allocating part buffers of %zu bytes", size);
             return -1;
         }
     }

@@ -93,7 +93,7 @@ int storage_open(const struct storage_options *options, storage **out, stow_erro
     store->options.endpoint = copy_or_null(options->endpoint);
     store->options.storage_class = copy_or_null(options->storage_class);
     if (store->options.transfers_in_flight <= 0)
-        store->options.transfers_in_flight = 4;
+        store->options.transfers_in_flight = STORAGE_DEFAULT_TRANSFERS;
     if (store->options.max_attempts <= 0)
         store->options.max_attempts = 8;
     if (store->options.min_part_size == 0)

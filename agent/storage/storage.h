@@ -37,6 +37,7 @@
  * 7.03 GiB on. A download reads ahead at most transfers_in_flight x this
  * many bytes while its parts are no larger. */
 #define STORAGE_DEFAULT_PART_SIZE (8u * 1024 * 1024)
+#define STORAGE_DEFAULT_TRANSFERS 4
 
 typedef struct storage storage;
 typedef struct storage_upload storage_upload;

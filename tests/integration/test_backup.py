@@ -188,6 +188,15 @@ class BackupTest(StowageTestCase):
         self.backup("s3://%s/x" % bucket, "bench", "--no-globals",
                     env=self.s3_env(STOWAGE_PG_BINDIR=bindir))
 
+    def test_part_buffers_beyond_memory_are_rejected(self):
+        bucket = self.new_bucket()
+        result = self.backup("s3://%s/x" % bucket, "bench", "--part-size", "5GiB",
+                             "--transfers", "64", env=self.s3_env(), expect=2)
+        self.assertIn("65 part buffers", result.stderr)
+        self.assertIn("more than half of this machine", result.stderr)
+        self.assertIn("lower --part-size or --transfers", result.stderr)
+        self.assertEqual([], object_keys(self.moto, bucket))
+
     def test_pg_dump_killed_aborts_upload(self):
         bucket = self.new_bucket()
         bindir = fake_pg_bindir(self.workdir, "killed",

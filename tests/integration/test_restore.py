@@ -70,6 +70,12 @@ class RestoreTest(StowageTestCase):
         os.makedirs(scratch_parent)
         os.chmod(scratch_parent, 0o755)
         env = stowage_environment({"STOWAGE_SCRATCH_DIR": scratch_parent})
+
+        def verification_records():
+            return sorted(glob.glob(os.path.join(self.repo[len("file://"):], "backups", "*",
+                                                 self.backup_id, "verifications", "*")))
+
+        records_before = verification_records()
         process = subprocess.Popen(
             [stowage_binary(), "restore", "--repo", self.repo, self.backup_id, "--key", self.key,
              "--scratch", "local", "--verify"],
@@ -83,6 +89,9 @@ class RestoreTest(StowageTestCase):
         self.assertEqual(130, process.returncode, stderr)
         self.assertIn("SIGTERM", stderr)
         self.assertEqual([], os.listdir(scratch_parent))
+        # An interrupted run says nothing about the backup: no new record.
+        self.assertIn("is not recorded", stderr)
+        self.assertEqual(records_before, verification_records())
 
     def test_restore_to_target_gives_identical_schema(self):
         self.cluster.createdb("hard_copy")
@@ -379,6 +388,7 @@ class RestoreTest(StowageTestCase):
         manifest_path = os.path.join(repo_dir, os.path.dirname(manifest["object"]["key"]),
                                      "manifest.json")
         self.assertNotIn("blake2b_256", manifest["plaintext"])
+        self.assertEqual(2, manifest["format_version"])
 
         # The digest is the SHA-256 of the archive as recovered without stowage.
         with open(self.key) as handle:
@@ -395,16 +405,21 @@ class RestoreTest(StowageTestCase):
         self.assertEqual(len(archive), manifest["plaintext"]["bytes"])
         self.assertEqual(hashlib.sha256(archive).hexdigest(), manifest["plaintext"]["sha256"])
 
-        def rewrite(plaintext):
+        def rewrite(plaintext, version=2):
+            manifest["format_version"] = version
             manifest["plaintext"] = dict(plaintext, bytes=len(archive))
             os.chmod(manifest_path, 0o600)
             with open(manifest_path, "w") as handle:
                 json.dump(manifest, handle, indent=2)
 
         # A manifest of an earlier build carries BLAKE2b-256, which is still checked.
-        rewrite({"blake2b_256": hashlib.blake2b(archive, digest_size=32).hexdigest()})
+        blake2b = hashlib.blake2b(archive, digest_size=32).hexdigest()
+        rewrite({"blake2b_256": blake2b}, version=1)
         self.stowage("verify", "--repo", repo, backup_id, "--key", self.key)
-        rewrite({"blake2b_256": "00" * 32})
+        rewrite({"blake2b_256": blake2b}, version=2)
+        result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
+        self.assertIn("no archive digest (plaintext.sha256)", result.stderr)
+        rewrite({"blake2b_256": "00" * 32}, version=1)
         result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
         self.assertIn("BLAKE2b-256", result.stderr)
         self.assertIn(backup_id, result.stderr)

@@ -471,6 +471,40 @@ class StreamingJobsTest(StowageTestCase):
         self.assertEqual("0", self.cluster.query("SELECT count(*) FROM checked",
                                                  db="stream_checked")[0][0])
 
+    def user_objects(self, db):
+        return self.cluster.query(
+            "SELECT count(*) FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+            "AND nspname NOT IN ('public', 'information_schema')", db=db)[0][0]
+
+    def test_failed_pre_data_leaves_target_unchanged(self):
+        # pre-data runs in one transaction: an object that already exists
+        # fails it, and no schema of the dump stays behind.
+        self.cluster.createdb("stream_pre_fail2")
+        self.cluster.psql("CREATE SCHEMA zz_first; CREATE TABLE public.sparse (x int)",
+                          db="stream_pre_fail2")
+        before = self.user_objects("stream_pre_fail2")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("stream_pre_fail2"),
+                              "--jobs", "2", expect=None)
+        self.assertNotEqual(0, result.returncode)
+        self.assertEqual(before, self.user_objects("stream_pre_fail2"))
+
+    def test_connection_limit_fails_before_schema(self):
+        self.cluster.psql("CREATE ROLE stream_limited LOGIN CONNECTION LIMIT 3")
+        self.cluster.createdb("stream_limited_db")
+        self.cluster.psql("ALTER DATABASE stream_limited_db OWNER TO stream_limited")
+        conninfo = self.cluster.conninfo("stream_limited_db").replace("user=postgres",
+                                                                      "user=stream_limited")
+        self.assertIn("user=stream_limited", conninfo)
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", conninfo, "--jobs", "3", "--no-owner", expect=None)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn("lower --jobs", result.stderr)
+        self.assertEqual("0", self.cluster.query(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
+            db="stream_limited_db")[0][0])
+
     def test_sigterm_during_copy_stops_everything(self):
         # Every row of the target's copy sleeps, so the COPY is still running
         # when the signal arrives.

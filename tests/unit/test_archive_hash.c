@@ -46,8 +46,8 @@ static void test_blake2b_known_answer(void)
     CHECK_STR_EQ("blake2b_256", archive_hash_member(ARCHIVE_HASH_BLAKE2B_256));
 }
 
-static void check_expected(const char *json, int rc, archive_hash_algorithm algorithm,
-                           const char *message)
+static void check_expected(const char *json, int version, int rc,
+                           archive_hash_algorithm algorithm, const char *message)
 {
     json_t *plaintext = json_loads(json, 0, NULL);
     archive_hash_algorithm found = ARCHIVE_HASH_DEFAULT;
@@ -55,7 +55,7 @@ static void check_expected(const char *json, int rc, archive_hash_algorithm algo
     stow_error err = {0};
 
     CHECK(plaintext != NULL);
-    CHECK_INT_EQ(rc, archive_hash_expected(plaintext, "B1", &found, &hex, &err));
+    CHECK_INT_EQ(rc, archive_hash_expected(plaintext, version, "B1", &found, &hex, &err));
     if (rc == 0) {
         CHECK_INT_EQ(algorithm, found);
         CHECK_STR_EQ("aa", hex);
@@ -69,12 +69,17 @@ static void check_expected(const char *json, int rc, archive_hash_algorithm algo
 
 static void test_expected_digest(void)
 {
-    check_expected("{\"bytes\": 1, \"sha256\": \"aa\"}", 0, ARCHIVE_HASH_SHA256, NULL);
-    check_expected("{\"bytes\": 1, \"blake2b_256\": \"aa\"}", 0, ARCHIVE_HASH_BLAKE2B_256, NULL);
-    check_expected("{\"bytes\": 1, \"sha256\": \"aa\", \"blake2b_256\": \"aa\"}", -1, 0,
+    check_expected("{\"bytes\": 1, \"sha256\": \"aa\"}", 2, 0, ARCHIVE_HASH_SHA256, NULL);
+    check_expected("{\"bytes\": 1, \"blake2b_256\": \"aa\"}", 1, 0, ARCHIVE_HASH_BLAKE2B_256,
+                   NULL);
+    check_expected("{\"bytes\": 1, \"sha256\": \"aa\", \"blake2b_256\": \"aa\"}", 2, -1, 0,
                    "two archive digests");
-    check_expected("{\"bytes\": 1}", -1, 0, "no archive digest");
-    check_expected("{\"bytes\": 1, \"sha256\": 5}", -1, 0, "no archive digest");
+    check_expected("{\"bytes\": 1}", 2, -1, 0, "no archive digest (plaintext.sha256)");
+    check_expected("{\"bytes\": 1, \"sha256\": 5}", 2, -1, 0, "no archive digest");
+    check_expected("{\"bytes\": 1, \"sha256\": \"aa\"}", 1, -1, 0,
+                   "no archive digest (plaintext.blake2b_256)");
+    check_expected("{\"bytes\": 1, \"blake2b_256\": \"aa\"}", 2, -1, 0,
+                   "no archive digest (plaintext.sha256)");
 }
 
 int main(void)

@@ -75,7 +75,7 @@ static void test_rejected_manifests(void)
     check_rejected("parts-do-not-sum.json", "the parts add up to 300 bytes but "
                                             "object.stored_bytes is 301");
     check_rejected("part-gap.json", "part 2 starts at offset 201, expected 200");
-    check_rejected("wrong-version.json", "format_version is not 1");
+    check_rejected("wrong-version.json", "format_version 3 is not supported");
     check_rejected("no-recipients.json", "lists no encryption.recipients");
     check_rejected("bad-time.json", "not an RFC 3339 time");
     check_rejected("duplicate-key.json", "not valid JSON");

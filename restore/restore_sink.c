@@ -108,7 +108,7 @@ static int start_pg_restore(struct restore_sink *sink, const char *section, stow
     argv[argc++] = "--exit-on-error";
     argv[argc++] = "--no-password";
     if (sink->spool == NULL || (section != NULL && strcmp(section, "pre-data") == 0)) {
-        /* pg_restore runs pre-data on one connection anyway; in one
+        /* pg_restore runs pre-data on one connection anyway, and in one
          * transaction a failure there leaves the target as it was. */
         argv[argc++] = "--single-transaction";
     } else {
@@ -218,8 +218,13 @@ static int on_toc_end(void *context, const struct dumpscan_toc_summary *summary,
                         sink->jobs);
         return -1;
     }
-    if (apply_globals(sink, err) != 0 || run_parallel_restore(sink, "pre-data", err) != 0)
+    if (apply_globals(sink, err) != 0)
         return -1;
+    if (run_parallel_restore(sink, "pre-data", err) != 0) {
+        /* pre-data ran in one transaction, so none of the schema is left. */
+        sink->restore_began = 0;
+        return -1;
+    }
     return 0;
 }
 

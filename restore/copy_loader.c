@@ -287,7 +287,7 @@ static void deadline_after(struct timespec *deadline, long milliseconds)
     deadline->tv_nsec %= 1000000000L;
 }
 
-/* Waits for a free chunk; fails when a worker failed or a signal arrived. */
+/* Waits for a free chunk. Fails when a worker failed or a signal arrived. */
 static struct chunk *take_chunk(copy_loader *loader, stow_error *err)
 {
     struct chunk *chunk = NULL;

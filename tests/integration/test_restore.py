@@ -89,7 +89,7 @@ class RestoreTest(StowageTestCase):
         self.assertEqual(130, process.returncode, stderr)
         self.assertIn("SIGTERM", stderr)
         self.assertEqual([], os.listdir(scratch_parent))
-        # An interrupted run says nothing about the backup: no new record.
+        # An interrupted run shows nothing about the backup, so no record is added.
         self.assertIn("is not recorded", stderr)
         self.assertEqual(records_before, verification_records())
 
@@ -377,7 +377,7 @@ class RestoreTest(StowageTestCase):
         self.assertIn(second, result.stderr)
         self.assertRegex(result.stderr, "SHA-256|was replaced")
 
-    def test_archive_digest_is_sha256_and_older_blake2b_still_checked(self):
+    def test_archive_digest_sha256_and_blake2b(self):
         repo_dir = os.path.join(self.workdir, "digest-repo")
         os.makedirs(repo_dir)
         repo = "file://" + repo_dir

@@ -1,4 +1,4 @@
-/* The archive digest: known answers for both algorithms, split updates,
+/* The archive digest: known-answer vectors for both algorithms, split updates,
  * and how the expected digest is found in a manifest. */
 #include <jansson.h>
 #include <string.h>

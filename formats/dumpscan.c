@@ -229,7 +229,7 @@ static int string_needed(const dumpscan *scanner, enum field field)
 
 static int start_string_body(dumpscan *scanner, stow_error *err)
 {
-    int64_t len;
+    int64_t len = 0;
 
     if (read_int(scanner, &len, err) != 0)
         return -1;
@@ -407,7 +407,7 @@ static int start_entries(dumpscan *scanner, stow_error *err)
 
 static int on_entry_int(dumpscan *scanner, stow_error *err)
 {
-    int64_t value;
+    int64_t value = 0;
 
     if (read_int(scanner, &value, err) != 0)
         return -1;
@@ -547,7 +547,7 @@ static int on_block_type(dumpscan *scanner, stow_error *err)
 
 static int on_block_id(dumpscan *scanner, stow_error *err)
 {
-    int64_t dump_id;
+    int64_t dump_id = 0;
     struct data_entry *block;
 
     if (read_int(scanner, &dump_id, err) != 0)
@@ -606,7 +606,7 @@ static int end_table_block(dumpscan *scanner, stow_error *err)
 
 static int on_chunk_length(dumpscan *scanner, stow_error *err)
 {
-    int64_t len;
+    int64_t len = 0;
     int objects = scanner->field == FIELD_OBJECT_CHUNK_LENGTH;
 
     if (read_int(scanner, &len, err) != 0)
@@ -632,7 +632,7 @@ static int on_chunk_length(dumpscan *scanner, stow_error *err)
 
 static int on_object_oid(dumpscan *scanner, stow_error *err)
 {
-    int64_t oid;
+    int64_t oid = 0;
 
     if (read_int(scanner, &oid, err) != 0)
         return -1;

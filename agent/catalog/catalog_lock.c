@@ -152,16 +152,22 @@ void catalog_lock_describe(const struct catalog_lock_holder *holder, char *out, 
 {
     char started[32];
     char refreshed[32];
+    int length;
 
     manifest_format_time(holder->started_at, started);
     manifest_format_time(holder->refreshed_at, refreshed);
     if (!holder->readable)
-        snprintf(out, size, "an unreadable lock object last modified at %s", refreshed);
+        length = snprintf(out, size, "an unreadable lock object last modified at %s", refreshed);
     else
-        snprintf(out, size, "stowage %s on host %s (pid %lld, run %s), started at %s, last "
-                            "refreshed at %s",
-                 holder->command, holder->host, holder->pid, holder->run_id, started,
-                 refreshed);
+        length = snprintf(out, size,
+                          "stowage %s on host %s (pid %lld, run %s), started at %s, last "
+                          "refreshed at %s",
+                          holder->command, holder->host, holder->pid, holder->run_id, started,
+                          refreshed);
+
+    /* A host name from the lock object can be long: show where it was cut. */
+    if (length > 0 && (size_t)length >= size && size > 4)
+        memcpy(out + size - 4, "...", 4);
 }
 
 /* --- refresh thread ------------------------------------------------------ */

@@ -133,7 +133,7 @@ void cli_common_init(struct cli_common *common)
 int cli_common_option(struct cli_common *common, int code, const char *value, stow_error *err)
 {
     enum stow_log_level level;
-    long number;
+    long number = 0;
 
     switch (code) {
     case CLI_OPT_REPO:
@@ -215,7 +215,7 @@ int cli_use_db_iam_auth(const char *conninfo, stow_error *err)
 int cli_parse_object_lock(const char *option, const char *value, int *days,
                           enum storage_lock_mode *mode, stow_error *err)
 {
-    long number;
+    long number = 0;
 
     if (days != NULL) {
         if (cli_parse_int(option, value, 1, 36500, &number, err) != 0)

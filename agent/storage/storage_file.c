@@ -338,7 +338,7 @@ static int file_get(storage *store, const char *key, stow_buf *out, stow_error *
 {
     char *path = NULL;
     struct stat st;
-    int fd;
+    int fd = -1;
     int rc = open_for_read(store, key, &path, &fd, err);
 
     if (rc != 0)
@@ -359,7 +359,7 @@ static int file_get_range(storage *store, const char *key, uint64_t offset, uint
                           stow_buf *out, stow_error *err)
 {
     char *path = NULL;
-    int fd;
+    int fd = -1;
     int rc = open_for_read(store, key, &path, &fd, err);
 
     if (rc == STORAGE_NOT_FOUND) {

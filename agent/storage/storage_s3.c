@@ -67,16 +67,28 @@ struct range_slot {
     int submitted;
 };
 
+/* Consecutive parts that one ranged GET fetches. */
+struct part_fetch {
+    size_t first_part;              /* index in the part list */
+    size_t part_count;
+    uint64_t offset;
+    uint64_t size;
+};
+
 struct storage_download {
     storage *store;                 /* first member: see storage_driver.h */
     s3_client *client;
     char *key;                      /* full key */
     struct storage_part_list ranges;
-    struct range_slot *slots;
+    struct part_fetch *fetches;
+    size_t fetch_count;
+    struct range_slot *slots;       /* slot i % limit serves fetch i */
     size_t limit;
-    size_t next;                    /* next range to return */
-    size_t buffer_size;             /* bytes of every slot's buffer and of spare */
-    stow_buf spare;                 /* goes to the first slot that the caller empties */
+    size_t next;                    /* next part to return */
+    size_t current;                 /* fetch that contains the next part */
+    size_t part_buffer_size;        /* bytes of spare: the largest part */
+    size_t fetch_buffer_size;       /* bytes of every slot's buffer: the largest fetch */
+    stow_buf spare;                 /* becomes the caller's out buffer */
     struct http_worker *worker;
 };
 
@@ -966,17 +978,47 @@ static void s3_upload_abort(storage_upload *upload)
 
 /* --- download ------------------------------------------------------------ */
 
-static void submit_range(struct storage_download *download, size_t index)
+/* Builds the fetch list: up to STORAGE_DOWNLOAD_FETCH_PARTS consecutive
+ * parts joined while their sum stays within STORAGE_DOWNLOAD_FETCH_SIZE. A
+ * part above that size is fetched alone. */
+static int plan_fetches(struct storage_download *download, stow_error *err)
 {
-    const struct storage_part *part = &download->ranges.parts[index];
+    const struct storage_part_list *parts = &download->ranges;
+
+    download->fetches = calloc(parts->count + 1, sizeof *download->fetches);
+    if (download->fetches == NULL)
+        return fail_memory(err);
+
+    for (size_t i = 0; i < parts->count; i++) {
+        const struct storage_part *part = &parts->parts[i];
+        struct part_fetch *last = download->fetch_count > 0
+                                      ? &download->fetches[download->fetch_count - 1]
+                                      : NULL;
+
+        if (last != NULL && last->offset + last->size == part->offset &&
+            last->part_count < STORAGE_DOWNLOAD_FETCH_PARTS &&
+            last->size + part->size <= STORAGE_DOWNLOAD_FETCH_SIZE) {
+            last->size += part->size;
+            last->part_count++;
+            continue;
+        }
+        download->fetches[download->fetch_count++] = (struct part_fetch){
+            .first_part = i, .part_count = 1, .offset = part->offset, .size = part->size};
+    }
+    return 0;
+}
+
+static void submit_fetch(struct storage_download *download, size_t index)
+{
+    const struct part_fetch *fetch = &download->fetches[index];
     struct range_slot *slot = &download->slots[index % download->limit];
 
     slot->submitted = 0;
     stow_buf_reset(&slot->data);
-    slot->data.max = (size_t)part->size;
-    if (part->size == 0)
+    slot->data.max = (size_t)fetch->size;
+    if (fetch->size == 0)
         return;
-    s3_call_get_range(&slot->call, download->client, download->key, part->offset, part->size,
+    s3_call_get_range(&slot->call, download->client, download->key, fetch->offset, fetch->size,
                       &slot->data);
     slot->submitted = 1;
     http_worker_submit(download->worker, &slot->call.job);
@@ -1000,15 +1042,21 @@ static int copy_ranges(const struct storage_part_list *from, struct storage_part
     return 0;
 }
 
-/* Sizes the read-ahead: as many ranges ahead as fit in transfers
- * default-sized parts, and at least one. */
+/* Sizes the buffers and the read-ahead: as many fetches ahead as fit in
+ * transfers default-sized parts, and at least one. */
 static void size_read_ahead(struct storage_download *download, size_t transfers)
 {
     uint64_t budget = (uint64_t)transfers * STORAGE_DEFAULT_PART_SIZE;
 
-    download->buffer_size = storage_download_buffer_size(&download->ranges);
+    download->part_buffer_size = storage_download_buffer_size(&download->ranges);
+    download->fetch_buffer_size = download->part_buffer_size;
+    for (size_t i = 0; i < download->fetch_count; i++) {
+        if (download->fetches[i].size > download->fetch_buffer_size)
+            download->fetch_buffer_size = (size_t)download->fetches[i].size;
+    }
     download->limit = transfers;
-    while (download->limit > 1 && (uint64_t)download->limit * download->buffer_size > budget)
+    while (download->limit > 1 &&
+           (uint64_t)download->limit * download->fetch_buffer_size > budget)
         download->limit--;
 }
 
@@ -1019,10 +1067,10 @@ static int prefault_buffers(struct storage_download *download, stow_error *err)
     for (size_t i = 0; i < download->limit; i++)
         stow_buf_init(&download->slots[i].data, (size_t)STORAGE_MAX_PART_SIZE);
 
-    if (part_buf_prefault(&download->spare, download->buffer_size, err) != 0)
+    if (part_buf_prefault(&download->spare, download->part_buffer_size, err) != 0)
         return -1;
     for (size_t i = 0; i < download->limit; i++) {
-        if (part_buf_prefault(&download->slots[i].data, download->buffer_size, err) != 0)
+        if (part_buf_prefault(&download->slots[i].data, download->fetch_buffer_size, err) != 0)
             return -1;
     }
     return 0;
@@ -1042,7 +1090,7 @@ static int s3_download_begin(storage *store, const char *key,
     download->key = storage_full_key(store, key);
     download->slots = calloc(transfers, sizeof *download->slots);
     if (download->key == NULL || download->slots == NULL ||
-        copy_ranges(ranges, &download->ranges, err) != 0 ||
+        copy_ranges(ranges, &download->ranges, err) != 0 || plan_fetches(download, err) != 0 ||
         http_worker_new(&download->worker, err) != 0) {
         fail_memory(err);
         storage_download_free(download);
@@ -1054,10 +1102,12 @@ static int s3_download_begin(storage *store, const char *key,
         storage_download_free(download);
         return -1;
     }
-    stow_log_detail("allocated %zu part buffers of %zu bytes for %s", download->limit + 1,
-                    download->buffer_size, download->key);
-    for (size_t i = 0; i < download->limit && i < download->ranges.count; i++)
-        submit_range(download, i);
+    stow_log_detail("allocated %zu fetch buffers of %zu bytes and one part buffer of %zu bytes "
+                    "for %s (%zu parts in %zu ranged GETs)",
+                    download->limit, download->fetch_buffer_size, download->part_buffer_size,
+                    download->key, download->ranges.count, download->fetch_count);
+    for (size_t i = 0; i < download->limit && i < download->fetch_count; i++)
+        submit_fetch(download, i);
     *out = download;
     return 0;
 }
@@ -1068,11 +1118,26 @@ static void name_part(stow_error *err, const char *key, const struct storage_par
                       (unsigned long long)part->offset, (unsigned long long)part->size);
 }
 
-/* Waits for the range of part in slot and returns its result. A short body
- * fails here when S3 reports that the object ends before the part does.
- * Another short body is left to the digest check, which fetches it again. */
-static int finish_range(struct storage_download *download, struct range_slot *slot,
-                        const struct storage_part *part, stow_error *err)
+/* Names the first part of fetch that a body of received bytes leaves
+ * incomplete, or the last part when none is. */
+static void name_short_part(stow_error *err, const struct storage_download *download,
+                            const struct part_fetch *fetch, size_t received)
+{
+    size_t last = fetch->first_part + fetch->part_count - 1;
+    size_t index = fetch->first_part;
+
+    while (index < last && download->ranges.parts[index].offset +
+                                   download->ranges.parts[index].size <=
+                               fetch->offset + received)
+        index++;
+    name_part(err, download->key, &download->ranges.parts[index]);
+}
+
+/* Waits for the fetch in slot and returns its result. A short body fails
+ * here when S3 reports that the object ends before the fetch does. Another
+ * short body is left to the parts' digest checks, which fetch them again. */
+static int finish_fetch(struct storage_download *download, struct range_slot *slot,
+                        const struct part_fetch *fetch, stow_error *err)
 {
     stow_error check_err = {0};
     int rc;
@@ -1082,11 +1147,11 @@ static int finish_range(struct storage_download *download, struct range_slot *sl
     http_worker_wait(download->worker, &slot->call.job);
     rc = http_job_error(&slot->call.job, err);
     if (rc != S3_NOT_FOUND &&
-        s3_call_check_range(&slot->call, part->offset, part->size, &slot->data, rc,
+        s3_call_check_range(&slot->call, fetch->offset, fetch->size, &slot->data, rc,
                             &check_err) != 0 &&
         check_err.exit_code == STOW_EXIT_VERIFY) {
         *err = check_err;
-        name_part(err, download->key, part);
+        name_short_part(err, download, fetch, slot->data.len);
         rc = -1;
     }
     s3_call_free(&slot->call);
@@ -1097,27 +1162,34 @@ static int finish_range(struct storage_download *download, struct range_slot *sl
     return rc;
 }
 
-/* Moves the bytes of slot into out, keeping out's maximum, and gives the
- * slot out's buffer, or the spare while out's is smaller. */
-static int hand_over(struct storage_download *download, struct range_slot *slot, stow_buf *out,
-                     stow_error *err)
+/* Copies the bytes of part from the fetch in slot into out, which takes
+ * the spare buffer the first time. A short body copies what it has;
+ * the digest check catches the rest. */
+static int take_part(struct storage_download *download, const struct range_slot *slot,
+                     const struct part_fetch *fetch, const struct storage_part *part,
+                     stow_buf *out, stow_error *err)
 {
-    stow_buf previous = *out;
+    uint64_t start = part->offset - fetch->offset;
+    size_t available = 0;
 
-    if (slot->data.len > out->max)
+    if (part->size > out->max)
         return stow_fail(err, STOW_EXIT_FAILURE,
-                         "a downloaded part of %zu bytes exceeds the buffer limit of %zu bytes",
-                         slot->data.len, out->max);
-    *out = slot->data;
-    out->max = previous.max;
-    slot->data = previous;
-    if (slot->data.cap < download->buffer_size && download->spare.data != NULL) {
-        stow_buf_free(&slot->data);
-        slot->data = download->spare;
+                         "a downloaded part of %llu bytes exceeds the buffer limit of %zu bytes",
+                         (unsigned long long)part->size, out->max);
+    if ((out->data == NULL || out->cap < part->size) && download->spare.data != NULL &&
+        download->spare.cap >= part->size) {
+        size_t max = out->max;
+
+        stow_buf_free(out);
+        *out = download->spare;
+        out->max = max;
         stow_buf_init(&download->spare, (size_t)STORAGE_MAX_PART_SIZE);
     }
-    stow_buf_reset(&slot->data);
-    return 0;
+
+    if (start < slot->data.len)
+        available = (size_t)(slot->data.len - start < part->size ? slot->data.len - start
+                                                                 : part->size);
+    return stow_buf_append(out, slot->data.data + start, available, err);
 }
 
 /* Fetches a part again after its digest did not match: bytes damaged in
@@ -1148,24 +1220,32 @@ static int refetch_range(storage_download *download, const struct storage_part *
 static int s3_download_next(storage_download *download, stow_buf *out, stow_error *err)
 {
     size_t index = download->next;
+    const struct storage_part *part;
+    const struct part_fetch *fetch;
     struct range_slot *slot;
 
     stow_buf_reset(out);
     if (index >= download->ranges.count)
         return STORAGE_NOT_FOUND;
-    slot = &download->slots[index % download->limit];
+    part = &download->ranges.parts[index];
+    fetch = &download->fetches[download->current];
+    slot = &download->slots[download->current % download->limit];
 
-    if (finish_range(download, slot, &download->ranges.parts[index], err) != 0 ||
-        hand_over(download, slot, out, err) != 0)
+    if (index == fetch->first_part && finish_fetch(download, slot, fetch, err) != 0)
         return -1;
-    if (storage_check_part_digest(download->key, &download->ranges.parts[index], out,
-                                  &(stow_error){0}) != 0 &&
-        refetch_range(download, &download->ranges.parts[index], out, err) != 0)
+    if (take_part(download, slot, fetch, part, out, err) != 0)
+        return -1;
+    if (storage_check_part_digest(download->key, part, out, &(stow_error){0}) != 0 &&
+        refetch_range(download, part, out, err) != 0)
         return -1;
 
+    /* The slot is free once its last part is out: it takes the next fetch. */
     download->next++;
-    if (index + download->limit < download->ranges.count)
-        submit_range(download, index + download->limit);
+    if (download->next == fetch->first_part + fetch->part_count) {
+        if (download->current + download->limit < download->fetch_count)
+            submit_fetch(download, download->current + download->limit);
+        download->current++;
+    }
     return 0;
 }
 
@@ -1177,6 +1257,7 @@ static void s3_download_free(storage_download *download)
         stow_buf_free(&download->slots[i].data);
     }
     free(download->slots);
+    free(download->fetches);
     stow_buf_free(&download->spare);
     storage_part_list_free(&download->ranges);
     free(download->key);

@@ -16,7 +16,7 @@ from harness.stowage import check_sanitizer_report, stowage_binary, stowage_envi
 # restore at 59 MiB.
 PEAK_RSS_LIMIT_KIB = 100 * 1024
 # Every UploadPart and ranged GET waits this long before the proxy
-# forwards it, so that all 4 transfers are in flight while the dump goes on.
+# forwards it, so that every transfer is in flight while the dump goes on.
 STALL_SECONDS = 1.5
 
 
@@ -84,8 +84,13 @@ class BackupMemoryTest(StowageTestCase):
                 "--target", self.cluster.conninfo("wide_copy"), "--log-level", "detail", env=env)
             stalled = [r for r in proxy.requests if r.fault]
 
-        self.assertGreaterEqual(len(stalled), 10)
-        self.assertIn("allocated 5 part buffers of 8388608 bytes", stderr)
+        # Two parts per ranged GET, two GETs of 16 MiB ahead: the same 40 MiB
+        # of buffers as one GET per part with four ahead.
+        parts = self.show_json(repo, backup_id, env=self.s3_env())["object"]["parts"]
+        self.assertGreaterEqual(len(parts), 10)
+        self.assertEqual((len(parts) + 1) // 2, len(stalled))
+        self.assertIn("allocated 2 fetch buffers of 16777216 bytes and one part buffer of "
+                      "8388608 bytes", stderr)
         self.assertLess(peak_kib, PEAK_RSS_LIMIT_KIB,
                         "restore peak RSS %d KiB with a slow store" % peak_kib)
 

@@ -312,6 +312,39 @@ class RestoreS3FaultTest(FaultTestCase):
                 self.assertLess(elapsed, RETRIED_RUN_SECONDS)
                 self.assertEqual(self.expected, tree_digests(target))
 
+    def manifest_parts(self):
+        client = self.moto.client("s3")
+        key = [k for k in object_keys(self.moto, self.bucket)
+               if k.endswith("/%s/manifest.json" % self.backup_id)][0]
+        manifest = json.loads(client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        return manifest["object"]["parts"]
+
+    def test_parts_are_fetched_two_per_ranged_get(self):
+        parts = self.manifest_parts()
+        self.assertGreater(len(parts), 4)
+        with FaultProxy(self.moto) as proxy:
+            result, elapsed, target = self.extract(self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
+            gets = proxy.requests_matching(method="GET", path=self.DATA_GET)
+        ranges = sorted(r.header("Range") for r in gets)
+        expected = sorted("bytes=%d-%d" % (parts[i]["offset"],
+                                           parts[min(i + 1, len(parts) - 1)]["offset"] +
+                                           parts[min(i + 1, len(parts) - 1)]["size"] - 1)
+                          for i in range(0, len(parts), 2))
+        self.assertEqual(expected, ranges)
+        self.assertEqual(self.expected, tree_digests(target))
+
+    def test_joined_fetch_cut_in_its_first_part_is_retried(self):
+        # The connection closes inside the first of the two parts: the whole
+        # ranged GET is retried, and neither part reaches the restore short.
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(fp.TRUNCATE, method="GET", path=self.DATA_GET, nth=2, count=1,
+                            keep_bytes=1000)
+            result, elapsed, target = self.extract(self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
+            truncated = proxy.requests_matching(method="GET", path=self.DATA_GET, fault=fp.TRUNCATE)
+        self.assertEqual(1, len(truncated))
+        self.assertEqual(self.expected, tree_digests(target))
+        self.assertLess(elapsed, RETRIED_RUN_SECONDS)
+
     def test_stalled_body_past_timeout_is_retried(self):
         # libcurl abandons a transfer slower than 1 KiB/s for 60 s (the
         # HTTP layer's fixed low-speed limit), so this is the one test here

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -536,7 +537,8 @@ int http_engine_new(struct http_engine **out, stow_error *err)
     return 0;
 }
 
-static void cancel_job(struct http_engine *engine, struct http_job *job)
+/* Stops the transfer of job, if any, and frees its request headers. */
+static void release_transfer(struct http_engine *engine, struct http_job *job)
 {
     if (job->easy != NULL) {
         curl_multi_remove_handle(engine->multi, job->easy);
@@ -545,10 +547,47 @@ static void cancel_job(struct http_engine *engine, struct http_job *job)
     }
     curl_slist_free_all(job->headers);
     job->headers = NULL;
+}
+
+static void cancel_job(struct http_engine *engine, struct http_job *job)
+{
+    release_transfer(engine, job);
     job->result = -1;
     stow_fail(&job->err, STOW_EXIT_FAILURE, "%s %s%s%s: cancelled", job->service, job->operation,
               subject_separator(job), job->subject);
     list_append(&engine->done, job);
+}
+
+/* Ends the jobs of list that were queued before SIGINT or SIGTERM, so that
+ * a stalled transfer does not hold up the exit until its timeout. Jobs
+ * queued after the signal, such as aborting an upload, run as usual. */
+static void end_interrupted_in(struct http_engine *engine, struct http_job **list)
+{
+    struct http_job **link = list;
+    char step[96];
+
+    while (*link != NULL) {
+        struct http_job *job = *link;
+
+        if (!job->before_interrupt) {
+            link = &job->next;
+            continue;
+        }
+        *link = job->next;
+        release_transfer(engine, job);
+        job->result = -1;
+        snprintf(step, sizeof step, "%s %s", job->service, job->operation);
+        stow_fail_interrupted(&job->err, step);
+        list_append(&engine->done, job);
+    }
+}
+
+static void end_interrupted_jobs(struct http_engine *engine)
+{
+    if (!stow_interrupted())
+        return;
+    end_interrupted_in(engine, &engine->active);
+    end_interrupted_in(engine, &engine->waiting);
 }
 
 /* Moves every unfinished job to the done list as cancelled. */
@@ -642,6 +681,7 @@ static void drive_transfers(struct http_engine *engine)
  * progress and returns a finished job, or NULL when none finished. */
 static struct http_job *engine_run(struct http_engine *engine, long timeout_ms)
 {
+    end_interrupted_jobs(engine);
     if (engine->done == NULL) {
         start_due_jobs(engine);
         drive_transfers(engine);
@@ -667,6 +707,7 @@ int http_engine_perform(struct http_engine *engine, struct http_job *job, stow_e
     job->finished = 0;
     job->attempts = 0;
     job->prepared = 0;
+    job->before_interrupt = !stow_interrupted();
     stow_error_clear(&job->err);
     list_append(&engine->waiting, job);
 
@@ -752,6 +793,7 @@ void http_worker_submit(struct http_worker *worker, struct http_job *job)
     job->finished = 0;
     job->attempts = 0;
     job->prepared = 0;
+    job->before_interrupt = !stow_interrupted();
     stow_error_clear(&job->err);
     list_append(&worker->submitted, job);
     worker->unfinished++;

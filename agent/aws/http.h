@@ -117,6 +117,7 @@ struct http_job {
     int limit_exceeded;
     int os_errno;                    /* errno of the last failed connection, 0 if none */
     int finished;
+    int before_interrupt;            /* queued before SIGINT or SIGTERM arrived */
     uint64_t due_ms;
     char curl_message[CURL_ERROR_SIZE];
 };

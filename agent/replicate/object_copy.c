@@ -155,25 +155,15 @@ int object_copy(storage *source, storage *destination, const struct manifest *ma
 int object_check(storage *store, const struct manifest *manifest, double *seconds,
                  stow_error *err)
 {
-    struct storage_object_info info;
     storage_download *download = NULL;
     struct timespec started;
     stow_buf part;
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &started);
-    rc = storage_head(store, manifest->object_key, &info, err);
-    if (rc == STORAGE_NOT_FOUND)
-        return stow_fail(err, STOW_EXIT_VERIFY, "object %s is missing from %s",
-                         manifest->object_key, storage_url(store));
-    if (rc != 0)
+    if (storage_check_object_size(store, manifest->object_key, manifest->stored_bytes,
+                                  manifest->id, err) != 0)
         return -1;
-    if (info.size != manifest->stored_bytes)
-        return stow_fail(err, STOW_EXIT_VERIFY,
-                         "object %s in %s has %llu bytes, the manifest of backup %s says %llu",
-                         manifest->object_key, storage_url(store),
-                         (unsigned long long)info.size, manifest->id,
-                         (unsigned long long)manifest->stored_bytes);
 
     /* Read every part back once; storage_download checks each SHA-256. */
     stow_buf_init(&part, largest_part(&manifest->parts));

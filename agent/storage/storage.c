@@ -271,6 +271,25 @@ int storage_head(storage *store, const char *key, struct storage_object_info *in
     return store->driver->head(store, key, info, err);
 }
 
+int storage_check_object_size(storage *store, const char *key, uint64_t size,
+                              const char *backup_id, stow_error *err)
+{
+    struct storage_object_info info;
+    int rc = storage_head(store, key, &info, err);
+
+    if (rc == STORAGE_NOT_FOUND)
+        return stow_fail(err, STOW_EXIT_VERIFY, "object %s is missing from %s", key,
+                         storage_url(store));
+    if (rc != 0)
+        return -1;
+    if (info.size != size)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "object %s in %s has %llu bytes, the manifest of backup %s says %llu",
+                         key, storage_url(store), (unsigned long long)info.size, backup_id,
+                         (unsigned long long)size);
+    return 0;
+}
+
 int storage_list(storage *store, const char *prefix, storage_list_fn fn, void *context,
                  stow_error *err)
 {

@@ -172,6 +172,12 @@ int storage_get_range(storage *store, const char *key, uint64_t offset, uint64_t
 int storage_head(storage *store, const char *key, struct storage_object_info *info,
                  stow_error *err);
 
+/* Checks that the object at key exists and has exactly size bytes, as the
+ * manifest of backup_id states: a missing, shorter or longer object fails
+ * with STOW_EXIT_VERIFY. Other errors keep their exit code. */
+int storage_check_object_size(storage *store, const char *key, uint64_t size,
+                              const char *backup_id, stow_error *err);
+
 /* Calls fn for every key under prefix, in lexical order. A non-zero return
  * from fn stops the listing and is returned. */
 int storage_list(storage *store, const char *prefix, storage_list_fn fn, void *context,
@@ -277,10 +283,11 @@ void storage_upload_abort(storage_upload *upload);
 /* Starts a download of key in the given ranges (normally the manifest's
  * parts). The part list is copied. On S3 consecutive parts are fetched
  * together, in ranged GETs of up to STORAGE_DOWNLOAD_FETCH_PARTS parts and
- * STORAGE_DOWNLOAD_FETCH_SIZE bytes (a larger part alone), and as many GETs run ahead as fit in
- * transfers_in_flight x STORAGE_DEFAULT_PART_SIZE bytes, but never fewer
- * than one. Those buffers, and one for out of the largest part's size (at
- * least STORAGE_DEFAULT_PART_SIZE), are allocated and prefaulted here. On
+ * STORAGE_DOWNLOAD_FETCH_SIZE bytes (a larger part alone). As many GETs
+ * run ahead as fit in transfers_in_flight x STORAGE_DEFAULT_PART_SIZE
+ * bytes, no more than the object needs, and never fewer than one. Those
+ * buffers, and one for out of the largest part's size (at least
+ * STORAGE_DEFAULT_PART_SIZE), are allocated and prefaulted here. On
  * file:// the first storage_download_next grows and prefaults out. */
 int storage_download_begin(storage *store, const char *key,
                            const struct storage_part_list *ranges,

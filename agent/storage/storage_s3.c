@@ -1043,7 +1043,8 @@ static int copy_ranges(const struct storage_part_list *from, struct storage_part
 }
 
 /* Sizes the buffers and the read-ahead: as many fetches ahead as fit in
- * transfers default-sized parts, and at least one. */
+ * transfers default-sized parts, no more than there are, and at least
+ * one. */
 static void size_read_ahead(struct storage_download *download, size_t transfers)
 {
     uint64_t budget = (uint64_t)transfers * STORAGE_DEFAULT_PART_SIZE;
@@ -1054,7 +1055,9 @@ static void size_read_ahead(struct storage_download *download, size_t transfers)
         if (download->fetches[i].size > download->fetch_buffer_size)
             download->fetch_buffer_size = (size_t)download->fetches[i].size;
     }
-    download->limit = transfers;
+    download->limit = transfers < download->fetch_count ? transfers : download->fetch_count;
+    if (download->limit == 0)
+        download->limit = 1;
     while (download->limit > 1 &&
            (uint64_t)download->limit * download->fetch_buffer_size > budget)
         download->limit--;
@@ -1118,6 +1121,20 @@ static void name_part(stow_error *err, const char *key, const struct storage_par
                       (unsigned long long)part->offset, (unsigned long long)part->size);
 }
 
+static void name_fetch(stow_error *err, const struct storage_download *download,
+                       const struct part_fetch *fetch)
+{
+    const struct storage_part *first = &download->ranges.parts[fetch->first_part];
+
+    if (fetch->part_count == 1) {
+        name_part(err, download->key, first);
+        return;
+    }
+    stow_error_prefix(err, "parts %u and %u of %s (offset %llu, %llu bytes)", first->number,
+                      first->number + 1, download->key, (unsigned long long)fetch->offset,
+                      (unsigned long long)fetch->size);
+}
+
 /* Names the first part of fetch that a body of received bytes leaves
  * incomplete, or the last part when none is. */
 static void name_short_part(stow_error *err, const struct storage_download *download,
@@ -1153,6 +1170,8 @@ static int finish_fetch(struct storage_download *download, struct range_slot *sl
         *err = check_err;
         name_short_part(err, download, fetch, slot->data.len);
         rc = -1;
+    } else if (rc == -1) {
+        name_fetch(err, download, fetch);
     }
     s3_call_free(&slot->call);
     slot->submitted = 0;

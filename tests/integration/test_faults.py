@@ -275,12 +275,12 @@ class RestoreS3FaultTest(FaultTestCase):
             raise RuntimeError("extract failed: %s" % result.stderr)
         return tree_digests(target)
 
-    def extract(self, env, expect=0):
+    def extract(self, env, *options, expect=0):
         target = tempfile.mkdtemp(prefix="extract-", dir=self.workdir)
         os.rmdir(target)
         started = time.monotonic()
         result = self.stowage("extract", "--repo", self.repo, self.backup_id, "--key", self.key,
-                              "--to", target, env=env, expect=expect)
+                              "--to", target, *options, env=env, expect=expect)
         return result, time.monotonic() - started, target
 
     DATA_GET = r"data\.stow$"
@@ -333,7 +333,15 @@ class RestoreS3FaultTest(FaultTestCase):
         self.assertEqual(expected, ranges)
         self.assertEqual(self.expected, tree_digests(target))
 
-    def test_joined_fetch_cut_in_its_first_part_is_retried(self):
+    def test_read_ahead_stops_at_the_last_fetch(self):
+        # --transfers 64 would allow 64 GETs ahead; the object needs fewer.
+        fetches = (len(self.manifest_parts()) + 1) // 2
+        result, _, target = self.extract(self.s3_env(), "--transfers", "64",
+                                         "--log-level", "detail")
+        self.assertIn("allocated %d fetch buffers of" % fetches, result.stderr)
+        self.assertEqual(self.expected, tree_digests(target))
+
+    def test_cut_joined_fetch_is_retried(self):
         # The connection closes inside the first of the two parts: the whole
         # ranged GET is retried, and neither part reaches the restore short.
         with FaultProxy(self.moto) as proxy:
@@ -344,6 +352,32 @@ class RestoreS3FaultTest(FaultTestCase):
         self.assertEqual(1, len(truncated))
         self.assertEqual(self.expected, tree_digests(target))
         self.assertLess(elapsed, RETRIED_RUN_SECONDS)
+
+    def test_sigterm_during_stalled_get_exits_at_once(self):
+        # The transfer would only fail after libcurl's 60 s low-speed limit;
+        # the signal ends it within the HTTP engine's 1 s poll instead.
+        self.cluster.createdb("faulty_stalled")
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(fp.STALL, method="GET", path=self.DATA_GET, nth=2, count=None,
+                            seconds=120)
+            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            process = spawn_stowage(["restore", "--repo", self.repo, self.backup_id, "--key",
+                                     self.key, "--target", self.cluster.conninfo("faulty_stalled")],
+                                    env=env)
+            self.addCleanup(SignalTest.kill_group, process)
+            wait_until(lambda: proxy.requests_matching(method="GET", path=self.DATA_GET,
+                                                       fault=fp.STALL), 60,
+                       description="the stalled GET")
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=60)
+            elapsed = time.monotonic() - signalled
+        check_sanitizer_report(stderr)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
+        self.assertLess(elapsed, 15)
+        self.assertEqual([], self.cluster.query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", db="faulty_stalled"))
 
     def test_stalled_body_past_timeout_is_retried(self):
         # libcurl abandons a transfer slower than 1 KiB/s for 60 s (the
@@ -608,6 +642,30 @@ class SignalTest(FaultTestCase):
         self.assertLess(time.monotonic() - started, 20)
         self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
         self.assertIn("SIGINT", stderr)
+        self.assert_nothing_left(bucket)
+        self.assertNotIn("db/locks/faulty.json", object_keys(self.moto, bucket))
+
+    def test_sigterm_during_stalled_upload_cleans_up(self):
+        # Every UploadPart stalls for two minutes: the signal ends them, and
+        # the abort of the upload and the lock's removal, sent after it, run.
+        repo, bucket = self.s3_repo()
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
+            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            process = spawn_stowage(["backup", "--repo", repo, "--db",
+                                     self.cluster.conninfo("faulty"), "--recipient", self.pub,
+                                     "--part-size", "64KiB"], env=env)
+            self.addCleanup(self.kill_group, process)
+            wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
+                       description="a stalled UploadPart")
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=60)
+            elapsed = time.monotonic() - signalled
+        check_sanitizer_report(stderr)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
+        self.assertLess(elapsed, 15)
         self.assert_nothing_left(bucket)
         self.assertNotIn("db/locks/faulty.json", object_keys(self.moto, bucket))
 

@@ -217,18 +217,29 @@ class RestoreTest(StowageTestCase):
         key = "db/" + manifest["object"]["key"]
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-        # Part 2 ends past the object (206 with a smaller size in Content-Range),
-        # and part 3 starts past it (416 InvalidRange).
+        # verify compares the object's size with the manifest before reading.
+        for stored in (body[:parts[1]["offset"] + 5], body + b"appended"):
+            with self.subTest(stored_bytes=len(stored)):
+                client.put_object(Bucket=bucket, Key=key, Body=stored)
+                result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key,
+                                      env=self.s3_env(), expect=3)
+                self.assertIn("failed verification", result.stderr)
+                self.assertIn("has %d bytes, the manifest of backup %s says %d"
+                              % (len(stored), manifest["id"], len(body)), result.stderr)
+
+        # extract reads the parts without that check. Part 2 ends past the
+        # object (206 with a smaller size in Content-Range), and part 3
+        # starts past it (416 InvalidRange).
+        extract_dir = os.path.join(self.workdir, "short-extract")
         client.put_object(Bucket=bucket, Key=key, Body=body[:parts[1]["offset"] + 5])
-        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key,
-                              env=self.s3_env(), expect=3)
-        self.assertIn("failed verification", result.stderr)
+        result = self.stowage("extract", "--repo", repo, "latest", "--key", self.key,
+                              "--to", extract_dir + "-1", env=self.s3_env(), expect=3)
         self.assertRegex(result.stderr, r"part [23] of %s \(offset " % re.escape(key))
         self.assertIn("truncated or replaced", result.stderr)
 
         client.put_object(Bucket=bucket, Key=key, Body=b"short")
-        result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key,
-                              env=self.s3_env(), expect=3)
+        result = self.stowage("extract", "--repo", repo, "latest", "--key", self.key,
+                              "--to", extract_dir + "-2", env=self.s3_env(), expect=3)
         # Parts 1 and 2 come in one ranged GET; the object ends in part 1.
         self.assertIn("part 1 of %s (offset 0, %d bytes)" % (key, parts[0]["size"]),
                       result.stderr)
@@ -377,7 +388,8 @@ class RestoreTest(StowageTestCase):
         shutil.copyfile(os.path.join(repo_dir, first_key), os.path.join(repo_dir, second_key))
         result = self.stowage("verify", "--repo", repo, second, "--key", self.key, expect=3)
         self.assertIn(second, result.stderr)
-        self.assertRegex(result.stderr, "SHA-256|was replaced")
+        # The two objects may differ in size, which verify checks first.
+        self.assertRegex(result.stderr, "SHA-256|was replaced|bytes, the manifest of backup")
 
     def test_archive_digest_sha256_and_blake2b(self):
         repo_dir = os.path.join(self.workdir, "digest-repo")

@@ -81,6 +81,17 @@ def tree_digests(directory):
 class FaultTestCase(StowageTestCase):
     """One database of about 1.5 MB of dump text: some 12 parts of 64 KiB."""
 
+    def terminate_promptly(self, process):
+        """Send SIGTERM and check that the run ends within 15 s with exit 130."""
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        elapsed = time.monotonic() - signalled
+        check_sanitizer_report(stderr)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
+        self.assertLess(elapsed, 15)
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -368,14 +379,7 @@ class RestoreS3FaultTest(FaultTestCase):
             wait_until(lambda: proxy.requests_matching(method="GET", path=self.DATA_GET,
                                                        fault=fp.STALL), 60,
                        description="the stalled GET")
-            signalled = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=60)
-            elapsed = time.monotonic() - signalled
-        check_sanitizer_report(stderr)
-        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
-        self.assertIn("interrupted by SIGTERM", stderr)
-        self.assertLess(elapsed, 15)
+            self.terminate_promptly(process)
         self.assertEqual([], self.cluster.query(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", db="faulty_stalled"))
 
@@ -658,14 +662,7 @@ class SignalTest(FaultTestCase):
             self.addCleanup(self.kill_group, process)
             wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
                        description="a stalled UploadPart")
-            signalled = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=60)
-            elapsed = time.monotonic() - signalled
-        check_sanitizer_report(stderr)
-        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
-        self.assertIn("interrupted by SIGTERM", stderr)
-        self.assertLess(elapsed, 15)
+            self.terminate_promptly(process)
         self.assert_nothing_left(bucket)
         self.assertNotIn("db/locks/faulty.json", object_keys(self.moto, bucket))
 

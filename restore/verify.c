@@ -247,9 +247,11 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
     struct extract_target target = {directory, -1, -1, "", 0, NULL, 0};
     struct backup_read_stats stats;
     uint8_t *data_key = NULL;
+    int created_directory;
     int rc;
 
-    if (mkdir(directory, 0700) != 0 && errno != EEXIST)
+    created_directory = mkdir(directory, 0700) == 0;
+    if (!created_directory && errno != EEXIST)
         return stow_fail_errno(err, STOW_EXIT_USAGE, errno, "creating directory", directory);
     target.dir_fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (target.dir_fd < 0)
@@ -263,6 +265,9 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
         rc = fail_extract_io(&target, errno, "writing", target.current, err);
     remove_created(&target, rc != 0);
     close(target.dir_fd);
+    /* A directory this run created goes too, once empty. */
+    if (rc != 0 && created_directory)
+        rmdir(directory);
     backup_data_key_free(data_key);
     if (rc == 0)
         printf("extracted %llu files of backup %s into %s\n"

@@ -558,9 +558,11 @@ static void cancel_job(struct http_engine *engine, struct http_job *job)
     list_append(&engine->done, job);
 }
 
-/* Ends the jobs of list that were queued before SIGINT or SIGTERM, so that
- * a stalled transfer does not hold up the exit until its timeout. Jobs
- * queued after the signal, such as aborting an upload, run as usual. */
+/* Ends the jobs of list that were queued before SIGINT or SIGTERM and may
+ * end early (ends_on_interrupt), so that a stalled transfer does not hold
+ * up the exit until its timeout. Writes whose outcome the run must know,
+ * such as a manifest, and jobs queued after the signal, such as aborting
+ * an upload, run as usual. */
 static void end_interrupted_in(struct http_engine *engine, struct http_job **list)
 {
     struct http_job **link = list;
@@ -569,7 +571,7 @@ static void end_interrupted_in(struct http_engine *engine, struct http_job **lis
     while (*link != NULL) {
         struct http_job *job = *link;
 
-        if (!job->before_interrupt) {
+        if (!job->before_interrupt || !job->ends_on_interrupt) {
             link = &job->next;
             continue;
         }

@@ -94,6 +94,7 @@ struct http_job {
     int accept_not_found;
     int accept_conflict;
     int error_in_success_body;       /* a 200 may carry <Error> (CompleteMultipartUpload) */
+    int ends_on_interrupt;           /* a read, or a part that aborting the upload undoes */
     struct aws_credentials_provider *credentials; /* invalidated on ExpiredToken; may be NULL */
     const struct http_settings *settings;
 

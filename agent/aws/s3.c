@@ -329,6 +329,8 @@ static void call_init(struct s3_call *call, s3_client *client, const char *opera
     aws_service_job_init(&client->service, &call->job, operation, build_request, call,
                          S3_ERROR_BODY_MAX);
     call->job.prepare = prepare_request;
+    /* A read changes nothing, so a signal may end it at once. */
+    call->job.ends_on_interrupt = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     call->client = client;
     call->method = method;
     call->key = key;
@@ -754,6 +756,8 @@ void s3_call_upload_part(struct s3_call *call, s3_client *client, const char *ke
     call->body = data;
     call->body_len = len;
     call->send_checksum = 1;
+    /* Aborting the upload, which the interrupted run does next, drops it. */
+    call->job.ends_on_interrupt = 1;
     http_job_subject(&call->job, "bucket %s key %s part %u upload id %s", client->bucket, key,
                      part_number, upload_id);
 }
@@ -772,6 +776,7 @@ int s3_call_upload_part_copy(struct s3_call *call, s3_client *client, const char
     call_header(call, "x-amz-copy-source-range", call->range_text);
     /* S3 reports a failed copy in the body of a 200 response as well. */
     call->job.error_in_success_body = 1;
+    call->job.ends_on_interrupt = 1;
     http_job_subject(&call->job, "bucket %s key %s part %u upload id %s from bucket %s key %s %s",
                      client->bucket, key, part_number, upload_id, source_bucket, source_key,
                      call->range_text);

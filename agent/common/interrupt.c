@@ -15,6 +15,9 @@
 #include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
 
 static volatile sig_atomic_t received_signal;
 static pthread_t main_thread;
@@ -22,6 +25,26 @@ static pthread_t main_thread;
 static void wake_main_thread(int signum)
 {
     (void)signum;
+}
+
+static const char *signal_name(int signum)
+{
+    return signum == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+/* A second signal means the cleanup itself is stuck (a stalled request,
+ * say) or unwanted, so the process leaves at once. It leaves behind what
+ * a killed run leaves. */
+static void exit_without_cleanup(int signum)
+{
+    stow_error err = {0};
+
+    stow_fail(&err, STOW_EXIT_INTERRUPTED, "received a second %s: exiting without cleanup",
+              signal_name(signum));
+    stow_error_hint(&err, "an open multipart upload or a scratch cluster may remain, which "
+                          "stowage gc removes; the next run takes over the repository lock");
+    stow_log_error(&err);
+    _exit(STOW_EXIT_INTERRUPTED);
 }
 
 static void *wait_for_signals(void *argument)
@@ -36,8 +59,13 @@ static void *wait_for_signals(void *argument)
     for (;;) {
         int signum = sigtimedwait(&wanted, NULL, &interval);
 
-        if (signum > 0 && received_signal == 0)
+        if (signum > 0 && received_signal != 0)
+            exit_without_cleanup(signum);
+        if (signum > 0) {
             received_signal = signum;
+            stow_log_warn("received %s: stopping and cleaning up (a second signal exits at "
+                          "once, without cleanup)", signal_name(signum));
+        }
         if (received_signal != 0)
             pthread_kill(main_thread, SIGUSR1);
     }
@@ -75,5 +103,5 @@ int stow_fail_interrupted(stow_error *err, const char *step)
     int signum = received_signal;
 
     return stow_fail(err, STOW_EXIT_INTERRUPTED, "interrupted by %s during %s; cleaned up",
-                     signum == SIGTERM ? "SIGTERM" : "SIGINT", step);
+                     signal_name(signum), step);
 }

@@ -1,7 +1,8 @@
 /* SIGINT and SIGTERM handling. A signal thread records the signal and
  * wakes the main thread, and long loops poll stow_interrupted() and unwind
  * through their cleanup paths (abort the upload, stop child processes,
- * remove scratch clusters). */
+ * remove scratch clusters). A second signal exits at once, without
+ * cleanup. */
 #ifndef STOWAGE_INTERRUPT_H
 #define STOWAGE_INTERRUPT_H
 

@@ -629,6 +629,14 @@ class SignalTest(FaultTestCase):
         wait_until(lambda: open_uploads(self.moto, bucket), 60, description="the upload to start")
         return process
 
+    def start_backup_through(self, proxy, repo):
+        """Start a backup of about 12 parts to repo through the fault proxy."""
+        env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+        process = spawn_stowage(["backup", "--repo", repo, "--db", self.cluster.conninfo("faulty"),
+                                 "--recipient", self.pub, "--part-size", "64KiB"], env=env)
+        self.addCleanup(self.kill_group, process)
+        return process
+
     @staticmethod
     def kill_group(process):
         try:
@@ -656,11 +664,7 @@ class SignalTest(FaultTestCase):
         repo, bucket = self.s3_repo()
         with FaultProxy(self.moto) as proxy:
             proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
-            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
-            process = spawn_stowage(["backup", "--repo", repo, "--db",
-                                     self.cluster.conninfo("faulty"), "--recipient", self.pub,
-                                     "--part-size", "64KiB"], env=env)
-            self.addCleanup(self.kill_group, process)
+            process = self.start_backup_through(proxy, repo)
             wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
                        description="a stalled UploadPart")
             self.terminate_promptly(process)
@@ -675,11 +679,7 @@ class SignalTest(FaultTestCase):
             proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
             proxy.add_fault(fp.STALL, method="DELETE", query=r"uploadId=", count=None,
                             seconds=120)
-            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
-            process = spawn_stowage(["backup", "--repo", repo, "--db",
-                                     self.cluster.conninfo("faulty"), "--recipient", self.pub,
-                                     "--part-size", "64KiB"], env=env)
-            self.addCleanup(self.kill_group, process)
+            process = self.start_backup_through(proxy, repo)
             wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
                        description="a stalled UploadPart")
             process.send_signal(signal.SIGTERM)
@@ -701,11 +701,7 @@ class SignalTest(FaultTestCase):
         with FaultProxy(self.moto) as proxy:
             proxy.add_fault(fp.STALL, method="PUT", path=r"manifest\.json$", count=None,
                             seconds=5)
-            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
-            process = spawn_stowage(["backup", "--repo", repo, "--db",
-                                     self.cluster.conninfo("faulty"), "--recipient", self.pub,
-                                     "--part-size", "64KiB"], env=env)
-            self.addCleanup(self.kill_group, process)
+            process = self.start_backup_through(proxy, repo)
             wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
                        description="the stalled manifest put")
             process.send_signal(signal.SIGTERM)

@@ -80,8 +80,12 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
     backup_data_key_free(data_key);
     if (rc == 0)
         rc = check_dump_size(manifest, &tally, err);
-    if (rc != 0)
+
+    /* An unreachable store or a wrong key says nothing about the backup. */
+    if (rc != 0 && err->exit_code == STOW_EXIT_VERIFY)
         stow_error_prefix(err, "backup %s failed verification", manifest->id);
+    else if (rc != 0)
+        stow_error_prefix(err, "verifying backup %s", manifest->id);
 
     /* Only data problems are recorded, because an interrupted or unreachable
      * check shows nothing about the backup. */

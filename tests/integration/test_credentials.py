@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import secrets
 import subprocess
 import tempfile
@@ -396,6 +397,7 @@ class ProfileRoleTest(unittest.TestCase):
         cls.moto.client("s3", access_key=cls.base_key["AccessKeyId"],
                         secret_key=cls.base_key["SecretAccessKey"]).create_bucket(Bucket="profiles")
         cls.tmp = tempfile.mkdtemp(prefix="stowage-profiles-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, ignore_errors=True)
 
     def files(self, config, credentials):
         config_path = os.path.join(self.tmp, "config")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,7 @@ class StorageCase(unittest.TestCase):
         self.s3 = self.moto.client("s3")
         self.env = tool_environment(self.moto)
         self.workdir = tempfile.mkdtemp(prefix="stowage-s3-test-")
+        self.addCleanup(shutil.rmtree, self.workdir, ignore_errors=True)
 
     def repo_args(self, bucket="backups", prefix="nightly", endpoint=None, *extra):
         url = "s3://%s/%s" % (bucket, prefix) if prefix else "s3://%s" % bucket
@@ -645,7 +647,9 @@ class SignatureCheckingTest(unittest.TestCase):
         assert_no_secret([err], [self.secret])
 
     def test_shared_credentials_file_profile(self):
-        path = os.path.join(tempfile.mkdtemp(prefix="stowage-creds-"), "credentials")
+        directory = tempfile.mkdtemp(prefix="stowage-creds-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        path = os.path.join(directory, "credentials")
         with open(path, "w") as handle:
             handle.write("[default]\naws_access_key_id = AKIAWRONG\naws_secret_access_key = x\n\n"
                          "# the profile under test\n[backup]\naws_access_key_id = %s\n"

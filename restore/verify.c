@@ -81,7 +81,7 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
     if (rc == 0)
         rc = check_dump_size(manifest, &tally, err);
 
-    /* An unreachable store or a wrong key says nothing about the backup. */
+    /* An unreachable store or a wrong key shows nothing about the backup. */
     if (rc != 0 && err->exit_code == STOW_EXIT_VERIFY)
         stow_error_prefix(err, "backup %s failed verification", manifest->id);
     else if (rc != 0)

@@ -549,13 +549,20 @@ static void release_transfer(struct http_engine *engine, struct http_job *job)
     job->headers = NULL;
 }
 
-static void cancel_job(struct http_engine *engine, struct http_job *job)
+/* Stops job and moves it to the done list as failed; job->err is filled
+ * by the caller. */
+static void end_job(struct http_engine *engine, struct http_job *job)
 {
     release_transfer(engine, job);
     job->result = -1;
+    list_append(&engine->done, job);
+}
+
+static void cancel_job(struct http_engine *engine, struct http_job *job)
+{
     stow_fail(&job->err, STOW_EXIT_FAILURE, "%s %s%s%s: cancelled", job->service, job->operation,
               subject_separator(job), job->subject);
-    list_append(&engine->done, job);
+    end_job(engine, job);
 }
 
 /* Ends the jobs of list that were queued before SIGINT or SIGTERM and may
@@ -576,11 +583,9 @@ static void end_interrupted_in(struct http_engine *engine, struct http_job **lis
             continue;
         }
         *link = job->next;
-        release_transfer(engine, job);
-        job->result = -1;
         snprintf(step, sizeof step, "%s %s", job->service, job->operation);
         stow_fail_interrupted(&job->err, step);
-        list_append(&engine->done, job);
+        end_job(engine, job);
     }
 }
 
@@ -702,15 +707,21 @@ int http_job_error(const struct http_job *job, stow_error *err)
     return job->result;
 }
 
-int http_engine_perform(struct http_engine *engine, struct http_job *job, stow_error *err)
+/* Clears the results of an earlier run of job before it is queued. */
+static void reset_for_queue(struct http_job *job)
 {
-    struct http_job *finished = NULL;
-
     job->finished = 0;
     job->attempts = 0;
     job->prepared = 0;
     job->before_interrupt = !stow_interrupted();
     stow_error_clear(&job->err);
+}
+
+int http_engine_perform(struct http_engine *engine, struct http_job *job, stow_error *err)
+{
+    struct http_job *finished = NULL;
+
+    reset_for_queue(job);
     list_append(&engine->waiting, job);
 
     while (finished != job) {
@@ -792,11 +803,7 @@ int http_worker_new(struct http_worker **out, stow_error *err)
 void http_worker_submit(struct http_worker *worker, struct http_job *job)
 {
     pthread_mutex_lock(&worker->lock);
-    job->finished = 0;
-    job->attempts = 0;
-    job->prepared = 0;
-    job->before_interrupt = !stow_interrupted();
-    stow_error_clear(&job->err);
+    reset_for_queue(job);
     list_append(&worker->submitted, job);
     worker->unfinished++;
     pthread_mutex_unlock(&worker->lock);

@@ -1182,7 +1182,7 @@ static int finish_fetch(struct storage_download *download, struct range_slot *sl
 }
 
 /* Copies the bytes of part from the fetch in slot into out, which takes
- * the spare buffer the first time. A short body copies what it has;
+ * the spare buffer the first time. A short body copies what it has, and
  * the digest check catches the rest. */
 static int take_part(struct storage_download *download, const struct range_slot *slot,
                      const struct part_fetch *fetch, const struct storage_part *part,
@@ -1205,9 +1205,11 @@ static int take_part(struct storage_download *download, const struct range_slot 
         stow_buf_init(&download->spare, (size_t)STORAGE_MAX_PART_SIZE);
     }
 
-    if (start < slot->data.len)
-        available = (size_t)(slot->data.len - start < part->size ? slot->data.len - start
-                                                                 : part->size);
+    if (start < slot->data.len) {
+        available = slot->data.len - (size_t)start;
+        if (available > part->size)
+            available = (size_t)part->size;
+    }
     return stow_buf_append(out, slot->data.data + start, available, err);
 }
 

@@ -708,7 +708,7 @@ class SignalTest(FaultTestCase):
             _, stderr = process.communicate(timeout=60)
         check_sanitizer_report(stderr)
 
-        # The put runs to its end, so the backup is complete and says so.
+        # The put runs to its end, so the backup is complete and reported so.
         self.assertEqual(0, process.returncode, stderr)
         self.assertIn("received SIGTERM", stderr)
         self.assertIn("complete: manifest", stderr)

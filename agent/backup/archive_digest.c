@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup/work_queue.h"
+#include "common/work_queue.h"
 #include "formats/archive_hash.h"
 
 /* Pieces queued ahead of the thread. Most pieces are tar headers and 4 MiB

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backup/work_queue.h"
+#include "common/work_queue.h"
 #include "common/error.h"
 #include "dumpscan.h"
 

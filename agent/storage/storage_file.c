@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/progress.h"
+#include "common/work_queue.h"
 #include "storage/part_pool.h"
 
 struct storage_upload {
@@ -26,9 +28,26 @@ struct storage_upload {
     const char *key;              /* the object key: the end of final_path */
     char *temp_path;
     int fd;
-    struct storage_part_list parts;
+    struct storage_part_list parts;   /* appended by the writer thread */
     size_t parts_capacity;
-    stow_error failure;           /* first failure, reported at complete */
+    size_t parts_handed;          /* parts handed to the writer thread */
+    /* The first failure. The writer thread sets it before it hands the
+     * part's buffer back, and the caller reads it after taking the buffer,
+     * so the two never touch it at the same time. */
+    stow_error failure;
+    /* One part buffer goes round between the caller and the writer thread:
+     * a full part in queued_parts, the emptied buffer back in
+     * written_parts. */
+    struct work_queue queued_parts;
+    struct work_queue written_parts;
+    pthread_t writer;
+    int writer_started;
+};
+
+/* A part on its way to or from the writer thread; end stops the thread. */
+struct queued_part {
+    stow_buf buf;
+    int end;
 };
 
 struct storage_download {
@@ -674,7 +693,132 @@ static int file_abort_upload(storage *store, const char *key, const char *upload
     return rc;
 }
 
-/* --- Upload --------------------------------------------------------------- */
+/* --- Upload --------------------------------------------------------------- *
+ *
+ * A writer thread hashes and appends each part while the caller fills the
+ * next one, as an S3 upload sends parts while the next is filled: the
+ * page-cache copy and the part's SHA-256 stay off the thread that feeds
+ * the compressor. One part is in the writer's hands at a time, so an
+ * upload holds two part buffers. */
+
+static int append_part(struct storage_upload *upload, const stow_buf *data, stow_error *err)
+{
+    struct storage_part_list *list = &upload->parts;
+    struct storage_part *part;
+
+    if (list->count == upload->parts_capacity) {
+        size_t capacity = upload->parts_capacity == 0 ? 64 : upload->parts_capacity * 2;
+        struct storage_part *grown = realloc(list->parts, capacity * sizeof *grown);
+
+        if (grown == NULL)
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        list->parts = grown;
+        upload->parts_capacity = capacity;
+    }
+    part = &list->parts[list->count];
+    part->number = (uint32_t)list->count + 1;
+    part->offset = list->total_size;
+    part->size = data->len;
+    storage_sha256(data->data, data->len, part->sha256);
+    list->count++;
+    list->total_size += data->len;
+    return 0;
+}
+
+/* Starts the disk writes of the part just written, so that the fsync at
+ * the end waits for the last part instead of the whole object. A failure
+ * here only loses that head start: the fsync reports real errors. */
+static void start_writeback(const storage_upload *upload)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    const struct storage_part *last = &upload->parts.parts[upload->parts.count - 1];
+
+    (void)sync_file_range(upload->fd, (off_t)last->offset, (off_t)last->size,
+                          SYNC_FILE_RANGE_WRITE);
+#else
+    (void)upload;
+#endif
+}
+
+static void write_part(struct storage_upload *upload, const stow_buf *part)
+{
+    if (append_part(upload, part, &upload->failure) != 0 ||
+        write_all(upload->fd, part->data, part->len, upload->temp_path, &upload->failure) != 0)
+        return;
+    start_writeback(upload);
+    stow_progress_add_part();
+}
+
+/* The writer thread. After a failure it only hands buffers back; the
+ * caller reports the failure at its next part or at complete. */
+static void *write_parts(void *argument)
+{
+    struct storage_upload *upload = argument;
+    struct queued_part item;
+
+    while (work_queue_pop(&upload->queued_parts, &item, -1) == 1 && !item.end) {
+        if (!stow_error_is_set(&upload->failure))
+            write_part(upload, &item.buf);
+        stow_buf_reset(&item.buf);
+        if (work_queue_push(&upload->written_parts, &item) != 0) {
+            stow_buf_free(&item.buf);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int start_writer(struct storage_upload *upload, stow_error *err)
+{
+    struct queued_part spare = {.end = 0};
+
+    if (work_queue_init(&upload->queued_parts, sizeof spare, 1, err) != 0 ||
+        work_queue_init(&upload->written_parts, sizeof spare, 1, err) != 0)
+        return -1;
+
+    /* The second buffer: empty until reserved or first swapped out. */
+    stow_buf_init(&spare.buf, (size_t)STORAGE_MAX_PART_SIZE);
+    work_queue_push(&upload->written_parts, &spare);
+
+    if (pthread_create(&upload->writer, NULL, write_parts, upload) != 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "could not start the thread that writes parts");
+    upload->writer_started = 1;
+    pthread_setname_np(upload->writer, "part-writer"); /* for top and perf */
+    return 0;
+}
+
+/* Waits until the writer thread is done with the part handed to it last
+ * and takes that buffer back. */
+static int take_written_buffer(struct storage_upload *upload, stow_buf *buf, stow_error *err)
+{
+    struct queued_part item;
+
+    if (work_queue_pop(&upload->written_parts, &item, -1) != 1)
+        return stow_fail(err, STOW_EXIT_FAILURE, "the writer of %s stopped", upload->temp_path);
+    *buf = item.buf;
+    return 0;
+}
+
+/* Ends the writer thread after the part it is writing and frees the part
+ * buffers that are still queued. */
+static void stop_writer(struct storage_upload *upload)
+{
+    struct queued_part item;
+
+    if (upload->writer_started) {
+        work_queue_abort(&upload->queued_parts);
+        work_queue_abort(&upload->written_parts);
+        pthread_join(upload->writer, NULL);
+        upload->writer_started = 0;
+    }
+    while (upload->queued_parts.items != NULL && work_queue_take(&upload->queued_parts, &item) == 1)
+        stow_buf_free(&item.buf);
+    while (upload->written_parts.items != NULL &&
+           work_queue_take(&upload->written_parts, &item) == 1)
+        stow_buf_free(&item.buf);
+    work_queue_destroy(&upload->queued_parts);
+    work_queue_destroy(&upload->written_parts);
+}
 
 static int file_upload_begin(storage *store, const char *key, storage_upload **out,
                              stow_error *err)
@@ -706,83 +850,80 @@ static int file_upload_begin(storage *store, const char *key, storage_upload **o
         storage_upload_abort(upload);
         return -1;
     }
+    if (start_writer(upload, err) != 0) {
+        storage_upload_abort(upload);
+        return -1;
+    }
     *out = upload;
     return 0;
 }
 
-static int append_part(struct storage_upload *upload, const stow_buf *data, stow_error *err)
-{
-    struct storage_part_list *list = &upload->parts;
-    struct storage_part *part;
-
-    if (list->count == upload->parts_capacity) {
-        size_t capacity = upload->parts_capacity == 0 ? 64 : upload->parts_capacity * 2;
-        struct storage_part *grown = realloc(list->parts, capacity * sizeof *grown);
-
-        if (grown == NULL)
-            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-        list->parts = grown;
-        upload->parts_capacity = capacity;
-    }
-    part = &list->parts[list->count];
-    part->number = (uint32_t)list->count + 1;
-    part->offset = list->total_size;
-    part->size = data->len;
-    storage_sha256(data->data, data->len, part->sha256);
-    list->count++;
-    list->total_size += data->len;
-    return 0;
-}
-
-/* Writes each part before returning, so part is the only buffer. */
+/* Sizes both buffers: part, and the one the writer thread hands back. */
 static int file_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *part,
                                stow_error *err)
 {
-    (void)upload;
+    struct queued_part spare = {.end = 0};
+    int rc;
+
+    if (take_written_buffer(upload, &spare.buf, err) != 0)
+        return -1;
+    rc = part_buf_prefault(&spare.buf, part_size, err);
+    work_queue_push(&upload->written_parts, &spare);
+    if (rc != 0)
+        return -1;
     return part_buf_prefault(part, part_size, err);
-}
-
-/* Starts the disk writes of the part just written, so that the fsync at
- * the end waits for the last part instead of the whole object. A failure
- * here only loses that head start: the fsync reports real errors. */
-static void start_writeback(const storage_upload *upload)
-{
-#ifdef SYNC_FILE_RANGE_WRITE
-    const struct storage_part *last = &upload->parts.parts[upload->parts.count - 1];
-
-    (void)sync_file_range(upload->fd, (off_t)last->offset, (off_t)last->size,
-                          SYNC_FILE_RANGE_WRITE);
-#else
-    (void)upload;
-#endif
 }
 
 static int file_upload_part(storage_upload *upload, stow_buf *part, stow_error *err)
 {
-    if (stow_error_is_set(&upload->failure))
-        return stow_fail(err, upload->failure.exit_code, "%s", upload->failure.message);
-    if (upload->parts.count >= STORAGE_MAX_PARTS)
+    struct queued_part full = {.end = 0};
+    size_t max = part->max;
+    stow_buf spare;
+
+    if (upload->parts_handed >= STORAGE_MAX_PARTS)
         return stow_fail(err, STOW_EXIT_FAILURE, "upload to %s exceeds %d parts",
                          upload->final_path, STORAGE_MAX_PARTS);
-
-    if (append_part(upload, part, &upload->failure) != 0 ||
-        write_all(upload->fd, part->data, part->len, upload->temp_path, &upload->failure) != 0) {
+    if (take_written_buffer(upload, &spare, err) != 0)
+        return -1;
+    if (stow_error_is_set(&upload->failure)) {
+        full.buf = spare;
+        work_queue_push(&upload->written_parts, &full);
         *err = upload->failure;
         return -1;
     }
-    start_writeback(upload);
-    stow_buf_reset(part);
-    stow_progress_add_part();
+
+    full.buf = *part;
+    *part = spare;
+    part->max = max;
+    if (work_queue_push(&upload->queued_parts, &full) != 0) {
+        stow_buf_free(&full.buf);
+        return stow_fail(err, STOW_EXIT_FAILURE, "the writer of %s stopped", upload->temp_path);
+    }
+    upload->parts_handed++;
+    return 0;
+}
+
+/* Waits for the last part and ends the writer thread. */
+static int finish_writes(struct storage_upload *upload, stow_error *err)
+{
+    stow_buf last;
+
+    if (take_written_buffer(upload, &last, err) != 0)
+        return -1;
+    stow_buf_free(&last);
+    stop_writer(upload);
+    if (stow_error_is_set(&upload->failure)) {
+        *err = upload->failure;
+        return -1;
+    }
     return 0;
 }
 
 static int file_upload_complete(storage_upload *upload, struct storage_part_list *parts_out,
                                 stow_error *err)
 {
-    int rc = 0;
+    int rc = finish_writes(upload, err);
 
-    if (stow_error_is_set(&upload->failure))
-        rc = stow_fail(err, upload->failure.exit_code, "%s", upload->failure.message);
     if (rc == 0 && fsync(upload->fd) != 0)
         rc = fail_io(err, errno, "syncing", upload->temp_path);
     if (rc == 0 && close(upload->fd) != 0)
@@ -807,6 +948,7 @@ static int file_upload_complete(storage_upload *upload, struct storage_part_list
 
 static void file_upload_abort(storage_upload *upload)
 {
+    stop_writer(upload);
     if (upload->fd >= 0)
         close(upload->fd);
     if (upload->temp_path != NULL && unlink(upload->temp_path) == 0 && upload->key != NULL)

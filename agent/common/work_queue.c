@@ -1,5 +1,5 @@
 /* Bounded queue on a mutex and one condition variable. */
-#include "backup/work_queue.h"
+#include "common/work_queue.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -165,10 +165,16 @@ static int seal_data_key(struct backup_job *job, stow_error *err)
 
 static void job_free(struct backup_job *job)
 {
+    container_writer *container = job->container;
+
+    /* Freeing an unfinished archive writer flushes its end blocks. Without
+     * the container they are dropped (members_to_container) instead of
+     * reaching the parts of an upload that is aborted or already freed. */
+    job->container = NULL;
+    members_writer_free(job->members);
+    container_writer_free(container);
     storage_upload_abort(job->upload);
     job->upload = NULL;
-    members_writer_free(job->members);
-    container_writer_free(job->container);
     part_writer_free(&job->parts);
     dumpscan_free(job->scan);
     storage_part_list_free(&job->part_list);

@@ -50,8 +50,11 @@ static int members_to_container(void *context, const void *data, size_t len, sto
     int borrowed = job->borrowed != NULL && start >= borrowed_start &&
                    start - borrowed_start + len <= job->borrowed_len;
 
-    /* After a failure the archive writer may still flush its end blocks;
-     * they are not hashed once the digest thread is gone. */
+    /* After a failure the archive writer still flushes its end blocks when
+     * it is freed: they are not hashed once the digest thread is gone, and
+     * dropped once the container is. */
+    if (job->container == NULL)
+        return 0;
     if (job->plain_hash != NULL &&
         archive_digest_add(job->plain_hash, data, len, borrowed, err) != 0)
         return -1;

@@ -32,7 +32,8 @@
  * limit; 1000 would stop at 4.9 TiB. */
 #define STORAGE_PART_GROWTH_INTERVAL 900
 /* Default size of the first upload parts. An S3 upload uses
- * transfers_in_flight + 1 part buffers (40 MiB with 4 transfers). The
+ * transfers_in_flight + 1 part buffers (40 MiB with 4 transfers), a
+ * file:// upload 2. The
  * parts, and so that memory, double from an object of 900 x 8 MiB =
  * 7.03 GiB on. A download reads ahead at most transfers_in_flight x this
  * many bytes while its parts are no larger. */
@@ -234,8 +235,9 @@ int storage_upload_begin_locked(storage *store, const char *key,
                                 stow_error *err);
 
 /* Allocates and prefaults every part buffer that the upload will use, each
- * of part_size bytes: part itself, and on S3 the transfers_in_flight
- * buffers that storage_upload_part hands back in turn. The footprint is
+ * of part_size bytes: part itself, and the buffers that storage_upload_part
+ * hands back in turn (transfers_in_flight on S3, one on file://, whose
+ * writer thread writes one part while the next is filled). The footprint is
  * then fixed from the start (see part_pool.h). Optional: without it the
  * buffers grow as parts arrive, with the same bound. */
 int storage_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *part,
@@ -244,9 +246,10 @@ int storage_upload_reserve(storage_upload *upload, size_t part_size, stow_buf *p
 /* Hands the next part to the upload. The upload takes the buffer's memory
  * and part comes back empty (same max) holding a buffer that the upload no
  * longer needs, so a caller that refills the same buffer keeps memory at
- * transfers_in_flight + 1 part buffers. Blocks while transfers_in_flight
- * parts are in flight. Each part is hashed once (SHA-256); the digest
- * serves both the request signature and the checksum header. Every part
+ * transfers_in_flight + 1 part buffers (2 on file://). Blocks while
+ * transfers_in_flight parts (one on file://) are in flight. Each part is
+ * hashed once (SHA-256); on S3 the digest serves both the request
+ * signature and the checksum header. Every part
  * but the last must be at least min_part_size bytes. A failure of any
  * earlier part may surface here. */
 int storage_upload_part(storage_upload *upload, stow_buf *part, stow_error *err);

@@ -235,6 +235,43 @@ class BackupTest(StowageTestCase):
         self.assertIn("interrupted by SIGTERM", stderr)
         self._assert_nothing_left(bucket)
 
+    def test_sigterm_during_file_backup_removes_partial_object(self):
+        # 16 MB of hexadecimal text: the dump stalls after 12 MB, three 4 MiB
+        # segments, so parts of it reach the file before the signal.
+        self.cluster.createdb("noise_large")
+        self.cluster.psql("CREATE TABLE noise AS SELECT g AS id, md5(g::text) || "
+                          "md5((g * 7)::text) AS filler FROM generate_series(1, 240000) g",
+                          db="noise_large")
+        repo_dir = self.file_repo()[len("file://"):]
+        bindir = fake_pg_bindir(self.workdir, "slow-%s" % os.urandom(3).hex(),
+                                '"$REAL" "$@" | (head -c 12000000; sleep 60; cat)')
+        env = stowage_environment({"STOWAGE_PG_BINDIR": bindir,
+                                   "STOWAGE_MIN_PART_SIZE": str(SMALL_PART)})
+        process = subprocess.Popen(
+            [stowage_binary(), "backup", "--repo", "file://" + repo_dir, "--db",
+             self.cluster.conninfo("noise_large"), "--recipient", self.pub, "--part-size",
+             "64KiB"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def partial_objects():
+            return [os.path.join(d, f) for d, _, files in os.walk(repo_dir) for f in files
+                    if f.startswith(".data.stow.tmp-")]
+
+        # Wait until the writer thread has written parts of the object.
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(os.path.getsize(p) > SMALL_PART
+                                                 for p in partial_objects()):
+            time.sleep(0.1)
+        self.assertTrue(any(os.path.getsize(p) > SMALL_PART for p in partial_objects()),
+                        "no part was written")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertEqual([], partial_objects())
+        self.assertEqual([], [os.path.join(d, f) for d, _, files in os.walk(repo_dir)
+                              for f in files if f.endswith("manifest.json")])
+        self.assertEqual([], self.list_json("file://" + repo_dir))
+
     def test_transient_s3_faults_are_retried(self):
         bucket = self.new_bucket()
         with FaultProxy(self.moto) as proxy:

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/duration.h"
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "common/progress.h"
@@ -25,14 +26,6 @@
  * 1024 of nice 0 (kernel/sched/core.c), so it gets a quarter of a CPU that
  * the database backend also wants. */
 #define PRODUCER_NICE 5
-
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
 
 /* --- Data key ------------------------------------------------------------- */
 
@@ -144,7 +137,7 @@ static int plaintext_to_pipe(void *context, const void *data, size_t len, stow_e
         cursor += written;
         len -= (size_t)written;
     }
-    producer->pipe_write_seconds += seconds_since(&start);
+    producer->pipe_write_seconds += stow_seconds_since(&start);
     return 0;
 }
 
@@ -165,7 +158,7 @@ static int produce_parts(struct producer *producer, storage_download *download,
         }
         clock_gettime(CLOCK_MONOTONIC, &start);
         rc = storage_download_next(download, &part, &producer->err);
-        producer->fetch_seconds += seconds_since(&start);
+        producer->fetch_seconds += stow_seconds_since(&start);
         if (rc == STORAGE_NOT_FOUND) {
             rc = 0;
             break;
@@ -179,7 +172,7 @@ static int produce_parts(struct producer *producer, storage_download *download,
         blocked = producer->pipe_write_seconds;
         rc = container_reader_write(reader, part.data, part.len, &producer->err);
         blocked = producer->pipe_write_seconds - blocked;
-        producer->decode_seconds += seconds_since(&start) - blocked;
+        producer->decode_seconds += stow_seconds_since(&start) - blocked;
         if (rc != 0)
             break;
     }
@@ -319,7 +312,7 @@ int backup_reader_run(storage *store, const struct manifest *manifest,
     stats->decode_seconds = producer.decode_seconds;
     stats->stored_bytes = manifest->stored_bytes;
     stats->plain_bytes = producer.plain_bytes;
-    stats->total_seconds = seconds_since(&start);
+    stats->total_seconds = stow_seconds_since(&start);
 
     /* The producer's error names the part or frame; prefer it unless it only
      * saw the consumer leave. */

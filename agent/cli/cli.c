@@ -83,6 +83,18 @@ static void hide_argument_passwords(int argc, char **argv)
     }
 }
 
+/* STOWAGE_CLEANUP_TIMEOUT applies to every command, so it is read before
+ * the command's options. */
+static int configure_cleanup_timeout(void)
+{
+    stow_error err = {0};
+
+    if (stow_interrupt_configure(&err) == 0)
+        return 0;
+    stow_log_error(&err);
+    return -1;
+}
+
 int cli_main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -92,6 +104,8 @@ int cli_main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     stow_interrupt_install();
     hide_argument_passwords(argc, argv);
+    if (configure_cleanup_timeout() != 0)
+        return STOW_EXIT_USAGE;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -79,3 +79,11 @@ void stow_duration_format(int64_t seconds, char *out, size_t size)
     }
     snprintf(out, size, "%llds", (long long)seconds);
 }
+
+double stow_seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/error.h"
 
@@ -22,5 +23,8 @@ int stow_duration_parse(const char *option, const char *text, int64_t *seconds,
 /* Writes seconds in the largest unit that divides it exactly ("2w", "36h",
  * "90s"); 0 is "0s". */
 void stow_duration_format(int64_t seconds, char *out, size_t size);
+
+/* Seconds elapsed since start, a CLOCK_MONOTONIC reading. */
+double stow_seconds_since(const struct timespec *start);
 
 #endif

@@ -13,14 +13,18 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/duration.h"
 #include "common/log.h"
 
 static volatile sig_atomic_t received_signal;
 static pthread_t main_thread;
+static atomic_llong cleanup_timeout_seconds = STOW_CLEANUP_TIMEOUT_DEFAULT;
 
 static void wake_main_thread(int signum)
 {
@@ -32,25 +36,43 @@ static const char *signal_name(int signum)
     return signum == SIGTERM ? "SIGTERM" : "SIGINT";
 }
 
+/* Leaves at once, with what a killed run leaves behind. */
+static void exit_without_cleanup(stow_error *err)
+{
+    stow_error_hint(err, "an open multipart upload or a scratch cluster may remain, which "
+                         "stowage gc removes; the next run takes over the repository lock");
+    stow_log_error(err);
+    _exit(STOW_EXIT_INTERRUPTED);
+}
+
 /* A second signal means the cleanup itself is stuck (a stalled request,
- * say) or unwanted, so the process leaves at once. It leaves behind what
- * a killed run leaves. */
-static void exit_without_cleanup(int signum)
+ * say) or unwanted. */
+static void exit_on_second_signal(int signum)
 {
     stow_error err = {0};
 
     stow_fail(&err, STOW_EXIT_INTERRUPTED, "received a second %s: exiting without cleanup",
               signal_name(signum));
-    stow_error_hint(&err, "an open multipart upload or a scratch cluster may remain, which "
-                          "stowage gc removes; the next run takes over the repository lock");
-    stow_log_error(&err);
-    _exit(STOW_EXIT_INTERRUPTED);
+    exit_without_cleanup(&err);
+}
+
+static void exit_on_cleanup_timeout(int signum, long long timeout)
+{
+    stow_error err = {0};
+    char duration[32];
+
+    stow_duration_format(timeout, duration, sizeof duration);
+    stow_fail(&err, STOW_EXIT_INTERRUPTED,
+              "the cleanup after %s did not finish within %s (STOWAGE_CLEANUP_TIMEOUT): "
+              "exiting without it", signal_name(signum), duration);
+    exit_without_cleanup(&err);
 }
 
 static void *wait_for_signals(void *argument)
 {
     sigset_t wanted;
     struct timespec interval = {0, 100 * 1000 * 1000};
+    struct timespec first_signal_at = {0, 0};
 
     (void)argument;
     sigemptyset(&wanted);
@@ -58,18 +80,38 @@ static void *wait_for_signals(void *argument)
     sigaddset(&wanted, SIGTERM);
     for (;;) {
         int signum = sigtimedwait(&wanted, NULL, &interval);
+        long long timeout = atomic_load(&cleanup_timeout_seconds);
+        char duration[32];
 
         if (signum > 0 && received_signal != 0)
-            exit_without_cleanup(signum);
+            exit_on_second_signal(signum);
         if (signum > 0) {
             received_signal = signum;
-            stow_log_warn("received %s: stopping and cleaning up (a second signal exits at "
-                          "once, without cleanup)", signal_name(signum));
+            clock_gettime(CLOCK_MONOTONIC, &first_signal_at);
+            stow_duration_format(timeout, duration, sizeof duration);
+            stow_log_warn("received %s: stopping and cleaning up, for at most %s (a second "
+                          "signal exits at once, without cleanup)", signal_name(signum),
+                          duration);
         }
+        if (received_signal != 0 && stow_seconds_since(&first_signal_at) >= (double)timeout)
+            exit_on_cleanup_timeout(received_signal, timeout);
         if (received_signal != 0)
             pthread_kill(main_thread, SIGUSR1);
     }
     return NULL;
+}
+
+int stow_interrupt_configure(stow_error *err)
+{
+    const char *text = getenv("STOWAGE_CLEANUP_TIMEOUT");
+    int64_t seconds;
+
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    if (stow_duration_parse("STOWAGE_CLEANUP_TIMEOUT", text, &seconds, err) != 0)
+        return -1;
+    atomic_store(&cleanup_timeout_seconds, (long long)seconds);
+    return 0;
 }
 
 void stow_interrupt_install(void)

@@ -1,16 +1,27 @@
 /* SIGINT and SIGTERM handling. A signal thread records the signal and
  * wakes the main thread, and long loops poll stow_interrupted() and unwind
  * through their cleanup paths (abort the upload, stop child processes,
- * remove scratch clusters). A second signal exits at once, without
- * cleanup. */
+ * remove scratch clusters). A second signal, or a cleanup that outlasts
+ * the cleanup timeout, exits at once without finishing the cleanup. */
 #ifndef STOWAGE_INTERRUPT_H
 #define STOWAGE_INTERRUPT_H
 
+#include <stdint.h>
+
 #include "common/error.h"
+
+/* Seconds the cleanup after a first signal may take by default: within
+ * Kubernetes' default grace period of 30 s between SIGTERM and SIGKILL,
+ * so that the exit, and its message, come from stowage. */
+#define STOW_CLEANUP_TIMEOUT_DEFAULT 20
 
 /* Blocks SIGINT and SIGTERM in every thread and starts the signal thread.
  * Call once, before any other thread starts. */
 void stow_interrupt_install(void);
+
+/* Sets the cleanup timeout from STOWAGE_CLEANUP_TIMEOUT (a duration such
+ * as "45s" or "2m"), if set. Fails with STOW_EXIT_USAGE on a bad value. */
+int stow_interrupt_configure(stow_error *err);
 
 /* Returns the signal number received, or 0. */
 int stow_interrupted(void);

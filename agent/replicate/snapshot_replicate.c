@@ -5,16 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/duration.h"
 #include "common/interrupt.h"
 #include "common/log.h"
-
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
 
 /* Returns 1 for an available DB snapshot that Stowage created (not a copy). */
 static int is_candidate(const struct rds_snapshot *snapshot)
@@ -189,7 +182,7 @@ int snapshot_replicate_run(rds_client *source, rds_client *target,
                 stow_log_error(&item->error);
             }
         }
-        item->seconds = seconds_since(&started);
+        item->seconds = stow_seconds_since(&started);
         count_item(result, item);
     }
     rds_snapshot_list_free(&list);

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "aws/s3.h"
+#include "common/duration.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "storage/part_pool.h"
@@ -109,14 +110,6 @@ static int map_result(int rc)
     if (rc == S3_CONFLICT)
         return STORAGE_CONFLICT;
     return rc;
-}
-
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
 /* --- handle and small objects ------------------------------------------ */
@@ -928,7 +921,7 @@ static int complete_parts(struct storage_upload *upload, stow_error *err)
 
 static void log_completion(const struct storage_upload *upload)
 {
-    double seconds = seconds_since(&upload->started);
+    double seconds = stow_seconds_since(&upload->started);
     double mib = (double)upload->total_size / (1024.0 * 1024.0);
 
     stow_log_info("uploaded %s: %zu parts, %llu bytes in %.1f s (%.1f MiB/s)", upload->key,

@@ -694,6 +694,40 @@ class SignalTest(FaultTestCase):
         self.assertIn("received a second SIGTERM: exiting without cleanup", stderr)
         self.assertLess(elapsed, 5)
 
+    def test_stalled_cleanup_ends_at_the_cleanup_timeout(self):
+        # One signal, and the abort of the upload stalls: the run exits
+        # when STOWAGE_CLEANUP_TIMEOUT has passed, before a SIGKILL would.
+        repo, bucket = self.s3_repo()
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
+            proxy.add_fault(fp.STALL, method="DELETE", query=r"uploadId=", count=None,
+                            seconds=120)
+            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint, STOWAGE_CLEANUP_TIMEOUT="4s")
+            process = spawn_stowage(["backup", "--repo", repo, "--db",
+                                     self.cluster.conninfo("faulty"), "--recipient", self.pub,
+                                     "--part-size", "64KiB"], env=env)
+            self.addCleanup(self.kill_group, process)
+            wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
+                       description="a stalled UploadPart")
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=60)
+            elapsed = time.monotonic() - signalled
+            self.assertTrue(proxy.requests_matching(method="DELETE", fault=fp.STALL),
+                            "the abort of the upload was not sent")
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("cleaning up, for at most 4s", stderr)
+        self.assertIn("the cleanup after SIGTERM did not finish within 4s "
+                      "(STOWAGE_CLEANUP_TIMEOUT): exiting without it", stderr)
+        self.assertIn("stowage gc removes", stderr)
+        self.assertGreaterEqual(elapsed, 4)
+        self.assertLess(elapsed, 8)
+
+    def test_bad_cleanup_timeout_is_refused(self):
+        result = self.stowage("list", "--repo", self.file_repo(),
+                              env={"STOWAGE_CLEANUP_TIMEOUT": "20"}, expect=2)
+        self.assertIn('invalid duration for STOWAGE_CLEANUP_TIMEOUT: "20"', result.stderr)
+
     def test_sigterm_while_manifest_put_stalls(self):
         # The manifest's put is the backup's commit: a signal must not leave
         # it in flight while the run reports the backup as not written.

@@ -629,12 +629,22 @@ class SignalTest(FaultTestCase):
         wait_until(lambda: open_uploads(self.moto, bucket), 60, description="the upload to start")
         return process
 
-    def start_backup_through(self, proxy, repo):
+    def start_backup_through(self, proxy, repo, **env):
         """Start a backup of about 12 parts to repo through the fault proxy."""
-        env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+        env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint, **env)
         process = spawn_stowage(["backup", "--repo", repo, "--db", self.cluster.conninfo("faulty"),
                                  "--recipient", self.pub, "--part-size", "64KiB"], env=env)
         self.addCleanup(self.kill_group, process)
+        return process
+
+    def start_backup_with_stalled_cleanup(self, proxy, repo, **env):
+        """Start a backup whose parts and whose upload's abort stall for two
+        minutes; return once a part stalls."""
+        proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
+        proxy.add_fault(fp.STALL, method="DELETE", query=r"uploadId=", count=None, seconds=120)
+        process = self.start_backup_through(proxy, repo, **env)
+        wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
+                   description="a stalled UploadPart")
         return process
 
     @staticmethod
@@ -674,14 +684,9 @@ class SignalTest(FaultTestCase):
     def test_second_sigterm_skips_stalled_cleanup(self):
         # The abort of the upload stalls as well: the first signal's cleanup
         # would wait for it, the second signal exits at once.
-        repo, bucket = self.s3_repo()
+        repo, _ = self.s3_repo()
         with FaultProxy(self.moto) as proxy:
-            proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
-            proxy.add_fault(fp.STALL, method="DELETE", query=r"uploadId=", count=None,
-                            seconds=120)
-            process = self.start_backup_through(proxy, repo)
-            wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
-                       description="a stalled UploadPart")
+            process = self.start_backup_with_stalled_cleanup(proxy, repo)
             process.send_signal(signal.SIGTERM)
             wait_until(lambda: proxy.requests_matching(method="DELETE", fault=fp.STALL), 30,
                        description="the stalled AbortMultipartUpload")
@@ -697,18 +702,10 @@ class SignalTest(FaultTestCase):
     def test_stalled_cleanup_ends_at_the_cleanup_timeout(self):
         # One signal, and the abort of the upload stalls: the run exits
         # when STOWAGE_CLEANUP_TIMEOUT has passed, before a SIGKILL would.
-        repo, bucket = self.s3_repo()
+        repo, _ = self.s3_repo()
         with FaultProxy(self.moto) as proxy:
-            proxy.add_fault(fp.STALL, method="PUT", query=r"partNumber=", count=None, seconds=120)
-            proxy.add_fault(fp.STALL, method="DELETE", query=r"uploadId=", count=None,
-                            seconds=120)
-            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint, STOWAGE_CLEANUP_TIMEOUT="4s")
-            process = spawn_stowage(["backup", "--repo", repo, "--db",
-                                     self.cluster.conninfo("faulty"), "--recipient", self.pub,
-                                     "--part-size", "64KiB"], env=env)
-            self.addCleanup(self.kill_group, process)
-            wait_until(lambda: proxy.requests_matching(method="PUT", fault=fp.STALL), 60,
-                       description="a stalled UploadPart")
+            process = self.start_backup_with_stalled_cleanup(proxy, repo,
+                                                             STOWAGE_CLEANUP_TIMEOUT="4s")
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=60)

@@ -13,20 +13,20 @@
 /* zstd job size with worker threads, in bytes: memory grows with it. zstd
  * 1.5 pools up to 2 x threads + 3 job output buffers of about this size,
  * and how many pages of them a backup touches depends on how well its data
- * compresses. With 2 MiB jobs a backup's peak RSS was 4 to 9 MiB above
- * that with 1 MiB jobs, and 56 MiB (pgbench) against 59 MiB (real-estate
- * data, 3:1) for a backup to file:// (scripts/bench/memory.sh, 2 threads).
- * zstd's own job size (8 MiB at level 3) added about 40 MiB more. */
+ * compresses. With 2 MiB jobs a backup's peak RSS was 5 to 7 MiB above
+ * that with 1 MiB jobs: 56 MiB (pgbench) against 59 MiB (real-estate data,
+ * 3:1) for a backup to file://, with 2 threads. zstd's own job size (8 MiB
+ * at level 3) added about 40 MiB more. */
 #define CONTAINER_ZSTD_JOB_BYTES (2 * 1024 * 1024)
 
-/* Each job starts with the end of the previous one as history. zstd's
- * default for the fast levels, window / 8, makes a 2 MiB job hash an eighth
- * more than its own input; window / 16 (128 KiB at level 3) halves that.
- * A real-estate backup to file:// took 3.49 s with these settings and
- * 3.70 s with 1 MiB jobs and the default history (medians of 8, one run);
- * its object kept its size, and a pgbench object (100:1) came out 3%
- * larger than with the default history and 10% smaller than with 1 MiB
- * jobs. */
+/* Each job starts with the end of the previous one as history. With
+ * zstd's default for the fast levels, window / 8, a 2 MiB job hashes an
+ * eighth more than its own input, and window / 16 (128 KiB at level 3)
+ * halves that. A real-estate backup to file:// took 3.49 s with these
+ * settings and 3.70 s with 1 MiB jobs and the default history (medians of
+ * 8 in one run). Its object kept its size. Compressed with libzstd, the
+ * pgbench dump (100:1) came out 3% larger than with the default history
+ * and 10% smaller than with 1 MiB jobs. */
 #define CONTAINER_ZSTD_OVERLAP_LOG 5
 
 _Static_assert(CONTAINER_FRAME_OVERHEAD_BYTES == crypto_secretstream_xchacha20poly1305_ABYTES,

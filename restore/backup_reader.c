@@ -1,8 +1,8 @@
-/* Download → decrypt → decompress → archive members, through a pipe. */
+/* Download → decrypt → decompress → archive members, through a queue of
+ * plaintext chunks. */
 #include "backup_reader.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -16,12 +16,17 @@
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "common/work_queue.h"
 #include "archive_hash.h"
 #include "container.h"
 #include "keys.h"
 
-#define PIPE_CAPACITY (1024 * 1024)
-#define READ_CHUNK (256 * 1024)
+/* The plaintext between the two threads: PLAIN_CHUNKS buffers go round,
+ * full ones to the consumer in archive order, emptied ones back. That
+ * bounds the plaintext held to 1 MiB however well the data compressed, and
+ * costs one copy, where a pipe takes a write and a read. */
+#define PLAIN_CHUNKS 4
+#define PLAIN_CHUNK_BYTES (256 * 1024)
 /* Nice value of the download and decoding thread: weight 335 against the
  * 1024 of nice 0 (kernel/sched/core.c), so it gets a quarter of a CPU that
  * the database backend also wants. */
@@ -96,49 +101,144 @@ void backup_data_key_free(uint8_t *data_key)
         sodium_free(data_key);
 }
 
-/* --- Producer: download, decrypt, decompress into the pipe ---------------- */
+/* --- Plaintext queue -------------------------------------------------------- */
+
+/* A full chunk for the consumer; index -1 marks the end of the plaintext. */
+struct plain_chunk {
+    int index;
+    size_t len;
+};
+
+struct plain_queue {
+    uint8_t *chunks;                  /* PLAIN_CHUNKS x PLAIN_CHUNK_BYTES */
+    struct work_queue free_chunks;    /* indexes of emptied chunks */
+    struct work_queue full_chunks;    /* struct plain_chunk, then the end mark */
+};
+
+static int plain_queue_init(struct plain_queue *queue, stow_error *err)
+{
+    memset(queue, 0, sizeof *queue);
+    queue->chunks = malloc((size_t)PLAIN_CHUNKS * PLAIN_CHUNK_BYTES);
+    if (queue->chunks == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    if (work_queue_init(&queue->free_chunks, sizeof(int), PLAIN_CHUNKS, err) != 0 ||
+        work_queue_init(&queue->full_chunks, sizeof(struct plain_chunk), PLAIN_CHUNKS + 1,
+                        err) != 0)
+        return -1;
+    for (int i = 0; i < PLAIN_CHUNKS; i++)
+        work_queue_push(&queue->free_chunks, &i);
+    return 0;
+}
+
+static uint8_t *plain_chunk_data(const struct plain_queue *queue, int index)
+{
+    return queue->chunks + (size_t)index * PLAIN_CHUNK_BYTES;
+}
+
+/* Wakes a thread blocked on either side; later pushes and pops fail. */
+static void plain_queue_abort(struct plain_queue *queue)
+{
+    work_queue_abort(&queue->free_chunks);
+    work_queue_abort(&queue->full_chunks);
+}
+
+static void plain_queue_free(struct plain_queue *queue)
+{
+    work_queue_destroy(&queue->free_chunks);
+    work_queue_destroy(&queue->full_chunks);
+    free(queue->chunks);
+}
+
+/* --- Producer: download, decrypt, decompress into the queue ----------------- */
 
 struct producer {
     storage *store;
     const struct manifest *manifest;
     const uint8_t *data_key;
-    int pipe_fd;                       /* write end */
+    struct plain_queue *queue;
+    int filling;                       /* index of the chunk being filled, or -1 */
+    size_t filled;                     /* bytes in it */
     archive_hash *plain_hash;
     archive_hash_algorithm plain_algorithm;
     const char *plain_expected;        /* hex, from the manifest */
     uint64_t plain_bytes;
     double fetch_seconds;
     double decode_seconds;
-    double pipe_write_seconds;         /* in write(), mostly waiting for the consumer */
-    int consumer_gone;                 /* the reader closed its end */
+    double queue_wait_seconds;         /* waiting for an emptied chunk: the consumer is behind */
+    int consumer_gone;                 /* the consumer stopped reading */
     stow_error err;
 };
 
-static int plaintext_to_pipe(void *context, const void *data, size_t len, stow_error *err)
+static int consumer_gone(struct producer *producer, stow_error *err)
+{
+    producer->consumer_gone = 1;
+    return stow_fail(err, STOW_EXIT_FAILURE, "the restore stopped reading");
+}
+
+/* Hands the chunk being filled to the consumer. */
+static int pass_chunk(struct producer *producer, stow_error *err)
+{
+    struct plain_chunk chunk = {producer->filling, producer->filled};
+
+    producer->filling = -1;
+    producer->filled = 0;
+    if (work_queue_push(&producer->queue->full_chunks, &chunk) != 0)
+        return consumer_gone(producer, err);
+    return 0;
+}
+
+static int take_free_chunk(struct producer *producer, stow_error *err)
+{
+    struct timespec start;
+    int rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    rc = work_queue_pop(&producer->queue->free_chunks, &producer->filling, -1);
+    producer->queue_wait_seconds += stow_seconds_since(&start);
+    if (rc != 1) {
+        producer->filling = -1;
+        return consumer_gone(producer, err);
+    }
+    producer->filled = 0;
+    return 0;
+}
+
+static int plaintext_to_queue(void *context, const void *data, size_t len, stow_error *err)
 {
     struct producer *producer = context;
     const uint8_t *cursor = data;
-    struct timespec start;
 
     archive_hash_update(producer->plain_hash, data, len);
     producer->plain_bytes += len;
-    clock_gettime(CLOCK_MONOTONIC, &start);
     while (len > 0) {
-        ssize_t written = write(producer->pipe_fd, cursor, len);
+        size_t take;
 
-        if (written < 0 && errno == EINTR)
-            continue;
-        if (written < 0 && errno == EPIPE) {
-            producer->consumer_gone = 1;
-            return stow_fail(err, STOW_EXIT_FAILURE, "the restore stopped reading");
-        }
-        if (written < 0)
-            return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing", "the restore pipe");
-        cursor += written;
-        len -= (size_t)written;
+        if (producer->filling < 0 && take_free_chunk(producer, err) != 0)
+            return -1;
+        take = PLAIN_CHUNK_BYTES - producer->filled;
+        take = len < take ? len : take;
+        memcpy(plain_chunk_data(producer->queue, producer->filling) + producer->filled, cursor,
+               take);
+        producer->filled += take;
+        cursor += take;
+        len -= take;
+        if (producer->filled == PLAIN_CHUNK_BYTES && pass_chunk(producer, err) != 0)
+            return -1;
     }
-    producer->pipe_write_seconds += stow_seconds_since(&start);
     return 0;
+}
+
+/* Passes the last, partly filled chunk and the end mark, also after a
+ * failure, so that the consumer stops waiting. The end mark always fits:
+ * full_chunks has room for every chunk and the mark. */
+static void end_plaintext(struct producer *producer)
+{
+    struct plain_chunk end = {-1, 0};
+    stow_error ignored = {0};
+
+    if (producer->filling >= 0 && producer->filled > 0)
+        pass_chunk(producer, &ignored);
+    work_queue_push(&producer->queue->full_chunks, &end);
 }
 
 static int produce_parts(struct producer *producer, storage_download *download,
@@ -167,11 +267,11 @@ static int produce_parts(struct producer *producer, storage_download *download,
             break;
         stow_progress_add_bytes(part.len);
 
-        /* The time blocked in writing to the pipe is not decoding work. */
+        /* The time spent waiting for the consumer is not decoding work. */
         clock_gettime(CLOCK_MONOTONIC, &start);
-        blocked = producer->pipe_write_seconds;
+        blocked = producer->queue_wait_seconds;
         rc = container_reader_write(reader, part.data, part.len, &producer->err);
-        blocked = producer->pipe_write_seconds - blocked;
+        blocked = producer->queue_wait_seconds - blocked;
         producer->decode_seconds += stow_seconds_since(&start) - blocked;
         if (rc != 0)
             break;
@@ -199,37 +299,43 @@ static void *run_producer(void *argument)
     setpriority(PRIO_PROCESS, (id_t)gettid(), PRODUCER_NICE);
     if (storage_download_begin(producer->store, manifest->object_key, &manifest->parts,
                                &download, &producer->err) == 0 &&
-        container_reader_new(&options, plaintext_to_pipe, producer, &reader, &producer->err) == 0)
+        container_reader_new(&options, plaintext_to_queue, producer, &reader,
+                             &producer->err) == 0)
         produce_parts(producer, download, reader);
 
     container_reader_free(reader);
     storage_download_free(download);
-    close(producer->pipe_fd);
+    end_plaintext(producer);
     return NULL;
 }
 
-/* --- Consumer: archive members from the pipe ------------------------------ */
+/* --- Consumer: archive members from the queue ------------------------------ */
 
 struct consumer {
-    int pipe_fd;       /* read end */
-    uint8_t *buffer;
+    struct plain_queue *queue;
+    int held;          /* the chunk members_read is reading, or -1 */
 };
 
-static int read_from_pipe(void *context, const void **data, size_t *len, stow_error *err)
+/* Returns the next chunk, after handing the previous one back; a length
+ * of 0 at the end. */
+static int read_from_queue(void *context, const void **data, size_t *len, stow_error *err)
 {
     struct consumer *consumer = context;
+    struct plain_chunk chunk = {-1, 0};
 
-    for (;;) {
-        ssize_t got = read(consumer->pipe_fd, consumer->buffer, READ_CHUNK);
-
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "reading", "the restore pipe");
-        *data = consumer->buffer;
-        *len = (size_t)got;
+    (void)err;
+    if (consumer->held >= 0)
+        work_queue_push(&consumer->queue->free_chunks, &consumer->held);
+    consumer->held = -1;
+    if (work_queue_pop(&consumer->queue->full_chunks, &chunk, -1) != 1 || chunk.index < 0) {
+        *data = consumer->queue->chunks;
+        *len = 0;
         return 0;
     }
+    consumer->held = chunk.index;
+    *data = plain_chunk_data(consumer->queue, chunk.index);
+    *len = chunk.len;
+    return 0;
 }
 
 static int check_plaintext(struct producer *producer, stow_error *err)
@@ -255,24 +361,16 @@ static int check_plaintext(struct producer *producer, stow_error *err)
     return 0;
 }
 
-static int start_pipe(int fds[2], stow_error *err)
-{
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "creating", "a pipe");
-    fcntl(fds[1], F_SETPIPE_SZ, PIPE_CAPACITY);
-    return 0;
-}
-
 int backup_reader_run(storage *store, const struct manifest *manifest,
                       const uint8_t *data_key, members_data_fn on_data, void *data_context,
                       struct backup_read_stats *stats, stow_error *err)
 {
+    struct plain_queue queue;
     struct producer producer = {0};
-    struct consumer consumer = {-1, NULL};
+    struct consumer consumer = {&queue, -1};
     stow_error consumer_err = {0};
     struct timespec start;
     pthread_t thread;
-    int fds[2];
     int rc;
 
     memset(stats, 0, sizeof *stats);
@@ -282,31 +380,29 @@ int backup_reader_run(storage *store, const struct manifest *manifest,
                               &producer.plain_algorithm, &producer.plain_expected, err) != 0 ||
         archive_hash_new(producer.plain_algorithm, &producer.plain_hash, err) != 0)
         return -1;
-    if (start_pipe(fds, err) != 0) {
+    if (plain_queue_init(&queue, err) != 0) {
+        plain_queue_free(&queue);
         archive_hash_free(producer.plain_hash);
         return -1;
     }
     producer.store = store;
     producer.manifest = manifest;
     producer.data_key = data_key;
-    producer.pipe_fd = fds[1];
-    consumer.pipe_fd = fds[0];
-    consumer.buffer = malloc(READ_CHUNK);
+    producer.queue = &queue;
+    producer.filling = -1;
     stow_progress_begin("read", manifest->stored_bytes);
-    if (consumer.buffer == NULL || pthread_create(&thread, NULL, run_producer, &producer) != 0) {
+    if (pthread_create(&thread, NULL, run_producer, &producer) != 0) {
         stow_progress_end();
-        close(fds[0]);
-        close(fds[1]);
-        free(consumer.buffer);
+        plain_queue_free(&queue);
         archive_hash_free(producer.plain_hash);
         return stow_fail(err, STOW_EXIT_FAILURE, "could not start the download thread");
     }
 
-    rc = members_read(read_from_pipe, &consumer, on_data, data_context, &consumer_err);
-    close(consumer.pipe_fd); /* unblocks the producer if the consumer stopped early */
+    rc = members_read(read_from_queue, &consumer, on_data, data_context, &consumer_err);
+    plain_queue_abort(&queue); /* unblocks the producer if the consumer stopped early */
     pthread_join(thread, NULL);
     stow_progress_end();
-    free(consumer.buffer);
+    plain_queue_free(&queue);
 
     stats->fetch_seconds = producer.fetch_seconds;
     stats->decode_seconds = producer.decode_seconds;

@@ -2,10 +2,10 @@
  * checks, decryption, decompression and the archive members, in one
  * stream with bounded memory.
  *
- * A producer thread downloads, decrypts and decompresses into a pipe; the
- * caller's thread reads the archive members from the pipe and hands their
- * data to on_data. The pipe's capacity bounds the plaintext held in memory
- * however well the data compressed. */
+ * A producer thread downloads, decrypts and decompresses into a queue of
+ * plaintext chunks, and the caller's thread reads the archive members from
+ * the queue and hands their data to on_data. The queue's chunks bound the
+ * plaintext held in memory however well the data compressed. */
 #ifndef STOWAGE_BACKUP_READER_H
 #define STOWAGE_BACKUP_READER_H
 

@@ -45,8 +45,8 @@ static void exit_without_cleanup(stow_error *err)
     _exit(STOW_EXIT_INTERRUPTED);
 }
 
-/* A second signal means the cleanup itself is stuck (a stalled request,
- * say) or unwanted. */
+/* A second signal means the cleanup itself is stuck (on a stalled request,
+ * for example) or unwanted. */
 static void exit_on_second_signal(int signum)
 {
     stow_error err = {0};

@@ -696,10 +696,10 @@ static int file_abort_upload(storage *store, const char *key, const char *upload
 /* --- Upload --------------------------------------------------------------- *
  *
  * A writer thread hashes and appends each part while the caller fills the
- * next one, as an S3 upload sends parts while the next is filled: the
+ * next one, as an S3 upload sends parts while the next is filled. So the
  * page-cache copy and the part's SHA-256 stay off the thread that feeds
- * the compressor. One part is in the writer's hands at a time, so an
- * upload holds two part buffers. */
+ * the compressor. The writer has one part at a time, and an upload holds
+ * two part buffers. */
 
 static int append_part(struct storage_upload *upload, const stow_buf *data, stow_error *err)
 {
@@ -749,8 +749,9 @@ static void write_part(struct storage_upload *upload, const stow_buf *part)
     stow_progress_add_part();
 }
 
-/* The writer thread. After a failure it only hands buffers back; the
- * caller reports the failure at its next part or at complete. */
+/* Writes each queued part, on the writer thread. After a failure it only
+ * hands buffers back, and the caller reports the failure at its next part
+ * or at complete. */
 static void *write_parts(void *argument)
 {
     struct storage_upload *upload = argument;

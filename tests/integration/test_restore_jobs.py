@@ -178,9 +178,12 @@ class RestoreJobsTest(StowageTestCase):
         self.run_backup(repo, self.s3_env(), "--part-size", "64KiB")
         self.cluster.createdb("jobs_sigterm")
         with FaultProxy(self.moto) as proxy:
-            # Part requests after the third wait, so stowage is still
-            # spooling when the signal arrives.
-            rule = proxy.add_fault(STALL, method="GET", path=r"data\.stow", nth=3, count=None,
+            # Ranged GETs from the second on wait (each fetches two parts of
+            # the object's at least three), so stowage is still spooling
+            # when the signal arrives.
+            parts = self.show_json(repo, "latest", env=self.s3_env())["object"]["parts"]
+            self.assertGreater(len(parts), 2)
+            rule = proxy.add_fault(STALL, method="GET", path=r"data\.stow", nth=2, count=None,
                                    seconds=30)
             process = spawn_stowage(
                 ["restore", "--repo", repo, "latest", "--key", self.key, "--target",
@@ -206,7 +209,7 @@ class RestoreJobsTest(StowageTestCase):
         self.assertIn("SIGTERM", stderr)
         self.assertEqual([], os.listdir(spool))
         self.assertEqual(0, used_bytes(spool))
-        self.assertEqual(0, self.user_tables("jobs_sigterm"))
+        self.assertEqual(0, self.user_tables("jobs_sigterm"), stderr)
 
     def test_failed_pre_data_is_rolled_back(self):
         # The schema step runs in one transaction: a missing owner role

@@ -973,7 +973,9 @@ static void s3_upload_abort(storage_upload *upload)
 
 /* Builds the fetch list: up to STORAGE_DOWNLOAD_FETCH_PARTS consecutive
  * parts joined while their sum stays within STORAGE_DOWNLOAD_FETCH_SIZE. A
- * part above that size is fetched alone. */
+ * part above that size is fetched alone, and so is the first part: the
+ * restore starts once it has arrived, so a joined first GET would delay
+ * the start by a part's transfer. */
 static int plan_fetches(struct storage_download *download, stow_error *err)
 {
     const struct storage_part_list *parts = &download->ranges;
@@ -988,7 +990,7 @@ static int plan_fetches(struct storage_download *download, stow_error *err)
                                       ? &download->fetches[download->fetch_count - 1]
                                       : NULL;
 
-        if (last != NULL && last->offset + last->size == part->offset &&
+        if (last != NULL && i > 1 && last->offset + last->size == part->offset &&
             last->part_count < STORAGE_DOWNLOAD_FETCH_PARTS &&
             last->size + part->size <= STORAGE_DOWNLOAD_FETCH_SIZE) {
             last->size += part->size;

@@ -135,7 +135,7 @@ static uint8_t *plain_chunk_data(const struct plain_queue *queue, int index)
     return queue->chunks + (size_t)index * PLAIN_CHUNK_BYTES;
 }
 
-/* Wakes a thread blocked on either side; later pushes and pops fail. */
+/* Wakes a thread blocked on either side. Later pushes and pops fail. */
 static void plain_queue_abort(struct plain_queue *queue)
 {
     work_queue_abort(&queue->free_chunks);
@@ -313,7 +313,7 @@ static void *run_producer(void *argument)
 
 struct consumer {
     struct plain_queue *queue;
-    int held;          /* the chunk members_read is reading, or -1 */
+    int reading;       /* index of the chunk members_read is reading, or -1 */
 };
 
 /* Returns the next chunk, after handing the previous one back; a length
@@ -324,15 +324,15 @@ static int read_from_queue(void *context, const void **data, size_t *len, stow_e
     struct plain_chunk chunk = {-1, 0};
 
     (void)err;
-    if (consumer->held >= 0)
-        work_queue_push(&consumer->queue->free_chunks, &consumer->held);
-    consumer->held = -1;
+    if (consumer->reading >= 0)
+        work_queue_push(&consumer->queue->free_chunks, &consumer->reading);
+    consumer->reading = -1;
     if (work_queue_pop(&consumer->queue->full_chunks, &chunk, -1) != 1 || chunk.index < 0) {
         *data = consumer->queue->chunks;
         *len = 0;
         return 0;
     }
-    consumer->held = chunk.index;
+    consumer->reading = chunk.index;
     *data = plain_chunk_data(consumer->queue, chunk.index);
     *len = chunk.len;
     return 0;

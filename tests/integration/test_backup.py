@@ -235,7 +235,7 @@ class BackupTest(StowageTestCase):
         self.assertIn("interrupted by SIGTERM", stderr)
         self._assert_nothing_left(bucket)
 
-    def test_sigterm_during_file_backup_removes_partial_object(self):
+    def test_sigterm_removes_partial_file_object(self):
         # 16 MB of hexadecimal text: the dump stalls after 12 MB, three 4 MiB
         # segments, so parts of it reach the file before the signal.
         self.cluster.createdb("noise_large")

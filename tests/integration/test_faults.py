@@ -700,7 +700,7 @@ class SignalTest(FaultTestCase):
         self.assertIn("received a second SIGTERM: exiting without cleanup", stderr)
         self.assertLess(elapsed, 5)
 
-    def test_stalled_cleanup_ends_at_the_cleanup_timeout(self):
+    def test_cleanup_timeout_ends_stalled_cleanup(self):
         # One signal, and the abort of the upload stalls: the run exits
         # when STOWAGE_CLEANUP_TIMEOUT has passed, before a SIGKILL would.
         repo, _ = self.s3_repo()
@@ -721,7 +721,7 @@ class SignalTest(FaultTestCase):
         self.assertGreaterEqual(elapsed, 4)
         self.assertLess(elapsed, 8)
 
-    def test_bad_cleanup_timeout_is_refused(self):
+    def test_invalid_cleanup_timeout_rejected(self):
         result = self.stowage("list", "--repo", self.file_repo(),
                               env={"STOWAGE_CLEANUP_TIMEOUT": "20"}, expect=2)
         self.assertIn('invalid duration for STOWAGE_CLEANUP_TIMEOUT: "20"', result.stderr)

@@ -156,6 +156,7 @@ static void exec_child(const struct scratch_local *scratch, int dropping, char *
     memset(&default_action, 0, sizeof default_action);
     default_action.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &default_action, NULL);
+    sigaction(SIGXFSZ, &default_action, NULL);
     sigemptyset(&no_signals);
     sigprocmask(SIG_SETMASK, &no_signals, NULL);
 

@@ -187,6 +187,22 @@ static void job_free(struct backup_job *job)
     PQfinish(job->conn);
 }
 
+/* Deletes the complete data object of a run that failed before it sent
+ * its manifest (interrupted, or its lock taken over). Once the manifest's
+ * write was sent, a failed answer does not prove that it was not stored,
+ * so the object stays and gc judges it later. */
+static void remove_stored_object(struct backup_job *job)
+{
+    stow_error err = {0};
+
+    if (storage_delete(job->store, job->object_key, &err) == 0) {
+        stow_log_info("deleted the data object %s of backup %s", job->object_key, job->id);
+        return;
+    }
+    stow_log_warn("could not delete the data object %s of backup %s, which has no manifest "
+                  "(%s); stowage gc removes it", job->object_key, job->id, err.message);
+}
+
 int backup_run(storage *store, const struct backup_options *options,
                struct backup_result *result, stow_error *err)
 {
@@ -253,6 +269,7 @@ int backup_run(storage *store, const struct backup_options *options,
     job.finished_at_us = wall.tv_nsec / 1000;
     clock_gettime(CLOCK_MONOTONIC, &end);
     job.seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
+    job.manifest_attempted = 1;
     if (backup_write_manifest(&job, err) != 0)
         goto cleanup;
 
@@ -269,6 +286,8 @@ int backup_run(storage *store, const struct backup_options *options,
 cleanup:
     if (rc != 0 && job.upload != NULL)
         stow_log_warn("aborting the upload of backup %s", job.id);
+    if (rc != 0 && job.object_stored && !job.manifest_attempted)
+        remove_stored_object(&job);
     job_free(&job);
     catalog_lock_release(lock);
     stow_log_set_context("backup_id", NULL);

@@ -43,6 +43,8 @@ struct backup_job {
     /* Data path */
     char object_key[512];
     storage_upload *upload;
+    int object_stored;              /* the upload completed: object_key exists */
+    int manifest_attempted;         /* the manifest's write was sent */
     struct part_writer parts;
     container_writer *container;
     members_writer *members;

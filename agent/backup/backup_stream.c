@@ -268,6 +268,7 @@ static int finish_pipeline(struct backup_job *job, stow_error *err)
         return -1;
     }
     job->upload = NULL;
+    job->object_stored = 1;
     return 0;
 }
 

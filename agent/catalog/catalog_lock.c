@@ -339,42 +339,61 @@ static void claim_key(const struct catalog_lock *lock, const struct catalog_lock
                  (long long)holder->refreshed_at);
 }
 
-/* Returns 1 when the claim at key carries this run's id: an earlier
- * attempt of the create-only put took effect, but its response was lost
- * and the HTTP retry met the claim it had created. */
-static int claim_is_own(const struct catalog_lock *lock, const char *key, stow_error *err)
+/* Reads the run that holds the claim at key. Returns 1 with claimant
+ * filled, 0 when the claim is gone or unreadable, -1 on failure. */
+static int read_claimant(const struct catalog_lock *lock, const char *key,
+                         struct catalog_lock_holder *claimant, stow_error *err)
 {
-    struct catalog_lock_holder claimant;
     stow_buf text;
     int rc;
 
-    memset(&claimant, 0, sizeof claimant);
+    memset(claimant, 0, sizeof *claimant);
     stow_buf_init(&text, CATALOG_LOCK_MAX_BYTES);
     rc = storage_get(lock->store, key, &text, err);
     if (rc == 0)
-        rc = parse_holder(&text, &claimant) == 0 &&
-             strcmp(claimant.run_id, lock->self.run_id) == 0;
+        rc = parse_holder(&text, claimant) == 0;
     else if (rc == STORAGE_NOT_FOUND)
         rc = 0;
     stow_buf_free(&text);
     return rc;
 }
 
+/* Deletes a claim left by a run that stopped during its takeover, and
+ * claims again. */
+static int replace_claim(struct catalog_lock *lock, const char *key, const char *why,
+                         stow_error *err)
+{
+    stow_log_warn("deleting the takeover claim %s, left by a run that stopped during a "
+                  "takeover (%s)",
+                  key, why);
+    if (storage_delete(lock->store, key, err) != 0)
+        return -1;
+    return write_lock_at(lock, key, 1, err);
+}
+
 /* Claims the right to replace a stale lock with a create-only put of its
  * claim key: of several runs that find the same stale lock, only one
  * deletes it. Returns STORAGE_CONFLICT when another run owns the claim.
- * A claim older than stale_after belongs to a run that died during its
- * takeover and is replaced. */
+ * A claim that carries this run's id is its own: an earlier attempt of the
+ * create-only put took effect, but its response was lost. A claim whose
+ * run died on this host, or older than stale_after, belongs to a run that
+ * stopped during its takeover and is replaced. */
 static int claim_takeover(struct catalog_lock *lock, const char *key, stow_error *err)
 {
+    struct catalog_lock_holder claimant;
     struct storage_object_info info;
     int rc = write_lock_at(lock, key, 1, err);
 
     if (rc != STORAGE_CONFLICT)
         return rc;
-    rc = claim_is_own(lock, key, err);
-    if (rc != 0)
-        return rc > 0 ? 0 : -1;
+    rc = read_claimant(lock, key, &claimant, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 && strcmp(claimant.run_id, lock->self.run_id) == 0)
+        return 0;
+    if (rc == 1 && holder_died_here(lock, &claimant))
+        return replace_claim(lock, key, "its run no longer exists on this host", err);
+
     rc = storage_head(lock->store, key, &info, err);
     if (rc == STORAGE_NOT_FOUND)
         return STORAGE_CONFLICT; /* released: the caller reads the lock again */
@@ -382,12 +401,7 @@ static int claim_takeover(struct catalog_lock *lock, const char *key, stow_error
         return -1;
     if (time(NULL) - info.modified <= lock->stale_after)
         return STORAGE_CONFLICT;
-    stow_log_warn("deleting the takeover claim %s, left by a run that stopped during a "
-                  "takeover",
-                  key);
-    if (storage_delete(lock->store, key, err) != 0)
-        return -1;
-    return write_lock_at(lock, key, 1, err);
+    return replace_claim(lock, key, "older than --lock-stale-after", err);
 }
 
 static void log_takeover(const struct catalog_lock *lock, const struct catalog_lock_holder *holder,

@@ -126,6 +126,9 @@ void stow_interrupt_install(void)
     sigemptyset(&action.sa_mask);
     sigaction(SIGUSR1, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (ulimit -f) then fails the write with EFBIG, which
+     * the caller reports and cleans up after, instead of killing the run. */
+    signal(SIGXFSZ, SIG_IGN);
 
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGINT);

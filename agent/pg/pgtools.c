@@ -413,11 +413,12 @@ static int start_process(const char *path, char *const argv[], struct env_list *
     sigset_t default_signals;
 
     /* The child starts with no blocked signals and default dispositions:
-     * stowage blocks SIGINT and SIGTERM and ignores SIGPIPE, and a child
-     * would inherit both. */
+     * stowage blocks SIGINT and SIGTERM and ignores SIGPIPE and SIGXFSZ,
+     * and a child would inherit both. */
     sigemptyset(&no_signals);
     sigemptyset(&default_signals);
     sigaddset(&default_signals, SIGPIPE);
+    sigaddset(&default_signals, SIGXFSZ);
     sigaddset(&default_signals, SIGUSR1);
     posix_spawnattr_init(&attributes);
     posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |

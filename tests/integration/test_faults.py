@@ -726,6 +726,23 @@ class SignalTest(FaultTestCase):
                               env={"STOWAGE_CLEANUP_TIMEOUT": "20"}, expect=2)
         self.assertIn('invalid duration for STOWAGE_CLEANUP_TIMEOUT: "20"', result.stderr)
 
+    def test_sigterm_during_completion_deletes_object(self):
+        # The signal comes while CompleteMultipartUpload stalls: the object
+        # is complete, but the run stops before its manifest and deletes it.
+        repo, bucket = self.s3_repo()
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(fp.STALL, method="POST", query=r"uploadId=", count=None, seconds=3)
+            process = self.start_backup_through(proxy, repo)
+            wait_until(lambda: proxy.requests_matching(method="POST", fault=fp.STALL), 60,
+                       description="the stalled CompleteMultipartUpload")
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=60)
+        check_sanitizer_report(stderr)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("before its manifest was written", stderr)
+        self.assertIn("deleted the data object", stderr)
+        self.assertEqual([], object_keys(self.moto, bucket))
+
     def test_sigterm_while_manifest_put_stalls(self):
         # The manifest's put is the backup's commit: a signal must not leave
         # it in flight while the run reports the backup as not written.
@@ -748,6 +765,34 @@ class SignalTest(FaultTestCase):
         self.assertEqual(1, len([k for k in keys if k.endswith("manifest.json")]), keys)
         self.assertNotIn("db/locks/faulty.json", keys)
         self.stowage("verify", "--repo", repo, "latest", "--key", self.key, env=self.s3_env())
+
+    def test_claim_of_killed_takeover_is_replaced(self):
+        # A run killed while it takes over a dead run's lock leaves its
+        # takeover claim. Its pid is gone too, so the next run replaces the
+        # claim at once instead of failing until --lock-stale-after.
+        repo, bucket = self.s3_repo()
+        first = self.start_slow_backup(repo, bucket)
+        wait_until(lambda: "db/locks/faulty.json" in object_keys(self.moto, bucket), 30,
+                   description="the lock")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(fp.STALL, method="DELETE", path=r"/db/locks/faulty\.json$",
+                            count=None, seconds=60)
+            second = self.start_backup_through(proxy, repo)
+            wait_until(lambda: proxy.requests_matching(method="DELETE", fault=fp.STALL), 60,
+                       description="the takeover's stalled delete of the lock")
+            os.killpg(second.pid, signal.SIGKILL)
+            second.communicate()
+        claims = [k for k in object_keys(self.moto, bucket) if ".takeover-" in k]
+        self.assertEqual(1, len(claims))
+
+        result, elapsed = self.timed_backup(repo, self.s3_env())
+        self.assertIn("deleting the takeover claim %s" % claims[0][len("db/"):], result.stderr)
+        self.assertIn("its run no longer exists on this host", result.stderr)
+        self.assertLess(elapsed, RETRIED_RUN_SECONDS)
+        self.assertEqual(1, len(self.list_json(repo, env=self.s3_env())))
+        self.assertEqual([], [k for k in object_keys(self.moto, bucket) if "/locks/" in k])
 
     def test_killed_backup_lock_and_upload(self):
         repo, bucket = self.s3_repo()
@@ -970,6 +1015,28 @@ class DiskFullTest(FaultTestCase):
 
     def expected_error(self):
         return "No space left on device" if self.method == "tmpfs" else "File too large"
+
+    def test_file_size_limit_fails_the_write(self):
+        # ulimit -f with SIGXFSZ at its default, which would kill a process
+        # that does not ignore it: stowage reports EFBIG and cleans up.
+        directory = tempfile.mkdtemp(prefix="fsize-", dir=self.workdir)
+        repo = "file://" + directory
+
+        def limit_file_size():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.LIMIT, self.LIMIT))
+
+        process = subprocess.run([stowage_binary(), "backup", "--repo", repo, "--db",
+                                  self.cluster.conninfo("faulty"), "--recipient", self.pub],
+                                 env=stowage_environment(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=300,
+                                 preexec_fn=limit_file_size, start_new_session=True)
+        check_sanitizer_report(process.stderr)
+        self.assertEqual(EXIT_STORAGE, process.returncode, process.stderr)
+        self.assertIn("File too large", process.stderr)
+        self.assertIn("ulimit -f", process.stderr)
+        self.assertEqual([], self.list_json(repo))
+        self.assertEqual([], [os.path.join(d, f) for d, _, files in os.walk(directory)
+                              for f in files])
 
     def test_backup_to_full_repository(self):
         directory = self.small_directory()

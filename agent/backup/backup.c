@@ -189,7 +189,7 @@ static void job_free(struct backup_job *job)
 
 /* Deletes the complete data object of a run that failed before it sent
  * its manifest (interrupted, or its lock taken over). Once the manifest's
- * write was sent, a failed answer does not prove that it was not stored,
+ * write was sent, a failed response does not prove that it was not stored,
  * so the object stays and gc judges it later. */
 static void remove_stored_object(struct backup_job *job)
 {

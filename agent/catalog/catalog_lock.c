@@ -339,7 +339,7 @@ static void claim_key(const struct catalog_lock *lock, const struct catalog_lock
                  (long long)holder->refreshed_at);
 }
 
-/* Reads the run that holds the claim at key. Returns 1 with claimant
+/* Reads the run that created the claim at key. Returns 1 with claimant
  * filled, 0 when the claim is gone or unreadable, -1 on failure. */
 static int read_claimant(const struct catalog_lock *lock, const char *key,
                          struct catalog_lock_holder *claimant, stow_error *err)

@@ -375,6 +375,11 @@ int backup_reader_run(storage *store, const struct manifest *manifest,
 
     memset(stats, 0, sizeof *stats);
     clock_gettime(CLOCK_MONOTONIC, &start);
+
+    /* Bytes appended to the object would pass the checks of its parts. */
+    if (storage_check_object_size(store, manifest->object_key, manifest->stored_bytes,
+                                  manifest->id, err) != 0)
+        return -1;
     if (archive_hash_expected(json_object_get(manifest->document, "plaintext"),
                               manifest->format_version, manifest->id,
                               &producer.plain_algorithm, &producer.plain_expected, err) != 0 ||

@@ -72,11 +72,7 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
     report_begin(&report, REPORT_KIND_STORAGE_CHECK, manifest);
     report_step_begin(&report, "read");
 
-    /* Bytes appended to the object would pass the checks of its parts. */
-    rc = storage_check_object_size(store, manifest->object_key, manifest->stored_bytes,
-                                   manifest->id, err);
-    if (rc == 0)
-        rc = backup_reader_run(store, manifest, data_key, count_member, &tally, &stats, err);
+    rc = backup_reader_run(store, manifest, data_key, count_member, &tally, &stats, err);
     backup_data_key_free(data_key);
     if (rc == 0)
         rc = check_dump_size(manifest, &tally, err);

@@ -83,16 +83,25 @@ static void hide_argument_passwords(int argc, char **argv)
     }
 }
 
+static int asks_for_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* STOWAGE_CLEANUP_TIMEOUT applies to every command, so it is read before
- * the command's options. */
-static int configure_cleanup_timeout(void)
+ * the command's options. A bad value is reported, but --help still works. */
+static int configure_cleanup_timeout(int argc, char **argv)
 {
     stow_error err = {0};
 
     if (stow_interrupt_configure(&err) == 0)
         return 0;
     stow_log_error(&err);
-    return -1;
+    return asks_for_help(argc, argv) ? 0 : -1;
 }
 
 int cli_main(int argc, char **argv)
@@ -104,7 +113,7 @@ int cli_main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     stow_interrupt_install();
     hide_argument_passwords(argc, argv);
-    if (configure_cleanup_timeout() != 0)
+    if (configure_cleanup_timeout(argc, argv) != 0)
         return STOW_EXIT_USAGE;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

@@ -725,6 +725,8 @@ class SignalTest(FaultTestCase):
         result = self.stowage("list", "--repo", self.file_repo(),
                               env={"STOWAGE_CLEANUP_TIMEOUT": "20"}, expect=2)
         self.assertIn('invalid duration for STOWAGE_CLEANUP_TIMEOUT: "20"', result.stderr)
+        result = self.stowage("keygen", "--help", env={"STOWAGE_CLEANUP_TIMEOUT": "20"})
+        self.assertIn("keygen", result.stdout)
 
     def test_sigterm_during_completion_deletes_object(self):
         # The signal comes while CompleteMultipartUpload stalls: the object

@@ -152,6 +152,22 @@ static void describe_partial_target(struct restore_job *job, stow_error *err)
                     database);
 }
 
+/* Returns 1 when a scratch cluster restore must skip ownership: the
+ * cluster has only its own superuser, and a backup taken with --no-globals
+ * brings no roles, so the first OWNER TO of its dump would fail. */
+static int scratch_lacks_roles(const struct restore_job *job)
+{
+    json_t *archive = json_object_get(job->manifest->document, "archive");
+
+    if (!job->options->scratch_local || job->options->no_owner ||
+        !json_is_false(json_object_get(archive, "has_globals")))
+        return 0;
+    stow_log_info("backup %s holds no roles (taken with --no-globals): restoring into the "
+                  "scratch cluster with --no-owner --no-privileges",
+                  job->manifest->id);
+    return 1;
+}
+
 static int restore_stream(struct restore_job *job, stow_error *err)
 {
     struct restore_sink sink;
@@ -164,7 +180,7 @@ static int restore_stream(struct restore_job *job, stow_error *err)
     sink.major = job->target_info.major;
     sink.with_globals = job->options->with_globals || job->options->scratch_local;
     sink.clean = job->options->clean;
-    sink.no_owner = job->options->no_owner;
+    sink.no_owner = job->options->no_owner || scratch_lacks_roles(job);
     sink.jobs = job->options->jobs;
     if (job->options->jobs > 1)
         sink.spool = &job->spool;

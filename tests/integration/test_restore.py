@@ -65,6 +65,16 @@ class RestoreTest(StowageTestCase):
         entry = [b for b in listing if b["id"] == self.backup_id][0]
         self.assertEqual("passed", entry["last_verification"])
 
+    def test_scratch_restore_without_roles(self):
+        # A backup taken with --no-globals brings no roles, and a scratch
+        # cluster has only its own superuser: ownership is skipped there.
+        repo = self.file_repo()
+        self.backup(repo, "hard", "--no-globals")
+        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                              "--scratch", "local", "--verify")
+        self.assertIn("passed", result.stdout)
+        self.assertIn("with --no-owner --no-privileges", result.stderr)
+
     def test_interrupted_scratch_restore_removes_instance(self):
         scratch_parent = os.path.join(self.workdir, "scratch-interrupt")
         os.makedirs(scratch_parent)

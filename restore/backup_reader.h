@@ -33,9 +33,9 @@ int backup_open_data_key(const struct manifest *manifest, const char *secret_key
                          const char *passphrase_file, uint8_t **data_key, stow_error *err);
 void backup_data_key_free(uint8_t *data_key);
 
-/* Reads the whole backup. Fails with STOW_EXIT_VERIFY when the object's
- * size (checked first, with a HEAD on S3), a part, the container, the
- * archive or the plaintext digest does not match the manifest; on_data's
+/* Reads the whole backup, after checking the object's size (a HEAD on S3).
+ * Fails with STOW_EXIT_VERIFY when the size, a part, the container, the
+ * archive or the plaintext digest does not match the manifest. on_data's
  * failures pass through unchanged. */
 int backup_reader_run(storage *store, const struct manifest *manifest,
                       const uint8_t *data_key, members_data_fn on_data, void *data_context,

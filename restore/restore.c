@@ -162,7 +162,7 @@ static int scratch_lacks_roles(const struct restore_job *job)
     if (!job->options->scratch_local || job->options->no_owner ||
         !json_is_false(json_object_get(archive, "has_globals")))
         return 0;
-    stow_log_info("backup %s holds no roles (taken with --no-globals): restoring into the "
+    stow_log_info("backup %s contains no roles (taken with --no-globals): restoring into the "
                   "scratch cluster with --no-owner --no-privileges",
                   job->manifest->id);
     return 1;

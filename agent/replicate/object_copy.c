@@ -5,17 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/duration.h"
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "common/progress.h"
-
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
 
 static size_t largest_part(const struct storage_part_list *parts)
 {
@@ -148,7 +141,7 @@ int object_copy(storage *source, storage *destination, const struct manifest *ma
     stats->method = copied == manifest->parts.count && server_side ? "server-side" : "streamed";
     stats->bytes = manifest->stored_bytes;
     stats->parts = manifest->parts.count;
-    stats->seconds = seconds_since(&started);
+    stats->seconds = stow_seconds_since(&started);
     return rc;
 }
 
@@ -186,6 +179,6 @@ int object_check(storage *store, const struct manifest *manifest, double *second
     storage_download_free(download);
     stow_buf_free(&part);
     if (seconds != NULL)
-        *seconds = seconds_since(&started);
+        *seconds = stow_seconds_since(&started);
     return rc;
 }

@@ -698,7 +698,7 @@ static int file_abort_upload(storage *store, const char *key, const char *upload
  * A writer thread hashes and appends each part while the caller fills the
  * next one, as an S3 upload sends parts while the next is filled. So the
  * page-cache copy and the part's SHA-256 stay off the thread that feeds
- * the compressor. The writer has one part at a time, and an upload holds
+ * the compressor. The writer has one part at a time, so an upload uses
  * two part buffers. */
 
 static int append_part(struct storage_upload *upload, const stow_buf *data, stow_error *err)

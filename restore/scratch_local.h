@@ -26,6 +26,7 @@ struct scratch_local {
     int port;
     char user[64];              /* database superuser name */
     int started;                /* 1 while the server runs */
+    pid_t server_pid;           /* the postmaster while this process is its parent, else 0 */
     uid_t run_uid;              /* uid the server runs as */
     gid_t run_gid;
     char run_user[64];          /* operating system user the server runs as */

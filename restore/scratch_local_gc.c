@@ -124,8 +124,6 @@ static void remove_abandoned(const char *directory, const struct scratch_marker 
     struct scratch_local scratch;
     struct stat info;
     struct passwd *owner;
-    char pg_ctl[PATH_MAX];
-    stow_error missing = {0};
 
     memset(&scratch, 0, sizeof scratch);
     snprintf(scratch.directory, sizeof scratch.directory, "%s", directory);
@@ -139,12 +137,6 @@ static void remove_abandoned(const char *directory, const struct scratch_marker 
     }
     owner = getpwuid(scratch.run_uid);
     snprintf(scratch.run_user, sizeof scratch.run_user, "%s", owner ? owner->pw_name : "");
-    if (pgtools_find_program(marker->major, "pg_ctl", pg_ctl, sizeof pg_ctl, &missing) == 0)
-        snprintf(scratch.bindir, sizeof scratch.bindir, "%.*s",
-                 (int)(strrchr(pg_ctl, '/') - pg_ctl), pg_ctl);
-    else
-        stow_log_warn("%s; stopping the scratch server in %s with SIGKILL instead",
-                      missing.message, directory);
     scratch.started = scratch_local_postmaster_pid(&scratch) > 0;
     scratch_local_remove(&scratch);
 }

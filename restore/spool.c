@@ -95,6 +95,7 @@ int restore_spool_open(struct restore_spool *spool, const char *directory, uint6
 
 int restore_spool_reserve(struct restore_spool *spool, stow_error *err)
 {
+    spool->header_only = 0;
     return check_space(spool->directory, spool->expected_bytes, err);
 }
 
@@ -105,12 +106,30 @@ int restore_spool_open_unreserved(struct restore_spool *spool, const char *direc
     spool->fd = -1;
     snprintf(spool->directory, sizeof spool->directory, "%s", directory);
     spool->expected_bytes = bytes;
+    spool->header_only = 1;
 
     spool->fd = open_nameless(directory, err);
     if (spool->fd < 0)
         return -1;
     snprintf(spool->path, sizeof spool->path, "/dev/fd/%d", spool->fd);
     return 0;
+}
+
+static int fail_out_of_space(const struct restore_spool *spool, stow_error *err)
+{
+    if (spool->header_only)
+        stow_fail(err, STOW_EXIT_FAILURE,
+                  "the spool directory %s ran out of space after %llu bytes of the dump's "
+                  "header and table of contents (the table data is not spooled)",
+                  spool->directory, (unsigned long long)spool->written_bytes);
+    else
+        stow_fail(err, STOW_EXIT_FAILURE,
+                  "the spool directory %s ran out of space after %llu of %llu bytes",
+                  spool->directory, (unsigned long long)spool->written_bytes,
+                  (unsigned long long)spool->expected_bytes);
+    stow_error_hint(err, "free space there, choose another --spool-dir, or stream "
+                         "the restore with --jobs 1");
+    return -1;
 }
 
 int restore_spool_write(struct restore_spool *spool, const void *data, size_t len,
@@ -127,15 +146,8 @@ int restore_spool_write(struct restore_spool *spool, const void *data, size_t le
 
         if (written < 0 && errno == EINTR)
             continue;
-        if (written < 0 && (errno == ENOSPC || errno == EDQUOT)) {
-            stow_fail(err, STOW_EXIT_FAILURE,
-                      "the spool directory %s ran out of space after %llu of %llu bytes",
-                      spool->directory, (unsigned long long)spool->written_bytes,
-                      (unsigned long long)spool->expected_bytes);
-            stow_error_hint(err, "free space there, choose another --spool-dir, or stream "
-                                 "the restore with --jobs 1");
-            return -1;
-        }
+        if (written < 0 && (errno == ENOSPC || errno == EDQUOT))
+            return fail_out_of_space(spool, err);
         if (written < 0)
             return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "writing the spool file in",
                                    spool->directory);

@@ -23,6 +23,7 @@ struct restore_spool {
     char path[32];                /* "/dev/fd/N", the name pg_restore opens */
     uint64_t expected_bytes;      /* the dump size from the manifest */
     uint64_t written_bytes;
+    int header_only;              /* opened unreserved, for the dump's header and TOC */
 };
 
 /* Returns the spool directory: directory when not NULL, else

@@ -40,8 +40,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
 # Programs that stowage starts from STOWAGE_PG_BINDIR. The wrapped ones run
-# under /usr/bin/time; postgres is only linked, because the scratch cluster
-# checks its version and pg_ctl starts it from its own directory.
+# under /usr/bin/time; postgres is only linked, because stowage checks its
+# version and starts the scratch cluster's postmaster from its own directory.
 WRAPPED_PROGRAMS = ("pg_dump", "pg_dumpall", "pg_restore", "psql", "initdb", "pg_ctl")
 LINKED_PROGRAMS = ("postgres",)
 
@@ -71,7 +71,7 @@ class ChildLog:
         self.log_dir = os.path.join(directory, "pgbin-log")
         os.makedirs(self.bin_dir)
         os.makedirs(self.log_dir)
-        # The scratch cluster runs initdb and pg_ctl as the postgres user,
+        # The scratch cluster runs initdb and postgres as the postgres user,
         # which must be able to run the wrappers and write its records.
         os.chmod(directory, 0o755)
         os.chmod(self.bin_dir, 0o755)
@@ -175,9 +175,9 @@ class ServerMeter:
 class ProcessWatcher(threading.Thread):
     """Samples the peak RSS of programs run under /usr/bin/time, and finds the scratch cluster under stowage.
 
-    The scratch cluster's postmaster is started by pg_ctl and outlives it,
-    so it is found while pg_ctl runs (as a descendant of stowage named
-    postgres) and then followed by its process id.
+    The scratch cluster's postmaster is a child of stowage named postgres
+    with a -D argument (stowage's `postgres --version` check has none); it
+    is found while it runs and then followed by its process id.
     """
 
     def __init__(self, interval=0.05, find_scratch=False):
@@ -223,7 +223,7 @@ class ProcessWatcher(threading.Thread):
                 self._sample_scratch()
 
     def _find_scratch(self, roots):
-        """Look for a postgres process whose parent is pg_ctl: the postmaster that pg_ctl start forked.
+        """Look for a postgres process with a data directory whose parent is stowage: the postmaster.
 
         initdb's own postgres children (bootstrap and single-user mode) have
         initdb as their parent, so they do not match.
@@ -236,7 +236,8 @@ class ProcessWatcher(threading.Thread):
                 stat = read_stat(child)
                 if stat is None:
                     continue
-                if stat[0] == "postgres" and parent is not None and parent[0] == "pg_ctl":
+                if (stat[0] == "postgres" and parent is not None and parent[0] == "stowage"
+                        and _data_directory(child) is not None):
                     self.scratch = (child, stat[3])
                     self.scratch_directory = _data_directory(child)
                     return
@@ -279,8 +280,8 @@ def _data_directory(pid):
 def stop_leaked_scratch(watcher):
     """Stop a scratch postmaster that outlived stowage and delete its directory; return a warning or None.
 
-    pg_ctl stop -w returns once postmaster.pid is gone, a moment before the
-    postmaster exits, so a server still there after 5 s counts as leaked.
+    stowage waits for the postmaster to exit before it removes the
+    directory, so a server still there 5 s after stowage counts as leaked.
     """
     deadline = time.monotonic() + 5
     while watcher.scratch_alive() and time.monotonic() < deadline:

@@ -3,6 +3,7 @@ its space check and removal, the data offsets written into the spooled
 dump, the partly restored target after a failure, rejected values, and the
 verification's second connection."""
 
+import errno
 import json
 import os
 import shutil
@@ -446,6 +447,34 @@ class StreamingJobsTest(StowageTestCase):
         finally:
             subprocess.run(["umount", spool], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+
+    def test_streamed_restore_into_full_spool_dir(self):
+        # The streaming mode spools only the dump's header and TOC; when
+        # even that finds no room, the message says so instead of counting
+        # against the whole dump's size.
+        spool = tempfile.mkdtemp(prefix="spool-", dir=self.workdir)
+        if not mount_tmpfs(spool, "1m"):
+            self.skipTest("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+        self.addCleanup(subprocess.run, ["umount", spool], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+        filler = os.path.join(spool, "filler")
+        with open(filler, "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError as error:
+                self.assertEqual(errno.ENOSPC, error.errno)
+        result = self.restore("stream_full_spool", 2, 1, "--spool-dir", spool)
+        self.assertIn("the spool directory %s ran out of space" % spool, result.stderr)
+        self.assertIn("header and table of contents", result.stderr)
+        self.assertNotIn(" of %d bytes" % self.show_json(self.repo, self.backup_id)
+                         ["archive"]["dump_bytes"], result.stderr)
+        self.assertIn("--jobs 1", result.stderr)
+        self.assertEqual([("0",)], self.cluster.query(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+            "('pg_catalog', 'information_schema')", db="stream_full_spool"))
+        self.assertEqual(["filler"], os.listdir(spool))
 
     def test_constraint_violation_names_table(self):
         # The check passes in the source and fails in a target database

@@ -105,6 +105,31 @@ static int compare_parts(const struct manifest *manifest, const struct storage_p
     return 0;
 }
 
+/* Warns when the source object is longer than its manifest says. The copy
+ * takes the manifest's parts, so it is whole, but restores from the source
+ * fail their size check. A shorter or missing source fails in the copy,
+ * which names the part where the object ends. */
+static int check_source_size(storage *source, const struct manifest *manifest, stow_error *err)
+{
+    struct storage_object_info info;
+    int rc = storage_head(source, manifest->object_key, &info, err);
+
+    if (rc == STORAGE_NOT_FOUND)
+        return 0;
+    if (rc != 0)
+        return -1;
+    if (info.size > manifest->stored_bytes)
+        stow_log_warn("object %s in %s has %llu bytes, the manifest of backup %s says %llu: "
+                      "the copy gets the manifest's bytes, and restores from %s fail their "
+                      "size check until that object is replaced; check it with "
+                      "`stowage verify --repo %s %s`",
+                      manifest->object_key, storage_url(source),
+                      (unsigned long long)info.size, manifest->id,
+                      (unsigned long long)manifest->stored_bytes, storage_url(source),
+                      storage_url(source), manifest->id);
+    return 0;
+}
+
 int object_copy(storage *source, storage *destination, const struct manifest *manifest,
                 int server_side, const struct storage_object_lock *lock,
                 struct object_copy_stats *stats, stow_error *err)
@@ -117,6 +142,8 @@ int object_copy(storage *source, storage *destination, const struct manifest *ma
 
     memset(stats, 0, sizeof *stats);
     clock_gettime(CLOCK_MONOTONIC, &started);
+    if (check_source_size(source, manifest, err) != 0)
+        return -1;
     if (storage_upload_begin_locked(destination, manifest->object_key, lock, &upload, err) != 0)
         return -1;
 

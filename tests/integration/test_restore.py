@@ -249,8 +249,17 @@ class RestoreTest(StowageTestCase):
                               expect=3)
         self.assertIn("has %d bytes" % (len(body) + 8), result.stderr)
 
-        # replicate reads the source's parts without that check (it checks
-        # the copy), so a short object fails at the part where it ends.
+        # replicate copies the manifest's parts, so the copy of an object
+        # with bytes appended is whole and verifies; the run warns about
+        # the source.
+        replica = self.file_repo()
+        result = self.stowage("replicate", "--repo", repo, "--to", replica, env=self.s3_env())
+        self.assertIn("has %d bytes, the manifest of backup %s says %d"
+                      % (len(body) + 8, manifest["id"], len(body)), result.stderr)
+        self.assertIn("stowage verify --repo %s %s" % (repo, manifest["id"]), result.stderr)
+        self.stowage("verify", "--repo", replica, manifest["id"], "--key", self.key)
+
+        # A short source object fails at the part where it ends.
         # Part 2 ends past the object (206 with a smaller size in
         # Content-Range), and part 3 starts past it (416 InvalidRange).
         client.put_object(Bucket=bucket, Key=key, Body=body[:parts[1]["offset"] + 5])

@@ -101,8 +101,7 @@ static int prepare_scratch(struct restore_job *job, stow_error *err)
         return -1;
     job->scratch_created = 1;
     report_set(&job->report, "scratch_directory", json_string(job->scratch.directory));
-    if (strcmp(dbname, "postgres") != 0 &&
-        scratch_local_create_database(&job->scratch, dbname, err) != 0)
+    if (scratch_local_name_database(&job->scratch, dbname, err) != 0)
         return -1;
     scratch_local_conninfo(&job->scratch, dbname, job->conninfo, sizeof job->conninfo);
     job->target = job->conninfo;

@@ -1194,45 +1194,62 @@ void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbn
     append_conninfo(out, size, "dbname", dbname);
 }
 
-int scratch_local_create_database(struct scratch_local *scratch, const char *dbname,
-                                  stow_error *err)
+/* Runs one statement about database identifier (quoted) on conn. */
+static int run_database_statement(PGconn *conn, const char *format, const char *identifier,
+                                  const char *action, stow_error *err)
+{
+    char context[512];
+    PGresult *result;
+    char *sql = NULL;
+    int rc = 0;
+
+    if (asprintf(&sql, format, identifier) < 0)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    result = PQexec(conn, sql);
+    if (PQresultStatus(result) != PGRES_COMMAND_OK) {
+        snprintf(context, sizeof context, "%s %s in the scratch cluster", action, identifier);
+        rc = pgtools_fail(err, STOW_EXIT_DATABASE, conn, context);
+    }
+    PQclear(result);
+    free(sql);
+    return rc;
+}
+
+int scratch_local_name_database(struct scratch_local *scratch, const char *dbname,
+                                stow_error *err)
 {
     char conninfo[PATH_MAX + 256];
     PGconn *conn = NULL;
-    PGresult *result = NULL;
     char *identifier = NULL;
-    char *sql = NULL;
     int rc = -1;
 
-    scratch_local_conninfo(scratch, "postgres", conninfo, sizeof conninfo);
+    if (strcmp(dbname, "postgres") == 0)
+        return 0;
+    scratch_local_conninfo(scratch, "template1", conninfo, sizeof conninfo);
     if (pgtools_connect(conninfo, &conn, err) != 0) {
         stow_error_hint(err, "the scratch server in %s has stopped; see its server.log",
                         scratch->directory);
         return -1;
     }
 
-    /* template0 contains no objects that a restored dump could collide with. */
+    /* initdb made postgres a copy of template1, which in a new cluster
+     * contains what template0 does: no objects that a restored dump could
+     * collide with. Renaming it takes a millisecond; CREATE DATABASE copies
+     * and WAL-logs about 7.5 MB of catalog pages, which took 0.17 to 0.28 s
+     * on PostgreSQL 15. */
     identifier = PQescapeIdentifier(conn, dbname, strlen(dbname));
-    if (identifier == NULL || asprintf(&sql, "CREATE DATABASE %s TEMPLATE template0",
-                                       identifier) < 0) {
-        sql = NULL;
-        pgtools_fail(err, STOW_EXIT_DATABASE, conn, "preparing CREATE DATABASE");
+    if (identifier == NULL) {
+        pgtools_fail(err, STOW_EXIT_DATABASE, conn, "quoting the database name");
         goto cleanup;
     }
-    result = PQexec(conn, sql);
-    if (PQresultStatus(result) != PGRES_COMMAND_OK) {
-        char context[512];
-
-        snprintf(context, sizeof context, "creating database %s in the scratch cluster",
-                 identifier);
-        pgtools_fail(err, STOW_EXIT_DATABASE, conn, context);
+    if (run_database_statement(conn, "ALTER DATABASE postgres RENAME TO %s", identifier,
+                               "naming database", err) != 0 ||
+        run_database_statement(conn, "COMMENT ON DATABASE %s IS NULL", identifier,
+                               "clearing the comment of database", err) != 0)
         goto cleanup;
-    }
     rc = 0;
 
 cleanup:
-    PQclear(result);
-    free(sql);
     PQfreemem(identifier);
     PQfinish(conn);
     return rc;

@@ -45,9 +45,10 @@ int scratch_local_create(int major, struct scratch_local *scratch, stow_error *e
 void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbname,
                             char *out, size_t size);
 
-/* Creates an empty database owned by the superuser. */
-int scratch_local_create_database(struct scratch_local *scratch, const char *dbname,
-                                  stow_error *err);
+/* Gives the cluster's empty database the name dbname (initdb's postgres
+ * database, renamed), owned by the superuser. */
+int scratch_local_name_database(struct scratch_local *scratch, const char *dbname,
+                                stow_error *err);
 
 /* Stops the server (immediate shutdown, then SIGKILL of the postmaster)
  * and removes the directory. Safe to call twice and after a failed

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     }
 
     scratch_local_conninfo(&scratch, TEST_DATABASE, conninfo, sizeof conninfo);
-    if (scratch_local_create_database(&scratch, TEST_DATABASE, &err) != 0 ||
+    if (scratch_local_name_database(&scratch, TEST_DATABASE, &err) != 0 ||
         query_cluster(conninfo, &err) != 0) {
         stow_log_error(&err);
         scratch_local_remove(&scratch);

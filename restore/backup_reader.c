@@ -361,70 +361,120 @@ static int check_plaintext(struct producer *producer, stow_error *err)
     return 0;
 }
 
+/* --- The reader: producer thread and queue ------------------------------------ */
+
+struct backup_reader {
+    struct plain_queue queue;
+    struct producer producer;
+    pthread_t thread;
+    int running;                 /* the producer thread was started and not yet joined */
+    struct timespec start;       /* monotonic, when the read began */
+};
+
+static void stop_producer(backup_reader *reader)
+{
+    if (!reader->running)
+        return;
+    plain_queue_abort(&reader->queue);
+    pthread_join(reader->thread, NULL);
+    stow_progress_end();
+    reader->running = 0;
+}
+
+void backup_reader_free(backup_reader *reader)
+{
+    if (reader == NULL)
+        return;
+    stop_producer(reader);
+    plain_queue_free(&reader->queue);
+    archive_hash_free(reader->producer.plain_hash);
+    free(reader);
+}
+
+int backup_reader_start(storage *store, const struct manifest *manifest,
+                        const uint8_t *data_key, backup_reader **out, stow_error *err)
+{
+    backup_reader *reader = calloc(1, sizeof *reader);
+    struct producer *producer;
+
+    *out = NULL;
+    if (reader == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    clock_gettime(CLOCK_MONOTONIC, &reader->start);
+    producer = &reader->producer;
+
+    /* Bytes appended to the object would pass the checks of its parts. */
+    if (storage_check_object_size(store, manifest->object_key, manifest->stored_bytes,
+                                  manifest->id, err) != 0 ||
+        archive_hash_expected(json_object_get(manifest->document, "plaintext"),
+                              manifest->format_version, manifest->id,
+                              &producer->plain_algorithm, &producer->plain_expected, err) != 0 ||
+        archive_hash_new(producer->plain_algorithm, &producer->plain_hash, err) != 0 ||
+        plain_queue_init(&reader->queue, err) != 0)
+        goto failed;
+
+    producer->store = store;
+    producer->manifest = manifest;
+    producer->data_key = data_key;
+    producer->queue = &reader->queue;
+    producer->filling = -1;
+    stow_progress_begin("read", manifest->stored_bytes);
+    if (pthread_create(&reader->thread, NULL, run_producer, producer) != 0) {
+        stow_progress_end();
+        stow_fail(err, STOW_EXIT_FAILURE, "could not start the download thread");
+        goto failed;
+    }
+    reader->running = 1;
+    *out = reader;
+    return 0;
+
+failed:
+    backup_reader_free(reader);
+    return -1;
+}
+
+int backup_reader_consume(backup_reader *reader, members_data_fn on_data, void *data_context,
+                          struct backup_read_stats *stats, stow_error *err)
+{
+    struct producer *producer = &reader->producer;
+    struct consumer consumer = {&reader->queue, -1};
+    stow_error consumer_err = {0};
+    int rc;
+
+    rc = members_read(read_from_queue, &consumer, on_data, data_context, &consumer_err);
+    stop_producer(reader); /* unblocks the producer if the consumer stopped early */
+
+    memset(stats, 0, sizeof *stats);
+    stats->fetch_seconds = producer->fetch_seconds;
+    stats->decode_seconds = producer->decode_seconds;
+    stats->stored_bytes = producer->manifest->stored_bytes;
+    stats->plain_bytes = producer->plain_bytes;
+    stats->total_seconds = stow_seconds_since(&reader->start);
+
+    /* The producer's error names the part or frame; prefer it unless it only
+     * saw the consumer leave. */
+    if (stow_error_is_set(&producer->err) && !producer->consumer_gone) {
+        *err = producer->err;
+        return -1;
+    }
+    if (rc != 0) {
+        *err = consumer_err;
+        return -1;
+    }
+    return check_plaintext(producer, err);
+}
+
 int backup_reader_run(storage *store, const struct manifest *manifest,
                       const uint8_t *data_key, members_data_fn on_data, void *data_context,
                       struct backup_read_stats *stats, stow_error *err)
 {
-    struct plain_queue queue;
-    struct producer producer = {0};
-    struct consumer consumer = {&queue, -1};
-    stow_error consumer_err = {0};
-    struct timespec start;
-    pthread_t thread;
+    backup_reader *reader;
     int rc;
 
     memset(stats, 0, sizeof *stats);
-    clock_gettime(CLOCK_MONOTONIC, &start);
-
-    /* Bytes appended to the object would pass the checks of its parts. */
-    if (storage_check_object_size(store, manifest->object_key, manifest->stored_bytes,
-                                  manifest->id, err) != 0)
+    if (backup_reader_start(store, manifest, data_key, &reader, err) != 0)
         return -1;
-    if (archive_hash_expected(json_object_get(manifest->document, "plaintext"),
-                              manifest->format_version, manifest->id,
-                              &producer.plain_algorithm, &producer.plain_expected, err) != 0 ||
-        archive_hash_new(producer.plain_algorithm, &producer.plain_hash, err) != 0)
-        return -1;
-    if (plain_queue_init(&queue, err) != 0) {
-        plain_queue_free(&queue);
-        archive_hash_free(producer.plain_hash);
-        return -1;
-    }
-    producer.store = store;
-    producer.manifest = manifest;
-    producer.data_key = data_key;
-    producer.queue = &queue;
-    producer.filling = -1;
-    stow_progress_begin("read", manifest->stored_bytes);
-    if (pthread_create(&thread, NULL, run_producer, &producer) != 0) {
-        stow_progress_end();
-        plain_queue_free(&queue);
-        archive_hash_free(producer.plain_hash);
-        return stow_fail(err, STOW_EXIT_FAILURE, "could not start the download thread");
-    }
-
-    rc = members_read(read_from_queue, &consumer, on_data, data_context, &consumer_err);
-    plain_queue_abort(&queue); /* unblocks the producer if the consumer stopped early */
-    pthread_join(thread, NULL);
-    stow_progress_end();
-    plain_queue_free(&queue);
-
-    stats->fetch_seconds = producer.fetch_seconds;
-    stats->decode_seconds = producer.decode_seconds;
-    stats->stored_bytes = manifest->stored_bytes;
-    stats->plain_bytes = producer.plain_bytes;
-    stats->total_seconds = stow_seconds_since(&start);
-
-    /* The producer's error names the part or frame; prefer it unless it only
-     * saw the consumer leave. */
-    if (stow_error_is_set(&producer.err) && !producer.consumer_gone) {
-        *err = producer.err;
-        rc = -1;
-    } else if (rc != 0) {
-        *err = consumer_err;
-    } else {
-        rc = check_plaintext(&producer, err);
-    }
-    archive_hash_free(producer.plain_hash);
+    rc = backup_reader_consume(reader, on_data, data_context, stats, err);
+    backup_reader_free(reader);
     return rc;
 }

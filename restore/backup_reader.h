@@ -33,6 +33,27 @@ int backup_open_data_key(const struct manifest *manifest, const char *secret_key
                          const char *passphrase_file, uint8_t **data_key, stow_error *err);
 void backup_data_key_free(uint8_t *data_key);
 
+typedef struct backup_reader backup_reader;
+
+/* Checks the object's size (a HEAD on S3) and starts downloading,
+ * decrypting and decompressing on a thread, which waits once it has filled
+ * the plaintext queue. A caller can start the read before it prepares the
+ * database, so the first parts arrive meanwhile. manifest, data_key and
+ * store must outlive the reader. Fails with STOW_EXIT_VERIFY when the size
+ * differs from the manifest. */
+int backup_reader_start(storage *store, const struct manifest *manifest,
+                        const uint8_t *data_key, backup_reader **out, stow_error *err);
+
+/* Reads the archive members of a started reader, handing their data to
+ * on_data, and checks the plaintext digest. Call it once, then
+ * backup_reader_free. Fails like backup_reader_run. */
+int backup_reader_consume(backup_reader *reader, members_data_fn on_data, void *data_context,
+                          struct backup_read_stats *stats, stow_error *err);
+
+/* Stops the thread, after waiting for the downloads in flight, and frees
+ * the reader. NULL is ignored. */
+void backup_reader_free(backup_reader *reader);
+
 /* Reads the whole backup, after checking the object's size (a HEAD on S3).
  * Fails with STOW_EXIT_VERIFY when the size, a part, the container, the
  * archive or the plaintext digest does not match the manifest. on_data's

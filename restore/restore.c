@@ -43,6 +43,7 @@ struct restore_job {
     const struct manifest *manifest;
     const struct restore_options *options;
     uint8_t *data_key;
+    backup_reader *reader;        /* started before the scratch cluster or the restore */
     struct scratch_local scratch;
     int scratch_created;
     char conninfo[1024];          /* scratch conninfo; else options->target_conninfo */
@@ -185,8 +186,7 @@ static int restore_stream(struct restore_job *job, stow_error *err)
         sink.spool = &job->spool;
     sink.load_tables = job->load_tables;
 
-    rc = backup_reader_run(job->store, job->manifest, job->data_key, restore_sink_data, &sink,
-                           &stats, err);
+    rc = backup_reader_consume(job->reader, restore_sink_data, &sink, &stats, err);
     if (rc == 0)
         rc = restore_sink_finish(&sink, err);
     if (rc != 0 && sink.spool != NULL && sink.restore_began && !job->options->scratch_local)
@@ -305,6 +305,14 @@ static int begin_step(struct restore_job *job, const char *step, stow_error *err
     return 0;
 }
 
+/* Checks the data object's size (a HEAD on S3) and starts reading it. */
+static int open_backup(struct restore_job *job, stow_error *err)
+{
+    if (begin_step(job, "check-object", err) != 0)
+        return -1;
+    return backup_reader_start(job->store, job->manifest, job->data_key, &job->reader, err);
+}
+
 static int run_steps(struct restore_job *job, stow_error *err)
 {
     const struct restore_options *options = job->options;
@@ -318,7 +326,11 @@ static int run_steps(struct restore_job *job, stow_error *err)
                              &job->data_key, err) != 0)
         return -1;
 
+    /* A scratch cluster takes half a second or more to create: the first
+     * parts download meanwhile. */
     if (options->scratch_local) {
+        if (open_backup(job, err) != 0)
+            return -1;
         if (begin_step(job, "scratch-create", err) != 0)
             return -1;
         if (prepare_scratch(job, err) != 0)
@@ -330,6 +342,8 @@ static int run_steps(struct restore_job *job, stow_error *err)
     if (connect_target(job, err) != 0)
         return -1;
 
+    if (job->reader == NULL && open_backup(job, err) != 0)
+        return -1;
     if (begin_step(job, "restore", err) != 0)
         return -1;
     if (restore_stream(job, err) != 0)
@@ -370,6 +384,7 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
 
     rc = run_steps(&job, err);
     report_step_end(&job.report, err);
+    backup_reader_free(job.reader);
 
     PQfinish(job.conn);
     job.conn = NULL;

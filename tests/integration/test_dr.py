@@ -44,6 +44,23 @@ def process_running(pid):
         return False
 
 
+def child_names(pid):
+    """The program names of pid's child processes."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+            children = [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+    names = []
+    for child in children:
+        try:
+            with open("/proc/%d/comm" % child) as handle:
+                names.append(handle.read().strip())
+        except OSError:
+            continue
+    return names
+
+
 def parse_time(text):
     """Return the POSIX time of an RFC 3339 UTC time such as 2026-12-04T22:45:15Z."""
     return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
@@ -852,8 +869,9 @@ class DrTest(StowageTestCase):
         os.chmod(scratch_parent, 0o755)
         report_path = os.path.join(scratch_parent + "-report.json")
         with FaultProxy(self.moto) as proxy:
-            # From the third part on, each download waits 2 s, so the restore
-            # step lasts minutes and the signal arrives during it.
+            # From the third GET on, each download waits 2 s, so the restore
+            # step lasts minutes. The first GETs start before the scratch
+            # cluster is created, so the signal waits for pg_restore too.
             proxy.add_fault(STALL, method="GET", path=r"data\.stow$", nth=3, count=None,
                             seconds=2)
             env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint,
@@ -861,8 +879,9 @@ class DrTest(StowageTestCase):
             process = spawn_stowage(["drill", "--repo", self.big_repo, "--key", self.key,
                                      "--report", report_path], env=env)
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not proxy.requests_matching(
-                    method="GET", path=r"data\.stow$", fault=STALL):
+            while time.monotonic() < deadline and not (proxy.requests_matching(
+                    method="GET", path=r"data\.stow$", fault=STALL)
+                    and "pg_restore" in child_names(process.pid)):
                 if process.poll() is not None:
                     self.fail("the drill ended early: %s" % (process.communicate(),))
                 time.sleep(0.05)

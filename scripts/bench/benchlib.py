@@ -112,6 +112,23 @@ def read_stat(pid):
     return comm, int(fields[1]), (utime + stime + cutime + cstime) / CLOCK_TICKS, fields[19], fields[0]
 
 
+def tree_cpu_split(pid):
+    """(user s, system s) of a process, the children it reaped and its live children, or None."""
+    totals = [0.0, 0.0]
+    for index, process in enumerate([pid] + children_of(pid)):
+        try:
+            with open("/proc/%d/stat" % process) as handle:
+                text = handle.read()
+        except OSError:
+            if index == 0:
+                return None
+            continue
+        utime, stime, cutime, cstime = (int(value) for value in text[text.rindex(")") + 2:].split()[11:15])
+        totals[0] += (utime + cutime) / CLOCK_TICKS
+        totals[1] += (stime + cstime) / CLOCK_TICKS
+    return tuple(totals)
+
+
 def read_peak_rss_kib(pid):
     """Return VmHWM (peak resident set size so far) of a live process in KiB, or None."""
     try:
@@ -188,6 +205,7 @@ class ProcessWatcher(threading.Thread):
         self.roots = []
         self.scratch = None         # (pid, start time) of the scratch postmaster
         self.scratch_cpu = 0.0
+        self.scratch_split = (0.0, 0.0)   # user and system s within scratch_cpu
         self.scratch_directory = None
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
@@ -248,9 +266,10 @@ class ProcessWatcher(threading.Thread):
         stat = read_stat(pid)
         if stat is None or stat[3] != start_time:
             return
-        total = tree_cpu(pid)
-        if total is not None:
-            self.scratch_cpu = max(self.scratch_cpu, total)
+        split = tree_cpu_split(pid)
+        if split is not None and sum(split) >= self.scratch_cpu:
+            self.scratch_cpu = sum(split)
+            self.scratch_split = split
 
     def scratch_alive(self):
         if self.scratch is None:
@@ -392,11 +411,22 @@ def run_pipeline(commands, env, stdout_path=None, capture_stdout=False, stderr_p
         record["name"] = os.path.basename(command[0])
         records.append(record)
     children = child_log.collect() if child_log is not None else []
+    scratch_reaped = find_scratch and watcher.scratch is not None
     for index, record in enumerate(records):
+        if scratch_reaped and index in watch_rss:
+            # stowage starts and reaps the scratch postmaster, so /usr/bin/time
+            # counts the server's CPU time and peak RSS as stowage's. The
+            # server's CPU time is reported apart, and the sampled VmHWM is
+            # stowage's own peak.
+            record["user"] = max(0.0, record["user"] - watcher.scratch_split[0])
+            record["sys"] = max(0.0, record["sys"] - watcher.scratch_split[1])
         sampled = watcher.peak_rss_kib(processes[index].pid) if index in watch_rss else None
         own_rss_kib = record["rss_kib"]
         exact = True
-        if children and index in watch_rss:
+        if scratch_reaped and index in watch_rss:
+            own_rss_kib = sampled or own_rss_kib
+            exact = False
+        elif children and index in watch_rss:
             # /usr/bin/time gives max(own peak, children's peaks). When that
             # is above every child's peak it is the process's own; otherwise
             # the sampled VmHWM is the best figure there is.

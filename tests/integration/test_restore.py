@@ -179,10 +179,20 @@ class RestoreTest(StowageTestCase):
         env = self.s3_env()
         self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
                      "--recipient", self.pub, "--part-size", "64KiB", env=env)
+        report_path = os.path.join(self.workdir, "s3-scratch-report.json")
         result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
-                              "--scratch", "local", "--verify", env=env)
+                              "--scratch", "local", "--verify", "--report", report_path,
+                              "--log-level", "debug", env=env)
         self.assertIn("passed", result.stdout)
         self.assertEqual("passed", self.list_json(repo, env=env)[0]["last_verification"])
+
+        # The object's size is checked and its download begins before the
+        # scratch cluster is created, so the first parts arrive meanwhile.
+        with open(report_path) as handle:
+            steps = [step["step"] for step in json.load(handle)["steps"]]
+        self.assertLess(steps.index("check-object"), steps.index("scratch-create"))
+        self.assertLess(result.stderr.index("fetch buffers"),
+                        result.stderr.index("started scratch PostgreSQL"))
 
     def test_s3_download_faults_are_retried(self):
         bucket = self.new_bucket()

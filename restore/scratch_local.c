@@ -908,8 +908,9 @@ static int server_ready(const struct scratch_local *scratch, pid_t pid)
 
     if (read_pid_file_line(scratch, 1, line, sizeof line) != 0 || atol(line) != (long)pid)
         return 0;
-    if (read_pid_file_line(scratch, 8, line, sizeof line) == 0)
-        return strncmp(line, "ready", 5) == 0;
+    if (scratch->major >= 10)
+        return read_pid_file_line(scratch, 8, line, sizeof line) == 0 &&
+               strncmp(line, "ready", 5) == 0;
     scratch_local_conninfo(scratch, "postgres", conninfo, sizeof conninfo);
     return PQping(conninfo) == PQPING_OK;
 }

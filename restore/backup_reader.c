@@ -167,6 +167,12 @@ struct producer {
     double queue_wait_seconds;         /* waiting for an emptied chunk: the consumer is behind */
     int consumer_gone;                 /* the consumer stopped reading */
     stow_error err;
+    /* Cancelling the downloads: the reader's thread sets cancelled and
+     * cancels download while the producer has one. */
+    pthread_mutex_t cancel_lock;
+    int cancelled;
+    int ended_after_cancel;            /* so err may be the cancellation's */
+    storage_download *download;
 };
 
 static int consumer_gone(struct producer *producer, stow_error *err)
@@ -298,15 +304,37 @@ static void *run_producer(void *argument)
      * the backend the CPU when both want it. Best effort. */
     setpriority(PRIO_PROCESS, (id_t)gettid(), PRODUCER_NICE);
     if (storage_download_begin(producer->store, manifest->object_key, &manifest->parts,
-                               &download, &producer->err) == 0 &&
-        container_reader_new(&options, plaintext_to_queue, producer, &reader,
-                             &producer->err) == 0)
-        produce_parts(producer, download, reader);
+                               &download, &producer->err) == 0) {
+        pthread_mutex_lock(&producer->cancel_lock);
+        producer->download = download;
+        if (producer->cancelled)
+            storage_download_cancel(download);
+        pthread_mutex_unlock(&producer->cancel_lock);
+        if (container_reader_new(&options, plaintext_to_queue, producer, &reader,
+                                 &producer->err) == 0)
+            produce_parts(producer, download, reader);
+    }
 
+    pthread_mutex_lock(&producer->cancel_lock);
+    producer->download = NULL;
+    producer->ended_after_cancel = producer->cancelled;
+    pthread_mutex_unlock(&producer->cancel_lock);
     container_reader_free(reader);
     storage_download_free(download);
     end_plaintext(producer);
     return NULL;
+}
+
+/* Ends the downloads in flight, after the consumer failed or when the read
+ * is abandoned, so that joining the producer does not wait for their
+ * retries. */
+static void cancel_downloads(struct producer *producer)
+{
+    pthread_mutex_lock(&producer->cancel_lock);
+    producer->cancelled = 1;
+    if (producer->download != NULL)
+        storage_download_cancel(producer->download);
+    pthread_mutex_unlock(&producer->cancel_lock);
 }
 
 /* --- Consumer: archive members from the queue ------------------------------ */
@@ -371,10 +399,12 @@ struct backup_reader {
     struct timespec start;       /* monotonic, when the read began */
 };
 
-static void stop_producer(backup_reader *reader)
+static void stop_producer(backup_reader *reader, int cancel)
 {
     if (!reader->running)
         return;
+    if (cancel)
+        cancel_downloads(&reader->producer);
     plain_queue_abort(&reader->queue);
     pthread_join(reader->thread, NULL);
     stow_progress_end();
@@ -385,9 +415,10 @@ void backup_reader_free(backup_reader *reader)
 {
     if (reader == NULL)
         return;
-    stop_producer(reader);
+    stop_producer(reader, 1);
     plain_queue_free(&reader->queue);
     archive_hash_free(reader->producer.plain_hash);
+    pthread_mutex_destroy(&reader->producer.cancel_lock);
     free(reader);
 }
 
@@ -402,6 +433,7 @@ int backup_reader_start(storage *store, const struct manifest *manifest,
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     clock_gettime(CLOCK_MONOTONIC, &reader->start);
     producer = &reader->producer;
+    pthread_mutex_init(&producer->cancel_lock, NULL);
 
     /* Bytes appended to the object would pass the checks of its parts. */
     if (storage_check_object_size(store, manifest->object_key, manifest->stored_bytes,
@@ -442,7 +474,7 @@ int backup_reader_consume(backup_reader *reader, members_data_fn on_data, void *
     int rc;
 
     rc = members_read(read_from_queue, &consumer, on_data, data_context, &consumer_err);
-    stop_producer(reader); /* unblocks the producer if the consumer stopped early */
+    stop_producer(reader, rc != 0); /* unblocks the producer if the consumer stopped early */
 
     memset(stats, 0, sizeof *stats);
     stats->fetch_seconds = producer->fetch_seconds;
@@ -452,8 +484,9 @@ int backup_reader_consume(backup_reader *reader, members_data_fn on_data, void *
     stats->total_seconds = stow_seconds_since(&reader->start);
 
     /* The producer's error names the part or frame; prefer it unless it only
-     * saw the consumer leave. */
-    if (stow_error_is_set(&producer->err) && !producer->consumer_gone) {
+     * saw the consumer leave or its downloads cancelled. */
+    if (stow_error_is_set(&producer->err) && !producer->consumer_gone &&
+        !producer->ended_after_cancel) {
         *err = producer->err;
         return -1;
     }

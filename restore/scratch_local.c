@@ -327,6 +327,17 @@ static void keep_last_lines(char *text, int count)
     memmove(text, start, strlen(start) + 1);
 }
 
+/* Returns 1 when a program's output or the server log says the disk is
+ * full. PostgreSQL's own messages name the errno text only sometimes: a
+ * failed file extension says "could not extend file" and a PANIC during a
+ * write "Check free disk space". */
+static int mentions_full_disk(const char *text)
+{
+    return text != NULL && (strstr(text, "No space left on device") != NULL ||
+                            strstr(text, "could not extend file") != NULL ||
+                            strstr(text, "Check free disk space") != NULL);
+}
+
 /* Records the failure of a child, naming the directory when the disk is
  * full. step names the program and its purpose ("initdb of PostgreSQL 15"). */
 static int fail_program(const struct scratch_local *scratch, const char *step,
@@ -343,20 +354,19 @@ static int fail_program(const struct scratch_local *scratch, const char *step,
         snprintf(status, sizeof status, "failed with exit status %d",
                  WEXITSTATUS(run->status));
 
-    if (strstr(run->output, "No space left on device") != NULL ||
-        (server_log != NULL && strstr(server_log, "No space left on device") != NULL)) {
-        stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: no space left on device: %s%s%s", step,
-                  scratch->directory, status, run->output, server_log ? "; server.log: " : "",
-                  server_log ? server_log : "");
+    if (mentions_full_disk(run->output) || mentions_full_disk(server_log)) {
+        stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: no space left on device%s%s%s%s",
+                  step, scratch->directory, status, run->output[0] ? ": " : "", run->output,
+                  server_log ? "; server.log: " : "", server_log ? server_log : "");
         stow_error_hint(err, "free space on the file system of %.*s, or set "
                              "STOWAGE_SCRATCH_DIR to a directory with room for the restored "
                              "database",
                         base_len > 0 ? base_len : 1, scratch->directory);
         return -1;
     }
-    return stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: %s%s%s", step, scratch->directory,
-                     status, run->output, server_log ? "; server.log: " : "",
-                     server_log ? server_log : "");
+    return stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s%s%s%s%s", step, scratch->directory,
+                     status, run->output[0] ? ": " : "", run->output,
+                     server_log ? "; server.log: " : "", server_log ? server_log : "");
 }
 
 /* --- Programs and the user that runs them ---------------------------------- */
@@ -630,6 +640,8 @@ static int make_directory(struct scratch_local *scratch, stow_error *err)
                         resolved);
         if (errnum == ENOSPC || errnum == EDQUOT)
             stow_error_hint(err, "free space in %s or set STOWAGE_SCRATCH_DIR", resolved);
+        else if (errnum == EROFS || errnum == EACCES || errnum == EPERM)
+            stow_error_hint(err, "set STOWAGE_SCRATCH_DIR to a writable directory");
         return -1;
     }
     snprintf(scratch->directory, sizeof scratch->directory, "%s", template);
@@ -915,10 +927,15 @@ static int server_ready(const struct scratch_local *scratch, pid_t pid)
     return PQping(conninfo) == PQPING_OK;
 }
 
+/* Outcomes of waiting for the server, beside its wait status. */
+#define SERVER_TIMED_OUT (-1)
+#define SERVER_WAIT_INTERRUPTED (-2)
+
 /* Waits until the server started as pid accepts connections. pg_ctl -w
  * checks ten times a second; a new cluster is ready in about 30 ms, so
  * this checks every SCRATCH_POLL_MS. Returns 0 when it is ready, -1 when
- * it exited (its wait status in *status) or timed out (*status -1). */
+ * it exited (its wait status in *status), timed out or a SIGINT or
+ * SIGTERM came (*status SERVER_TIMED_OUT or SERVER_WAIT_INTERRUPTED). */
 static int wait_until_ready(const struct scratch_local *scratch, pid_t pid, int *status)
 {
     struct timespec pause = {0, SCRATCH_POLL_MS * 1000L * 1000L};
@@ -930,9 +947,13 @@ static int wait_until_ready(const struct scratch_local *scratch, pid_t pid, int 
             return -1;
         if (server_ready(scratch, pid))
             return 0;
+        if (stow_interrupted()) {
+            *status = SERVER_WAIT_INTERRUPTED;
+            return -1;
+        }
         nanosleep(&pause, NULL);
     }
-    *status = -1;
+    *status = SERVER_TIMED_OUT;
     return -1;
 }
 
@@ -966,7 +987,9 @@ static int start_once(struct scratch_local *scratch, int *port_taken, stow_error
     read_server_log(scratch, log_offset, server_log, sizeof server_log);
     snprintf(step, sizeof step, "starting PostgreSQL %d on port %d", scratch->major,
              scratch->port);
-    if (run.status == -1)
+    if (run.status == SERVER_WAIT_INTERRUPTED)
+        return stow_fail_interrupted(err, "the start of the scratch server");
+    if (run.status == SERVER_TIMED_OUT)
         return stow_fail(err, STOW_EXIT_FAILURE,
                          "%s in %s: the server did not accept connections within %d s; "
                          "server.log: %s",
@@ -1036,13 +1059,15 @@ static int runs_in_data_directory(const struct scratch_local *scratch, pid_t pid
     return alive;
 }
 
-/* The running postmaster: the one this process started, else the one that
- * postmaster.pid names (gc stops clusters of other processes), or -1. */
+/* The running postmaster: the child this process started and has not
+ * reaped, else the one that postmaster.pid names (gc stops clusters of
+ * other processes), or -1. */
 static pid_t running_postmaster(const struct scratch_local *scratch)
 {
-    pid_t pid = scratch->server_pid > 0 ? scratch->server_pid
-                                        : scratch_local_postmaster_pid(scratch);
+    pid_t pid = scratch_local_postmaster_pid(scratch);
 
+    if (scratch->server_pid > 0)
+        return scratch->server_pid;
     return pid > 0 && runs_in_data_directory(scratch, pid) ? pid : -1;
 }
 
@@ -1224,7 +1249,8 @@ int scratch_local_name_database(struct scratch_local *scratch, const char *dbnam
     char *identifier = NULL;
     int rc = -1;
 
-    if (strcmp(dbname, "postgres") == 0)
+    /* A new cluster's template1 is as empty as its postgres database. */
+    if (strcmp(dbname, "template1") == 0)
         return 0;
     scratch_local_conninfo(scratch, "template1", conninfo, sizeof conninfo);
     if (pgtools_connect(conninfo, &conn, err) != 0) {
@@ -1243,8 +1269,9 @@ int scratch_local_name_database(struct scratch_local *scratch, const char *dbnam
         pgtools_fail(err, STOW_EXIT_DATABASE, conn, "quoting the database name");
         goto cleanup;
     }
-    if (run_database_statement(conn, "ALTER DATABASE postgres RENAME TO %s", identifier,
-                               "naming database", err) != 0 ||
+    if ((strcmp(dbname, "postgres") != 0 &&
+         run_database_statement(conn, "ALTER DATABASE postgres RENAME TO %s", identifier,
+                                "naming database", err) != 0) ||
         run_database_statement(conn, "COMMENT ON DATABASE %s IS NULL", identifier,
                                "clearing the comment of database", err) != 0)
         goto cleanup;
@@ -1277,6 +1304,11 @@ void scratch_local_remove(struct scratch_local *scratch)
 
     stop_server(scratch);
     scratch->started = 0;
+
+    /* The data goes first and the marker file with the rest: a run that
+     * ends in between (a second signal) leaves a marker for gc. */
+    if (scratch->data_directory[0] != '\0')
+        remove_tree(scratch->data_directory);
     remove_tree(scratch->directory);
 
     /* gc --scratch local removes clusters of other processes, whose port

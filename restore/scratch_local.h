@@ -45,8 +45,9 @@ int scratch_local_create(int major, struct scratch_local *scratch, stow_error *e
 void scratch_local_conninfo(const struct scratch_local *scratch, const char *dbname,
                             char *out, size_t size);
 
-/* Gives the cluster's empty database the name dbname (initdb's postgres
- * database, renamed), owned by the superuser. */
+/* Gives the cluster's empty database the name dbname, owned by the
+ * superuser and without initdb's comment: initdb's postgres database,
+ * renamed unless dbname is postgres, or template1 itself. */
 int scratch_local_name_database(struct scratch_local *scratch, const char *dbname,
                                 stow_error *err);
 

@@ -35,6 +35,7 @@ struct http_worker {
     struct http_job *submitted; /* handed over, not yet moved to the engine */
     size_t unfinished;
     int stop;
+    int cancel;                 /* end every job, now and when submitted */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -763,7 +764,13 @@ static void *worker_main(void *context)
         job = engine_run(worker->engine, HTTP_POLL_MS);
 
         pthread_mutex_lock(&worker->lock);
+        if (worker->cancel) {
+            move_submitted(worker);
+            cancel_all(worker->engine);
+        }
         for (; job != NULL; job = list_pop(&worker->engine->done))
+            mark_finished(worker, job);
+        while ((job = list_pop(&worker->engine->done)) != NULL)
             mark_finished(worker, job);
     }
 
@@ -834,6 +841,14 @@ int http_worker_is_finished(struct http_worker *worker, const struct http_job *j
     finished = job->finished;
     pthread_mutex_unlock(&worker->lock);
     return finished;
+}
+
+void http_worker_cancel(struct http_worker *worker)
+{
+    pthread_mutex_lock(&worker->lock);
+    worker->cancel = 1;
+    pthread_mutex_unlock(&worker->lock);
+    curl_multi_wakeup(worker->engine->multi);
 }
 
 void http_worker_free(struct http_worker *worker)

@@ -168,6 +168,11 @@ void http_worker_wait_below(struct http_worker *worker, size_t limit);
 /* Returns 1 when job finished (thread-safe). */
 int http_worker_is_finished(struct http_worker *worker, const struct http_job *job);
 
+/* Ends every unfinished job as cancelled, and every job submitted later,
+ * within one poll of the worker. Thread-safe; the worker stays usable for
+ * http_worker_wait and http_worker_free. */
+void http_worker_cancel(struct http_worker *worker);
+
 /* Stops the thread, cancels unfinished jobs and frees the worker. Accepts
  * NULL. After it returns, every submitted job has finished. */
 void http_worker_free(struct http_worker *worker);

@@ -400,6 +400,14 @@ int storage_download_next(storage_download *download, stow_buf *out, stow_error 
     return store->driver->download_next(download, out, err);
 }
 
+void storage_download_cancel(storage_download *download)
+{
+    storage *store = ((struct storage_transfer_head *)download)->store;
+
+    if (store->driver->download_cancel != NULL)
+        store->driver->download_cancel(download);
+}
+
 void storage_download_free(storage_download *download)
 {
     storage *store;

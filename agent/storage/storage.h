@@ -302,6 +302,11 @@ int storage_download_begin(storage *store, const char *key,
  * STORAGE_NOT_FOUND after the last range. */
 int storage_download_next(storage_download *download, stow_buf *out, stow_error *err);
 
+/* Ends the ranges in flight and those still to be fetched, so that the
+ * thread in storage_download_next returns an error soon. Callable from
+ * another thread while the download is in use, not after it is freed. */
+void storage_download_cancel(storage_download *download);
+
 /* Accepts NULL. Cancels ranges still in flight. */
 void storage_download_free(storage_download *download);
 

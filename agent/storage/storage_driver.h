@@ -60,6 +60,8 @@ struct storage_driver {
                           stow_error *err);
     int (*download_next)(storage_download *download, stow_buf *out, stow_error *err);
     void (*download_free)(storage_download *download);
+    /* Optional: NULL where reads do not wait on a network (file://). */
+    void (*download_cancel)(storage_download *download);
 };
 
 /* Common head of every storage handle; drivers keep their state in

@@ -1265,6 +1265,12 @@ static int s3_download_next(storage_download *download, stow_buf *out, stow_erro
     return 0;
 }
 
+static void s3_download_cancel(storage_download *download)
+{
+    if (download->worker != NULL)
+        http_worker_cancel(download->worker);
+}
+
 static void s3_download_free(storage_download *download)
 {
     http_worker_free(download->worker);
@@ -1307,4 +1313,5 @@ const struct storage_driver storage_s3_driver = {
     .download_begin = s3_download_begin,
     .download_next = s3_download_next,
     .download_free = s3_download_free,
+    .download_cancel = s3_download_cancel,
 };

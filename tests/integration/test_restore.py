@@ -16,7 +16,7 @@ import unittest
 from support import StowageTestCase, fake_pg_bindir
 
 from harness import FaultProxy, PostgresCluster
-from harness.faultproxy import CORRUPT, INTERNAL_ERROR, TRUNCATE
+from harness.faultproxy import CORRUPT, INTERNAL_ERROR, STALL, TRUNCATE
 
 from harness import run_stowage
 from harness.stowage import stowage_binary, stowage_environment
@@ -339,6 +339,62 @@ class RestoreTest(StowageTestCase):
             data = json.load(handle)
         self.assertEqual("failed", data["result"])
         self.assertEqual("restore", data["failed_step"])
+        self.assertEqual([], os.listdir(scratch_parent))
+
+    def test_failed_scratch_start_cancels_downloads(self):
+        # The download starts before the scratch cluster. When the cluster
+        # fails, its error comes at once, not after the stalled GETs'
+        # timeouts and retries.
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("hard"),
+                     "--recipient", self.pub, "--part-size", "64KiB", env=self.s3_env())
+        bindir = fake_pg_bindir(self.workdir, "postgres-fails-%s" % os.urandom(3).hex(),
+                                'echo "FATAL:  simulated start failure" >&2; exit 1',
+                                program="postgres")
+        scratch_parent = os.path.join(self.workdir, "scratch-start-fails")
+        os.makedirs(scratch_parent)
+        os.chmod(scratch_parent, 0o755)
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(STALL, method="GET", path=r"data\.stow$", nth=1, count=None,
+                            seconds=120)
+            env = self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint, STOWAGE_PG_BINDIR=bindir,
+                              STOWAGE_SCRATCH_DIR=scratch_parent)
+            started = time.monotonic()
+            result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                                  "--scratch", "local", "--verify", env=env, expect=1)
+            elapsed = time.monotonic() - started
+            self.assertTrue(proxy.requests_matching(method="GET", path=r"data\.stow$",
+                                                    fault=STALL))
+        self.assertLess(elapsed, 30, result.stderr)
+        self.assertIn("starting PostgreSQL 15 on port", result.stderr)
+        self.assertIn("simulated start failure", result.stderr)
+        self.assertNotIn("cancelled", result.stderr)
+        self.assertEqual([], os.listdir(scratch_parent))
+
+    def test_sigterm_while_scratch_server_starts(self):
+        bindir = fake_pg_bindir(self.workdir, "postgres-slow-%s" % os.urandom(3).hex(),
+                                "exec sleep 100", program="postgres")
+        scratch_parent = os.path.join(self.workdir, "scratch-slow-start")
+        os.makedirs(scratch_parent)
+        os.chmod(scratch_parent, 0o755)
+        process = subprocess.Popen(
+            [stowage_binary(), "restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+             "--scratch", "local", "--verify"],
+            env=stowage_environment({"STOWAGE_PG_BINDIR": bindir,
+                                     "STOWAGE_SCRATCH_DIR": scratch_parent}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not glob.glob(
+                os.path.join(scratch_parent, "*", "server.log")):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        self.assertLess(time.monotonic() - started, 15, stderr)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
         self.assertEqual([], os.listdir(scratch_parent))
 
     def test_sigterm_while_pg_restore_waits_rolls_back(self):

@@ -86,22 +86,27 @@ class RestoreTest(StowageTestCase):
                                                  self.backup_id, "verifications", "*")))
 
         records_before = verification_records()
-        process = subprocess.Popen(
-            [stowage_binary(), "restore", "--repo", self.repo, self.backup_id, "--key", self.key,
-             "--scratch", "local", "--verify"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while time.time() < deadline and not glob.glob(os.path.join(scratch_parent, "*", "data",
-                                                                    "postmaster.pid")):
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=120)
-        self.assertEqual(130, process.returncode, stderr)
-        self.assertIn("SIGTERM", stderr)
-        self.assertEqual([], os.listdir(scratch_parent))
-        # An interrupted run shows nothing about the backup, so no record is added.
-        self.assertIn("is not recorded", stderr)
-        self.assertEqual(records_before, verification_records())
+        # --keep does not keep the cluster of an interrupted run.
+        for extra in ([], ["--keep"]):
+            with self.subTest(options=extra):
+                process = subprocess.Popen(
+                    [stowage_binary(), "restore", "--repo", self.repo, self.backup_id,
+                     "--key", self.key, "--scratch", "local", "--verify"] + extra,
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                deadline = time.time() + 60
+                while time.time() < deadline and not glob.glob(
+                        os.path.join(scratch_parent, "*", "data", "postmaster.pid")):
+                    time.sleep(0.05)
+                process.send_signal(signal.SIGTERM)
+                stdout, stderr = process.communicate(timeout=120)
+                self.assertEqual(130, process.returncode, stderr)
+                self.assertIn("SIGTERM", stderr)
+                self.assertNotIn("kept running", stdout)
+                self.assertEqual([], os.listdir(scratch_parent))
+                # An interrupted run shows nothing about the backup, so no
+                # record is added.
+                self.assertIn("is not recorded", stderr)
+                self.assertEqual(records_before, verification_records())
 
     def test_restore_to_target_gives_identical_schema(self):
         self.cluster.createdb("hard_copy")

@@ -348,8 +348,11 @@ static int run_steps(struct restore_job *job, stow_error *err)
         return -1;
     if (begin_step(job, "restore", err) != 0)
         return -1;
-    if (restore_stream(job, err) != 0)
+    if (restore_stream(job, err) != 0) {
+        if (job->scratch_created)
+            scratch_local_hint_full_disk(&job->scratch, err);
         return -1;
+    }
 
     if (options->verify) {
         if (begin_step(job, "verify", err) != 0)

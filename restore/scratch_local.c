@@ -338,13 +338,28 @@ static int mentions_full_disk(const char *text)
                             strstr(text, "Check free disk space") != NULL);
 }
 
+static void hint_free_space(const struct scratch_local *scratch, stow_error *err)
+{
+    int base_len = (int)(strrchr(scratch->directory, '/') - scratch->directory);
+
+    stow_error_hint(err, "free space on the file system of %.*s, or set "
+                         "STOWAGE_SCRATCH_DIR to a directory with room for the restored "
+                         "database",
+                    base_len > 0 ? base_len : 1, scratch->directory);
+}
+
+void scratch_local_hint_full_disk(const struct scratch_local *scratch, stow_error *err)
+{
+    if (err->hint[0] == '\0' && mentions_full_disk(err->message))
+        hint_free_space(scratch, err);
+}
+
 /* Records the failure of a child, naming the directory when the disk is
  * full. step names the program and its purpose ("initdb of PostgreSQL 15"). */
 static int fail_program(const struct scratch_local *scratch, const char *step,
                         struct program_run *run, const char *server_log, stow_error *err)
 {
     char status[64];
-    int base_len = (int)(strrchr(scratch->directory, '/') - scratch->directory);
 
     keep_last_lines(run->output, PROGRAM_OUTPUT_LINES);
     flatten(run->output);
@@ -358,10 +373,7 @@ static int fail_program(const struct scratch_local *scratch, const char *step,
         stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: no space left on device%s%s%s%s",
                   step, scratch->directory, status, run->output[0] ? ": " : "", run->output,
                   server_log ? "; server.log: " : "", server_log ? server_log : "");
-        stow_error_hint(err, "free space on the file system of %.*s, or set "
-                             "STOWAGE_SCRATCH_DIR to a directory with room for the restored "
-                             "database",
-                        base_len > 0 ? base_len : 1, scratch->directory);
+        hint_free_space(scratch, err);
         return -1;
     }
     return stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s%s%s%s%s", step, scratch->directory,

@@ -56,6 +56,11 @@ int scratch_local_name_database(struct scratch_local *scratch, const char *dbnam
  * create. */
 void scratch_local_remove(struct scratch_local *scratch);
 
+/* Adds the hint to free space or move STOWAGE_SCRATCH_DIR to err when its
+ * message says the disk is full, as pg_restore's "could not extend file"
+ * does, and it has no hint yet. */
+void scratch_local_hint_full_disk(const struct scratch_local *scratch, stow_error *err);
+
 /* Hands a kept cluster over to the user: removes the marker file, so that
  * gc never stops it. */
 void scratch_local_release(struct scratch_local *scratch);

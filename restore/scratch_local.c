@@ -49,8 +49,15 @@ extern char **environ;
 #define SCRATCH_RUN_USER "postgres"     /* system user that runs the server for root */
 #define SCRATCH_START_ATTEMPTS 5        /* new ports tried when the chosen one is taken */
 #define SCRATCH_START_TIMEOUT_S 60      /* wait for the server to accept connections */
-#define SCRATCH_STOP_TIMEOUT_MS 30000   /* wait for an immediate shutdown */
-#define SCRATCH_KILL_WAIT_MS 10000      /* wait for a killed postmaster to exit */
+/* Waits for an immediate shutdown. The postmaster SIGKILLs children that
+ * ignore its SIGQUIT after 5 s, so 10 s leave room, and with the SIGKILL
+ * wait stay under the default cleanup timeout of 20 s. */
+#define SCRATCH_STOP_TIMEOUT_MS 10000
+/* The same for a server that never got ready, such as a start that a
+ * signal interrupted: it has nothing to shut down, and a wrapper script in
+ * STOWAGE_PG_BINDIR ignores SIGQUIT (bash always does). */
+#define SCRATCH_UNREADY_STOP_TIMEOUT_MS 1000
+#define SCRATCH_KILL_WAIT_MS 5000       /* wait for a killed postmaster to exit */
 #define SCRATCH_POLL_MS 2               /* between checks of a starting or stopping server */
 #define PROGRAM_OUTPUT_TAIL 1536        /* bytes of a child's output kept for errors */
 #define PROGRAM_OUTPUT_LINES 5          /* lines of that output quoted in errors */
@@ -1133,13 +1140,16 @@ static void kill_postmaster(struct scratch_local *scratch, pid_t pid)
 static void stop_server(struct scratch_local *scratch)
 {
     pid_t pid = running_postmaster(scratch);
+    int timeout_ms = scratch->server_pid > 0 && !scratch->started
+                         ? SCRATCH_UNREADY_STOP_TIMEOUT_MS
+                         : SCRATCH_STOP_TIMEOUT_MS;
 
     if (pid <= 0)
         return;
-    if (kill(pid, SIGQUIT) == 0 && wait_for_exit(scratch, pid, SCRATCH_STOP_TIMEOUT_MS) == 0)
+    if (kill(pid, SIGQUIT) == 0 && wait_for_exit(scratch, pid, timeout_ms) == 0)
         return;
-    stow_log_warn("the immediate shutdown of postmaster %d in %s did not end within %d s",
-                  (int)pid, scratch->directory, SCRATCH_STOP_TIMEOUT_MS / 1000);
+    stow_log_warn("the immediate shutdown of postmaster %d in %s did not end within %.0f s",
+                  (int)pid, scratch->directory, timeout_ms / 1000.0);
     kill_postmaster(scratch, pid);
 }
 

@@ -24,6 +24,22 @@ from harness.stowage import stowage_binary, stowage_environment
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def processes_mentioning(text):
+    """Command lines of running processes that contain text."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in command:
+            found.append(command)
+    return found
+
+
 class RestoreTest(StowageTestCase):
 
     @classmethod
@@ -378,8 +394,11 @@ class RestoreTest(StowageTestCase):
         self.assertEqual([], os.listdir(scratch_parent))
 
     def test_sigterm_while_scratch_server_starts(self):
+        # The wrapper is a bash script, which ignores the SIGQUIT of an
+        # immediate shutdown, so stowage has to SIGKILL it before it
+        # starts the real server.
         bindir = fake_pg_bindir(self.workdir, "postgres-slow-%s" % os.urandom(3).hex(),
-                                "exec sleep 100", program="postgres")
+                                'sleep 5; exec "$REAL" "$@"', program="postgres")
         scratch_parent = os.path.join(self.workdir, "scratch-slow-start")
         os.makedirs(scratch_parent)
         os.chmod(scratch_parent, 0o755)
@@ -401,6 +420,9 @@ class RestoreTest(StowageTestCase):
         self.assertEqual(130, process.returncode, stderr)
         self.assertIn("interrupted by SIGTERM", stderr)
         self.assertEqual([], os.listdir(scratch_parent))
+        self.assertEqual([], processes_mentioning(scratch_parent))
+        time.sleep(6)  # past the wrapper's sleep: the real server must not start
+        self.assertEqual([], processes_mentioning(scratch_parent))
 
     def test_sigterm_while_pg_restore_waits_rolls_back(self):
         self.cluster.createdb("sigterm_target")

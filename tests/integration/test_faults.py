@@ -49,16 +49,16 @@ REFETCH_LINE = re.compile(r"part (\d+) of \S+ failed its SHA-256 check; fetching
 
 
 # Faults that close the connection without a response. libcurl resends a
-# request by itself, once and without telling stowage, when a reused
-# connection closes before any response byte, so each costs one logged
-# retry or none.
+# request by itself, without telling stowage, when a reused connection
+# closes before any response byte, and the resend may go out on another
+# reused connection; so each costs one logged retry or none.
 CONNECTION_DROPS = (fp.DROP_DURING_BODY, fp.DROP_AFTER_BODY, fp.DROP_BEFORE_RESPONSE, fp.STALL)
 
 
 def logged_retries(kind, injected):
     """Return the numbers of logged retries that injected faults of kind may cost."""
     if kind in CONNECTION_DROPS:
-        return tuple(range(1, injected + 1))
+        return tuple(range(0, injected + 1))
     return (injected,)
 
 

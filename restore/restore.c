@@ -282,7 +282,7 @@ static void finish_scratch(struct restore_job *job)
     if (!job->scratch_created)
         return;
 
-    /* An interrupted run cleans up, as its message says, --keep or not. */
+    /* An interrupted run cleans up, as its message reports, --keep or not. */
     if (job->options->keep && !stow_interrupted()) {
         scratch_local_release(&job->scratch);
         scratch_local_conninfo(&job->scratch, job->manifest->database, dbname_conninfo,

@@ -157,10 +157,10 @@ static void child_write(const char *text)
     (void)ignored;
 }
 
-/* How a child is started. A program that stowage waits for runs in its
- * own process group. The server gets its own session, as pg_ctl gives it,
- * so it has no controlling terminal and keeps running after stowage exits
- * with a kept cluster. */
+/* The kind of child being started. A program that stowage waits for runs
+ * in its own process group. The server gets its own session, as pg_ctl
+ * gives it, so it has no controlling terminal and keeps running after
+ * stowage exits with a kept cluster. */
 enum child_kind { CHILD_PROGRAM, CHILD_SERVER };
 
 /* Runs in the forked child, so it calls only async-signal-safe functions. */
@@ -334,10 +334,10 @@ static void keep_last_lines(char *text, int count)
     memmove(text, start, strlen(start) + 1);
 }
 
-/* Returns 1 when a program's output or the server log says the disk is
- * full. PostgreSQL's own messages name the errno text only sometimes: a
- * failed file extension says "could not extend file" and a PANIC during a
- * write "Check free disk space". */
+/* Returns 1 when a program's output or the server log reports a full
+ * disk. PostgreSQL's messages contain the errno text only sometimes: a
+ * failed file extension reports "could not extend file", and a PANIC
+ * during a write "Check free disk space". */
 static int mentions_full_disk(const char *text)
 {
     return text != NULL && (strstr(text, "No space left on device") != NULL ||

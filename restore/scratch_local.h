@@ -56,9 +56,9 @@ int scratch_local_name_database(struct scratch_local *scratch, const char *dbnam
  * create. */
 void scratch_local_remove(struct scratch_local *scratch);
 
-/* Adds the hint to free space or move STOWAGE_SCRATCH_DIR to err when its
- * message says the disk is full, as pg_restore's "could not extend file"
- * does, and it has no hint yet. */
+/* Adds the hint to free space or move STOWAGE_SCRATCH_DIR to err when err
+ * has no hint yet and its message reports a full disk, as pg_restore's
+ * "could not extend file" does. */
 void scratch_local_hint_full_disk(const struct scratch_local *scratch, stow_error *err);
 
 /* Hands a kept cluster over to the user: removes the marker file, so that

@@ -105,7 +105,7 @@ static int compare_parts(const struct manifest *manifest, const struct storage_p
     return 0;
 }
 
-/* Warns when the source object is longer than its manifest says. The copy
+/* Warns when the source object is longer than its manifest states. The copy
  * takes the manifest's parts, so it is whole, but restores from the source
  * fail their size check. A shorter or missing source fails in the copy,
  * which names the part where the object ends. */

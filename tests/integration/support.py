@@ -21,6 +21,21 @@ from harness import MotoServer, PostgresCluster, run_stowage  # noqa: E402
 SMALL_PART = 64 * 1024
 
 
+def process_commands():
+    """Return (pid, command line) of every process whose command line is readable."""
+    commands = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        commands.append((int(entry), command))
+    return commands
+
+
 def stop_process_groups_using(directory):
     """Kill the process groups of programs started from directory.
 
@@ -30,16 +45,14 @@ def stop_process_groups_using(directory):
     ends. Only groups other than the test runner's are killed.
     """
     own_group = os.getpgid(0)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, command in process_commands():
+        if directory + "/" not in command:
             continue
         try:
-            with open("/proc/%s/cmdline" % entry, "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
-            group = os.getpgid(int(entry))
+            group = os.getpgid(pid)
         except (OSError, ProcessLookupError):
             continue
-        if directory + "/" in command and group != own_group:
+        if group != own_group:
             try:
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:

@@ -50,8 +50,8 @@ REFETCH_LINE = re.compile(r"part (\d+) of \S+ failed its SHA-256 check; fetching
 
 # Faults that close the connection without a response. libcurl resends a
 # request by itself, without telling stowage, when a reused connection
-# closes before any response byte, and the resend may go out on another
-# reused connection; so each costs one logged retry or none.
+# closes before any response byte. The resend may go out on another reused
+# connection, so each fault costs one logged retry or none.
 CONNECTION_DROPS = (fp.DROP_DURING_BODY, fp.DROP_AFTER_BODY, fp.DROP_BEFORE_RESPONSE, fp.STALL)
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 import unittest
 
-from support import StowageTestCase, fake_pg_bindir
+from support import StowageTestCase, fake_pg_bindir, process_commands
 
 from harness import FaultProxy, PostgresCluster
 from harness.faultproxy import CORRUPT, INTERNAL_ERROR, STALL, TRUNCATE
@@ -25,19 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def processes_mentioning(text):
-    """Command lines of running processes that contain text."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in command:
-            found.append(command)
-    return found
+    """Return the command lines of running processes that contain text."""
+    return [command for _, command in process_commands() if text in command]
 
 
 class RestoreTest(StowageTestCase):

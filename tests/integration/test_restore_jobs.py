@@ -449,9 +449,9 @@ class StreamingJobsTest(StowageTestCase):
                            stderr=subprocess.DEVNULL)
 
     def test_streamed_restore_into_full_spool_dir(self):
-        # The streaming mode spools only the dump's header and TOC; when
-        # even that finds no room, the message says so instead of counting
-        # against the whole dump's size.
+        # The streaming mode spools only the dump's header and TOC. When
+        # even that finds no room, the message reports it instead of
+        # counting against the whole dump's size.
         spool = tempfile.mkdtemp(prefix="spool-", dir=self.workdir)
         if not mount_tmpfs(spool, "1m"):
             self.skipTest("mounting a tmpfs needs root (CAP_SYS_ADMIN)")

@@ -1174,6 +1174,19 @@ static int check_interrupted(stow_error *err)
     return stow_fail_interrupted(err, "creation of a scratch cluster");
 }
 
+/* Removes a cluster whose creation failed. The error names its directory,
+ * so the hint says that it is gone: nobody should look for its
+ * server.log, whose last lines the error quotes where there are any. */
+static void remove_failed_cluster(struct scratch_local *scratch, stow_error *err)
+{
+    char directory[sizeof scratch->directory];
+
+    snprintf(directory, sizeof directory, "%s", scratch->directory);
+    scratch_local_remove(scratch);
+    if (directory[0] != '\0' && err->hint[0] == '\0' && strstr(err->message, directory) != NULL)
+        stow_error_hint(err, "%s has been removed with the failed cluster", directory);
+}
+
 int scratch_local_create(int major, struct scratch_local *scratch, stow_error *err)
 {
     memset(scratch, 0, sizeof *scratch);
@@ -1206,7 +1219,7 @@ int scratch_local_create(int major, struct scratch_local *scratch, stow_error *e
     return 0;
 
 failed:
-    scratch_local_remove(scratch);
+    remove_failed_cluster(scratch, err);
     return -1;
 }
 
@@ -1276,7 +1289,8 @@ int scratch_local_name_database(struct scratch_local *scratch, const char *dbnam
         return 0;
     scratch_local_conninfo(scratch, "template1", conninfo, sizeof conninfo);
     if (pgtools_connect(conninfo, &conn, err) != 0) {
-        stow_error_hint(err, "the scratch server in %s has stopped; see its server.log",
+        stow_error_hint(err, "the scratch server in %s has stopped; rerun with --keep to "
+                             "keep its server.log",
                         scratch->directory);
         return -1;
     }

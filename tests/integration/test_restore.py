@@ -381,6 +381,8 @@ class RestoreTest(StowageTestCase):
         self.assertIn("simulated start failure", result.stderr)
         self.assertNotIn("cancelled", result.stderr)
         self.assertEqual([], os.listdir(scratch_parent))
+        # The error names the cluster's directory; the hint says it is gone.
+        self.assertIn("has been removed with the failed cluster", result.stderr)
 
     def test_sigterm_while_scratch_server_starts(self):
         # The wrapper is a bash script, which ignores the SIGQUIT of an

@@ -384,6 +384,35 @@ class RestoreTest(StowageTestCase):
         # The error names the cluster's directory; the hint says it is gone.
         self.assertIn("has been removed with the failed cluster", result.stderr)
 
+    @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    def test_full_scratch_disk_during_restore_names_the_fix(self):
+        # 64 MiB holds a new cluster (about 40 MB with its first WAL
+        # segment) but not also the 55 MB table restored into it.
+        self.cluster.createdb("bulky")
+        self.cluster.psql("CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 3) AS pad "
+                          "FROM generate_series(1, 400000) g", db="bulky")
+        repo = self.file_repo()
+        self.backup(repo, "bulky")
+        scratch_parent = os.path.join(self.workdir, "scratch-full-disk")
+        os.makedirs(scratch_parent)
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs",
+                                scratch_parent], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+        if mount.returncode != 0:
+            self.skipTest("mounting a tmpfs failed: %s" % mount.stdout.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", scratch_parent])
+
+        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                              "--scratch", "local", "--verify",
+                              env=stowage_environment({"STOWAGE_SCRATCH_DIR": scratch_parent}),
+                              expect=1)
+
+        self.assertIn("started scratch PostgreSQL", result.stderr)
+        self.assertRegex(result.stderr, "could not extend file|No space left on device")
+        self.assertIn("free space on the file system of %s" % scratch_parent, result.stderr)
+        self.assertEqual([], os.listdir(scratch_parent))
+        self.assertEqual([], processes_mentioning(scratch_parent))
+
     def test_sigterm_while_scratch_server_starts(self):
         # The wrapper is a bash script, which ignores the SIGQUIT of an
         # immediate shutdown, so stowage has to SIGKILL it before it

@@ -1175,8 +1175,7 @@ static int check_interrupted(stow_error *err)
 }
 
 /* Removes a cluster whose creation failed. The error names its directory,
- * so the hint says that it is gone: nobody should look for its
- * server.log, whose last lines the error quotes where there are any. */
+ * so a hint says that the directory is gone, and its server.log with it. */
 static void remove_failed_cluster(struct scratch_local *scratch, stow_error *err)
 {
     char directory[sizeof scratch->directory];

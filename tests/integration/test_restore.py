@@ -385,9 +385,9 @@ class RestoreTest(StowageTestCase):
         self.assertIn("has been removed with the failed cluster", result.stderr)
 
     @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root")
-    def test_full_scratch_disk_during_restore_names_the_fix(self):
-        # 64 MiB holds a new cluster (about 40 MB with its first WAL
-        # segment) but not also the 55 MB table restored into it.
+    def test_full_scratch_disk_during_restore(self):
+        # A 64 MiB tmpfs has room for a new cluster (about 40 MB with its
+        # first WAL segment) but not for the 55 MB table restored into it.
         self.cluster.createdb("bulky")
         self.cluster.psql("CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 3) AS pad "
                           "FROM generate_series(1, 400000) g", db="bulky")

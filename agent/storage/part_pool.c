@@ -13,26 +13,37 @@ struct part_pool {
     size_t count;       /* buffers the pool owns, free or out */
 };
 
+/* Moves buf into a new allocation of exactly size bytes (stow_buf_reserve
+ * would round up to a power of 2) that starts on a PART_BUFFER_ALIGNMENT
+ * boundary. */
+static int grow_aligned(stow_buf *buf, size_t size, stow_error *err)
+{
+    void *grown = NULL;
+
+    if (size > buf->max)
+        return stow_fail(err, STOW_EXIT_FAILURE,
+                         "a part buffer of %zu bytes exceeds the limit of %zu bytes", size,
+                         buf->max);
+    if (posix_memalign(&grown, PART_BUFFER_ALIGNMENT, size + 1) != 0) {
+        stow_fail(err, STOW_EXIT_FAILURE, "out of memory allocating a part buffer of %zu bytes",
+                  size);
+        stow_error_hint(err, "lower --transfers or --part-size, or raise the memory limit");
+        return -1;
+    }
+
+    if (buf->data != NULL) {
+        memcpy(grown, buf->data, buf->len);
+        free(buf->data);
+    }
+    buf->data = grown;
+    buf->cap = size;
+    return 0;
+}
+
 int part_buf_prefault(stow_buf *buf, size_t size, stow_error *err)
 {
-    /* Exactly size bytes: stow_buf_reserve would round up to a power of 2. */
-    if (size > buf->cap || buf->data == NULL) {
-        uint8_t *grown;
-
-        if (size > buf->max)
-            return stow_fail(err, STOW_EXIT_FAILURE,
-                             "a part buffer of %zu bytes exceeds the limit of %zu bytes", size,
-                             buf->max);
-        grown = realloc(buf->data, size + 1);
-        if (grown == NULL) {
-            stow_fail(err, STOW_EXIT_FAILURE,
-                      "out of memory allocating a part buffer of %zu bytes", size);
-            stow_error_hint(err, "lower --transfers or --part-size, or raise the memory limit");
-            return -1;
-        }
-        buf->data = grown;
-        buf->cap = size;
-    }
+    if ((size > buf->cap || buf->data == NULL) && grow_aligned(buf, size, err) != 0)
+        return -1;
 
     /* Writing the pages makes the kernel back them now; reading would map
      * the shared zero page and leave the footprint to grow later. */

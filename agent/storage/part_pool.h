@@ -43,8 +43,12 @@ size_t part_pool_outstanding(const struct part_pool *pool);
  * stay with their holders, who free them with stow_buf_free. */
 void part_pool_free(struct part_pool *pool);
 
-/* Grows buf to at least size bytes of capacity and prefaults the memory
- * past its contents. */
+/* Part buffers start on a page boundary, as direct I/O to a file://
+ * repository needs (storage_file.c). */
+#define PART_BUFFER_ALIGNMENT 4096
+
+/* Grows buf to at least size bytes of capacity, in memory aligned to
+ * PART_BUFFER_ALIGNMENT, and prefaults the memory past its contents. */
 int part_buf_prefault(stow_buf *buf, size_t size, stow_error *err);
 
 #endif

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "storage/part_pool.h"
+
 static uint64_t current_part_size(const struct part_writer *writer)
 {
     return storage_part_size_for(writer->part_number, writer->base_part_size,
@@ -40,7 +42,8 @@ int part_writer_write(struct part_writer *writer, const void *data, size_t len,
         size_t room = (size_t)(target - writer->part.len);
         size_t take = len < room ? len : room;
 
-        if (writer->part.cap < target && stow_buf_reserve(&writer->part, (size_t)target - writer->part.len, err) != 0)
+        /* part_buf_prefault keeps the buffer aligned, which realloc would not. */
+        if (writer->part.cap < target && part_buf_prefault(&writer->part, (size_t)target, err) != 0)
             return -1;
         if (stow_buf_append(&writer->part, cursor, take, err) != 0)
             return -1;

@@ -16,6 +16,20 @@ from harness.stowage import stowage_binary, stowage_environment
 from harness.faultproxy import DROP_BEFORE_RESPONSE, INTERNAL_ERROR, SLOW_DOWN
 
 
+def direct_io_supported(directory):
+    """Return True when files in directory can be opened with O_DIRECT."""
+    path = os.path.join(directory, ".direct-io-probe")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+        return True
+    except OSError:
+        return False
+    finally:
+        # The probe goes whether or not the open succeeded.
+        if os.path.exists(path):
+            os.unlink(path)
+
+
 class BackupTest(StowageTestCase):
 
     @classmethod
@@ -111,6 +125,34 @@ class BackupTest(StowageTestCase):
         self.assertEqual([65536] * 3, sizes[:3])
         self.assertEqual([131072] * 3, sizes[3:6])
         self.assertLessEqual(sizes[-1], 65536 * 2 ** ((len(sizes) - 1) // 3))
+
+    def test_file_parts_unaligned_sizes(self):
+        # Parts go to disk with O_DIRECT in multiples of 4096 bytes, and
+        # through the page cache otherwise: after a part of 65537 bytes the
+        # offsets are out of alignment, and every object ends with a tail.
+        repo = self.file_repo()
+        root = repo[len("file://"):]
+        for part_size in ("65536", "65537"):
+            result = self.backup(repo, "noise", "--part-size", part_size, "--json",
+                                 "--log-level", "detail",
+                                 env={"STOWAGE_MIN_PART_SIZE": str(SMALL_PART)})
+            backup_id = json.loads(result.stdout)["id"]
+            manifest = self.show_json(repo, backup_id)
+            parts = manifest["object"]["parts"]
+            self.assertGreater(len(parts), 3)
+            self.assertEqual(int(part_size), parts[0]["size"])
+
+            with open(os.path.join(root, manifest["object"]["key"]), "rb") as handle:
+                stored = handle.read()
+            self.assertEqual(sum(p["size"] for p in parts), len(stored))
+            for part in parts:
+                body = stored[part["offset"]:part["offset"] + part["size"]]
+                self.assertEqual(part["sha256"], sha256_hex(body), part)
+            self.stowage("verify", "--repo", repo, backup_id, "--key", self.key)
+
+            # The detail log names an object that stays in the page cache.
+            direct = direct_io_supported(root)
+            self.assertEqual(not direct, "through the page cache" in result.stderr, result.stderr)
 
     def test_empty_database(self):
         repo = self.file_repo()

@@ -1,6 +1,8 @@
 /* Tests for agent/storage/part_pool.c: a fixed set of part buffers that
  * comes back and is handed out again, never more than the pool's count. */
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "storage/part_pool.h"
 #include "storage/storage.h"
@@ -119,6 +121,7 @@ static void prefault_keeps_contents(void)
     CHECK_INT_EQ(BUFFER_BYTES, buf.cap);
     CHECK_INT_EQ(4, buf.len);
     CHECK(memcmp(buf.data, "head", 4) == 0);
+    CHECK_INT_EQ(0, (uintptr_t)buf.data % PART_BUFFER_ALIGNMENT);
 
     CHECK_INT_EQ(-1, part_buf_prefault(&buf, BUFFER_BYTES + 1, &err));
     CHECK_CONTAINS(err.message, "exceeds the limit");

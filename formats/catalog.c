@@ -277,8 +277,9 @@ static int broken_key_parts(const char *key, char name[MANIFEST_NAME_MAX + 1], t
  * was chosen), and not after at. Ids have one-second resolution, so an
  * invalid manifest from the second chosen started in also counts, and so
  * does one whose start time is unknown. */
-static int check_newer_broken(const struct catalog *catalog, const char *name, time_t at,
-                              const struct catalog_entry *chosen, stow_error *err)
+static int check_newer_broken(const struct catalog *catalog, const char *name,
+                              const struct catalog_time *at, const struct catalog_entry *chosen,
+                              stow_error *err)
 {
     for (size_t i = 0; i < catalog->broken; i++) {
         const char *key = catalog->broken_keys[i];
@@ -288,7 +289,7 @@ static int check_newer_broken(const struct catalog *catalog, const char *name, t
 
         if (named && name != NULL && strcmp(key_name, name) != 0)
             continue;
-        if (start != -1 && at != 0 && start > at)
+        if (start != -1 && at != NULL && start > at->seconds)
             continue;
         if (start != -1 && chosen != NULL && start < chosen->manifest.started_at)
             continue;
@@ -305,10 +306,33 @@ static int check_newer_broken(const struct catalog *catalog, const char *name, t
     return 0;
 }
 
-int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
-                    const char *name, const struct catalog_entry **out, stow_error *err)
+int catalog_parse_time(const char *option, const char *text, struct catalog_time *out,
+                       stow_error *err)
 {
-    int by_time = at != 0 || spec == NULL || strcmp(spec, "latest") == 0;
+    if (manifest_parse_time(text, &out->seconds) != 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "invalid %s time \"%s\"", option, text);
+        stow_error_hint(err, "use RFC 3339, for example 2026-12-04T03:00:00Z or "
+                             "2026-12-04T04:00:00+01:00");
+        return -1;
+    }
+    out->microseconds = manifest_time_microseconds(text);
+    return 0;
+}
+
+/* Returns 1 when the backup started after at: within the same second, its
+ * microseconds decide (0 in manifests that do not record them). */
+static int started_after(const struct manifest *manifest, const struct catalog_time *at)
+{
+    if (manifest->started_at != at->seconds)
+        return manifest->started_at > at->seconds;
+    return manifest->started_at_us > at->microseconds;
+}
+
+int catalog_resolve(const struct catalog *catalog, const char *spec,
+                    const struct catalog_time *at, const char *name,
+                    const struct catalog_entry **out, stow_error *err)
+{
+    int by_time = at != NULL || spec == NULL || strcmp(spec, "latest") == 0;
 
     *out = NULL;
     if (by_time && name == NULL && names_in_catalog(catalog) > 1) {
@@ -325,7 +349,7 @@ int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
             continue;
         if (!by_time && strcmp(entry->manifest.id, spec) != 0)
             continue;
-        if (at != 0 && entry->manifest.started_at > at)
+        if (at != NULL && started_after(&entry->manifest, at))
             continue;
         if (by_time && check_newer_broken(catalog, entry->manifest.name, at, entry, err) != 0)
             return -1;
@@ -338,10 +362,13 @@ int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
 
     if (!by_time)
         stow_fail(err, STOW_EXIT_USAGE, "backup %s not found in the catalog", spec);
-    else if (at != 0) {
+    else if (at != NULL) {
         char at_text[32];
 
-        manifest_format_time(at, at_text);
+        if (at->microseconds == 0)
+            manifest_format_time(at->seconds, at_text);
+        else
+            manifest_format_time_us(at->seconds, at->microseconds, at_text);
         stow_fail(err, STOW_EXIT_USAGE, "no complete backup%s%s started at or before %s",
                   name ? " of " : "", name ? name : "", at_text);
     }
@@ -352,8 +379,9 @@ int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
     return -1;
 }
 
-int catalog_find(storage *store, const char *spec, time_t at, const char *name,
-                 struct catalog *out, const struct catalog_entry **entry, stow_error *err)
+int catalog_find(storage *store, const char *spec, const struct catalog_time *at,
+                 const char *name, struct catalog *out, const struct catalog_entry **entry,
+                 stow_error *err)
 {
     if (catalog_load(store, name, out, err) != 0)
         return -1;

@@ -38,19 +38,32 @@ struct catalog {
 int catalog_load(storage *store, const char *name, struct catalog *out, stow_error *err);
 void catalog_free(struct catalog *catalog);
 
+/* A point in time to choose a backup by: --at, to the microsecond. */
+struct catalog_time {
+    time_t seconds;
+    long microseconds;
+};
+
+/* Parses the RFC 3339 value of option (--at) into out, fractions of a
+ * second included; fails with STOW_EXIT_USAGE naming the value. */
+int catalog_parse_time(const char *option, const char *text, struct catalog_time *out,
+                       stow_error *err);
+
 /* Picks a backup: spec is an id or "latest" (the newest complete backup);
- * with at non-zero, the newest backup that started at or before at.
+ * with at not NULL, the newest backup that started at or before at.
  * name narrows the choice when the catalog holds several names. Fails with
  * STOW_EXIT_USAGE naming what was looked for. A choice by time does not
  * fall back to an older backup past an invalid manifest of that name that
  * may be newer: one whose id starts in the same second or later, or does
  * not parse. It fails with STOW_EXIT_VERIFY naming that manifest. */
-int catalog_resolve(const struct catalog *catalog, const char *spec, time_t at,
-                    const char *name, const struct catalog_entry **out, stow_error *err);
+int catalog_resolve(const struct catalog *catalog, const char *spec,
+                    const struct catalog_time *at, const char *name,
+                    const struct catalog_entry **out, stow_error *err);
 
 /* Loads one backup by id, latest or time, without reading every manifest
  * when an id is given. out must be freed with catalog_free. */
-int catalog_find(storage *store, const char *spec, time_t at, const char *name,
-                 struct catalog *out, const struct catalog_entry **entry, stow_error *err);
+int catalog_find(storage *store, const char *spec, const struct catalog_time *at,
+                 const char *name, struct catalog *out, const struct catalog_entry **entry,
+                 stow_error *err);
 
 #endif

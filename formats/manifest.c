@@ -109,6 +109,8 @@ int manifest_parse_time(const char *text, time_t *out)
                 return -1;
             rest += taken;
         }
+        if (offset_hours > 23 || offset_minutes > 59)
+            return -1;
         offset_seconds = sign * (offset_hours * 3600L + offset_minutes * 60L);
     }
     if (*rest != '\0' || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||

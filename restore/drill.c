@@ -56,7 +56,7 @@ static int select_backup(struct drill *drill, stow_error *err)
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &started);
-    rc = catalog_find(drill->store, "latest", 0, drill->options->name, &drill->catalog,
+    rc = catalog_find(drill->store, "latest", NULL, drill->options->name, &drill->catalog,
                       &drill->entry, err);
     if (rc == 0)
         rc = signature_check_manifest(&drill->entry->manifest, drill->entry->manifest_key,

@@ -32,10 +32,10 @@ struct scratch_gc_result {
  * (scratch_local_base_directory). A stowage-scratch-* directory is abandoned
  * when its marker file is owned by this user and names an owner process that
  * no longer exists on this host, or that ran before the last boot. Removal
- * stops the postmaster with pg_ctl stop -m immediate (or SIGKILL, after
- * checking that the pid runs in that data directory) and deletes the
- * directory. With dry_run nothing is stopped or removed. Fails only when the
- * base directory cannot be read. */
+ * stops the postmaster as scratch_local_remove does (SIGQUIT, an immediate
+ * shutdown, then SIGKILL after a timeout, once the pid is known to run in
+ * that data directory) and deletes the directory. With dry_run nothing is
+ * stopped or removed. Fails only when the base directory cannot be read. */
 int scratch_local_gc(int dry_run, struct scratch_gc_result *result, stow_error *err);
 
 void scratch_gc_result_free(struct scratch_gc_result *result);

@@ -113,8 +113,14 @@ static int start_pipeline(struct backup_job *job, stow_error *err)
     return write_info_member(job, err);
 }
 
+/* A signal ends pg_dumpall too, and then its failure is the interruption,
+ * not a missing privilege. */
 static int globals_failed(stow_error *err)
 {
+    if (stow_interrupted() != 0) {
+        stow_error_clear(err);
+        return stow_fail_interrupted(err, "dumping roles and tablespaces");
+    }
     stow_error_prefix(err, "dumping roles and tablespaces failed");
     stow_error_hint(err, "the backup needs a role that may read pg_roles; pass "
                          "--no-globals to leave roles and tablespaces out");
@@ -214,6 +220,11 @@ static int run_pg_dump(struct backup_job *job, stow_error *err)
 
     if (start_globals(job, &globals, &globals_running, err) != 0)
         return -1;
+    if (stow_interrupted() != 0) {
+        if (globals_running)
+            pgtools_kill(&globals);
+        return stow_fail_interrupted(err, "the start of the dump");
+    }
     if (pgtools_spawn(job->pg_dump_path, argv, job->options->conninfo, PG_CHILD_STDOUT_PIPE,
                       &dump, err) != 0) {
         if (globals_running)

@@ -115,7 +115,7 @@ static int select_backups(struct rekey_state *state, stow_error *err)
     if (catalog_load(state->store, options->name, &state->catalog, err) != 0)
         return -1;
     if (!options->all &&
-        catalog_resolve(&state->catalog, options->spec, 0, options->name, &chosen, err) != 0)
+        catalog_resolve(&state->catalog, options->spec, NULL, options->name, &chosen, err) != 0)
         return -1;
 
     state->items = calloc(state->catalog.count > 0 ? state->catalog.count : 1,

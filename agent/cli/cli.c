@@ -16,6 +16,7 @@
 #include "common/metrics.h"
 #include "common/progress.h"
 #include "config/config.h"
+#include "manifest.h"
 #include "pg/pgtools.h"
 
 struct command {
@@ -360,6 +361,15 @@ static void warn_unknown_database(const char *name)
         config_check_database(config, name, &check) != 0)
         stow_log_warn("%s; backing up with the settings of [defaults] under this name (%s)",
                       check.message, check.hint);
+}
+
+int cli_check_config_section(const char *name, stow_error *err)
+{
+    const struct config *config = NULL;
+
+    if (catalog_check_name(name, err) != 0 || config_load_process(NULL, &config, err) != 0)
+        return -1;
+    return config_check_database(config, name, err);
 }
 
 /* Applies the environment and the configuration file below the flags, and

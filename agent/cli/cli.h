@@ -150,6 +150,11 @@ int cli_parse(int argc, char **argv, const char *command, const struct option *o
               const char **positional, int max_positional, int *positional_count,
               stow_error *err);
 
+/* Checks --name of a command that uses it only to pick the configuration
+ * file's [database NAME] section (check, gc): a valid catalog name, and a
+ * section for it when the file has [database] sections (STOW_EXIT_USAGE). */
+int cli_check_config_section(const char *name, stow_error *err);
+
 /* Reports an unknown option or missing argument from getopt. */
 int cli_usage_error(stow_error *err, const char *command, const char *message);
 

@@ -11,10 +11,11 @@
 #include "pg/pgtools.h"
 #include "storage/storage.h"
 
-enum { OPT_DB = CLI_OPT_FIRST_COMMAND_OPTION, OPT_RDS_REGION, OPT_DB_IAM_AUTH };
+enum { OPT_DB = CLI_OPT_FIRST_COMMAND_OPTION, OPT_RDS_REGION, OPT_DB_IAM_AUTH, OPT_NAME };
 
 static const char usage[] =
-    "Usage: stowage check --repo URL [--db CONNINFO [--db-iam-auth]] [--rds-region REGION]\n\n"
+    "Usage: stowage check --repo URL [--db CONNINFO [--db-iam-auth]] [--rds-region REGION]\n"
+    "       stowage check --name NAME    (settings from [database NAME] of the file)\n\n"
     "Checks what a backup needs, one line each, and exits with the code of the\n"
     "first check that failed (0 when all passed):\n"
     "  credentials  which AWS credential source is used (the secret is never\n"
@@ -28,7 +29,10 @@ static const char usage[] =
     "  --db CONNINFO          libpq URI or key=value string (env STOWAGE_DB;\n"
     "                         default: the database check is skipped)\n" CLI_DB_IAM_AUTH_HELP
     "  --rds-region REGION    region of the RDS instances to check (default: the\n"
-    "                         RDS check is skipped)\n\n" CLI_REPO_HELP;
+    "                         RDS check is skipped)\n"
+    "  --name NAME            take --db, --repo and the other settings from the\n"
+    "                         configuration file's [database NAME] section\n\n"
+    CLI_REPO_HELP;
 
 struct check_cli {
     struct cli_common common;
@@ -52,6 +56,8 @@ static int parse_check_option(void *context, int code, const char *value, stow_e
     case OPT_DB_IAM_AUTH:
         cli->db_iam_auth = 1;
         return 0;
+    case OPT_NAME:
+        return cli_check_config_section(value, err);
     default:
         return cli_usage_error(err, "check", "unknown option");
     }
@@ -64,6 +70,7 @@ static int parse_arguments(struct check_cli *cli, int argc, char **argv, stow_er
         {"db", required_argument, NULL, OPT_DB},
         {"rds-region", required_argument, NULL, OPT_RDS_REGION},
         {"db-iam-auth", no_argument, NULL, OPT_DB_IAM_AUTH},
+        {"name", required_argument, NULL, OPT_NAME},
         {NULL, 0, NULL, 0},
     };
 

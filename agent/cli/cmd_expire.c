@@ -348,6 +348,32 @@ static int expire_name(storage *store, const struct expire_cli *cli, const char 
     return rc;
 }
 
+/* Warns when the repository contains no backup of name, and lists the
+ * names it contains, because a mistyped --name in a cron line would
+ * otherwise expire nothing every night without a message. */
+static void warn_unknown_name(storage *store, const char *name)
+{
+    char known[512] = "";
+    size_t used = 0;
+    char **names = NULL;
+    size_t count = 0;
+    stow_error err = {0};
+    int found = 0;
+
+    if (catalog_names(store, &names, &count, &err) != 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        found |= strcmp(names[i], name) == 0;
+        if (used < sizeof known)
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
+                                     used > 0 ? ", " : "", names[i]);
+    }
+    if (!found)
+        stow_log_warn("no backups of %s found in the repository; it has backups of: %s", name,
+                      count > 0 ? known : "(none)");
+    free_names(names, count);
+}
+
 int cmd_expire(int argc, char **argv)
 {
     struct expire_cli cli;
@@ -359,6 +385,9 @@ int cmd_expire(int argc, char **argv)
     json_t *policy_json = NULL;
     json_t *names_json = json_array();
 
+    /* Each plan line reaches a pipe or a log file as soon as it is
+     * decided, so a run that is killed midway leaves what it did. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     memset(&cli, 0, sizeof cli);
     cli_common_init(&cli.common);
     if (parse_arguments(&cli, argc, argv, &err) != 0)
@@ -375,6 +404,7 @@ int cmd_expire(int argc, char **argv)
     if (cli_open_repository(&cli.common, &store, &err) != 0 || storage_check(store, &err) != 0)
         goto done;
     if (cli.name != NULL) {
+        warn_unknown_name(store, cli.name);
         names = calloc(1, sizeof *names);
         if (names == NULL || (names[0] = strdup(cli.name)) == NULL) {
             stow_fail(&err, STOW_EXIT_FAILURE, "out of memory");

@@ -16,7 +16,9 @@ enum {
     OPT_OLDER_THAN = CLI_OPT_FIRST_COMMAND_OPTION,
     OPT_DRY_RUN,
     OPT_JSON,
-    OPT_LOCK_STALE_AFTER
+    OPT_LOCK_STALE_AFTER,
+    OPT_NAME,
+    OPT_SCRATCH
 };
 
 #define OLDER_THAN_DEFAULT (24 * 3600)
@@ -24,7 +26,7 @@ enum {
 static const char usage[] =
     "Usage: stowage gc --repo URL [--older-than DURATION] [--dry-run] [--json]\n"
     "       stowage gc --scratch [rds] [--rds-region R] [--dry-run]\n"
-    "       stowage gc --scratch local [--dry-run]\n\n"
+    "       stowage gc --scratch local [--dry-run] [--json]\n\n"
     "With --scratch or --scratch rds: deletes RDS scratch instances past their\n"
     "stowage:expires-at tag (see stowage snapshot gc-scratch --help); nothing else.\n"
     "With --scratch local: stops and removes local scratch clusters (restore\n"
@@ -44,7 +46,11 @@ static const char usage[] =
     "  --dry-run                report what would be removed, remove nothing\n"
     "  --json                   print the outcome as JSON on stdout\n"
     "  --lock-stale-after DUR   a lock not refreshed for DUR protects nothing\n"
-    "                           (default 10m; s, m, h, d or w)\n\n" CLI_REPO_HELP;
+    "                           (default 10m; s, m, h, d or w)\n"
+    "  --name NAME              take --repo and the other settings from the\n"
+    "                           configuration file's [database NAME] section; gc\n"
+    "                           still covers every catalog name in the repository\n\n"
+    CLI_REPO_HELP;
 
 struct gc_cli {
     struct cli_common common;
@@ -68,9 +74,34 @@ static int parse_gc_option(void *context, int code, const char *value, stow_erro
     case OPT_LOCK_STALE_AFTER:
         return stow_duration_parse("--lock-stale-after", value, &cli->options.lock_stale_after,
                                    err);
+    case OPT_NAME:
+        return cli_check_config_section(value, err);
+    case OPT_SCRATCH:
+        if (strcmp(value, "local") != 0)
+            return cli_usage_error(err, "gc", "--scratch takes local or rds");
+        return 0;
     default:
         return cli_usage_error(err, "gc", "unknown option");
     }
+}
+
+/* Parses gc's arguments with the given option table. Returns 1 after
+ * printing the help, -1 on a usage error (err filled). */
+static int parse_gc(int argc, char **argv, const struct option *long_options,
+                    struct gc_cli *cli, stow_error *err)
+{
+    memset(cli, 0, sizeof *cli);
+    cli_common_init(&cli->common);
+    cli->options.older_than = OLDER_THAN_DEFAULT;
+    cli->options.lock_stale_after = CATALOG_LOCK_STALE_AFTER_DEFAULT;
+    if (cli_parse(argc, argv, "gc", long_options, &cli->common, parse_gc_option, cli, NULL, 0,
+                  NULL, err) != 0)
+        return -1;
+    if (cli->common.help) {
+        fputs(usage, stdout);
+        return 1;
+    }
+    return 0;
 }
 
 static const char *action_text(const struct gc_item *item, int dry_run)
@@ -127,13 +158,23 @@ static void print_text(const struct gc_result *result, const struct gc_options *
         printf("gc: removed %zu empty backup directories\n", result->empty_dirs);
 }
 
+/* Prints a JSON document on stdout and releases it. */
+static void print_document(json_t *document)
+{
+    char *text = json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if (text != NULL)
+        printf("%s\n", text);
+    free(text);
+    json_decref(document);
+}
+
 static void print_json(const struct gc_result *result, const struct gc_options *options)
 {
     static const char *const actions[] = {"remove", "keep_recent", "keep_locked",
                                           "keep_foreign"};
     json_t *items = json_array();
     json_t *document;
-    char *text;
 
     for (size_t i = 0; i < result->count; i++) {
         const struct gc_item *item = &result->items[i];
@@ -154,11 +195,7 @@ static void print_json(const struct gc_result *result, const struct gc_options *
                          "removed", (json_int_t)result->removed, "bytes_reclaimed",
                          (json_int_t)result->bytes, "empty_dirs_removed",
                          (json_int_t)result->empty_dirs);
-    text = json_dumps(document, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (text != NULL)
-        printf("%s\n", text);
-    free(text);
-    json_decref(document);
+    print_document(document);
 }
 
 static const char *scratch_action_text(const struct scratch_gc_item *item, int dry_run)
@@ -185,34 +222,63 @@ static size_t count_removable(const struct scratch_gc_result *result)
     return count;
 }
 
-/* `gc --scratch local` removes local scratch clusters of killed runs. */
+static void print_scratch_json(const struct scratch_gc_result *result, int dry_run)
+{
+    static const char *const actions[] = {"remove", "keep_running", "keep_unmarked"};
+    json_t *items = json_array();
+    json_t *document;
+
+    for (size_t i = 0; i < result->count; i++) {
+        const struct scratch_gc_item *item = &result->items[i];
+
+        json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:b}", "directory",
+                                               item->directory, "action", actions[item->action],
+                                               "reason", item->reason, "done", item->done));
+    }
+    document = json_pack("{s:b, s:o, s:I}", "dry_run", dry_run, "items", items, "removed",
+                         (json_int_t)result->removed);
+    print_document(document);
+}
+
+static void print_scratch_text(const struct scratch_gc_result *result, int dry_run)
+{
+    for (size_t i = 0; i < result->count; i++)
+        printf("%s: %s (%s)\n", scratch_action_text(&result->items[i], dry_run),
+               result->items[i].directory, result->items[i].reason);
+    printf("gc: %s %zu local scratch clusters%s\n", dry_run ? "would remove" : "removed",
+           dry_run ? count_removable(result) : result->removed,
+           dry_run ? "; dry run, nothing was removed" : "");
+}
+
+/* `gc --scratch local` removes local scratch clusters of killed runs. It
+ * takes the shared options that apply without a repository: --config,
+ * --log-format, --log-level and --help. */
 static int run_local_scratch_gc(int argc, char **argv)
 {
-    struct scratch_gc_result result;
+    static const struct option long_options[] = {
+        {"scratch", required_argument, NULL, OPT_SCRATCH},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"log-format", required_argument, NULL, CLI_OPT_LOG_FORMAT},
+        {"log-level", required_argument, NULL, CLI_OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, CLI_OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    struct scratch_gc_result result = {0};
+    struct gc_cli cli;
     stow_error err = {0};
-    int dry_run = 0;
+    int rc;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage, stdout);
-            return STOW_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--dry-run") == 0)
-            dry_run = 1;
-        else if (strcmp(argv[i], "--scratch") != 0 && strcmp(argv[i], "local") != 0 &&
-                 strcmp(argv[i], "--scratch=local") != 0) {
-            cli_usage_error(&err, "gc", "--scratch local takes only --dry-run");
-            return cli_finish(&err);
-        }
-    }
-    if (scratch_local_gc(dry_run, &result, &err) == 0) {
-        for (size_t i = 0; i < result.count; i++)
-            printf("%s: %s (%s)\n", scratch_action_text(&result.items[i], dry_run),
-                   result.items[i].directory, result.items[i].reason);
-        printf("gc: %s %zu local scratch clusters%s\n", dry_run ? "would remove" : "removed",
-               dry_run ? count_removable(&result) : result.removed,
-               dry_run ? "; dry run, nothing was removed" : "");
-        if (!dry_run && result.removed < count_removable(&result)) {
+    rc = parse_gc(argc, argv, long_options, &cli, &err);
+    if (rc != 0)
+        return rc == 1 ? STOW_EXIT_OK : cli_finish(&err);
+
+    if (scratch_local_gc(cli.options.dry_run, &result, &err) == 0) {
+        if (cli.json)
+            print_scratch_json(&result, cli.options.dry_run);
+        else
+            print_scratch_text(&result, cli.options.dry_run);
+        if (!cli.options.dry_run && result.removed < count_removable(&result)) {
             stow_fail(&err, STOW_EXIT_FAILURE,
                       "%zu abandoned local scratch clusters could not be removed",
                       count_removable(&result) - result.removed);
@@ -255,6 +321,7 @@ int cmd_gc(int argc, char **argv)
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"json", no_argument, NULL, OPT_JSON},
         {"lock-stale-after", required_argument, NULL, OPT_LOCK_STALE_AFTER},
+        {"name", required_argument, NULL, OPT_NAME},
         {NULL, 0, NULL, 0},
     };
     struct gc_cli cli;
@@ -272,17 +339,9 @@ int cmd_gc(int argc, char **argv)
             return run_scratch_gc(argc, argv);
     }
 
-    memset(&cli, 0, sizeof cli);
-    cli_common_init(&cli.common);
-    cli.options.older_than = OLDER_THAN_DEFAULT;
-    cli.options.lock_stale_after = CATALOG_LOCK_STALE_AFTER_DEFAULT;
-    if (cli_parse(argc, argv, "gc", long_options, &cli.common, parse_gc_option, &cli, NULL, 0,
-                  NULL, &err) != 0)
-        return cli_finish(&err);
-    if (cli.common.help) {
-        fputs(usage, stdout);
-        return STOW_EXIT_OK;
-    }
+    rc = parse_gc(argc, argv, long_options, &cli, &err);
+    if (rc != 0)
+        return rc == 1 ? STOW_EXIT_OK : cli_finish(&err);
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0) {
         rc = gc_run(store, &cli.options, &result, &err);

@@ -69,6 +69,8 @@ static int parse_hold_cli(struct hold_cli *cli, const char *command, const char 
     if (cli_parse(argc, argv, command, hold_options, &cli->common, parse_hold_option, cli, spec,
                   1, &spec_count, err) != 0)
         return -1;
+    if (cli->name != NULL && catalog_check_name(cli->name, err) != 0)
+        return -1;
     if (cli->common.help) {
         fputs(usage, stdout);
         return 1;
@@ -104,7 +106,7 @@ static int run_hold_command(const char *command, const char *usage, hold_action 
         return rc > 0 ? STOW_EXIT_OK : cli_finish(&err);
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        catalog_find(store, spec, 0, cli.name, &catalog, &entry, &err) == 0)
+        catalog_find(store, spec, NULL, cli.name, &catalog, &entry, &err) == 0)
         action(store, entry, &cli, &err);
     catalog_free(&catalog);
     storage_free(store);

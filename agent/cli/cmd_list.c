@@ -81,6 +81,8 @@ static int parse_list_command(struct list_cli *cli, const char *command, int arg
     if (cli_parse(argc, argv, command, list_options, &cli->common, parse_list_option, cli,
                   positional, max_positional, positional_count, err) != 0)
         return -1;
+    if (cli->name != NULL && catalog_check_name(cli->name, err) != 0)
+        return -1;
     if (cli->trust.count == 0)
         return signature_trust_add_list(&cli->trust, getenv("STOWAGE_TRUSTED_KEYS"), err);
     return 0;
@@ -308,7 +310,7 @@ int cmd_show(int argc, char **argv)
     const struct catalog_entry *entry = NULL;
     const char *spec[1] = {NULL};
     int spec_count = 0;
-    time_t at = 0;
+    struct catalog_time at = {0};
     stow_error err = {0};
     storage *store = NULL;
 
@@ -318,23 +320,20 @@ int cmd_show(int argc, char **argv)
         fputs(show_usage, stdout);
         return STOW_EXIT_OK;
     }
-    if (cli.at != NULL && manifest_parse_time(cli.at, &at) != 0) {
-        stow_fail(&err, STOW_EXIT_USAGE, "invalid --at time \"%s\"", cli.at);
-        stow_error_hint(&err, "use RFC 3339, for example 2026-12-04T03:00:00Z or "
-                              "2026-12-04T04:00:00+01:00");
+    if (cli.at != NULL && catalog_parse_time("--at", cli.at, &at, &err) != 0)
         return cli_finish(&err);
-    }
     if (spec_count > 0 && cli.at != NULL) {
         cli_usage_error(&err, "show", "give BACKUP or --at TIME, not both");
         return cli_finish(&err);
     }
-    if (spec_count == 0 && at == 0) {
+    if (spec_count == 0 && cli.at == NULL) {
         cli_usage_error(&err, "show", "name the backup: an id, latest, or --at TIME");
         return cli_finish(&err);
     }
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        catalog_find(store, spec[0], at, cli.name, &catalog, &entry, &err) == 0) {
+        catalog_find(store, spec[0], cli.at != NULL ? &at : NULL, cli.name, &catalog, &entry,
+                     &err) == 0) {
         if (cli.json)
             print_show_json(entry->manifest.document, &cli.trust);
         else

@@ -126,6 +126,7 @@ struct read_cli {
     struct restore_options restore;
     const char *name;
     const char *at_text;
+    struct catalog_time at;       /* parsed at_text */
     const char *scratch;
     const char *against;
     const char *to;
@@ -225,7 +226,7 @@ static int use_db_iam_auth(const struct read_cli *cli, stow_error *err)
 
 /* Parses arguments and resolves BACKUP; returns 1 after printing help. */
 static int parse_read_command(struct read_cli *cli, int argc, char **argv, const char **spec,
-                              time_t *at, stow_error *err)
+                              stow_error *err)
 {
     int spec_count = 0;
 
@@ -240,13 +241,9 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
     if (cli->trust.count == 0 &&
         signature_trust_add_list(&cli->trust, getenv("STOWAGE_TRUSTED_KEYS"), err) != 0)
         return -1;
-    if (cli->at_text != NULL && manifest_parse_time(cli->at_text, at) != 0) {
-        stow_fail(err, STOW_EXIT_USAGE, "invalid --at time \"%s\"", cli->at_text);
-        stow_error_hint(err, "use RFC 3339, for example 2026-12-04T03:00:00Z or "
-                             "2026-12-04T04:00:00+01:00");
+    if (cli->at_text != NULL && catalog_parse_time("--at", cli->at_text, &cli->at, err) != 0)
         return -1;
-    }
-    if (spec_count == 0 && *at == 0 && !cli->all)
+    if (spec_count == 0 && cli->at_text == NULL && !cli->all)
         return cli_usage_error(err, cli->command, "name the backup: an id, latest, or --at TIME");
     if (spec_count > 0 && cli->at_text != NULL)
         return cli_usage_error(err, cli->command, "give BACKUP or --at TIME, not both");
@@ -297,9 +294,11 @@ static int check_restore_target(const struct read_cli *cli, stow_error *err)
 /* Finds the backup that spec or at names and checks its manifest's
  * signature against the trusted keys. */
 static int find_trusted_backup(storage *store, const struct read_cli *cli, const char *spec,
-                               time_t at, struct catalog *catalog,
-                               const struct catalog_entry **entry, stow_error *err)
+                               struct catalog *catalog, const struct catalog_entry **entry,
+                               stow_error *err)
 {
+    const struct catalog_time *at = cli->at_text != NULL ? &cli->at : NULL;
+
     if (catalog_find(store, spec, at, cli->name, catalog, entry, err) != 0)
         return -1;
     return signature_check_manifest(&(*entry)->manifest, (*entry)->manifest_key, &cli->trust,
@@ -324,7 +323,6 @@ int cmd_restore(int argc, char **argv)
     struct catalog catalog = {0};
     const struct catalog_entry *entry = NULL;
     const char *spec[1] = {NULL};
-    time_t at = 0;
     stow_error err = {0};
     storage *store = NULL;
     int rc;
@@ -333,7 +331,7 @@ int cmd_restore(int argc, char **argv)
         return cmd_restore_rds(argc, argv);
     memset(&cli, 0, sizeof cli);
     cli.command = "restore";
-    rc = parse_read_command(&cli, argc, argv, spec, &at, &err);
+    rc = parse_read_command(&cli, argc, argv, spec, &err);
     if (rc == 1) {
         fputs(restore_usage, stdout);
         return STOW_EXIT_OK;
@@ -344,7 +342,7 @@ int cmd_restore(int argc, char **argv)
     cli.restore.scratch_local = cli.scratch != NULL;
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        find_trusted_backup(store, &cli, spec[0], at, &catalog, &entry, &err) == 0)
+        find_trusted_backup(store, &cli, spec[0], &catalog, &entry, &err) == 0)
         restore_run(store, entry, &cli.restore, &err);
     catalog_free(&catalog);
     storage_free(store);
@@ -393,14 +391,13 @@ int cmd_verify(int argc, char **argv)
     struct catalog catalog = {0};
     const struct catalog_entry *entry = NULL;
     const char *spec[1] = {NULL};
-    time_t at = 0;
     stow_error err = {0};
     storage *store = NULL;
     int rc;
 
     memset(&cli, 0, sizeof cli);
     cli.command = "verify";
-    rc = parse_read_command(&cli, argc, argv, spec, &at, &err);
+    rc = parse_read_command(&cli, argc, argv, spec, &err);
     if (rc == 1) {
         fputs(verify_usage, stdout);
         return STOW_EXIT_OK;
@@ -417,7 +414,7 @@ int cmd_verify(int argc, char **argv)
         /* nothing to do */
     } else if (cli.all) {
         verify_all(store, &cli, &err);
-    } else if (find_trusted_backup(store, &cli, spec[0], at, &catalog, &entry, &err) == 0) {
+    } else if (find_trusted_backup(store, &cli, spec[0], &catalog, &entry, &err) == 0) {
         if (cli.against != NULL)
             restore_verify_against(entry, cli.against, cli.restore.report_path, &err);
         else
@@ -435,14 +432,13 @@ int cmd_extract(int argc, char **argv)
     struct catalog catalog = {0};
     const struct catalog_entry *entry = NULL;
     const char *spec[1] = {NULL};
-    time_t at = 0;
     stow_error err = {0};
     storage *store = NULL;
     int rc;
 
     memset(&cli, 0, sizeof cli);
     cli.command = "extract";
-    rc = parse_read_command(&cli, argc, argv, spec, &at, &err);
+    rc = parse_read_command(&cli, argc, argv, spec, &err);
     if (rc == 1) {
         fputs(extract_usage, stdout);
         return STOW_EXIT_OK;
@@ -453,7 +449,7 @@ int cmd_extract(int argc, char **argv)
         return cli_finish(&err);
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        find_trusted_backup(store, &cli, spec[0], at, &catalog, &entry, &err) == 0)
+        find_trusted_backup(store, &cli, spec[0], &catalog, &entry, &err) == 0)
         restore_extract(store, entry, cli.restore.secret_key_path, cli.restore.passphrase_file,
                         cli.to, &err);
     catalog_free(&catalog);

@@ -545,6 +545,10 @@ int pgtools_capture_output(struct pg_child *child, size_t max, char **output,
     *output_len = 0;
     stow_buf_init(&captured, max);
     while (rc == 0 && (got = read(child->stdout_fd, chunk, sizeof chunk)) != 0) {
+        /* After SIGINT or SIGTERM the signal thread interrupts this read
+         * every 100 ms; pgtools_wait then stops the child. */
+        if (got < 0 && errno == EINTR && stow_interrupted())
+            break;
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)

@@ -387,6 +387,21 @@ class CatalogOpsTest(StowageTestCase):
         result = self.expire(repo, "--keep-daily", "7", "--time-zone", "Mars/Olympus", expect=2)
         self.assertIn("unknown time zone \"Mars/Olympus\"", result.stderr)
 
+    def test_expire_warns_of_unknown_name(self):
+        repo = self.file_repo()
+        self.take_backups(repo, 1)
+        result = self.expire(repo, "--keep-last", "1", "--name", "shpo")
+        self.assertIn("no backups of shpo found in the repository; it has backups of: shop",
+                      result.stderr)
+
+    def test_invalid_names_rejected(self):
+        repo = self.file_repo()
+        for command in (["list"], ["hold", "latest", "--reason", "audit"]):
+            for name in ("bad/name", "a b"):
+                with self.subTest(command=command[0], name=name):
+                    result = self.stowage(*command, "--repo", repo, "--name", name, expect=2)
+                    self.assertIn(name, result.stderr)
+
     def test_backup_usage_errors_before_connecting(self):
         repo = self.file_repo()
         unreachable = "host=127.0.0.1 port=1 dbname=shop connect_timeout=2"

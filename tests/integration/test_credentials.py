@@ -265,6 +265,24 @@ class CredentialChainTest(StowageTestCase):
                               "host=127.0.0.1 port=1 dbname=none connect_timeout=2", expect=7)
         self.assertRegex(result.stdout, r"credentials +skipped +not needed for this repository")
 
+    def test_check_and_gc_take_name(self):
+        repo = self.file_repo()
+        config = self.write("named.conf", "[database noise]\nrepo = %s\ndb = %s\n"
+                            % (repo, self.cluster.conninfo("noise")))
+        os.chmod(config, 0o600)
+
+        result = self.stowage("check", "--config", config, "--name", "noise")
+        self.assertRegex(result.stdout, r"database +ok +PostgreSQL 15\.\d+.*, database noise on ")
+        self.assertRegex(result.stdout, r"repository +ok +file://")
+        result = self.stowage("gc", "--config", config, "--name", "noise", "--dry-run")
+        self.assertIn("dry run", result.stdout)
+
+        for command in ("check", "gc"):
+            result = self.stowage(command, "--config", config, "--name", "nosuch", expect=2)
+            self.assertIn("no [database nosuch] section in %s" % config, result.stderr)
+        result = self.stowage("check", "--name", "bad/name", "--repo", repo, expect=2)
+        self.assertIn("bad/name", result.stderr)
+
     def test_web_identity_without_role_arn_fails(self):
         token_file = self.write("token", "header.payload.signature")
         env = without_static_keys(self.moto.env())

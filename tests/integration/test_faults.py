@@ -669,6 +669,30 @@ class SignalTest(FaultTestCase):
         self.assert_nothing_left(bucket)
         self.assertNotIn("db/locks/faulty.json", object_keys(self.moto, bucket))
 
+    def test_sigterm_while_roles_dump_runs(self):
+        # pg_dumpall starts first and is still running at the signal: the
+        # error is the interruption, not a missing privilege, and pg_dump
+        # never starts.
+        marker = os.path.join(self.workdir, "dumpall-started-%s" % os.urandom(3).hex())
+        bindir = fake_pg_bindir(self.workdir, "slow-dumpall-%s" % os.urandom(3).hex(),
+                                'touch %s; sleep 30; exec "$REAL" "$@"' % marker,
+                                program="pg_dumpall")
+        repo = self.file_repo()
+        process = spawn_stowage(["backup", "--repo", repo, "--db", self.cluster.conninfo("faulty"),
+                                 "--recipient", self.pub],
+                                env=stowage_environment({"STOWAGE_PG_BINDIR": bindir}))
+        self.addCleanup(self.kill_group, process)
+        wait_until(lambda: os.path.exists(marker), 60, description="pg_dumpall to start")
+
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+
+        check_sanitizer_report(stderr)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertIn("interrupted by SIGTERM", stderr)
+        self.assertNotIn("pg_roles", stderr)
+        self.assertEqual([], self.list_json(repo))
+
     def test_sigterm_during_stalled_upload_cleans_up(self):
         # Every UploadPart stalls for two minutes: the signal ends them, and
         # the abort of the upload and the lock's removal, sent after it, run.
@@ -954,7 +978,21 @@ class ScratchLocalKillTest(FaultTestCase):
 
     def test_gc_rejects_extra_arguments(self):
         result = self.stowage("gc", "--scratch", "local", "--repo", "file:///tmp", expect=EXIT_USAGE)
-        self.assertIn("--scratch local takes only --dry-run", result.stderr)
+        self.assertIn("unknown option or missing value: --repo", result.stderr)
+
+    def test_gc_takes_config_and_json(self):
+        config = os.path.join(self.workdir, "gc-%s.conf" % os.urandom(3).hex())
+        with open(config, "w") as handle:
+            handle.write("[defaults]\nlog-level = detail\n")
+        os.chmod(config, 0o600)
+
+        result = self.gc("--config", config, "--json", "--log-format", "json")
+
+        document = json.loads(result.stdout)
+        self.assertFalse(document["dry_run"])
+        self.assertEqual(0, document["removed"])
+        for line in result.stderr.splitlines():
+            json.loads(line)
 
 
 def fill_limit_method():

@@ -307,6 +307,23 @@ class RestoreTest(StowageTestCase):
         self.assertIn("no complete backup", result.stderr)
         self.assertIn("started at or before 2000-12-31T22:00:00Z", result.stderr)
 
+    def test_at_time_counts_microseconds(self):
+        # A backup that started later within the same second is not picked.
+        repo = self.file_repo()
+        self.backup(repo, "hard")
+        manifest = self.show_json(repo, "latest")
+        started = manifest["started_at"]
+        self.assertRegex(started, r"\.\d{6}Z$")
+        second, fraction = started[:-1].split(".")
+        if int(fraction) == 0:
+            self.skipTest("the backup started on a whole second")
+        before = "%s.%06dZ" % (second, int(fraction) - 1)
+
+        result = self.stowage("show", "--repo", repo, "--at", before, expect=2)
+        self.assertIn("started at or before %s" % before, result.stderr)
+        result = self.stowage("show", "--repo", repo, "--at", started, "--json")
+        self.assertEqual(manifest["id"], json.loads(result.stdout)["id"])
+
     def test_missing_role_fails_with_postgres_error(self):
         self.cluster.createdb("owned")
         self.cluster.psql("CREATE ROLE app_owner_%s NOLOGIN" % self.id().split(".")[-1][:8], db="owned")

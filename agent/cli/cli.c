@@ -57,7 +57,7 @@ static void print_usage(FILE *out)
     fprintf(out, "\nRun stowage COMMAND --help for a command's options.\n"
                  "Exit codes: 0 success, 1 failure, 2 bad usage or configuration,\n"
                  "3 verification failed, 4 lock held, 5 objective missed,\n"
-                 "6 repository unreachable or access denied, 7 database unreachable,\n"
+                 "6 repository unreachable, full or access denied, 7 database unreachable,\n"
                  "8 wrong key or passphrase, 130 interrupted.\n");
 }
 

@@ -7,6 +7,10 @@
 
 #include "common/log.h"
 
+/* Clock difference between hosts that a start time may show without a
+ * warning. */
+#define CATALOG_CLOCK_SKEW_SECONDS 300
+
 struct key_list {
     char **keys;
     size_t count;
@@ -328,6 +332,21 @@ static int started_after(const struct manifest *manifest, const struct catalog_t
     return manifest->started_at_us > at->microseconds;
 }
 
+/* Warns when a backup chosen by time started after now: a host with a
+ * wrong clock took it, and it stays "latest" until a newer one exists. */
+static void warn_if_future(const struct catalog_entry *entry)
+{
+    char started[32];
+
+    if (entry->manifest.started_at <= time(NULL) + CATALOG_CLOCK_SKEW_SECONDS)
+        return;
+    manifest_format_time(entry->manifest.started_at, started);
+    stow_log_warn("backup %s started at %s, after the current time: the clock of the host "
+                  "that took it was probably wrong, and it stays the newest backup of %s; "
+                  "give a backup id to choose another",
+                  entry->manifest.id, started, entry->manifest.name);
+}
+
 int catalog_resolve(const struct catalog *catalog, const char *spec,
                     const struct catalog_time *at, const char *name,
                     const struct catalog_entry **out, stow_error *err)
@@ -353,6 +372,8 @@ int catalog_resolve(const struct catalog *catalog, const char *spec,
             continue;
         if (by_time && check_newer_broken(catalog, entry->manifest.name, at, entry, err) != 0)
             return -1;
+        if (by_time)
+            warn_if_future(entry);
         *out = entry;
         return 0;
     }

@@ -394,6 +394,24 @@ class CatalogOpsTest(StowageTestCase):
         self.assertIn("no backups of shpo found in the repository; it has backups of: shop",
                       result.stderr)
 
+    def test_future_backup_warns_when_chosen(self):
+        # A host with a wrong clock dated this backup in 2099: it stays
+        # "latest", and every choice of it by time says so.
+        repo = self.file_repo()
+        backup_id = self.take_backups(repo, 1)[0]
+        path = os.path.join(repo[len("file://"):], "backups", "shop", backup_id, "manifest.json")
+        with open(path) as handle:
+            manifest = json.load(handle)
+        manifest["started_at"] = "2099-01-01T00:00:00.000000Z"
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+
+        result = self.stowage("show", "--repo", repo, "latest")
+        self.assertIn("backup %s started at 2099-01-01T00:00:00Z, after the current time"
+                      % backup_id, result.stderr)
+        result = self.stowage("show", "--repo", repo, backup_id)
+        self.assertNotIn("after the current time", result.stderr)
+
     def test_invalid_names_rejected(self):
         repo = self.file_repo()
         for command in (["list"], ["hold", "latest", "--reason", "audit"]):

@@ -68,7 +68,8 @@ static const char usage[] =
     "  --pushgateway URL   push the same metrics to a Prometheus Pushgateway, one\n"
     "                      group per database and step\n"
     "  --state-file PATH   where runs since the last verification are counted\n"
-    "                      (default /var/lib/stowage/run-state.json)\n"
+    "                      (default /var/lib/stowage/run-state.json); runs of other\n"
+    "                      databases may share it (locked with PATH.lock)\n"
     "  --config FILE       configuration file (env STOWAGE_CONFIG)\n"
     "  --log-format, --log-level as for the other commands; the steps log in the\n"
     "                      same format and at the same level\n\n"
@@ -673,6 +674,7 @@ static int run_all(const struct run_cli *cli, const struct config *config,
     stow_error err = {0};
     time_t now = time(NULL);
     json_t *state = NULL;
+    json_t *loaded;
     int rc;
 
     if (run_state_load(cli->state_file, &state, &err) != 0) {
@@ -680,11 +682,15 @@ static int run_all(const struct run_cli *cli, const struct config *config,
         stow_error_clear(&err);
         state = json_pack("{s:{}}", "databases");
     }
+    loaded = json_deep_copy(state);
     for (size_t i = 0; i < count && !stow_interrupted(); i++)
         run_database(config, &runs[i], state, now);
 
-    if (run_state_save(cli->state_file, state, &err) != 0)
+    /* Only the entries that this run changed, so that runs of other
+     * databases sharing the file keep theirs. */
+    if (run_state_save_changes(cli->state_file, loaded, state, &err) != 0)
         stow_log_warn("the run state was not saved, so every run verifies: %s", err.message);
+    json_decref(loaded);
     json_decref(state);
 
     rc = overall_exit_code(runs, count);

@@ -7,6 +7,12 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/file_lock.h"
+#include "common/log.h"
+
+/* A run holds the lock only to read, merge and write a small file. */
+#define RUN_STATE_LOCK_TIMEOUT_MS 30000
+
 int run_state_load(const char *path, json_t **out, stow_error *err)
 {
     json_error_t error;
@@ -76,6 +82,49 @@ int run_state_save(const char *path, json_t *state, stow_error *err)
         return stow_fail_errno(err, STOW_EXIT_FAILURE, saved, "replacing run state file", path);
     }
     return 0;
+}
+
+/* Copies into current the entries of state that differ from loaded. */
+static int merge_changed_entries(json_t *current, const json_t *loaded, json_t *state)
+{
+    json_t *before = json_object_get(loaded, "databases");
+    json_t *target = json_object_get(current, "databases");
+    const char *name;
+    json_t *entry;
+
+    json_object_foreach(json_object_get(state, "databases"), name, entry) {
+        if (json_equal(entry, json_object_get(before, name)))
+            continue;
+        if (json_object_set(target, name, entry) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int run_state_save_changes(const char *path, const json_t *loaded, json_t *state,
+                           stow_error *err)
+{
+    stow_error load_err = {0};
+    json_t *current = NULL;
+    int lock_fd = -1;
+    int rc = -1;
+
+    if (stow_file_lock(path, RUN_STATE_LOCK_TIMEOUT_MS, &lock_fd, err) != 0)
+        return -1;
+
+    /* Read what other runs wrote since this one started. */
+    if (run_state_load(path, &current, &load_err) != 0) {
+        stow_log_warn("%s. This run replaces it", load_err.message);
+        current = json_pack("{s:{}}", "databases");
+    }
+
+    if (current == NULL || merge_changed_entries(current, loaded, state) != 0)
+        stow_fail(err, STOW_EXIT_FAILURE, "out of memory updating the run state file %s", path);
+    else
+        rc = run_state_save(path, current, err);
+    json_decref(current);
+    stow_file_unlock(lock_fd);
+    return rc;
 }
 
 int run_parse_days(const char *text, unsigned *mask, stow_error *err)

@@ -84,7 +84,8 @@ enum cli_repo_option_code {
     "  --log-format FORMAT   text (default) or json (JSON lines on stderr)\n" \
     "  --log-level LEVEL     error, warn, info (default), detail or debug\n" \
     "  --metrics-file PATH   write Prometheus metrics of the run to PATH (node_exporter\n" \
-    "                        textfile; default: none)\n" \
+    "                        textfile; default: none); the series of other names and\n" \
+    "                        commands in PATH stay\n" \
     "  --pushgateway URL     push the run's metrics to this Prometheus Pushgateway,\n" \
     "                        http:// or https:// (default: none)\n" \
     "  --progress            show the progress line on stderr even when it is not a\n" \

@@ -64,7 +64,8 @@ static const char usage[] =
     "  --all               run the job of every database in the file\n"
     "  --json              print the outcome of each step as JSON on stdout\n"
     "  --metrics-file PATH write each step's outcome, duration and last success\n"
-    "                      time as Prometheus metrics (node_exporter textfile)\n"
+    "                      time as Prometheus metrics (node_exporter textfile); the\n"
+    "                      series of other databases and commands in it stay\n"
     "  --pushgateway URL   push the same metrics to a Prometheus Pushgateway, one\n"
     "                      group per database and step\n"
     "  --state-file PATH   where runs since the last verification are counted\n"
@@ -616,10 +617,14 @@ static size_t database_metrics(const struct database_run *run, struct metrics_ru
 }
 
 /* Writes and pushes the records of every database (database_metrics). A
- * failed write or push is logged and does not change the exit code. */
+ * failed write or push is logged and does not change the exit code. The
+ * textfile write replaces every series of these databases that a run
+ * writes, also of the steps skipped this time, and keeps the rest: other
+ * databases and other commands. */
 static void publish_metrics(const struct run_cli *cli, const struct database_run *runs,
                             size_t count)
 {
+    const char *run_commands[STEP_COUNT + 2];
     struct metrics_run *records = calloc(count * (STEP_COUNT + 1), sizeof *records);
     stow_error err = {0};
     size_t used = 0;
@@ -628,8 +633,13 @@ static void publish_metrics(const struct run_cli *cli, const struct database_run
         return;
     for (size_t i = 0; i < count; i++)
         used += database_metrics(&runs[i], records + used);
+
+    for (int kind = 0; kind < STEP_COUNT; kind++)
+        run_commands[kind] = step_names[kind];
+    run_commands[STEP_COUNT] = "run";
+    run_commands[STEP_COUNT + 1] = NULL;
     if (cli->metrics_file != NULL && metrics_write_runs(cli->metrics_file, records, used,
-                                                         &err) != 0) {
+                                                         run_commands, &err) != 0) {
         stow_log_warn("metrics were not written: %s", err.message);
         stow_error_clear(&err);
     }

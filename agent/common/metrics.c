@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file_lock.h"
 #include "common/log.h"
 
 #define METRICS_PATH_MAX 4096
@@ -21,20 +22,28 @@
 #define PUSH_MAX_ATTEMPTS 3
 #define PUSH_TIMEOUT_MS 10000L
 #define PUSH_BACKOFF_MS 500
+#define METRICS_LOCK_TIMEOUT_MS 30000
 
 /* --- exposition text ------------------------------------------------------ */
+
+/* Returns the escape sequence of c in a label value, or NULL when c stands
+ * for itself. */
+static const char *label_escape(char c)
+{
+    if (c == '\\')
+        return "\\\\";
+    if (c == '"')
+        return "\\\"";
+    if (c == '\n')
+        return "\\n";
+    return NULL;
+}
 
 int metrics_escape_label(stow_buf *out, const char *value, stow_error *err)
 {
     for (const char *c = value; *c != '\0'; c++) {
-        const char *escaped = NULL;
+        const char *escaped = label_escape(*c);
 
-        if (*c == '\\')
-            escaped = "\\\\";
-        else if (*c == '"')
-            escaped = "\\\"";
-        else if (*c == '\n')
-            escaped = "\\n";
         if (escaped != NULL ? stow_buf_append_str(out, escaped, err)
                             : stow_buf_append(out, c, 1, err))
             return -1;
@@ -77,22 +86,76 @@ static int append_sample(stow_buf *out, const char *metric, const struct metrics
 /* Writes run's sample of one metric into value; returns 0 when run has none. */
 typedef int (*sample_value_fn)(const struct metrics_run *run, char *value, size_t size);
 
-/* Appends a family and one sample per run that has a value; nothing when
- * no run has one. */
-static int append_runs(stow_buf *out, const char *metric, const char *type, const char *help,
-                       const struct metrics_run *runs, size_t count, const char *kind,
-                       sample_value_fn sample_value, stow_error *err)
+/* The text being written, and the sample lines of an older textfile that
+ * it keeps (none for a push). */
+struct exposition {
+    stow_buf *text;
+    const stow_buf *kept;
+};
+
+/* Returns the length of the line at line, without its newline. */
+static size_t line_length(const char *line, const char *end)
 {
-    int header = 0;
+    const char *newline = memchr(line, '\n', (size_t)(end - line));
+
+    return (size_t)((newline != NULL ? newline : end) - line);
+}
+
+/* Returns 1 when line is a sample of metric. */
+static int is_sample_of(const char *line, size_t len, const char *metric)
+{
+    size_t metric_len = strlen(metric);
+
+    return len > metric_len && memcmp(line, metric, metric_len) == 0 && line[metric_len] == '{';
+}
+
+/* Appends the kept sample lines of metric, after the family's HELP and
+ * TYPE lines unless *header says that they are written. */
+static int append_kept(struct exposition *out, const char *metric, const char *type,
+                       const char *help, int *header, stow_error *err)
+{
+    const char *line;
+    const char *end;
+
+    if (out->kept == NULL || out->kept->len == 0)
+        return 0;
+    line = (const char *)out->kept->data;
+    end = line + out->kept->len;
+    while (line < end) {
+        size_t len = line_length(line, end);
+
+        if (is_sample_of(line, len, metric)) {
+            if (!*header && append_family(out->text, metric, type, help, err) != 0)
+                return -1;
+            *header = 1;
+            if (stow_buf_append(out->text, line, len, err) != 0 ||
+                stow_buf_append_str(out->text, "\n", err) != 0)
+                return -1;
+        }
+        line += len + 1;
+    }
+    return 0;
+}
+
+/* Appends a family: its kept samples and one sample per run that has a
+ * value; nothing when there are none. help NULL continues the family of
+ * the call before (another kind), whose call wrote the kept samples. */
+static int append_runs(struct exposition *out, const char *metric, const char *type,
+                       const char *help, const struct metrics_run *runs, size_t count,
+                       const char *kind, sample_value_fn sample_value, stow_error *err)
+{
+    int header = help == NULL;
     char value[64];
 
+    if (help != NULL && append_kept(out, metric, type, help, &header, err) != 0)
+        return -1;
     for (size_t i = 0; i < count; i++) {
         if (!sample_value(&runs[i], value, sizeof value))
             continue;
-        if (!header && help != NULL && append_family(out, metric, type, help, err) != 0)
+        if (!header && append_family(out->text, metric, type, help, err) != 0)
             return -1;
         header = 1;
-        if (append_sample(out, metric, &runs[i], kind, value, err) != 0)
+        if (append_sample(out->text, metric, &runs[i], kind, value, err) != 0)
             return -1;
     }
     return 0;
@@ -183,7 +246,7 @@ static int replicated_failed_value(const struct metrics_run *run, char *value, s
            snprintf(value, size, "%llu", (unsigned long long)run->replicated_failed) > 0;
 }
 
-static int append_drill_replicate_metrics(stow_buf *out, const struct metrics_run *runs,
+static int append_drill_replicate_metrics(struct exposition *out, const struct metrics_run *runs,
                                           size_t count, stow_error *err)
 {
     static const char replicated_metric[] = "stowage_replicate_backups";
@@ -203,8 +266,8 @@ static int append_drill_replicate_metrics(stow_buf *out, const struct metrics_ru
                        replicated_failed_value, err);
 }
 
-static int append_backup_metrics(stow_buf *out, const struct metrics_run *runs, size_t count,
-                                 stow_error *err)
+static int append_backup_metrics(struct exposition *out, const struct metrics_run *runs,
+                                 size_t count, stow_error *err)
 {
     static const char bytes_metric[] = "stowage_backup_bytes";
 
@@ -226,10 +289,12 @@ static int append_backup_metrics(stow_buf *out, const struct metrics_run *runs, 
                        runs, count, NULL, parts_value, err);
 }
 
-int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_last_success,
-                        stow_buf *out, stow_error *err)
+/* Writes the families in a fixed order, each with the kept samples of out
+ * and the samples of runs. */
+static int format_exposition(struct exposition *out, const struct metrics_run *runs,
+                             size_t count, int with_last_success, stow_error *err)
 {
-    stow_buf_reset(out);
+    stow_buf_reset(out->text);
     if (append_runs(out, "stowage_last_run_timestamp_seconds", "gauge",
                     "Unix time at which the last run finished.", runs, count, NULL,
                     finished_value, err) != 0)
@@ -255,6 +320,14 @@ int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_l
     if (append_drill_replicate_metrics(out, runs, count, err) != 0)
         return -1;
     return append_backup_metrics(out, runs, count, err);
+}
+
+int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_last_success,
+                        stow_buf *out, stow_error *err)
+{
+    struct exposition exposition = {out, NULL};
+
+    return format_exposition(&exposition, runs, count, with_last_success, err);
 }
 
 int metrics_format(const struct metrics_run *run, int with_last_success, stow_buf *out,
@@ -342,32 +415,182 @@ static int replace_file(const char *path, const stow_buf *text, stow_error *err)
     return 0;
 }
 
+/* Reads the textfile at path into text; a missing file is empty. */
+static int read_textfile(const char *path, stow_buf *text, stow_error *err)
+{
+    char chunk[8192];
+    size_t got;
+    FILE *file = fopen(path, "r");
+
+    if (file == NULL && errno == ENOENT)
+        return 0;
+    if (file == NULL)
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, errno, "reading metrics file", path);
+    while ((got = fread(chunk, 1, sizeof chunk, file)) > 0) {
+        if (stow_buf_append(text, chunk, got, err) != 0) {
+            fclose(file);
+            stow_error_prefix(err, "metrics file %s is larger than %zu bytes", path, text->max);
+            stow_error_hint(err, "remove it; the next runs write their series again");
+            return -1;
+        }
+    }
+    fclose(file);
+    return 0;
+}
+
+/* Returns 1 when the escaped label value text[0, len) is value. */
+static int label_value_is(const char *text, size_t len, const char *value)
+{
+    size_t at = 0;
+
+    for (const char *c = value; *c != '\0'; c++) {
+        const char *escaped = label_escape(*c);
+        size_t n = escaped != NULL ? 2 : 1;
+
+        if (at + n > len || memcmp(text + at, escaped != NULL ? escaped : c, n) != 0)
+            return 0;
+        at += n;
+    }
+    return at == len;
+}
+
+/* Finds the escaped value of the label at *cursor, which must read
+ * LABEL="; moves *cursor past its closing quote. Returns 0 when found. */
+static int next_label_value(const char **cursor, const char *end, const char *label,
+                            const char **value, size_t *len)
+{
+    size_t label_len = strlen(label);
+    const char *c = *cursor;
+
+    if ((size_t)(end - c) < label_len + 2 || memcmp(c, label, label_len) != 0 ||
+        c[label_len] != '=' || c[label_len + 1] != '"')
+        return -1;
+    c += label_len + 2;
+    *value = c;
+    while (c < end && *c != '"')
+        c += *c == '\\' ? 2 : 1;
+    if (c >= end)
+        return -1;
+    *len = (size_t)(c - *value);
+    *cursor = c + 1;
+    return 0;
+}
+
+/* Returns 1 when the escaped command label value is in commands, or with
+ * commands NULL is the command of run. */
+static int command_is_listed(const char *command, size_t len, const struct metrics_run *run,
+                             const char *const *commands)
+{
+    if (commands == NULL)
+        return label_value_is(command, len, run->command);
+    for (size_t i = 0; commands[i] != NULL; i++) {
+        if (label_value_is(command, len, commands[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* Returns 1 when a write of runs replaces the sample line: its name label
+ * is the name of one of runs, and its command label is in commands, or
+ * with commands NULL is that run's command. */
+static int is_replaced(const char *line, size_t len, const struct metrics_run *runs, size_t count,
+                       const char *const *commands)
+{
+    const char *end = line + len;
+    const char *cursor = memchr(line, '{', len);
+    const char *name;
+    const char *command;
+    size_t name_len;
+    size_t command_len;
+
+    if (cursor == NULL)
+        return 0;
+    cursor++;
+    if (next_label_value(&cursor, end, "name", &name, &name_len) != 0 || cursor >= end ||
+        *cursor++ != ',' ||
+        next_label_value(&cursor, end, "command", &command, &command_len) != 0)
+        return 0;
+    for (size_t i = 0; i < count; i++) {
+        if (label_value_is(name, name_len, runs[i].name) &&
+            command_is_listed(command, command_len, &runs[i], commands))
+            return 1;
+    }
+    return 0;
+}
+
+/* Copies into kept the sample lines of old that a write of runs does not
+ * replace. HELP and TYPE lines are left out: the formatter writes them. */
+static int keep_other_series(const stow_buf *old, const struct metrics_run *runs, size_t count,
+                             const char *const *commands, stow_buf *kept, stow_error *err)
+{
+    const char *line = (const char *)old->data;
+    const char *end;
+
+    if (old->len == 0)
+        return 0;
+    end = line + old->len;
+    while (line < end) {
+        size_t len = line_length(line, end);
+
+        if (len > 0 && line[0] != '#' && !is_replaced(line, len, runs, count, commands) &&
+            (stow_buf_append(kept, line, len, err) != 0 ||
+             stow_buf_append_str(kept, "\n", err) != 0))
+            return -1;
+        line += len + 1;
+    }
+    return 0;
+}
+
+/* Writes the merged textfile; the caller holds the lock of path. */
+static int merge_textfile(const char *path, struct metrics_run *runs, size_t count,
+                          const char *const *commands, stow_error *err)
+{
+    stow_buf old;
+    stow_buf kept;
+    stow_buf text;
+    struct exposition exposition = {&text, &kept};
+    int rc = -1;
+
+    stow_buf_init(&old, METRICS_TEXTFILE_MAX);
+    stow_buf_init(&kept, METRICS_TEXTFILE_MAX);
+    stow_buf_init(&text, METRICS_TEXTFILE_MAX);
+
+    /* A failed run keeps the last success that the file has for it. */
+    for (size_t i = 0; i < count; i++) {
+        if (!runs[i].success && runs[i].last_success == 0)
+            metrics_read_last_success(path, &runs[i], &runs[i].last_success);
+    }
+
+    if (read_textfile(path, &old, err) == 0 &&
+        keep_other_series(&old, runs, count, commands, &kept, err) == 0 &&
+        format_exposition(&exposition, runs, count, 1, err) == 0)
+        rc = replace_file(path, &text, err);
+    stow_buf_free(&old);
+    stow_buf_free(&kept);
+    stow_buf_free(&text);
+    return rc;
+}
+
 int metrics_write_runs(const char *path, const struct metrics_run *runs, size_t count,
-                       stow_error *err)
+                       const char *const *commands, stow_error *err)
 {
     struct metrics_run *copies = calloc(count > 0 ? count : 1, sizeof *copies);
-    stow_buf text;
-    int rc;
+    int lock_fd = -1;
+    int rc = -1;
 
     if (copies == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-    for (size_t i = 0; i < count; i++) {
-        copies[i] = runs[i];
-        if (!copies[i].success && copies[i].last_success == 0)
-            metrics_read_last_success(path, &copies[i], &copies[i].last_success);
-    }
-    stow_buf_init(&text, METRICS_TEXT_MAX);
-    rc = metrics_format_runs(copies, count, 1, &text, err);
-    if (rc == 0)
-        rc = replace_file(path, &text, err);
-    stow_buf_free(&text);
+    memcpy(copies, runs, count * sizeof *copies);
+    if (stow_file_lock(path, METRICS_LOCK_TIMEOUT_MS, &lock_fd, err) == 0)
+        rc = merge_textfile(path, copies, count, commands, err);
+    stow_file_unlock(lock_fd);
     free(copies);
     return rc;
 }
 
 int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err)
 {
-    return metrics_write_runs(path, run, 1, err);
+    return metrics_write_runs(path, run, 1, NULL, err);
 }
 
 /* --- Pushgateway ---------------------------------------------------------- */

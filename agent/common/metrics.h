@@ -26,7 +26,11 @@
  *
  * The textfile is replaced atomically: written to a temporary file in the
  * same directory, flushed, made mode 0644 and renamed over the old one, so
- * node_exporter never reads half a file. A failed run copies
+ * node_exporter never reads half a file. Several commands and runs can
+ * share one textfile: a write replaces only the series of its own names
+ * and commands and keeps the other samples of the old file, under the
+ * lock of the file (common/file_lock.h, PATH.lock). Samples of families
+ * that this version does not write are dropped. A failed run copies
  * stowage_last_success_timestamp_seconds of the same name and command from
  * the file it replaces.
  *
@@ -54,6 +58,11 @@
 #define METRICS_NAME_MAX 128
 #define METRICS_COMMAND_MAX 32
 #define METRICS_TEXT_MAX (64u * 1024)
+/* A textfile contains the series of every name and command that share it.
+ * stowage run --all of two databases (backup, expire and verify) wrote
+ * 3.5 KB, so a database with every step takes about 2 KiB (an estimate)
+ * and 256 databases take under 1 MiB. */
+#define METRICS_TEXTFILE_MAX (8u * 1024 * 1024)
 
 struct metrics_run {
     char command[METRICS_COMMAND_MAX];  /* "backup", "drill", "replicate", ... */
@@ -96,12 +105,17 @@ int metrics_format_runs(const struct metrics_run *runs, size_t count, int with_l
  * from an earlier textfile. Returns 0 when found, 1 otherwise. */
 int metrics_read_last_success(const char *path, const struct metrics_run *run, time_t *out);
 
-/* Replaces the textfile at path atomically (mode 0644). A failed run
- * keeps the last success time that the old file has for its name and
- * command. */
+/* Writes run into the textfile at path, replacing its series of run's name
+ * and command and keeping the others. A failed run keeps the last success
+ * time that the old file has for its name and command. */
 int metrics_write_textfile(const char *path, const struct metrics_run *run, stow_error *err);
+
+/* Writes runs into the textfile at path. It replaces the series whose name
+ * is the name of one of runs and whose command is in the NULL-terminated
+ * list commands (NULL: that run's own command). So stowage run, which
+ * lists all its steps, also clears the series of steps that it skipped. */
 int metrics_write_runs(const char *path, const struct metrics_run *runs, size_t count,
-                       stow_error *err);
+                       const char *const *commands, stow_error *err);
 
 /* Checks a Pushgateway URL before any run: http:// or https:// with a
  * host. Fails with STOW_EXIT_USAGE naming the URL (password masked). */

@@ -15,11 +15,12 @@
 #include "storage/storage.h"
 
 #define ANY NULL
+#define METRICS_JOB_COMMANDS "run,backup,snapshot,replicate,expire,gc,drill"
 
 /* Options that name one invocation's object (--at, --target, --out,
  * --reason, extract's --to) are not keys: a file applies to every run. */
 static const struct config_key keys[] = {
-    /* Repository, logging and metrics (every command). */
+    /* Repository, logging and metrics (every command, except as noted). */
     {"repo", CONFIG_TEXT, 0, 0, ANY, NULL},
     {"endpoint", CONFIG_TEXT, 0, 0, ANY, NULL},
     {"region", CONFIG_TEXT, 0, 0, ANY, NULL},
@@ -28,8 +29,10 @@ static const struct config_key keys[] = {
     {"transfers", CONFIG_COUNT, 1, 64, ANY, "4"},
     {"log-format", CONFIG_TEXT, 0, 0, ANY, "text"},
     {"log-level", CONFIG_TEXT, 0, 0, ANY, "info"},
-    {"metrics-file", CONFIG_TEXT, 0, 0, ANY, NULL},
-    {"pushgateway", CONFIG_TEXT, 0, 0, ANY, NULL},
+    /* From a file, metrics are written by the scheduled jobs only, so that
+     * an ad hoc list, verify or restore does not replace their series. */
+    {"metrics-file", CONFIG_TEXT, 0, 0, METRICS_JOB_COMMANDS, NULL},
+    {"pushgateway", CONFIG_TEXT, 0, 0, METRICS_JOB_COMMANDS, NULL},
 
     /* backup and check */
     {"db", CONFIG_TEXT, 0, 0, ANY, NULL},

@@ -147,7 +147,8 @@ class MetricsTest(StowageTestCase):
         self.backup(repo, "shop", "--name", "shop", "--metrics-file", path)
 
         self.assertEqual(0o644, stat.S_IMODE(os.stat(path).st_mode))
-        self.assertEqual(["stowage.prom"], os.listdir(os.path.dirname(path)))
+        self.assertEqual(["stowage.prom", "stowage.prom.lock"],
+                         sorted(os.listdir(os.path.dirname(path))))
         samples = self.read_metrics(path)
         manifest = self.show_json(repo, "latest")
         labels = {"name": "shop", "command": "backup"}
@@ -271,6 +272,34 @@ class MetricsTest(StowageTestCase):
         labels = {"name": "", "command": "list"}
         self.assertEqual(1, value(samples, "stowage_run_success", **labels))
         self.assertNotIn(("stowage_verification_success", frozenset(labels.items())), samples)
+
+    def test_config_metrics_file_for_jobs_only(self):
+        repo = self.file_repo()
+        path = self.metrics_path("config")
+        config = os.path.join(self.workdir, "metrics.conf")
+        with open(config, "w") as handle:
+            handle.write("[defaults]\nrepo = %s\nrecipient = %s\nkey = %s\nmetrics-file = %s\n"
+                         % (repo, self.pub, self.key, path))
+        os.chmod(config, 0o600)
+        self.stowage("backup", "--config", config, "--name", "shop", "--db",
+                     self.cluster.conninfo("shop"))
+        with open(path) as handle:
+            written = handle.read()
+        self.assertIn('command="backup"', written)
+
+        # Ad hoc commands leave the file of the scheduled jobs alone.
+        self.stowage("list", "--config", config)
+        self.stowage("verify", "--config", config, "--name", "shop", "latest")
+        with open(path) as handle:
+            self.assertEqual(written, handle.read())
+
+        # Given as a flag, list adds its series and keeps the backup's.
+        self.stowage("list", "--config", config, "--metrics-file", path)
+        samples = self.read_metrics(path)
+        self.assertEqual(1, value(samples, "stowage_run_success", name="", command="list"))
+        self.assertEqual(1, value(samples, "stowage_run_success", name="shop", command="backup"))
+        self.assertGreater(value(samples, "stowage_last_success_timestamp_seconds", name="shop",
+                                 command="backup"), 0)
 
 
 if __name__ == "__main__":

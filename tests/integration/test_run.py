@@ -155,6 +155,39 @@ class RunTest(unittest.TestCase):
         self.assertEqual("skipped", verify["outcome"])
         self.assertIn("not due", verify["detail"])
 
+    def test_parallel_runs_share_state_and_metrics(self):
+        # One timer per database: two runs at once, on one state file and
+        # one textfile, each keep the other's entries and series.
+        repo = "file://" + self.new_dir("repo-")
+        state = os.path.join(self.workdir, "state-parallel.json")
+        prom = os.path.join(self.workdir, "run-parallel.prom")
+        config = self.write_config(self.fleet(repo, state, "verify-every = 0\n"))
+
+        processes = [spawn_stowage(["run", "--name", name, "--config", config,
+                                    "--metrics-file", prom])
+                     for name in ("orders", "billing")]
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=600)
+            self.outputs += [stdout, stderr]
+            check_sanitizer_report(stderr)
+            self.assertEqual(0, process.returncode, stderr)
+
+        with open(state) as handle:
+            recorded = json.load(handle)["databases"]
+        self.assertEqual(["billing", "orders"], sorted(recorded))
+        samples = self.metrics(prom)
+        for name in ("orders", "billing"):
+            self.assertEqual(1, samples[("stowage_run_success", name, "run")], name)
+
+        # A later run of one database keeps the other's series and entry.
+        self.stowage("run", "--name", "orders", "--config", config, "--metrics-file", prom)
+        samples = self.metrics(prom)
+        self.assertEqual(1, samples[("stowage_run_success", "billing", "backup")])
+        with open(state) as handle:
+            recorded = json.load(handle)["databases"]
+        self.assertEqual(1, recorded["billing"]["runs_since_verification"])
+        self.assertEqual(2, recorded["orders"]["runs_since_verification"])
+
     def test_run_missing_database_fails_alone(self):
         repo = "file://" + self.new_dir("repo-")
         state = os.path.join(self.workdir, "state-missing.json")

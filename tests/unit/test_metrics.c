@@ -255,6 +255,16 @@ static int count_directory_entries(const char *path)
     return count;
 }
 
+/* Removes a textfile and its lock file. */
+static void remove_textfile(const char *path)
+{
+    char lock[300];
+
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    unlink(path);
+    unlink(lock);
+}
+
 static char *read_text(const char *path)
 {
     FILE *file = fopen(path, "r");
@@ -283,7 +293,7 @@ static void test_textfile_atomic_and_readable(void)
     umask(old_mask);
     CHECK_INT_EQ(0, stat(path, &info));
     CHECK_INT_EQ(0644, info.st_mode & 0777);
-    CHECK_INT_EQ(1, count_directory_entries(temp_dir));
+    CHECK_INT_EQ(2, count_directory_entries(temp_dir)); /* the file and its lock file */
     text = read_text(path);
     CHECK_CONTAINS(text, "stowage_run_success{name=\"orders\",command=\"backup\"} 1\n");
     CHECK_INT_EQ(0, parse_exposition(text).errors);
@@ -307,9 +317,83 @@ static void test_textfile_atomic_and_readable(void)
     strcpy(run.name, "other");
     CHECK_INT_EQ(0, metrics_write_textfile(path, &run, &err));
     text = read_text(path);
-    CHECK(strstr(text, "stowage_last_success_timestamp_seconds") == NULL);
+    CHECK(strstr(text, "stowage_last_success_timestamp_seconds{name=\"other\"") == NULL);
     free(text);
-    unlink(path);
+    remove_textfile(path);
+}
+
+static void test_textfile_keeps_other_series(void)
+{
+    struct metrics_run run = sample_run();
+    struct metrics_run list = sample_run();
+    char path[256];
+    stow_error err = {0};
+    char *text;
+
+    snprintf(path, sizeof path, "%s/shared.prom", temp_dir);
+    CHECK_INT_EQ(0, metrics_write_textfile(path, &run, &err));
+    strcpy(list.command, "list");
+    list.name[0] = '\0';
+    list.has_backup = 0;
+    list.finished_at = 1700000900;
+    list.last_success = 1700000900;
+    CHECK_INT_EQ(0, metrics_write_textfile(path, &list, &err));
+
+    text = read_text(path);
+    CHECK_CONTAINS(text, "stowage_run_success{name=\"\",command=\"list\"} 1\n");
+    CHECK_CONTAINS(text, "stowage_last_success_timestamp_seconds{name=\"orders\","
+                         "command=\"backup\"} 1700000000\n");
+    CHECK_CONTAINS(text, "stowage_backup_parts{name=\"orders\",command=\"backup\"} 2\n");
+    CHECK_INT_EQ(0, parse_exposition(text).errors);
+    free(text);
+
+    /* The same name and command replace their series, backup sizes too. */
+    run.has_backup = 0;
+    run.finished_at = 1700001000;
+    run.last_success = 1700001000;
+    CHECK_INT_EQ(0, metrics_write_textfile(path, &run, &err));
+    text = read_text(path);
+    CHECK_CONTAINS(text, "stowage_last_run_timestamp_seconds{name=\"orders\","
+                         "command=\"backup\"} 1700001000\n");
+    CHECK(strstr(text, "1700000000") == NULL);
+    CHECK(strstr(text, "stowage_backup_parts") == NULL);
+    CHECK_CONTAINS(text, "stowage_run_success{name=\"\",command=\"list\"} 1\n");
+    CHECK_INT_EQ(0, parse_exposition(text).errors);
+    free(text);
+    remove_textfile(path);
+}
+
+static void test_textfile_replaces_listed_commands(void)
+{
+    static const char *const commands[] = {"backup", "verify", "run", NULL};
+    struct metrics_run runs[2] = {sample_run(), sample_run()};
+    struct metrics_run verify = sample_run();
+    char path[256];
+    stow_error err = {0};
+    char *text;
+
+    /* An earlier run verified a"b and backed up billing. */
+    snprintf(path, sizeof path, "%s/run.prom", temp_dir);
+    strcpy(verify.name, "a\"b");
+    strcpy(verify.command, "verify");
+    verify.has_backup = 0;
+    verify.verification = 1;
+    CHECK_INT_EQ(0, metrics_write_textfile(path, &verify, &err));
+    strcpy(runs[0].name, "billing");
+    CHECK_INT_EQ(0, metrics_write_textfile(path, &runs[0], &err));
+
+    /* This run of a"b skipped its verify step: the old verify series go. */
+    strcpy(runs[0].name, "a\"b");
+    strcpy(runs[1].name, "a\"b");
+    strcpy(runs[1].command, "run");
+    CHECK_INT_EQ(0, metrics_write_runs(path, runs, 2, commands, &err));
+    text = read_text(path);
+    CHECK(strstr(text, "command=\"verify\"") == NULL);
+    CHECK_CONTAINS(text, "stowage_run_success{name=\"a\\\"b\",command=\"run\"} 1\n");
+    CHECK_CONTAINS(text, "stowage_run_success{name=\"billing\",command=\"backup\"} 1\n");
+    CHECK_INT_EQ(0, parse_exposition(text).errors);
+    free(text);
+    remove_textfile(path);
 }
 
 static void test_textfile_error_names_path(void)
@@ -318,7 +402,7 @@ static void test_textfile_error_names_path(void)
     stow_error err = {0};
 
     CHECK_INT_EQ(-1, metrics_write_textfile("/nonexistent/dir/stowage.prom", &run, &err));
-    CHECK_CONTAINS(err.message, "/nonexistent/dir/stowage.prom.tmp.");
+    CHECK_CONTAINS(err.message, "/nonexistent/dir/stowage.prom.lock");
 }
 
 static void test_push_url(void)
@@ -355,6 +439,8 @@ int main(void)
     unit_run("format failed verify run", test_format_failed_verify_run);
     unit_run("parser rejects bad text", test_parser_rejects_bad_text);
     unit_run("textfile atomic and readable", test_textfile_atomic_and_readable);
+    unit_run("textfile keeps other series", test_textfile_keeps_other_series);
+    unit_run("textfile replaces listed commands", test_textfile_replaces_listed_commands);
     unit_run("textfile error names path", test_textfile_error_names_path);
     unit_run("push url", test_push_url);
     rmdir(temp_dir);

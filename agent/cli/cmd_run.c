@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "config/config.h"
+#include "formats/container.h"
 
 extern char **environ;
 
@@ -40,6 +42,7 @@ static const char *const step_names[STEP_COUNT] = {"snapshot", "backup", "replic
 
 #define MAX_DATABASES 256
 #define MAX_STEP_ARGS 24
+#define BACKUP_OUTPUT_MAX 4096 /* backup --json prints one line of about 200 bytes */
 
 static const char usage[] =
     "Usage: stowage run [--name NAME | --all] [--json] [--metrics-file PATH]\n"
@@ -50,9 +53,10 @@ static const char usage[] =
     "  backup     stowage backup\n"
     "  replicate  stowage replicate, when a replica is set (to = URL)\n"
     "  expire     stowage expire, when a keep-* retention key is set\n"
-    "  verify     stowage restore --scratch local --verify latest (or stowage drill\n"
-    "             with verify-with = drill), when the schedule says it is due:\n"
-    "             verify-every = N runs (default 7) or verify-on = DAY[,DAY] (UTC)\n"
+    "  verify     stowage restore --scratch local --verify ID of the backup this run\n"
+    "             took (or stowage drill of the newest backup with verify-with =\n"
+    "             drill), when the schedule says it is due: verify-every = N runs\n"
+    "             (default 7) or verify-on = DAY[,DAY] (UTC)\n"
     "Each step runs as a child process with the database's effective settings,\n"
     "such as db-iam-auth = true (RDS IAM tokens for backup and an RDS drill) or\n"
     "object-lock-days = N (S3 Object Lock for backup and replicate).\n"
@@ -89,6 +93,7 @@ struct step_result {
 struct database_run {
     const char *name;
     struct step_result steps[STEP_COUNT];
+    char backup_id[CONTAINER_BACKUP_ID_MAX + 1]; /* the backup this run took; "" if none */
 };
 
 struct run_cli {
@@ -220,8 +225,9 @@ static int wait_for_step(pid_t pid, const char *step, const char *name)
 /* Starts /proc/self/exe with args, its output on stderr so that run's
  * stdout contains only the summary, and signals at their defaults. With
  * JSON logs the step's output (a text summary) is dropped instead, so
- * that stderr carries JSON lines only. */
-static int spawn_step(char *const *args, pid_t *pid)
+ * that stderr carries JSON lines only. An output_fd other than -1 takes
+ * the step's output instead. */
+static int spawn_step(char *const *args, int output_fd, pid_t *pid)
 {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
@@ -229,7 +235,9 @@ static int spawn_step(char *const *args, pid_t *pid)
     int rc;
 
     posix_spawn_file_actions_init(&actions);
-    if (stow_log_get_format() == STOW_LOG_JSON)
+    if (output_fd >= 0)
+        posix_spawn_file_actions_adddup2(&actions, output_fd, STDOUT_FILENO);
+    else if (stow_log_get_format() == STOW_LOG_JSON)
         posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     else
         posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
@@ -259,8 +267,8 @@ static void describe_command(const char *const *args, char *out, size_t size)
     stow_redact_passwords(out);
 }
 
-static void run_step(const char *name, enum step_kind kind, const char *const *args,
-                     struct step_result *result)
+static void run_step_with_output(const char *name, enum step_kind kind, const char *const *args,
+                                 int output_fd, struct step_result *result)
 {
     struct timespec started;
     struct timespec ended;
@@ -270,7 +278,7 @@ static void run_step(const char *name, enum step_kind kind, const char *const *a
     describe_command(args, result->note, sizeof result->note);
     stow_log_info("%s: starting the %s step: stowage %s", name, step_names[kind], result->note);
     clock_gettime(CLOCK_MONOTONIC, &started);
-    rc = spawn_step((char *const *)args, &pid);
+    rc = spawn_step((char *const *)args, output_fd, &pid);
     if (rc != 0) {
         stow_log(STOW_LOG_ERROR, "%s: the %s step could not start: %s", name, step_names[kind],
                                strerror(rc));
@@ -285,6 +293,12 @@ static void run_step(const char *name, enum step_kind kind, const char *const *a
                       (double)(ended.tv_nsec - started.tv_nsec) / 1e9;
     stow_log_info("%s: the %s step finished with exit code %d in %.1f s", name,
                   step_names[kind], result->exit_code, result->seconds);
+}
+
+static void run_step(const char *name, enum step_kind kind, const char *const *args,
+                     struct step_result *result)
+{
+    run_step_with_output(name, kind, args, -1, result);
 }
 
 static void skip_step(struct step_result *result, const char *reason)
@@ -334,10 +348,13 @@ static int verification_due(const struct config *config, const char *name,
 }
 
 /* Builds the verification command: a verified restore into a local scratch
- * instance, or a drill of the replica (or of the repository when there is
- * no replica). */
-static void verification_args(const struct config *config, const char *name, const char **args)
+ * instance of the backup this run took (latest when its id is unknown),
+ * or a drill of the replica (or of the repository when there is no
+ * replica), which restores the newest backup there. */
+static void verification_args(const struct config *config, const struct database_run *run,
+                              const char **args)
 {
+    const char *name = run->name;
     const char *with = config_value(config, name, "verify-with");
     const char *replica = config_value(config, name, "to");
     size_t n = 1;
@@ -368,7 +385,7 @@ static void verification_args(const struct config *config, const char *name, con
         args[n++] = "--scratch";
         args[n++] = "local";
         args[n++] = "--verify";
-        args[n++] = "latest";
+        args[n++] = run->backup_id[0] != '\0' ? run->backup_id : "latest";
     }
     args[n] = NULL;
 }
@@ -387,7 +404,7 @@ static void run_verification(const struct config *config, struct database_run *r
     } else if (!verification_due(config, run->name, &entry, now, reason, sizeof reason)) {
         skip_step(result, reason);
     } else {
-        verification_args(config, run->name, args);
+        verification_args(config, run, args);
         run_step(run->name, STEP_VERIFY, args, result);
     }
 
@@ -424,6 +441,69 @@ static int step_failed(const struct database_run *run, enum step_kind kind)
     return run->steps[kind].ran && run->steps[kind].exit_code != 0;
 }
 
+/* Reads the id from the backup step's JSON result in output into
+ * run->backup_id. In text log mode the result goes on to stderr, as the
+ * output of the other steps does. */
+static void read_backup_id(int output, struct database_run *run)
+{
+    char text[BACKUP_OUTPUT_MAX + 1];
+    ssize_t len = pread(output, text, BACKUP_OUTPUT_MAX, 0);
+    json_error_t error;
+    json_t *result;
+    const char *id;
+
+    text[len > 0 ? len : 0] = '\0';
+    if (stow_log_get_format() != STOW_LOG_JSON)
+        fputs(text, stderr);
+
+    result = json_loads(text, 0, &error);
+    id = json_string_value(json_object_get(result, "id"));
+    if (id != NULL && id[0] != '\0' && strlen(id) < sizeof run->backup_id) {
+        snprintf(run->backup_id, sizeof run->backup_id, "%s", id);
+        stow_log_info("%s: the backup step took backup %s", run->name, id);
+    } else {
+        stow_log_warn("%s: the backup step printed no backup id (%s), so the verify step "
+                      "checks the latest backup",
+                      run->name, result == NULL ? error.text : "no \"id\" string");
+    }
+    json_decref(result);
+}
+
+/* Opens an anonymous memory file for a step's output. Where the sysctl
+ * vm.memfd_noexec is 2, memfd_create needs MFD_NOEXEC_SEAL (Linux 6.3),
+ * which older kernels reject. */
+static int open_output_file(void)
+{
+#ifdef MFD_NOEXEC_SEAL
+    int fd = memfd_create("stowage-step-output", MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+
+    if (fd >= 0)
+        return fd;
+#endif
+    return memfd_create("stowage-step-output", MFD_CLOEXEC);
+}
+
+/* Runs the backup step with --json and its output in memory, so that the
+ * verify step can check the backup that this run took. The newest backup
+ * in the catalog may be another one: a backup dated in the future by a
+ * wrong clock stays the newest for every later run. */
+static void run_backup_step(struct database_run *run)
+{
+    const char *args[] = {"stowage", "backup", "--name", run->name, "--json", NULL};
+    struct step_result *result = &run->steps[STEP_BACKUP];
+    int output = open_output_file();
+
+    if (output < 0)
+        stow_log_warn("%s: no memory file for the backup step's output (%s), so the verify "
+                      "step checks the latest backup",
+                      run->name, strerror(errno));
+    run_step_with_output(run->name, STEP_BACKUP, args, output, result);
+    if (output >= 0 && result->exit_code == 0)
+        read_backup_id(output, run);
+    if (output >= 0)
+        close(output);
+}
+
 /* Runs the steps of one database until an interruption. The steps after
  * an interruption stay "not started", with no skip reason, so that the
  * outcome and the metrics do not count them as skipped or done. */
@@ -437,7 +517,7 @@ static void run_database(const struct config *config, struct database_run *run, 
 
     if (stow_interrupted())
         return;
-    run_simple_step(run, STEP_BACKUP, "backup", NULL);
+    run_backup_step(run);
 
     if (stow_interrupted())
         return;

@@ -28,6 +28,7 @@ from harness.stowage import assert_no_secret, check_sanitizer_report, spawn_stow
 
 PASSWORD = "pw-" + os.urandom(8).hex()
 SMALL_PART = 64 * 1024
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 SAMPLE = re.compile(r'^(\w+)\{name="([^"]*)",command="([^"]*)"\} (\S+)$', re.MULTILINE)
 
 
@@ -187,6 +188,29 @@ class RunTest(unittest.TestCase):
             recorded = json.load(handle)["databases"]
         self.assertEqual(1, recorded["billing"]["runs_since_verification"])
         self.assertEqual(2, recorded["orders"]["runs_since_verification"])
+
+    @unittest.skipUnless(os.path.exists(FAKETIME_LIBRARY), "libfaketime is not installed")
+    def test_run_verifies_its_own_backup(self):
+        repo = "file://" + self.new_dir("repo-")
+        state = os.path.join(self.workdir, "state-own.json")
+        config = self.write_config(self.fleet(repo, state, "verify-every = 1\n",
+                                              databases=("orders",)))
+
+        # A backup dated 30 days ahead, as from a host whose clock was wrong.
+        self.stowage("backup", "--name", "orders", "--config", config,
+                     env={"LD_PRELOAD": FAKETIME_LIBRARY, "FAKETIME": "+30d"})
+        [future] = json.loads(self.stowage("list", "--repo", repo, "--json").stdout)
+
+        report = json.loads(self.stowage("run", "--name", "orders", "--json", "--config",
+                                         config).stdout)
+        verify = self.steps(report, "orders")["verify"]
+        self.assertEqual("ok", verify["outcome"], verify)
+        listing = {item["id"]: item
+                   for item in json.loads(self.stowage("list", "--repo", repo, "--json").stdout)}
+        [taken] = [backup_id for backup_id in listing if backup_id != future["id"]]
+        self.assertIn("--verify %s" % taken, verify["detail"])
+        self.assertEqual("passed", listing[taken]["last_verification"])
+        self.assertIsNone(listing[future["id"]]["last_verification"])
 
     def test_run_missing_database_fails_alone(self):
         repo = "file://" + self.new_dir("repo-")

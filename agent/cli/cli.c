@@ -3,9 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <sodium.h>
@@ -105,6 +108,19 @@ static int configure_cleanup_timeout(int argc, char **argv)
     return asks_for_help(argc, argv) ? 0 : -1;
 }
 
+/* Makes a step of stowage run get SIGHUP when run dies, so that it
+ * cleans up and exits instead of running on, orphaned, with the
+ * repository lock. A run that died before this call sends it at once. */
+static void stop_with_run(void)
+{
+    const char *run_pid = getenv(CONFIG_RUN_STEP_ENV);
+
+    if (run_pid == NULL)
+        return;
+    if (prctl(PR_SET_PDEATHSIG, SIGHUP) != 0 || getppid() != (pid_t)atol(run_pid))
+        kill(getpid(), SIGHUP);
+}
+
 int cli_main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -113,6 +129,7 @@ int cli_main(int argc, char **argv)
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     stow_interrupt_install();
+    stop_with_run();
     hide_argument_passwords(argc, argv);
     if (configure_cleanup_timeout(argc, argv) != 0)
         return STOW_EXIT_USAGE;

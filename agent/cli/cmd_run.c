@@ -800,6 +800,7 @@ int cmd_run(int argc, char **argv)
     const struct config *config = NULL;
     stow_error err = {0};
     size_t count = 0;
+    char run_pid[32];
 
     memset(&cli, 0, sizeof cli);
     memset(runs, 0, sizeof runs);
@@ -819,7 +820,8 @@ int cmd_run(int argc, char **argv)
      * format. */
     if (config->path != NULL)
         setenv("STOWAGE_CONFIG", config->path, 1);
-    setenv(CONFIG_RUN_STEP_ENV, "1", 1);
+    snprintf(run_pid, sizeof run_pid, "%ld", (long)getpid());
+    setenv(CONFIG_RUN_STEP_ENV, run_pid, 1);
     setenv("STOWAGE_LOG_FORMAT", stow_log_get_format() == STOW_LOG_JSON ? "json" : "text", 1);
     setenv("STOWAGE_LOG_LEVEL", stow_log_level_name(stow_log_get_level()), 1);
     if (stow_log_get_format() == STOW_LOG_JSON)

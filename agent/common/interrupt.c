@@ -1,6 +1,6 @@
-/* SIGINT and SIGTERM handling with a dedicated signal thread.
+/* SIGINT, SIGTERM and SIGHUP handling with a dedicated signal thread.
  *
- * Both signals are blocked in every thread (the mask is set before any
+ * The signals are blocked in every thread (the mask is set before any
  * other thread starts, and threads inherit it), so no worker thread of
  * ours, libcurl's or zstd's can swallow one. The signal thread waits for
  * them with sigtimedwait, records the signal, and then sends SIGUSR1 to
@@ -8,7 +8,13 @@
  * installed without SA_RESTART, so a blocking read, write or waitpid in the
  * main thread returns EINTR and the caller sees stow_interrupted().
  * Repeating the wake-up closes the race of a signal that arrives just
- * before the main thread enters a blocking call. */
+ * before the main thread enters a blocking call.
+ *
+ * SIGHUP (a closed terminal, or the death of stowage run for its steps,
+ * see cli_main) starts the same cleanup. The kernel may send a step's
+ * parent-death signal more than once, one per exiting thread of run, so
+ * a SIGHUP after the first signal is ignored rather than taken for a
+ * second signal. */
 #include "common/interrupt.h"
 
 #include <pthread.h>
@@ -33,6 +39,8 @@ static void wake_main_thread(int signum)
 
 static const char *signal_name(int signum)
 {
+    if (signum == SIGHUP)
+        return "SIGHUP";
     return signum == SIGTERM ? "SIGTERM" : "SIGINT";
 }
 
@@ -78,11 +86,14 @@ static void *wait_for_signals(void *argument)
     sigemptyset(&wanted);
     sigaddset(&wanted, SIGINT);
     sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGHUP);
     for (;;) {
         int signum = sigtimedwait(&wanted, NULL, &interval);
         long long timeout = atomic_load(&cleanup_timeout_seconds);
         char duration[32];
 
+        if (signum == SIGHUP && received_signal != 0)
+            signum = 0;
         if (signum > 0 && received_signal != 0)
             exit_on_second_signal(signum);
         if (signum > 0) {
@@ -133,6 +144,7 @@ void stow_interrupt_install(void)
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGINT);
     sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     if (pthread_create(&thread, NULL, wait_for_signals, NULL) == 0)
         pthread_detach(thread);

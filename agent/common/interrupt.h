@@ -1,4 +1,4 @@
-/* SIGINT and SIGTERM handling. A signal thread records the signal and
+/* SIGINT, SIGTERM and SIGHUP handling. A signal thread records the signal and
  * wakes the main thread, and long loops poll stow_interrupted() and unwind
  * through their cleanup paths (abort the upload, stop child processes,
  * remove scratch clusters). A second signal, or a cleanup that outlasts

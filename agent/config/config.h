@@ -18,9 +18,10 @@
 #define CONFIG_DEFAULT_PATH "/etc/stowage/stowage.conf"
 #define CONFIG_FILE_MAX (1024 * 1024)
 
-/* Set by stowage run in the environment of its steps: the steps then take
- * no metrics outputs from the environment or the file, because run
- * writes the metrics of all steps itself. */
+/* Set by stowage run in the environment of its steps, to run's process
+ * id: the steps then take no metrics outputs from the environment or the
+ * file, because run writes the metrics of all steps itself, and they stop
+ * when run dies. */
 #define CONFIG_RUN_STEP_ENV "STOWAGE_RUN_STEP"
 
 enum config_key_kind {

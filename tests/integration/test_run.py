@@ -22,7 +22,7 @@ import unittest
 from support import fake_pg_bindir
 from test_metrics import parse_strictly
 
-from harness import MotoServer, PostgresCluster, run_stowage
+from harness import MotoServer, PostgresCluster, run_stowage, wait_until
 from harness.moto import SECRET_ACCESS_KEY
 from harness.stowage import assert_no_secret, check_sanitizer_report, spawn_stowage
 
@@ -31,6 +31,22 @@ SMALL_PART = 64 * 1024
 FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 SAMPLE = re.compile(r'^(\w+)\{name="([^"]*)",command="([^"]*)"\} (\S+)$', re.MULTILINE)
 
+
+
+def child_pids(parent):
+    """Return the process ids whose parent is parent."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                text = handle.read()
+        except (OSError, ValueError):
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == parent:
+            pids.append(int(entry))
+    return pids
 
 class RunTest(unittest.TestCase):
     """One password-protected cluster with databases orders and billing, and moto."""
@@ -419,6 +435,34 @@ class RunTest(unittest.TestCase):
         result = self.stowage("list", "--config", os.path.join(self.workdir, "missing.conf"),
                               expect=2)
         self.assertIn("missing.conf", result.stderr)
+
+    def test_killed_run_stops_its_step(self):
+        # SIGKILL reaches run alone: its backup step gets SIGHUP from the
+        # kernel (PR_SET_PDEATHSIG), cleans up and exits.
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-started-killed")
+        bindir = fake_pg_bindir(self.workdir, "slow-bin-killed",
+                                'touch %s; sleep 30; exec "$REAL" "$@"' % marker)
+        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-kill.json"),
+                                              "verify-every = 0\nkeep-daily = 7\n"))
+        process = spawn_stowage(["run", "--all", "--config", config],
+                                env={"STOWAGE_PG_BINDIR": bindir})
+        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
+        wait_until(lambda: os.path.exists(marker), 60, description="pg_dump to start")
+        steps = child_pids(process.pid)
+        self.assertEqual(1, len(steps), steps)
+
+        os.kill(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+
+        wait_until(lambda: not os.path.exists("/proc/%d" % steps[0]), 30,
+                   description="the backup step to stop")
+        self.assertIn("received SIGHUP: stopping and cleaning up", stderr)
+        self.assertNotIn("received a second", stderr)
+        self.assertEqual([], json.loads(self.stowage("list", "--repo", repo, "--json").stdout))
+        leftovers = [name for _, _, names in os.walk(repo[len("file://"):]) for name in names
+                     if ".tmp-" in name]
+        self.assertEqual([], leftovers)
 
     def test_run_interrupted(self):
         repo = "file://" + self.new_dir("repo-")

@@ -364,6 +364,57 @@ static int run_steps(struct restore_job *job, stow_error *err)
     return 0;
 }
 
+/* Returns 1 when a failed verified restore is a finding about the backup,
+ * so that it is recorded as failed: a check of its data failed
+ * (exit code 3, in any step), or restoring or verifying its data failed
+ * (exit code 1 in the restore or verify step). A broken pg_restore program
+ * fails that step as a dump that cannot be restored does, so both count.
+ * Other failures are the environment's and are not recorded: bad usage, a
+ * held lock, an unreachable repository or database, a wrong key, an
+ * interruption, a scratch cluster that could not be created, and a full
+ * disk of the scratch cluster, the target or the spool directory. */
+static int failure_concerns_backup(const struct restore_job *job, const stow_error *err)
+{
+    const char *step = json_string_value(json_object_get(job->report.document, "failed_step"));
+
+    if (err->exit_code == STOW_EXIT_VERIFY)
+        return 1;
+    if (err->exit_code != STOW_EXIT_FAILURE || step == NULL)
+        return 0;
+    if (strcmp(step, "restore") != 0 && strcmp(step, "verify") != 0)
+        return 0;
+    return !job->spool.out_of_space && !pgtools_mentions_full_disk(err->message);
+}
+
+static void log_not_recorded(const struct restore_job *job, const stow_error *err)
+{
+    const char *step = json_string_value(json_object_get(job->report.document, "failed_step"));
+
+    if (err->exit_code == STOW_EXIT_INTERRUPTED)
+        stow_log_info("the interrupted verification of backup %s is not recorded",
+                      job->manifest->id);
+    else
+        stow_log_info("the failed verification of backup %s is not recorded: it failed %s%s "
+                      "with exit code %d, for a reason outside the backup's data",
+                      job->manifest->id, step != NULL ? "in the step " : "before its first step",
+                      step != NULL ? step : "", err->exit_code);
+}
+
+/* Stores the report of a verified restore as the backup's verification
+ * record, which `list` shows and retention reads, unless it failed for a
+ * reason outside the backup. */
+static void record_verification(struct restore_job *job, int rc, const stow_error *err)
+{
+    stow_error store_err = {0};
+
+    if (rc != 0 && !failure_concerns_backup(job, err)) {
+        log_not_recorded(job, err);
+        return;
+    }
+    if (report_store(&job->report, job->store, job->manifest, &store_err) != 0)
+        stow_log_warn("could not record the verification in the catalog: %s", store_err.message);
+}
+
 int restore_run(storage *store, const struct catalog_entry *entry,
                 const struct restore_options *options, stow_error *err)
 {
@@ -402,13 +453,8 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
     report_print_text(&job.report);
     if (options->report_path != NULL && report_write_file(&job.report, options->report_path, &store_err) != 0)
         stow_log_error(&store_err);
-    /* An interrupted run shows nothing about the backup, so it leaves no
-     * verification record that `list` would show as failed. */
-    if (options->verify && rc != 0 && err->exit_code == STOW_EXIT_INTERRUPTED)
-        stow_log_info("the interrupted verification of backup %s is not recorded",
-                      job.manifest->id);
-    else if (options->verify && report_store(&job.report, store, job.manifest, &store_err) != 0)
-        stow_log_warn("could not record the verification in the catalog: %s", store_err.message);
+    if (options->verify)
+        record_verification(&job, rc, err);
 
     if (report != NULL)
         *report = json_incref(job.report.document);

@@ -29,7 +29,13 @@ struct restore_options {
 #define RESTORE_JOBS_MAX 64
 
 /* Runs the restore and prints the summary. Fails with STOW_EXIT_VERIFY
- * when verification finds a difference, after writing the report. */
+ * when verification finds a difference, after writing the report. With
+ * options->verify the report is also stored as the backup's verification
+ * record, when it passed or failed because of the backup: a check of its
+ * data failed (STOW_EXIT_VERIFY), or the restore or verify step failed
+ * (STOW_EXIT_FAILURE) without a full disk. A failure of the environment
+ * (any other exit code, a failed scratch cluster, a full disk) is logged
+ * as not recorded. */
 int restore_run(storage *store, const struct catalog_entry *entry,
                 const struct restore_options *options, stow_error *err);
 

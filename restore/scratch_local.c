@@ -334,17 +334,6 @@ static void keep_last_lines(char *text, int count)
     memmove(text, start, strlen(start) + 1);
 }
 
-/* Returns 1 when a program's output or the server log reports a full
- * disk. PostgreSQL's messages contain the errno text only sometimes: a
- * failed file extension reports "could not extend file", and a PANIC
- * during a write "Check free disk space". */
-static int mentions_full_disk(const char *text)
-{
-    return text != NULL && (strstr(text, "No space left on device") != NULL ||
-                            strstr(text, "could not extend file") != NULL ||
-                            strstr(text, "Check free disk space") != NULL);
-}
-
 static void hint_free_space(const struct scratch_local *scratch, stow_error *err)
 {
     int base_len = (int)(strrchr(scratch->directory, '/') - scratch->directory);
@@ -357,7 +346,7 @@ static void hint_free_space(const struct scratch_local *scratch, stow_error *err
 
 void scratch_local_hint_full_disk(const struct scratch_local *scratch, stow_error *err)
 {
-    if (err->hint[0] == '\0' && mentions_full_disk(err->message))
+    if (err->hint[0] == '\0' && pgtools_mentions_full_disk(err->message))
         hint_free_space(scratch, err);
 }
 
@@ -376,7 +365,7 @@ static int fail_program(const struct scratch_local *scratch, const char *step,
         snprintf(status, sizeof status, "failed with exit status %d",
                  WEXITSTATUS(run->status));
 
-    if (mentions_full_disk(run->output) || mentions_full_disk(server_log)) {
+    if (pgtools_mentions_full_disk(run->output) || pgtools_mentions_full_disk(server_log)) {
         stow_fail(err, STOW_EXIT_FAILURE, "%s in %s %s: no space left on device%s%s%s%s",
                   step, scratch->directory, status, run->output[0] ? ": " : "", run->output,
                   server_log ? "; server.log: " : "", server_log ? server_log : "");

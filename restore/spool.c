@@ -115,8 +115,9 @@ int restore_spool_open_unreserved(struct restore_spool *spool, const char *direc
     return 0;
 }
 
-static int fail_out_of_space(const struct restore_spool *spool, stow_error *err)
+static int fail_out_of_space(struct restore_spool *spool, stow_error *err)
 {
+    spool->out_of_space = 1;
     if (spool->header_only)
         stow_fail(err, STOW_EXIT_FAILURE,
                   "the spool directory %s ran out of space after %llu bytes of the dump's "

@@ -24,6 +24,7 @@ struct restore_spool {
     uint64_t expected_bytes;      /* the dump size from the manifest */
     uint64_t written_bytes;
     int header_only;              /* opened unreserved, for the dump's header and TOC */
+    int out_of_space;             /* 1 after a write failed for want of space */
 };
 
 /* Returns the spool directory: directory when not NULL, else

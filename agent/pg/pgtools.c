@@ -40,6 +40,13 @@ int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *conte
     return stow_fail(err, exit_code, "%s: %s", context, message);
 }
 
+int pgtools_mentions_full_disk(const char *text)
+{
+    return text != NULL && (strstr(text, "No space left on device") != NULL ||
+                            strstr(text, "could not extend file") != NULL ||
+                            strstr(text, "Check free disk space") != NULL);
+}
+
 /* Checks a port setting: one port, or a comma-separated list of ports (one
  * per host), each a number from 1 to 65535. An empty entry means the
  * default port, as in libpq. */

@@ -62,6 +62,12 @@ int pgtools_iam_password(const char *conninfo, stow_buf *password, stow_error *e
 /* Converts the last libpq error on conn into a failure with context. */
 int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *context);
 
+/* Returns 1 when a program's output, a server log or an error message
+ * reports a full disk. PostgreSQL's messages contain the errno text only
+ * sometimes: a failed file extension reports "could not extend file", and
+ * a PANIC during a write "Check free disk space". */
+int pgtools_mentions_full_disk(const char *text);
+
 int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *err);
 
 /* Finds program (e.g. "pg_dump") for PostgreSQL major version major:

@@ -367,6 +367,41 @@ class RestoreTest(StowageTestCase):
         self.assertEqual("failed", data["result"])
         self.assertEqual("restore", data["failed_step"])
         self.assertEqual([], os.listdir(scratch_parent))
+        # pg_restore failing in a fresh cluster is a finding about the
+        # backup, so the failed verification is recorded.
+        self.assertNotIn("is not recorded", result.stderr)
+        entry = [b for b in self.list_json(self.repo) if b["id"] == self.backup_id][0]
+        self.assertEqual("failed", entry["last_verification"])
+
+    def test_environment_failures_not_recorded(self):
+        # A verified restore that fails before it reads the backup's data
+        # leaves the backup's last verification as it was.
+        repo = self.file_repo()
+        self.backup(repo, "hard")
+        self.stowage("restore", "--repo", repo, "latest", "--key", self.key, "--scratch",
+                     "local", "--verify")
+        self.assertEqual("passed", self.list_json(repo)[0]["last_verification"])
+        other = os.path.join(self.workdir, "other.key")
+        if not os.path.exists(other):
+            self.stowage("keygen", "--out", other)
+        self.cluster.createdb("not_recorded_target")
+        cases = [
+            ("wrong key", ["--key", other, "--scratch", "local"], {}, 8),
+            ("missing scratch directory", ["--key", self.key, "--scratch", "local"],
+             {"STOWAGE_SCRATCH_DIR": "/nonexistent"}, 1),
+            ("target with tables", ["--key", self.key, "--target", self.cluster.conninfo("hard")],
+             {}, 2),
+            ("missing target database",
+             ["--key", self.key, "--target", self.cluster.conninfo("no_such_database")], {}, 7),
+        ]
+        records = os.path.join(repo[len("file://"):], "backups", "*", "*", "verifications", "*")
+        for name, options, env, code in cases:
+            with self.subTest(name):
+                result = self.stowage("restore", "--repo", repo, "latest", "--verify", *options,
+                                      env=env, expect=code)
+                self.assertIn("is not recorded", result.stderr)
+                self.assertEqual("passed", self.list_json(repo)[0]["last_verification"])
+                self.assertEqual(1, len(glob.glob(records)))
 
     def test_failed_scratch_start_cancels_downloads(self):
         # The download starts before the scratch cluster. When the cluster
@@ -429,6 +464,9 @@ class RestoreTest(StowageTestCase):
         self.assertIn("free space on the file system of %s" % scratch_parent, result.stderr)
         self.assertEqual([], os.listdir(scratch_parent))
         self.assertEqual([], processes_mentioning(scratch_parent))
+        # A full disk says nothing about the backup.
+        self.assertIn("is not recorded", result.stderr)
+        self.assertIsNone(self.list_json(repo)[0]["last_verification"])
 
     def test_sigterm_while_scratch_server_starts(self):
         # The wrapper is a bash script, which ignores the SIGQUIT of an

@@ -413,8 +413,14 @@ static void run_verification(const struct config *config, struct database_run *r
         entry.last_verification = result->finished_at;
         entry.last_verification_passed = 1;
     } else {
+        /* Only a failed check of the backup's data (exit code 3) makes the
+         * last verification a failed one, because an interruption or a
+         * failure of the environment (key, database, repository, scratch
+         * cluster) is no finding about the backup. NOTE: a failed
+         * pg_restore exits with 1 as a scratch cluster that cannot be
+         * created does, so it keeps the flag too. The catalog records it. */
         entry.runs_since_verification++;
-        if (result->ran)
+        if (result->ran && result->exit_code == STOW_EXIT_VERIFY)
             entry.last_verification_passed = 0;
     }
     run_state_set(state, run->name, &entry);

@@ -258,6 +258,65 @@ class RunTest(unittest.TestCase):
         self.assertRegex(result.stdout, r"nosuchdb\s+backup\s+failed\s+7")
         self.assertRegex(result.stdout, r"orders\s+backup\s+ok\s+0")
 
+    def verification_state(self, state):
+        with open(state) as handle:
+            return json.load(handle)["databases"]["orders"]
+
+    def newest_verification(self, repo):
+        listing = json.loads(self.stowage("list", "--repo", repo, "--json").stdout)
+        return [item["last_verification"] for item in listing]
+
+    def test_run_failed_verify_outside_backup(self):
+        # A verify step that fails for a reason outside the backup (a
+        # missing key file, SIGTERM) leaves last_verification_passed and the
+        # catalog's records as they were.
+        repo = "file://" + self.new_dir("repo-")
+        state = os.path.join(self.workdir, "state-outside.json")
+        config = self.write_config(self.fleet(repo, state, "verify-every = 1\n",
+                                              databases=("orders",)))
+        report = json.loads(self.stowage("run", "--name", "orders", "--json", "--config",
+                                         config).stdout)
+        self.assertEqual("ok", self.steps(report, "orders")["verify"]["outcome"])
+        self.assertTrue(self.verification_state(state)["last_verification_passed"])
+
+        missing_key = self.write_config(
+            self.fleet(repo, state, "verify-every = 1\n", databases=("orders",)).replace(
+                "key = %s\n" % self.key, "key = %s\n" % os.path.join(self.workdir, "no.key")))
+        result = self.stowage("run", "--name", "orders", "--json", "--config", missing_key,
+                              expect=None)
+        verify = self.steps(json.loads(result.stdout), "orders")["verify"]
+        self.assertEqual("failed", verify["outcome"])
+        self.assertNotIn(verify["exit_code"], (0, 1, 3), result.stderr)
+        self.assertIn("is not recorded", result.stderr)
+        recorded = self.verification_state(state)
+        self.assertTrue(recorded["last_verification_passed"])
+        self.assertEqual(1, recorded["runs_since_verification"])
+        self.assertEqual(["passed", None], self.newest_verification(repo))
+
+        marker = os.path.join(self.workdir, "pg_restore-started")
+        bindir = fake_pg_bindir(self.workdir, "slow-restore-bin",
+                                'touch %s; sleep 30; exec "$REAL" "$@"' % marker,
+                                program="pg_restore")
+        process = spawn_stowage(["run", "--name", "orders", "--json", "--config", config],
+                                env={"STOWAGE_PG_BINDIR": bindir})
+        deadline = time.monotonic() + 120
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertTrue(os.path.exists(marker), "pg_restore did not start")
+        process.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        self.outputs += [stdout, stderr]
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertEqual("interrupted", self.steps(json.loads(stdout), "orders")["verify"]["outcome"])
+        recorded = self.verification_state(state)
+        self.assertTrue(recorded["last_verification_passed"])
+        self.assertEqual(2, recorded["runs_since_verification"])
+        self.assertEqual(["passed", None, None], self.newest_verification(repo))
+
     def test_run_to_s3(self):
         bucket = "stowage-run-%s" % os.urandom(4).hex()
         self.moto.create_bucket(bucket)

@@ -19,8 +19,11 @@
 #define DRILL_REPORT_VERSION 1
 
 struct drill {
-    storage *store;
+    storage *store;                    /* NULL when the repository could not be opened */
     const struct drill_options *options;
+    const char *repository;            /* the repository's URL */
+    int rds;                           /* 1 for a drill of an RDS snapshot copy */
+    const char *region;                /* for the report: the RDS or repository region */
     struct timespec started;           /* monotonic */
     time_t started_at;                 /* wall clock */
     struct catalog catalog;
@@ -50,14 +53,33 @@ static void add_step(struct drill *drill, const char *step, double seconds, cons
 
 /* --- the steps ------------------------------------------------------------ */
 
+/* Finds the newest backup. A repository without one fails the drill with
+ * STOW_EXIT_FAILURE: the replica cannot be restored, which is a failed
+ * drill rather than bad usage. */
+static int find_newest_backup(struct drill *drill, stow_error *err)
+{
+    const char *name = drill->options->name;
+
+    if (catalog_load(drill->store, name, &drill->catalog, err) != 0)
+        return -1;
+    if (drill->catalog.count == 0 && drill->catalog.broken == 0) {
+        stow_fail(err, STOW_EXIT_FAILURE, "no complete backup%s%s in %s: there is nothing to "
+                  "restore", name != NULL ? " of " : "", name != NULL ? name : "",
+                  drill->repository);
+        stow_error_hint(err, "check --repo and --name, and that stowage replicate has copied "
+                             "a backup there");
+        return -1;
+    }
+    return catalog_resolve(&drill->catalog, "latest", NULL, name, &drill->entry, err);
+}
+
 static int select_backup(struct drill *drill, stow_error *err)
 {
     struct timespec started;
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &started);
-    rc = catalog_find(drill->store, "latest", NULL, drill->options->name, &drill->catalog,
-                      &drill->entry, err);
+    rc = find_newest_backup(drill, err);
     if (rc == 0)
         rc = signature_check_manifest(&drill->entry->manifest, drill->entry->manifest_key,
                                       drill->options->trust, err);
@@ -68,7 +90,7 @@ static int select_backup(struct drill *drill, stow_error *err)
     drill->rpo_seconds = (long long)(drill->started_at - drill->entry->manifest.started_at);
     stow_log_info("drill: restoring backup %s of %s from %s, taken %lld s before the drill",
                   drill->entry->manifest.id, drill->entry->manifest.name,
-                  storage_url(drill->store), drill->rpo_seconds);
+                  drill->repository, drill->rpo_seconds);
     return 0;
 }
 
@@ -211,7 +233,7 @@ static json_t *verification_json(const struct drill *drill)
 {
     json_t *problems = json_object_get(drill->restore_report, "problems");
 
-    if (drill->options->rds == NULL) {
+    if (!drill->rds) {
         json_t *verification = json_object_get(drill->restore_report, "verification");
 
         return verification != NULL ? json_incref(verification) : json_null();
@@ -226,7 +248,7 @@ static json_t *verification_json(const struct drill *drill)
 
 static json_t *definitions_json(const struct drill *drill)
 {
-    const char *rpo = drill->options->rds != NULL
+    const char *rpo = drill->rds
                           ? "age of the recovery point of the restored snapshot copy (when its "
                             "original snapshot was taken) when the drill started"
                           : "age of the restored backup's started_at when the drill started";
@@ -239,17 +261,15 @@ static json_t *definitions_json(const struct drill *drill)
 static json_t *build_report(const struct drill *drill, const char *result, const stow_error *outcome)
 {
     const struct drill_options *options = drill->options;
-    const char *region = options->rds != NULL ? rds_client_region(options->rds) : options->region;
     json_t *report;
 
     report = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "format",
                        DRILL_REPORT_FORMAT, "format_version", DRILL_REPORT_VERSION, "scratch",
-                       options->rds != NULL ? "rds" : "local", "repository",
-                       storage_url(drill->store), "region",
-                       region ? json_string(region) : json_null(), "started_at",
+                       drill->rds ? "rds" : "local", "repository", drill->repository, "region",
+                       drill->region ? json_string(drill->region) : json_null(), "started_at",
                        manifest_time_json(drill->started_at), "finished_at",
                        manifest_time_json(time(NULL)), "backup", backup_json(drill));
-    if (options->rds != NULL)
+    if (drill->rds)
         json_object_set_new(report, "snapshot", drill->selected
                                                     ? drill_snapshot_json(&drill->snapshot)
                                                     : json_null());
@@ -296,9 +316,8 @@ static const char *judge(const struct drill *drill, stow_error *outcome, stow_er
         stow_fail(outcome, STOW_EXIT_OBJECTIVE,
                   "the drill missed its RPO objective: %s %s was %lld s old when the drill "
                   "started, the objective is %s",
-                  drill->options->rds != NULL ? "the recovery point of snapshot copy" : "backup",
-                  drill->options->rds != NULL ? drill->snapshot.copy.id
-                                              : drill->entry->manifest.id,
+                  drill->rds ? "the recovery point of snapshot copy" : "backup",
+                  drill->rds ? drill->snapshot.copy.id : drill->entry->manifest.id,
                   drill->rpo_seconds, objective);
         return "objective missed";
     }
@@ -326,42 +345,38 @@ static void record_metrics(const struct drill *drill, const json_t *report)
         metrics_record_verification(json_is_true(passed));
 }
 
-int drill_run(storage *store, const struct drill_options *options, stow_error *err)
+static void drill_begin(struct drill *drill, const struct drill_options *options)
 {
-    struct drill drill;
-    stow_error select_err = {0};
+    memset(drill, 0, sizeof *drill);
+    drill->options = options;
+    drill->steps = json_array();
+    clock_gettime(CLOCK_MONOTONIC, &drill->started);
+    drill->started_at = time(NULL);
+}
+
+/* Judges the drill, writes its reports, prints its summary and frees it.
+ * Returns the outcome in err. A report that could not be written is the
+ * outcome only of a drill that otherwise passed; else it is logged. */
+static int drill_end(struct drill *drill, stow_error *select_err, stow_error *err)
+{
     stow_error outcome = {0};
     stow_error write_err = {0};
     const char *result;
     json_t *report;
 
-    memset(&drill, 0, sizeof drill);
-    drill.store = store;
-    drill.options = options;
-    drill.steps = json_array();
-    clock_gettime(CLOCK_MONOTONIC, &drill.started);
-    drill.started_at = time(NULL);
-
-    /* Choose the newest backup or snapshot copy, then restore and verify it. */
-    if (options->rds == NULL && select_backup(&drill, &select_err) == 0)
-        restore_backup(&drill);
-    if (options->rds != NULL && select_snapshot(&drill, &select_err) == 0)
-        restore_snapshot(&drill);
-
-    /* Judge, report, and print. */
-    result = judge(&drill, &outcome, &select_err);
-    report = build_report(&drill, result, &outcome);
-    record_metrics(&drill, report);
-    if (drill_write_reports(report, options->report_path, options->markdown_path,
-                            &write_err) != 0)
+    result = judge(drill, &outcome, select_err);
+    report = build_report(drill, result, &outcome);
+    record_metrics(drill, report);
+    if (drill_write_reports(report, drill->options->report_path, drill->options->markdown_path,
+                            &write_err) != 0 && stow_error_is_set(&outcome))
         stow_log_error(&write_err);
     drill_print_summary(report);
 
     json_decref(report);
-    json_decref(drill.restore_report);
-    json_decref(drill.steps);
-    catalog_free(&drill.catalog);
-    drill_snapshot_free(&drill.snapshot);
+    json_decref(drill->restore_report);
+    json_decref(drill->steps);
+    catalog_free(&drill->catalog);
+    drill_snapshot_free(&drill->snapshot);
     if (stow_error_is_set(&outcome)) {
         *err = outcome;
         return -1;
@@ -371,4 +386,38 @@ int drill_run(storage *store, const struct drill_options *options, stow_error *e
         return -1;
     }
     return 0;
+}
+
+int drill_run(storage *store, const struct drill_options *options, stow_error *err)
+{
+    struct drill drill;
+    stow_error select_err = {0};
+
+    drill_begin(&drill, options);
+    drill.store = store;
+    drill.repository = storage_url(store);
+    drill.rds = options->rds != NULL;
+    drill.region = drill.rds ? rds_client_region(options->rds) : options->region;
+
+    /* Choose the newest backup or snapshot copy, then restore and verify it. */
+    if (!drill.rds && select_backup(&drill, &select_err) == 0)
+        restore_backup(&drill);
+    if (drill.rds && select_snapshot(&drill, &select_err) == 0)
+        restore_snapshot(&drill);
+
+    return drill_end(&drill, &select_err, err);
+}
+
+void drill_report_unstarted(const char *repository, const char *rds_region,
+                            const struct drill_options *options, const stow_error *failure)
+{
+    struct drill drill;
+    stow_error select_err = *failure;
+    stow_error outcome = {0};
+
+    drill_begin(&drill, options);
+    drill.repository = repository;
+    drill.rds = rds_region != NULL;
+    drill.region = drill.rds ? rds_region : options->region;
+    drill_end(&drill, &select_err, &outcome);
 }

@@ -49,11 +49,20 @@ struct drill_options {
 };
 
 /* Runs the drill and prints its summary; writes the reports also when the
- * drill fails. Fails with the restore's exit code when the restore fails
+ * drill fails. Fails with STOW_EXIT_FAILURE when the repository contains no
+ * complete backup, with the restore's exit code when the restore fails
  * (STOW_EXIT_VERIFY when the restored database differs from the manifest
  * or misses a database, schema or table; STOW_EXIT_INTERRUPTED after
  * SIGINT or SIGTERM, once the scratch instance is removed), else with
  * STOW_EXIT_OBJECTIVE when the RPO or RTO objective is missed. */
 int drill_run(storage *store, const struct drill_options *options, stow_error *err);
+
+/* Reports a drill that failed before drill_run could start, because the
+ * repository or the RDS client of the replica region could not be opened:
+ * writes the reports and prints the summary with failure as the outcome.
+ * repository is the repository's URL; rds_region is the replica region of
+ * an RDS drill and NULL for a local drill. */
+void drill_report_unstarted(const char *repository, const char *rds_region,
+                            const struct drill_options *options, const stow_error *failure);
 
 #endif

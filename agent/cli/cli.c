@@ -479,6 +479,30 @@ int cli_unknown_option(stow_error *err, const char *command, const char *argumen
     return cli_usage_error(err, command, message);
 }
 
+int cli_check_output_path(const char *option, const char *path, stow_error *err)
+{
+    char directory[4096];
+    char *slash;
+
+    if (path == NULL)
+        return 0;
+    snprintf(directory, sizeof directory, "%s", path);
+    slash = strrchr(directory, '/');
+    if (slash == NULL)
+        snprintf(directory, sizeof directory, ".");
+    else if (slash == directory)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(directory, W_OK | X_OK) != 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "cannot write %s %s: directory %s is missing or not "
+                                        "writable", option, path, directory);
+        stow_error_hint(err, "create the directory or choose another %s path", option);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_usage_error(stow_error *err, const char *command, const char *message)
 {
     stow_fail(err, STOW_EXIT_USAGE, "%s", message);

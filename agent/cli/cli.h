@@ -156,6 +156,11 @@ int cli_parse(int argc, char **argv, const char *command, const struct option *o
  * section for it when the file has [database] sections (STOW_EXIT_USAGE). */
 int cli_check_config_section(const char *name, stow_error *err);
 
+/* Fails with STOW_EXIT_USAGE when the directory of path, the file that
+ * option names (such as "--report"), is missing or not writable, so that
+ * a command rejects the path before it starts its work. path may be NULL. */
+int cli_check_output_path(const char *option, const char *path, stow_error *err);
+
 /* Reports an unknown option or missing argument from getopt. */
 int cli_usage_error(stow_error *err, const char *command, const char *message);
 

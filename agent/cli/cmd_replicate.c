@@ -149,9 +149,15 @@ static const char drill_usage[] =
     "verifies it as restore --scratch rds --verify does (against the logical\n"
     "backups in the repository), and deletes the instance. Its RPO is the age of\n"
     "the original snapshot (OriginalSnapshotCreateTime), not of the copy.\n"
-    "Exit codes: 0 passed, 3 verification failed, 5 an objective was missed, 130\n"
-    "interrupted (the scratch instance is removed), and the restore's own code\n"
-    "for other failures.\n\n"
+    "Exit codes: 0 passed, 1 the repository contains no complete backup (or a step\n"
+    "failed), 3 verification failed, 5 an objective was missed, 130 interrupted\n"
+    "(the scratch instance is removed), and the restore's own code for other\n"
+    "failures. The reports are written for every outcome once the options are\n"
+    "valid, also when the repository cannot be opened.\n"
+    "The restore is recorded as the backup's verification when it passed or\n"
+    "failed because of the backup, as with restore --verify; a failure outside\n"
+    "the backup (a wrong key, an unreachable repository or database, a scratch\n"
+    "instance that cannot be created, a full disk) is not.\n\n"
     "Options:\n"
     "  --key SECFILE           secret key of a recipient, such as the DR escrow key\n"
     "                          (env STOWAGE_KEY); not used with --scratch rds\n"
@@ -168,11 +174,15 @@ static const char drill_usage[] =
     "  --report FILE           write the drill report as JSON (default: none)\n"
     "  --markdown FILE         write the drill report as Markdown (default: none)\n"
     "  --scratch local|rds     where to restore (default local)\n"
-    "  --jobs N                restore with N parallel pg_restore jobs, 1 to 64\n"
-    "                          (default 1), from a temporary copy of the dump as\n"
-    "                          restore --jobs does; local drills only\n"
-    "  --spool-dir DIR         directory of that copy (default: $STOWAGE_SPOOL_DIR,\n"
-    "                          else $TMPDIR, else /tmp)\n\n"
+    "  --jobs N                restore over N connections, 1 to 64 (default 1), as\n"
+    "                          restore --jobs does: the table data over N COPY\n"
+    "                          connections as the dump streams, then the indexes\n"
+    "                          and constraints with pg_restore --jobs N; local\n"
+    "                          drills only\n"
+    "  --spool-dir DIR         directory of the temporary file that holds the dump's\n"
+    "                          table of contents, or the whole dump when restore\n"
+    "                          --jobs needs it (default: $STOWAGE_SPOOL_DIR, else\n"
+    "                          $TMPDIR, else /tmp)\n\n"
     "RDS drills (--scratch rds):\n"
     "  --rds-region NAME       replica region holding the snapshot copies (required)\n"
     "  --rds-endpoint URL      RDS endpoint (env AWS_ENDPOINT_URL_RDS, AWS_ENDPOINT_URL;\n"
@@ -767,17 +777,22 @@ int cmd_drill(int argc, char **argv)
     if (rc == 0 && cli.trust.count == 0)
         signature_trust_add_list(&cli.trust, getenv("STOWAGE_TRUSTED_KEYS"), &err);
     cli.drill.trust = &cli.trust;
-    if (rc == 0)
-        check_drill_usage(&cli, &err);
+    if (rc == 0 && check_drill_usage(&cli, &err) == 0 &&
+        cli_check_output_path("--report", cli.drill.report_path, &err) == 0)
+        cli_check_output_path("--markdown", cli.drill.markdown_path, &err);
     if (stow_error_is_set(&err))
         return cli_finish(&err);
 
+    /* From here on, every failure is a failed drill with its reports. */
     if (strncmp(cli.common.storage.url, "s3://", 5) == 0)
         cli.drill.region = cli.common.storage.region ? cli.common.storage.region
                                                      : s3_default_region();
     if ((!is_rds_drill(&cli) || prepare_rds_drill(&cli, &client, &err) == 0) &&
         cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0)
         drill_run(store, &cli.drill, &err);
+    else
+        drill_report_unstarted(cli.common.storage.url, is_rds_drill(&cli) ? cli.rds_region : NULL,
+                               &cli.drill, &err);
     storage_free(store);
     rds_client_free(client);
     return cli_finish(&err);

@@ -257,31 +257,6 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
     return use_db_iam_auth(cli, err);
 }
 
-/* Fails before anything is restored when the report could not be written. */
-static int check_report_path(const char *path, stow_error *err)
-{
-    char directory[4096];
-    char *slash;
-
-    if (path == NULL)
-        return 0;
-    snprintf(directory, sizeof directory, "%s", path);
-    slash = strrchr(directory, '/');
-    if (slash == NULL)
-        snprintf(directory, sizeof directory, ".");
-    else if (slash == directory)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    if (access(directory, W_OK | X_OK) != 0) {
-        stow_fail(err, STOW_EXIT_USAGE, "cannot write the report %s: directory %s is missing "
-                                        "or not writable", path, directory);
-        stow_error_hint(err, "create the directory or choose another --report path");
-        return -1;
-    }
-    return 0;
-}
-
 static int check_restore_target(const struct read_cli *cli, stow_error *err)
 {
     if (cli->scratch != NULL && strcmp(cli->scratch, "local") != 0)
@@ -344,7 +319,7 @@ int cmd_restore(int argc, char **argv)
         return STOW_EXIT_OK;
     }
     if (rc != 0 || check_restore_target(&cli, &err) != 0 ||
-        check_report_path(cli.restore.report_path, &err) != 0)
+        cli_check_output_path("--report", cli.restore.report_path, &err) != 0)
         return cli_finish(&err);
     cli.restore.scratch_local = cli.scratch != NULL;
 

@@ -17,7 +17,7 @@ import signal
 import time
 import unittest
 
-from support import SMALL_PART, StowageTestCase, open_uploads
+from support import SMALL_PART, StowageTestCase, fake_pg_bindir, open_uploads
 
 from harness import FaultProxy, run_stowage
 from harness.faultproxy import REWRITE, STALL
@@ -26,9 +26,11 @@ from harness.stowage import spawn_stowage
 PRIMARY_REGION = "us-east-1"
 REPLICA_REGION = "eu-west-1"
 PREFIX = "db"
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_VERIFY = 3
 EXIT_OBJECTIVE = 5
+EXIT_STORAGE = 6
 EXIT_INTERRUPTED = 130
 
 
@@ -665,6 +667,78 @@ class DrTest(StowageTestCase):
         self.assertIsNone(report["rto"]["met"])
         self.assertIn("RTO  not measured (objective 2h)", result.stdout)
         self.assertNotIn("MISSED", result.stdout)
+
+    def report_paths(self, name):
+        return (os.path.join(self.workdir, "%s.json" % name),
+                os.path.join(self.workdir, "%s.md" % name))
+
+    def test_drill_of_missing_repository_writes_reports(self):
+        repo = "s3://nosuchbucket-%s/t1" % os.urandom(3).hex()
+        rds = ["--scratch", "rds", "--rds-region", REPLICA_REGION, "--instance", "db1"]
+        for scratch, options in (("local", ["--key", self.escrow_key]), ("rds", rds)):
+            with self.subTest(scratch=scratch):
+                report_path, markdown_path = self.report_paths("missing-repo-" + scratch)
+                result = self.stowage("drill", "--repo", repo, "--report", report_path,
+                                      "--markdown", markdown_path, *options,
+                                      env=self.replica_env(), expect=EXIT_STORAGE)
+                with open(report_path) as handle:
+                    report = json.load(handle)
+                self.assertEqual("failed", report["result"])
+                self.assertEqual(EXIT_STORAGE, report["exit_code"])
+                self.assertEqual(repo, report["repository"])
+                self.assertEqual(scratch, report["scratch"])
+                self.assertEqual(REPLICA_REGION, report["region"])
+                self.assertIn("nosuchbucket", report["error"])
+                self.assertIsNone(report["rpo"]["measured_seconds"])
+                with open(markdown_path) as handle:
+                    self.assertIn("**failed**", handle.read())
+                self.assertIn("failed", result.stdout)
+
+    def test_drill_checks_report_paths_first(self):
+        repo = self.file_repo()
+        self.backup(repo, "app")
+        for option in ("--report", "--markdown"):
+            with self.subTest(option=option):
+                result = self.stowage("drill", "--repo", repo, "--key", self.key, option,
+                                      "/nonexistent/d8.out", expect=EXIT_USAGE)
+                self.assertEqual(1, result.stderr.count("cannot write %s /nonexistent/d8.out"
+                                                        % option), result.stderr)
+                self.assertNotIn("drill of", result.stdout)
+                self.assertIsNone(self.list_json(repo)[0]["last_verification"])
+
+    def test_drill_of_empty_repository_fails(self):
+        report_path, _ = self.report_paths("empty-repo")
+        result = self.stowage("drill", "--repo", self.file_repo(), "--key", self.key,
+                              "--report", report_path, expect=EXIT_FAILURE)
+        self.assertIn("no complete backup in file://", result.stderr)
+        with open(report_path) as handle:
+            report = json.load(handle)
+        self.assertEqual("failed", report["result"])
+        self.assertEqual(EXIT_FAILURE, report["exit_code"])
+        self.assertEqual("failed", report["steps"][0]["status"])
+
+    def test_drill_failures_outside_backup_not_recorded(self):
+        repo = self.file_repo()
+        self.backup(repo, "app")
+        self.stowage("drill", "--repo", repo, "--key", self.key)
+        self.assertEqual("passed", self.list_json(repo)[0]["last_verification"])
+        records = os.path.join(repo[len("file://"):], "backups", "*", "*", "verifications", "*")
+        bindir = fake_pg_bindir(self.workdir, "no-pg-restore-%s" % os.urandom(3).hex(),
+                                'exec "$REAL" "$@"', program="pg_restore")
+        os.chmod(os.path.join(bindir, "pg_restore"), 0o644)
+        cases = [("missing scratch directory", {"STOWAGE_SCRATCH_DIR": "/nonexistent"},
+                  EXIT_FAILURE),
+                 ("pg_restore not executable", {"STOWAGE_PG_BINDIR": bindir}, EXIT_USAGE)]
+        for name, env, code in cases:
+            with self.subTest(name):
+                report_path, _ = self.report_paths("outside-" + name.replace(" ", "-"))
+                result = self.stowage("drill", "--repo", repo, "--key", self.key, "--report",
+                                      report_path, env=env, expect=code)
+                self.assertIn("is not recorded", result.stderr)
+                self.assertEqual("passed", self.list_json(repo)[0]["last_verification"])
+                self.assertEqual(1, len(glob.glob(records)))
+                with open(report_path) as handle:
+                    self.assertEqual("failed", json.load(handle)["result"])
 
     # RDS drills ------------------------------------------------------------
 

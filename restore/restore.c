@@ -366,22 +366,23 @@ static int run_steps(struct restore_job *job, stow_error *err)
 
 /* Returns 1 when a failed verified restore is a finding about the backup,
  * so that it is recorded as failed: a check of its data failed
- * (exit code 3, in any step), or restoring or verifying its data failed
- * (exit code 1 in the restore or verify step). A broken pg_restore program
- * fails that step as a dump that cannot be restored does, so both count.
- * Other failures are the environment's and are not recorded: bad usage, a
- * held lock, an unreachable repository or database, a wrong key, an
- * interruption, a scratch cluster that could not be created, and a full
- * disk of the scratch cluster, the target or the spool directory. */
+ * (exit code 3, in any step), or pg_restore failed (exit code 1 in the
+ * restore step) in a new scratch cluster, where nothing but the dump can
+ * make it fail. A broken pg_restore program fails that step the same way,
+ * so it counts too. Other failures are the environment's and are not
+ * recorded: bad usage, a held lock, an unreachable repository or
+ * database, a wrong key, an interruption, a scratch cluster that could not
+ * be created, a full disk of the scratch cluster or the spool directory,
+ * and any failure of pg_restore in a --target database, whose roles and
+ * objects are not the backup's. */
 static int failure_concerns_backup(const struct restore_job *job, const stow_error *err)
 {
     const char *step = json_string_value(json_object_get(job->report.document, "failed_step"));
 
     if (err->exit_code == STOW_EXIT_VERIFY)
         return 1;
-    if (err->exit_code != STOW_EXIT_FAILURE || step == NULL)
-        return 0;
-    if (strcmp(step, "restore") != 0 && strcmp(step, "verify") != 0)
+    if (err->exit_code != STOW_EXIT_FAILURE || step == NULL || strcmp(step, "restore") != 0 ||
+        !job->options->scratch_local)
         return 0;
     return !job->spool.out_of_space && !pgtools_mentions_full_disk(err->message);
 }

@@ -118,7 +118,8 @@ static const char *action_text(const struct gc_item *item, int dry_run)
     case GC_KEEP_RECENT:
         return "kept (younger than the grace period)";
     case GC_KEEP_LOCKED:
-        return "kept (its catalog name is locked by a running backup or expire)";
+        return "kept (its catalog name is locked by a running backup, expire, replicate or "
+               "rekey)";
     case GC_KEEP_FOREIGN:
         return "kept (not a Stowage container)";
     }

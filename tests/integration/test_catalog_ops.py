@@ -547,6 +547,19 @@ class CatalogOpsTest(StowageTestCase):
         self.assertEqual([kept_id], [b["id"] for b in self.list_json(repo)])
         self.stowage("verify", "--repo", repo, kept_id, "--key", self.key)
 
+    def test_gc_lock_message_names_replicate(self):
+        repo = self.file_repo()
+        self.plant_file(repo, "backups/copying/20260105T000000Z-abcdef/data.stow",
+                        b"STOWAGE\x00" + b"w" * 10, age_seconds=2 * 24 * 3600)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.plant_file(repo, "locks/copying.json",
+                        lock_document("dr-host", 7, now, command="replicate",
+                                      name="copying").encode())
+
+        result = self.stowage("gc", "--repo", repo)
+        self.assertIn("locked by a running backup, expire, replicate or rekey", result.stdout)
+        self.assertIn("locked by stowage replicate", result.stderr)
+
     def test_gc_ignores_lock_of_killed_backup(self):
         repo = self.file_repo()
         process = self.start_slow_backup(repo)

@@ -69,7 +69,8 @@ static const char replicate_usage[] =
     "and every part's SHA-256 read back from the replica (one read of the copy).\n"
     "Then the verification reports and, last, the manifest are written. An\n"
     "interrupted run leaves no manifest for an incomplete copy; run it again to\n"
-    "finish. Nothing is ever deleted from the replica except by --repair.\n\n"
+    "finish. Holds are copied too, releases are not. Nothing is ever deleted from\n"
+    "the replica; --repair replaces what fails its check.\n\n"
     "Options:\n"
     "  --to URL                replica repository: s3://BUCKET/PREFIX or file:///PATH\n"
     "  --to-region NAME        AWS region of the replica (default: AWS_REGION,\n"
@@ -81,7 +82,8 @@ static const char replicate_usage[] =
     "                          replica bucket's, normally STANDARD)\n"
     "  --name NAME             only backups of this catalog name (default: every name)\n"
     "  --repair                also check the backups the replica has (reads each\n"
-    "                          copy once) and copy again those that fail\n"
+    "                          copy once): copy again an object that fails, and\n"
+    "                          replace a manifest that differs from the primary's\n"
     "  --stream                copy through this host even where S3 could copy\n"
     "                          inside the service (the replica's credentials cannot\n"
     "                          read the primary)\n"
@@ -95,9 +97,17 @@ static const char replicate_usage[] =
     "  --object-lock-mode MODE governance (default) or compliance\n"
     "  --signing-key FILE      signing secret key (PATH.sign) that signs the copied\n"
     "                          manifests again; needed with --object-lock-days when\n"
-    "                          the primary's manifests are signed\n"
+    "                          the primary's manifests are signed; it signs only\n"
+    "                          over a signature that it checked (--trusted-key, or\n"
+    "                          one by this key)\n"
     "  --signing-passphrase-file FILE\n"
     "                          passphrase of a protected signing key\n"
+    "  --trusted-key PUBFILE   signing public key (PATH.sign.pub) whose signature each\n"
+    "                          primary manifest must carry before it is copied;\n"
+    "                          repeat for several (env STOWAGE_TRUSTED_KEYS,\n"
+    "                          colon-separated). Without it signatures are not\n"
+    "                          checked, and --repair keeps a signed replica manifest\n"
+    "                          that differs from the primary's\n"
     "  --json                  print the result as JSON on stdout\n\n"
     "RDS snapshots:\n"
     "  --snapshots             also copy the RDS DB snapshots that Stowage created\n"
@@ -213,7 +223,7 @@ struct dr_cli {
     struct cli_common replica;      /* storage options of the replica */
     struct replicate_options replicate;
     struct drill_options drill;
-    struct signature_trust trust;   /* drill --trusted-key */
+    struct signature_trust trust;   /* replicate and drill --trusted-key */
     const char *scratch;
     int snapshots;
     struct snapshot_replicate_options snapshot;
@@ -323,7 +333,7 @@ static int parse_dr_option(void *context, int code, const char *value, stow_erro
     case OPT_NAME:
         cli->replicate.name = value;
         cli->drill.name = value;
-        break;
+        return catalog_check_name(value, err);
     case OPT_REPAIR: cli->replicate.repair = 1; break;
     case OPT_STREAM: cli->replicate.stream = 1; break;
     case OPT_SNAPSHOTS: cli->snapshots = 1; break;
@@ -364,6 +374,7 @@ static const struct option replicate_options[] = {
     {"object-lock-mode", required_argument, NULL, OPT_OBJECT_LOCK_MODE},
     {"signing-key", required_argument, NULL, OPT_SIGNING_KEY},
     {"signing-passphrase-file", required_argument, NULL, OPT_SIGNING_PASSPHRASE_FILE},
+    {"trusted-key", required_argument, NULL, OPT_TRUSTED_KEY},
     {"json", no_argument, NULL, OPT_JSON},
     {"instance", required_argument, NULL, OPT_INSTANCE},
     {"kms-key", required_argument, NULL, OPT_KMS_KEY},
@@ -456,22 +467,60 @@ static void warn_replica_on_aws(const struct dr_cli *cli)
                   cli->common.storage.url, endpoint, replica_url, option, option);
 }
 
+/* Renames --endpoint and --region in the hint of a failure of the replica,
+ * which the storage layer words for the options of --repo, to the options
+ * that set the replica (--to-endpoint or --replica-endpoint, ...). */
+static void name_replica_options(const struct dr_cli *cli, stow_error *err)
+{
+    static const char *const options[] = {"--endpoint", "--region"};
+    const char *prefix = strcmp(cli->command, "replicate") == 0 ? "--to-" : "--replica-";
+    char renamed[sizeof err->hint];
+    size_t used = 0;
+
+    for (const char *cursor = err->hint; *cursor != '\0' && used + 1 < sizeof renamed;) {
+        size_t matched = 0;
+
+        for (size_t i = 0; i < sizeof options / sizeof options[0] && matched == 0; i++) {
+            if (strncmp(cursor, options[i], strlen(options[i])) == 0)
+                matched = strlen(options[i]);
+        }
+        if (matched > 0) {
+            used += (size_t)snprintf(renamed + used, sizeof renamed - used, "%s%.*s", prefix,
+                                     (int)(matched - 2), cursor + 2);
+            cursor += matched;
+        } else {
+            renamed[used++] = *cursor++;
+        }
+        if (used >= sizeof renamed)
+            used = sizeof renamed - 1;
+    }
+    renamed[used] = '\0';
+    memcpy(err->hint, renamed, used + 1);
+}
+
 /* Opens the primary (--repo) and the replica, and checks that both are
  * reachable. */
 static int open_both(struct dr_cli *cli, storage **primary, storage **replica, stow_error *err)
 {
     warn_replica_on_aws(cli);
-    if (cli_open_repository(&cli->common, primary, err) != 0 ||
-        cli_open_repository(&cli->replica, replica, err) != 0)
+    if (cli_open_repository(&cli->common, primary, err) != 0)
         return -1;
+    if (cli_open_repository(&cli->replica, replica, err) != 0) {
+        name_replica_options(cli, err);
+        return -1;
+    }
     if (strcmp(storage_url(*primary), storage_url(*replica)) == 0 &&
         (cli->replica.storage.endpoint == NULL ||
          (cli->common.storage.endpoint != NULL &&
           strcmp(cli->replica.storage.endpoint, cli->common.storage.endpoint) == 0)))
         return stow_fail(err, STOW_EXIT_USAGE, "the replica %s is the primary repository",
                          storage_url(*replica));
-    if (storage_check(*primary, err) != 0 || storage_check(*replica, err) != 0)
+    if (storage_check(*primary, err) != 0)
         return -1;
+    if (storage_check(*replica, err) != 0) {
+        name_replica_options(cli, err);
+        return -1;
+    }
     return 0;
 }
 
@@ -507,7 +556,7 @@ static void print_backups_text(const struct replicate_result *result, const stor
             printf("  (%s)", item->note);
         printf("\n");
     }
-    printf("replicated to %s: %zu copied, %zu kept from an earlier run, %zu copied again, "
+    printf("replicated to %s: %zu copied, %zu kept from an earlier run, %zu repaired, "
            "%zu already there, %zu failed\n",
            storage_url(replica), result->copied, result->reused, result->repaired,
            result->present, result->failed);
@@ -625,10 +674,14 @@ int cmd_replicate(int argc, char **argv)
     }
     if (rc != 0 || check_replicate_usage(&cli, &err) != 0)
         return cli_finish(&err);
+    if (cli.trust.count == 0 &&
+        signature_trust_add_list(&cli.trust, getenv("STOWAGE_TRUSTED_KEYS"), &err) != 0)
+        goto done;
     if (load_replica_signing_key(&cli, &signing_key, &err) != 0 ||
         open_both(&cli, &primary, &replica, &err) != 0)
         goto done;
     cli.replicate.signing_key = signing_key;
+    cli.replicate.trust = &cli.trust;
 
     /* Backups first; a run that failed before its first backup shows nothing. */
     if (replicate_run(primary, replica, &cli.replicate, &result, &err) == 0 || result.count > 0) {
@@ -669,6 +722,9 @@ static int dr_status(struct dr_cli *cli, stow_error *err)
         rc = catalog_load(primary, cli->replicate.name, &primary_catalog, err);
     if (rc == 0)
         rc = catalog_load(replica, cli->replicate.name, &replica_catalog, err);
+    if (rc == 0 && cli->replicate.name != NULL && primary_catalog.count == 0 &&
+        primary_catalog.broken == 0 && replica_catalog.count == 0)
+        rc = replicate_reject_unknown_name(primary, cli->replicate.name, err);
     if (rc == 0) {
         status = dr_status_build(&primary_catalog, &replica_catalog, time(NULL));
         json_object_set_new(status, "primary", json_string(storage_url(primary)));

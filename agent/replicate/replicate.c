@@ -8,12 +8,14 @@
 
 #include "catalog.h"
 #include "catalog/catalog_lock.h"
+#include "catalog/hold.h"
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "replicate/object_copy.h"
 #include "signature.h"
 
 #define REPORT_MAX_BYTES (16u * 1024 * 1024)
+#define HOLD_MAX_BYTES (64u * 1024)
 
 /* Keys and sizes under backups/ of one repository, sorted by key. */
 struct key_entry {
@@ -37,9 +39,15 @@ struct replicate_state {
     struct key_index replica_keys;
     catalog_lock *lock;          /* the replica's lock of the name being replicated */
     stow_buf manifest_text;      /* the primary's manifest of the backup in hand */
+    stow_buf fresh_text;         /* that manifest read again right before the write */
+    struct manifest source;      /* manifest_text, parsed */
+    int source_verified;         /* 1: a trusted key's signature of source verified */
     stow_buf locked_text;        /* that manifest with the replica's object_lock member */
     const stow_buf *write_text;  /* what the replica gets: manifest_text or locked_text */
     stow_buf replica_text;
+    int replace;                 /* 1: the replica's manifest of the backup is replaced */
+    struct signature_trust trust;   /* options->trust and, with those, the signing key */
+    struct signature_trust own_key; /* the signing key's public key alone */
     struct replicate_result *result;
 };
 
@@ -291,6 +299,44 @@ static int copy_reports(struct replicate_state *state, const struct catalog_entr
     return rc;
 }
 
+/* Copies the primary's hold of the backup when the replica has none, so
+ * that expire on the replica keeps it too. A hold released in the primary
+ * stays in the replica: replication never deletes. */
+static int copy_hold(struct replicate_state *state, const struct catalog_entry *entry,
+                     stow_error *err)
+{
+    static const struct storage_put_options create_only = {1, "application/json"};
+    char key[512];
+    stow_buf text;
+    int rc;
+
+    if (hold_key(entry, key, sizeof key) != 0 || index_find(&state->primary_keys, key) == NULL ||
+        index_find(&state->replica_keys, key) != NULL)
+        return 0;
+    stow_buf_init(&text, HOLD_MAX_BYTES);
+    rc = storage_get(state->primary, key, &text, err);
+    if (rc == STORAGE_NOT_FOUND)
+        rc = 0; /* released since the listing */
+    else if (rc == 0)
+        rc = storage_put(state->replica, key, text.data, text.len, &create_only, err);
+    if (rc == STORAGE_CONFLICT)
+        rc = 0; /* held in the replica meanwhile */
+    else if (rc == 0 && text.len > 0)
+        stow_log_info("backup %s is held in %s, and now in %s too", entry->manifest.id,
+                      storage_url(state->primary), storage_url(state->replica));
+    stow_buf_free(&text);
+    return rc;
+}
+
+static int copy_reports_and_hold(struct replicate_state *state,
+                                 const struct catalog_entry *entry, struct replicate_item *item,
+                                 stow_error *err)
+{
+    if (copy_reports(state, entry, item, err) != 0)
+        return -1;
+    return copy_hold(state, entry, err);
+}
+
 /* The Object Lock of what the run writes to the replica, or NULL. */
 static const struct storage_object_lock *replica_lock(const struct replicate_state *state)
 {
@@ -339,20 +385,147 @@ static int build_replica_manifest(struct replicate_state *state,
     return rc;
 }
 
-/* Writes the replica's manifest (build_replica_manifest), create-only and
- * under the run's Object Lock. A manifest that is already there passes when
- * its bytes are the same. */
+/* --- the primary's manifest ------------------------------------------------ */
+
+static int same_bytes(const stow_buf *a, const stow_buf *b)
+{
+    return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* Checks the signature of the primary's manifest in state->source before
+ * the replica gets it. With trusted keys, only a valid signature by one of
+ * them passes. Without, a manifest that is to be signed again for the
+ * replica's Object Lock must carry a signature by the signing key itself,
+ * the only one this run can check. So a new signature never covers content
+ * whose old signature was not checked. Sets state->source_verified. */
+static int check_source_signature(struct replicate_state *state, const char *manifest_key,
+                                  stow_error *err)
+{
+    const struct signature_trust *trust = &state->trust;
+    int is_signed = json_object_get(state->source.document, SIGNATURE_MEMBER) != NULL;
+    int signs_again = replica_lock(state) != NULL && state->options->signing_key != NULL;
+
+    state->source_verified = 0;
+    if (trust->count == 0 && signs_again && is_signed)
+        trust = &state->own_key;
+    if (trust->count > 0) {
+        if (signature_check_manifest(&state->source, manifest_key, trust, err) != 0) {
+            if (trust == &state->own_key)
+                stow_error_prefix(err, "its locked copy would be signed again with key id "
+                                       "%s, which needs a signature that this run can check",
+                                  state->own_key.keys[0].id);
+            return -1;
+        }
+        state->source_verified = 1;
+        return 0;
+    }
+    if (signs_again && !is_signed)
+        stow_log_warn("the manifest of backup %s in %s is not signed, so its copy in %s is not "
+                      "signed either",
+                      state->source.id, storage_url(state->primary),
+                      storage_url(state->replica));
+    return 0;
+}
+
+/* Reads the primary's manifest of the backup into text. */
+static int read_primary_manifest(struct replicate_state *state,
+                                 const struct catalog_entry *entry, stow_buf *text,
+                                 stow_error *err)
+{
+    int rc = storage_get(state->primary, entry->manifest_key, text, err);
+
+    if (rc == STORAGE_NOT_FOUND)
+        rc = stow_fail(err, STOW_EXIT_FAILURE, "the manifest %s vanished from %s (expired "
+                                               "since the listing?)",
+                       entry->manifest_key, storage_url(state->primary));
+    return rc;
+}
+
+/* Takes state->manifest_text as the primary's manifest of the backup:
+ * parses it, checks its signature and builds the replica's manifest. */
+static int take_source(struct replicate_state *state, const struct catalog_entry *entry,
+                       stow_error *err)
+{
+    manifest_free(&state->source);
+    if (manifest_parse(entry->manifest_key, (const char *)state->manifest_text.data,
+                       state->manifest_text.len, &state->source, err) != 0 ||
+        check_source_signature(state, entry->manifest_key, err) != 0)
+        return -1;
+    return build_replica_manifest(state, entry, err);
+}
+
+/* Returns 1 when the two manifests name the same data object: key, size
+ * and every part. */
+static int same_object(const struct manifest *a, const struct manifest *b)
+{
+    if (strcmp(a->object_key, b->object_key) != 0 || a->stored_bytes != b->stored_bytes ||
+        a->parts.count != b->parts.count)
+        return 0;
+    for (size_t i = 0; i < a->parts.count; i++) {
+        const struct storage_part *first = &a->parts.parts[i];
+        const struct storage_part *second = &b->parts.parts[i];
+
+        if (first->offset != second->offset || first->size != second->size ||
+            memcmp(first->sha256, second->sha256, sizeof first->sha256) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Reads the primary's manifest again right before the replica's is
+ * written, so that a change made during the copy, such as a rekey that
+ * added a recipient, reaches the replica. A manifest that changed is taken,
+ * and checked as the first one was, when it names the same object. */
+static int refresh_source(struct replicate_state *state, const struct catalog_entry *entry,
+                          stow_error *err)
+{
+    struct manifest fresh = {0};
+    stow_buf previous;
+    int same;
+
+    if (read_primary_manifest(state, entry, &state->fresh_text, err) != 0)
+        return -1;
+    if (same_bytes(&state->fresh_text, &state->manifest_text))
+        return 0;
+    if (manifest_parse(entry->manifest_key, (const char *)state->fresh_text.data,
+                       state->fresh_text.len, &fresh, err) != 0)
+        return -1;
+    same = same_object(&fresh, &state->source);
+    manifest_free(&fresh);
+    if (!same) {
+        stow_fail(err, STOW_EXIT_FAILURE, "the manifest of backup %s in %s names another data "
+                                          "object than when its copy started",
+                  entry->manifest.id, storage_url(state->primary));
+        stow_error_hint(err, "run stowage replicate again to copy the backup as it is now");
+        return -1;
+    }
+
+    stow_log_info("the manifest of backup %s in %s changed while the backup was copied (by a "
+                  "rekey, for example); %s gets the current one",
+                  entry->manifest.id, storage_url(state->primary), storage_url(state->replica));
+    previous = state->manifest_text;
+    state->manifest_text = state->fresh_text;
+    state->fresh_text = previous;
+    return take_source(state, entry, err);
+}
+
+/* Writes the replica's manifest (build_replica_manifest) under the run's
+ * Object Lock. A new manifest is written create-only, and one that is
+ * already there passes when its bytes are the same. A repair replaces the
+ * replica's manifest in one put, so that the replica has a manifest for
+ * the backup at every moment. */
 static int write_manifest(struct replicate_state *state, const struct catalog_entry *entry,
                           stow_error *err)
 {
     static const struct storage_put_options create_only = {1, "application/json"};
+    static const struct storage_put_options replace = {0, "application/json"};
     const stow_buf *text = state->write_text;
     int rc;
 
     if (catalog_lock_check(state->lock, err) != 0)
         return -1;
     rc = storage_put_locked(state->replica, entry->manifest_key, text->data, text->len,
-                            &create_only, replica_lock(state), err);
+                            state->replace ? &replace : &create_only, replica_lock(state), err);
     if (rc != STORAGE_CONFLICT)
         return rc;
 
@@ -369,30 +542,38 @@ static int write_manifest(struct replicate_state *state, const struct catalog_en
     return rc;
 }
 
-/* Returns 1 when the two manifest texts parse to the same document apart
- * from their object_lock and signature members. */
-static int same_but_lock(const stow_buf *a, const stow_buf *b)
+/* Returns 1 when the replica's manifest text is equivalent to the
+ * primary's: the same document, apart from the object_lock member of a
+ * copy stored under the replica's own Object Lock and the signature that
+ * replicate made for that member. */
+static int equivalent_manifests(const stow_buf *primary_text, const stow_buf *replica_text)
 {
-    json_t *first = json_loadb((const char *)a->data, a->len, JSON_REJECT_DUPLICATES, NULL);
-    json_t *second = json_loadb((const char *)b->data, b->len, JSON_REJECT_DUPLICATES, NULL);
-    int same = first != NULL && second != NULL;
+    json_t *primary = json_loadb((const char *)primary_text->data, primary_text->len,
+                                 JSON_REJECT_DUPLICATES, NULL);
+    json_t *replica = json_loadb((const char *)replica_text->data, replica_text->len,
+                                 JSON_REJECT_DUPLICATES, NULL);
+    int same = primary != NULL && replica != NULL;
 
     if (same) {
-        json_object_del(first, "object_lock");
-        json_object_del(second, "object_lock");
-        json_object_del(first, SIGNATURE_MEMBER);
-        json_object_del(second, SIGNATURE_MEMBER);
-        same = json_equal(first, second);
+        json_t *replica_lock_member = json_object_get(replica, "object_lock");
+
+        if (replica_lock_member != NULL && !json_is_null(replica_lock_member) &&
+            !json_equal(replica_lock_member, json_object_get(primary, "object_lock"))) {
+            json_object_del(primary, "object_lock");
+            json_object_del(replica, "object_lock");
+            json_object_del(primary, SIGNATURE_MEMBER);
+            json_object_del(replica, SIGNATURE_MEMBER);
+        }
+        same = json_equal(primary, replica);
     }
-    json_decref(first);
-    json_decref(second);
+    json_decref(primary);
+    json_decref(replica);
     return same;
 }
 
-/* Returns 1 when the replica's manifest of the backup has the primary's
- * bytes. With a lock, the two documents are compared without the
- * object_lock and signature members that the lock changes. Fills err and
- * returns -1 when the manifest cannot be read. */
+/* Returns 1 when the replica's manifest of the backup is equivalent to the
+ * primary's (equivalent_manifests), whatever the run's Object Lock. Fills
+ * err and returns -1 when the manifest cannot be read. */
 static int replica_manifest_matches(struct replicate_state *state,
                                     const struct catalog_entry *entry, stow_error *err)
 {
@@ -402,11 +583,8 @@ static int replica_manifest_matches(struct replicate_state *state,
         return 0;
     if (rc != 0)
         return -1;
-    if (replica_lock(state) != NULL)
-        return same_but_lock(&state->replica_text, &state->manifest_text);
-    return state->replica_text.len == state->manifest_text.len &&
-           memcmp(state->replica_text.data, state->manifest_text.data,
-                  state->manifest_text.len) == 0;
+    return same_bytes(&state->replica_text, &state->manifest_text) ||
+           equivalent_manifests(&state->manifest_text, &state->replica_text);
 }
 
 /* Decides, for a backup that the replica has, whether it passes the repair
@@ -436,19 +614,6 @@ static int repair_check(struct replicate_state *state, const struct catalog_entr
     set_note(item, check_err.message);
     *object_failed = 1;
     return 0;
-}
-
-/* Removes the replica's manifest of a backup that is to be copied again,
- * so that no manifest names an object while it is being replaced. */
-static int remove_replica_manifest(struct replicate_state *state,
-                                   const struct catalog_entry *entry, const char *reason,
-                                   stow_error *err)
-{
-    stow_log_warn("backup %s in %s is copied again (%s); its manifest there is removed first",
-                  entry->manifest.id, storage_url(state->replica), reason);
-    if (catalog_lock_check(state->lock, err) != 0)
-        return -1;
-    return storage_delete(state->replica, entry->manifest_key, err);
 }
 
 /* Puts an object that an earlier run left, and that passed the check, under
@@ -505,9 +670,9 @@ static int reuse_existing_object(struct replicate_state *state,
     return 0;
 }
 
-/* Copies the data object, checks the copy, copies the reports and commits
- * the manifest. object_failed 1 skips the check of an object already under
- * the key, which has just failed it. */
+/* Copies the data object, checks the copy, copies the reports and the
+ * hold, and commits the manifest. object_failed 1 skips the check of an
+ * object already under the key, which has just failed it. */
 static int copy_backup(struct replicate_state *state, const struct catalog_entry *entry,
                        struct replicate_item *item, int object_failed, stow_error *err)
 {
@@ -529,7 +694,8 @@ static int copy_backup(struct replicate_state *state, const struct catalog_entry
             return -1;
         }
     }
-    if (copy_reports(state, entry, item, err) != 0 || write_manifest(state, entry, err) != 0)
+    if (copy_reports_and_hold(state, entry, item, err) != 0 ||
+        refresh_source(state, entry, err) != 0 || write_manifest(state, entry, err) != 0)
         return -1;
 
     if (item->action != REPLICATE_REPAIRED)
@@ -546,6 +712,12 @@ static void log_outcome(const struct replicate_state *state, const struct replic
                         item->check_seconds > 0 ? " and passed its check" : "");
         return;
     }
+    if (item->action == REPLICATE_REPAIRED && item->method == NULL) {
+        stow_log_info("backup %s: replaced its manifest in %s with the primary's; its object "
+                      "there passed its check in %.1f s and was kept",
+                      item->id, storage_url(state->replica), item->check_seconds);
+        return;
+    }
     if (item->method == NULL) {
         stow_log_info("backup %s: kept the complete object already in %s (checked in %.1f s) "
                       "and wrote its manifest",
@@ -560,9 +732,51 @@ static void log_outcome(const struct replicate_state *state, const struct replic
                   item->copy_seconds > 0 ? mib / item->copy_seconds : 0.0, item->check_seconds);
 }
 
-/* Checks a backup that the replica has, and copies it again when it fails. */
+/* Fails when replacing the replica's manifest of a backup would lose what
+ * protects it there: the replica's own Object Lock, which a run without
+ * object_lock_days would not set again, or a signature, when the manifest
+ * that replaces it is not equivalent and its signature was not checked.
+ * manifest_differs is 0 when only the object is copied again. */
+static int check_replacement(const struct replicate_state *state,
+                             const struct catalog_entry *replica_entry, int manifest_differs,
+                             stow_error *err)
+{
+    const struct manifest *current = &replica_entry->manifest;
+    json_t *signature = json_object_get(current->document, SIGNATURE_MEMBER);
+    const char *key_id = json_string_value(json_object_get(signature, "key_id"));
+    int own_lock = current->lock_mode != STORAGE_LOCK_NONE &&
+                   (current->lock_mode != state->source.lock_mode ||
+                    current->lock_retain_until != state->source.lock_retain_until);
+    char until[32];
+
+    if (own_lock && current->lock_retain_until > time(NULL) && replica_lock(state) == NULL) {
+        manifest_format_time(current->lock_retain_until, until);
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "backup %s in %s is stored under S3 Object Lock (%s until %s), and a repair "
+                  "without --object-lock-days would replace it with an unlocked copy",
+                  current->id, storage_url(state->replica),
+                  storage_lock_mode_name(current->lock_mode), until);
+        stow_error_hint(err, "run replicate --repair with the --object-lock-days%s of the runs "
+                             "that copied it",
+                        signature != NULL ? " and --signing-key" : "");
+        return -1;
+    }
+    if (!manifest_differs || signature == NULL || state->source_verified)
+        return 0;
+    stow_fail(err, STOW_EXIT_VERIFY,
+              "the manifest of backup %s in %s is signed (key id %s) and differs from the "
+              "primary's, whose signature this run did not check, so it was kept",
+              current->id, storage_url(state->replica), key_id != NULL ? key_id : "none");
+    stow_error_hint(err, "pass --trusted-key with the signing public key of the primary's "
+                         "manifests so that --repair can check the one that would replace it");
+    return -1;
+}
+
+/* Checks a backup that the replica has, and repairs it when it fails: the
+ * object is copied again when it failed, and the manifest is replaced. */
 static int repair_backup(struct replicate_state *state, const struct catalog_entry *entry,
-                         struct replicate_item *item, stow_error *err)
+                         const struct catalog_entry *replica_entry, struct replicate_item *item,
+                         stow_error *err)
 {
     int object_failed = 0;
     int rc = repair_check(state, entry, item, &object_failed, err);
@@ -571,10 +785,13 @@ static int repair_backup(struct replicate_state *state, const struct catalog_ent
     if (rc < 0)
         return -1;
     if (rc == 1)
-        return copy_reports(state, entry, item, err);
+        return copy_reports_and_hold(state, entry, item, err);
 
-    if (remove_replica_manifest(state, entry, item->note, err) != 0)
+    if (check_replacement(state, replica_entry, !object_failed, err) != 0)
         return -1;
+    stow_log_warn("backup %s in %s failed the repair check (%s); it is repaired",
+                  entry->manifest.id, storage_url(state->replica), item->note);
+    state->replace = 1;
     item->action = REPLICATE_REPAIRED;
     return copy_backup(state, entry, item, object_failed, err);
 }
@@ -584,26 +801,22 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
                             struct replicate_item *item, stow_error *err)
 {
     const struct catalog_entry *replica_entry = find_replica_entry(state, entry->manifest_key);
-    int rc;
 
     stow_log_set_context("backup_id", entry->manifest.id);
+    state->replace = 0;
     if (replica_entry != NULL && !state->options->repair) {
         item->action = REPLICATE_PRESENT;
-        return copy_reports(state, entry, item, err);
+        return copy_reports_and_hold(state, entry, item, err);
     }
 
-    /* The primary's manifest bytes, to compare and to write. */
-    rc = storage_get(state->primary, entry->manifest_key, &state->manifest_text, err);
-    if (rc == STORAGE_NOT_FOUND)
-        rc = stow_fail(err, STOW_EXIT_FAILURE, "the manifest %s vanished from %s (expired "
-                                               "since the listing?)",
-                       entry->manifest_key, storage_url(state->primary));
-    if (rc != 0 || build_replica_manifest(state, entry, err) != 0)
+    /* The primary's manifest, to check, compare and write. */
+    if (read_primary_manifest(state, entry, &state->manifest_text, err) != 0 ||
+        take_source(state, entry, err) != 0)
         return -1;
 
     /* With repair, a backup the replica has is checked first. */
     if (replica_entry != NULL)
-        return repair_backup(state, entry, item, err);
+        return repair_backup(state, entry, replica_entry, item, err);
 
     /* An invalid manifest under the key is replaced only on request. */
     if (index_find(&state->replica_keys, entry->manifest_key) != NULL) {
@@ -615,8 +828,9 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
             return -1;
         }
         set_note(item, "the replica's manifest was invalid");
-        if (remove_replica_manifest(state, entry, "its manifest there is invalid", err) != 0)
-            return -1;
+        stow_log_warn("backup %s in %s has an invalid manifest; it is repaired",
+                      entry->manifest.id, storage_url(state->replica));
+        state->replace = 1;
         item->action = REPLICATE_REPAIRED;
     }
     return copy_backup(state, entry, item, 0, err);
@@ -703,12 +917,44 @@ static const char **distinct_names(const struct catalog *catalog, size_t *count)
     return names;
 }
 
+int replicate_reject_unknown_name(storage *primary, const char *name, stow_error *err)
+{
+    struct catalog catalog = {0};
+    const char **names = NULL;
+    size_t count = 0;
+    stow_buf list;
+
+    stow_buf_init(&list, 4096);
+    if (catalog_load(primary, NULL, &catalog, err) == 0) {
+        names = distinct_names(&catalog, &count);
+        for (size_t i = 0; i < count; i++)
+            stow_buf_printf(&list, NULL, "%s%s", i > 0 ? ", " : "", names[i]);
+        if (count == 0)
+            stow_fail(err, STOW_EXIT_USAGE, "the repository %s has no backups, of %s or of any "
+                                            "other name",
+                      storage_url(primary), name);
+        else
+            stow_fail(err, STOW_EXIT_USAGE, "the repository %s has no backups of %s; its "
+                                            "catalog names: %.*s",
+                      storage_url(primary), name, (int)list.len, (const char *)list.data);
+        stow_error_hint(err, "pass one of its names to --name, or leave --name out for every "
+                             "name");
+    }
+    free(names);
+    stow_buf_free(&list);
+    catalog_free(&catalog);
+    return -1;
+}
+
 static int load_state(struct replicate_state *state, stow_error *err)
 {
     const char *name = state->options->name;
 
-    if (catalog_load(state->primary, name, &state->primary_catalog, err) != 0 ||
-        catalog_load(state->replica, name, &state->replica_catalog, err) != 0 ||
+    if (catalog_load(state->primary, name, &state->primary_catalog, err) != 0)
+        return -1;
+    if (name != NULL && state->primary_catalog.count == 0 && state->primary_catalog.broken == 0)
+        return replicate_reject_unknown_name(state->primary, name, err);
+    if (catalog_load(state->replica, name, &state->replica_catalog, err) != 0 ||
         index_load(state->primary, name, &state->primary_keys, err) != 0 ||
         index_load(state->replica, name, &state->replica_keys, err) != 0)
         return -1;
@@ -764,6 +1010,26 @@ static int check_signing_key(const struct replicate_state *state, stow_error *er
     return 0;
 }
 
+/* Gathers the keys that check the primary's signatures: the trusted keys
+ * and, with them, the signing key (as rekey does); the signing key alone
+ * checks the manifests that it signs again when no key is trusted. */
+static int prepare_trust(struct replicate_state *state, stow_error *err)
+{
+    const struct replicate_options *options = state->options;
+    const struct keys_signing_public *own;
+
+    if (options->trust != NULL)
+        state->trust = *options->trust;
+    if (options->signing_key == NULL)
+        return 0;
+    own = keys_signing_secret_public(options->signing_key);
+    if (signature_trust_add_key(&state->own_key, own, err) != 0)
+        return -1;
+    if (state->trust.count == 0)
+        return 0;
+    return signature_trust_add_key(&state->trust, own, err);
+}
+
 static void free_state(struct replicate_state *state)
 {
     catalog_free(&state->primary_catalog);
@@ -771,6 +1037,8 @@ static void free_state(struct replicate_state *state)
     index_free(&state->primary_keys);
     index_free(&state->replica_keys);
     stow_buf_free(&state->manifest_text);
+    stow_buf_free(&state->fresh_text);
+    manifest_free(&state->source);
     stow_buf_free(&state->locked_text);
     stow_buf_free(&state->replica_text);
 }
@@ -809,12 +1077,15 @@ int replicate_run(storage *primary, storage *replica, const struct replicate_opt
     state.options = options;
     state.result = result;
     stow_buf_init(&state.manifest_text, MANIFEST_MAX_BYTES);
+    stow_buf_init(&state.fresh_text, MANIFEST_MAX_BYTES);
     stow_buf_init(&state.locked_text, MANIFEST_MAX_BYTES);
     stow_buf_init(&state.replica_text, MANIFEST_MAX_BYTES);
 
-    /* Check the replica's Object Lock, then read both catalogs and key
-     * listings once. */
+    /* Check the replica's Object Lock and gather the trusted keys, then
+     * read both catalogs and key listings once. */
     rc = prepare_object_lock(&state, err);
+    if (rc == 0)
+        rc = prepare_trust(&state, err);
     if (rc == 0)
         rc = load_state(&state, err);
     if (rc == 0)
@@ -835,7 +1106,7 @@ int replicate_run(storage *primary, storage *replica, const struct replicate_opt
 
     if (rc == 0) {
         stow_log_info("replication to %s finished: %zu copied, %zu kept from an earlier run, "
-                      "%zu copied again, %zu already there, %zu failed",
+                      "%zu repaired, %zu already there, %zu failed",
                       storage_url(replica), result->copied, result->reused, result->repaired,
                       result->present, result->failed);
         rc = summarise_failures(result, replica, err);

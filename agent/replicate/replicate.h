@@ -4,26 +4,42 @@
  * Model. A backup is in the replica when the replica has a valid manifest
  * for it under the same key. For each complete backup of the primary that
  * the replica lacks, newest first:
- *   1. the data object is copied under the same key with the manifest's
+ *   1. the primary's manifest is read and its signature checked (below);
+ *   2. the data object is copied under the same key with the manifest's
  *      part boundaries (object_copy.h): inside S3 when both repositories
  *      are on one S3 service, else streamed part by part;
- *   2. the copy is checked against the manifest: its size, and each part's
+ *   3. the copy is checked against the manifest: its size, and each part's
  *      SHA-256 read back from the replica, which reads the copy once;
- *   3. the primary's verification reports that the replica lacks are
- *      copied;
- *   4. the manifest is written last, with the primary's bytes and a
- *      create-only put.
- * A run that stops before step 4 leaves no manifest, so the backup does not
+ *   4. the primary's verification reports and hold that the replica lacks
+ *      are copied;
+ *   5. the primary's manifest is read again. When it changed meanwhile (a
+ *      rekey) but still names the same object, the current one is taken.
+ *      It is written last, with the primary's bytes and a create-only put.
+ * A run that stops before step 5 leaves no manifest, so the backup does not
  * exist in the replica and the next run copies it again. A complete object
  * that an earlier run left without a manifest is checked and kept when it
  * passes. An object under a backup's key that fails the check, such as one
  * written by another tool, is never taken for the backup: it is replaced
  * by a copy.
  *
+ * Signatures. With trusted keys, a primary manifest is written to the
+ * replica only when a trusted key signed it and the signature verifies.
+ * Anything else fails that backup with STOW_EXIT_VERIFY. Without trusted
+ * keys, the primary's bytes travel with their signature, so readers of the
+ * replica check it. A manifest that is signed again for the replica's
+ * Object Lock must have a signature that this run can check: by a trusted
+ * key or by the signing key itself.
+ *
  * Repair. With repair set, backups that the replica already has are checked
- * as in step 2, and their manifest is compared byte for byte with the
- * primary's. A backup that fails loses its replica manifest first, and is
- * then copied as if it were missing. An invalid manifest in the replica is
+ * as in step 3, and their manifest is compared with the primary's. It
+ * passes with the same bytes, or with the same document apart from the
+ * object_lock member and the signature of a locked copy. A backup that
+ * fails is copied as if it were missing, but its replica manifest stays
+ * until the new copy has passed its check, and is then replaced in one
+ * put. A repair that
+ * would drop the replica's Object Lock (a run without object_lock_days),
+ * or replace a signed manifest with one whose signature was not checked,
+ * fails that backup instead. An invalid manifest in the replica is
  * replaced only with repair set.
  *
  * Locks. Each catalog name is replicated under the replica's lock for that
@@ -37,11 +53,12 @@
  * (storage_put_locked, storage_upload_begin_locked), each lock is read back
  * with HeadObject and set with PutObjectRetention where the store did not
  * apply it. The replica must have Object Lock enabled, which is checked
- * before anything is written. The replica's manifest then differs from the primary's in its
- * object_lock member, and one that carries a signature is signed again with
- * signing_key. Verification reports are copied without a lock, as verify
- * writes them in the primary. Without object_lock_days the manifest keeps
- * the primary's bytes, object_lock member included.
+ * before anything is written. The replica's manifest then differs from the
+ * primary's in its object_lock member, and one that carries a signature is
+ * signed again with signing_key. Verification reports and holds are copied
+ * without a lock, as verify and hold write them in the primary. Without
+ * object_lock_days the manifest keeps the primary's bytes, object_lock
+ * member included.
  *
  * Replication never deletes a backup from the replica: retention runs on
  * each repository separately. */
@@ -54,6 +71,7 @@
 
 #include "common/error.h"
 #include "keys.h"
+#include "signature.h"
 #include "storage/storage.h"
 
 /* The outcome for one backup. REPLICATE_REUSED means that a complete
@@ -63,7 +81,7 @@ enum replicate_action {
     REPLICATE_PRESENT,   /* the replica had it (checked too, with repair) */
     REPLICATE_COPIED,    /* copied by this run */
     REPLICATE_REUSED,
-    REPLICATE_REPAIRED,  /* failed the repair check, so it was copied again */
+    REPLICATE_REPAIRED,  /* failed the repair check: manifest replaced, object copied when it failed */
     REPLICATE_FAILED
 };
 
@@ -75,6 +93,7 @@ struct replicate_options {
     int object_lock_days;     /* S3 Object Lock retention in the replica; 0: no lock */
     enum storage_lock_mode object_lock_mode;         /* used when object_lock_days > 0 */
     const struct keys_signing_secret *signing_key;   /* re-signs locked manifests; may be NULL */
+    const struct signature_trust *trust; /* signers of the primary's manifests; NULL: none */
 };
 
 /* The outcome for one backup of the primary. */
@@ -88,7 +107,7 @@ struct replicate_item {
     double copy_seconds;
     double check_seconds;      /* reading the copy back; 0 when not checked */
     size_t reports_copied;     /* verification reports written to the replica */
-    char *note;                /* owned; why the backup was copied again, or NULL */
+    char *note;                /* owned; why the backup was repaired or its object replaced, or NULL */
     stow_error error;          /* set when action is REPLICATE_FAILED */
 };
 
@@ -112,6 +131,10 @@ int replicate_run(storage *primary, storage *replica, const struct replicate_opt
                   struct replicate_result *result, stow_error *err);
 
 void replicate_result_free(struct replicate_result *result);
+
+/* Fails with STOW_EXIT_USAGE for a catalog name that has no backup in the
+ * primary, naming the names that it has. Returns -1. */
+int replicate_reject_unknown_name(storage *primary, const char *name, stow_error *err);
 
 /* Returns the action's name as in the JSON output ("copied", ...). */
 const char *replicate_action_name(enum replicate_action action);

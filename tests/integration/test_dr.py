@@ -129,11 +129,11 @@ class DrTest(StowageTestCase):
     def replica_env(self, **extra):
         return self.class_s3_env(region=REPLICA_REGION, **extra)
 
-    def backup_app(self, repo, env=None, db="app"):
+    def backup_app(self, repo, env=None, db="app", extra=()):
         """Back up db with the ops key and the escrow key as recipients; return the id."""
         result = self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo(db),
                               "--recipient", self.pub, "--recipient", self.escrow_pub,
-                              "--part-size", "64KiB", "--json",
+                              "--part-size", "64KiB", "--json", *extra,
                               env=env if env is not None else self.class_s3_env())
         return json.loads(result.stdout)["id"]
 
@@ -180,6 +180,26 @@ class DrTest(StowageTestCase):
         client = self.moto.client("s3", region=REPLICA_REGION)
         return [item["Key"] for item in
                 client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    def manifest_bytes(self, bucket, backup_id, region=REPLICA_REGION, name="app"):
+        key = "%s/backups/%s/%s/manifest.json" % (PREFIX, name, backup_id)
+        client = self.moto.client("s3", region=region)
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def put_manifest(self, bucket, backup_id, body, region=REPLICA_REGION, name="app"):
+        key = "%s/backups/%s/%s/manifest.json" % (PREFIX, name, backup_id)
+        self.moto.client("s3", region=region).put_object(Bucket=bucket, Key=key, Body=body)
+
+    def plant_tag(self, bucket, backup_id, name="app"):
+        """Give the replica's manifest of backup_id a tag that the primary's lacks."""
+        manifest = json.loads(self.manifest_bytes(bucket, backup_id, name=name))
+        manifest["tags"] = {"planted": "yes"}
+        self.put_manifest(bucket, backup_id, json.dumps(manifest).encode(), name=name)
+
+    def new_key(self, label):
+        path = os.path.join(self.workdir, "%s-%s.key" % (label, os.urandom(3).hex()))
+        self.stowage("keygen", "--out", path)
+        return path
 
     # Replication between regions -------------------------------------------
 
@@ -490,6 +510,172 @@ class DrTest(StowageTestCase):
         self.assertIsNone(summary["backups"][0]["method"])
         self.assertNotIn("planted", json.dumps(self.show_json(replica, backup_id,
                                                               env=self.replica_env())))
+
+    # Signatures, repair order and races -----------------------------------
+
+    def test_repair_keeps_good_signed_copy(self):
+        primary, primary_bucket = self.primary_repo()
+        replica, replica_bucket = self.replica_repo()
+        signing_key = self.key + ".sign"
+        backup_id = self.backup_app(primary, extra=("--signing-key", signing_key))
+        self.replicate(primary, replica)
+        good = self.manifest_bytes(replica_bucket, backup_id)
+
+        # The primary's manifest is edited after it was signed.
+        tampered = self.manifest_bytes(primary_bucket, backup_id, region=PRIMARY_REGION)
+        self.assertIn(b'"rows": 5000', tampered)
+        self.put_manifest(primary_bucket, backup_id,
+                          tampered.replace(b'"rows": 5000', b'"rows": 5001', 1),
+                          region=PRIMARY_REGION)
+
+        # Without a trusted key repair cannot tell which copy is genuine.
+        summary, result = self.replicate(primary, replica, "--repair", expect=EXIT_VERIFY)
+        self.assertEqual("failed", summary["backups"][0]["action"])
+        self.assertIn("--trusted-key", result.stderr)
+        self.assertEqual(good, self.manifest_bytes(replica_bucket, backup_id))
+
+        # With one, the primary's manifest fails its signature check.
+        summary, result = self.replicate(primary, replica, "--repair", "--trusted-key",
+                                         signing_key + ".pub", expect=EXIT_VERIFY)
+        self.assertIn("changed after it was signed", summary["backups"][0]["error"])
+        self.assertEqual(good, self.manifest_bytes(replica_bucket, backup_id))
+        self.stowage("verify", "--repo", replica, backup_id, "--key", self.key,
+                     "--trusted-key", signing_key + ".pub", env=self.replica_env())
+
+    def test_tampered_manifest_is_not_copied(self):
+        primary, primary_bucket = self.primary_repo()
+        replica, _ = self.replica_repo()
+        signing_key = self.key + ".sign"
+        good_id = self.backup_app(primary, extra=("--signing-key", signing_key))
+        tampered_id = self.backup_app(primary, extra=("--signing-key", signing_key))
+        tampered = self.manifest_bytes(primary_bucket, tampered_id, region=PRIMARY_REGION)
+        self.put_manifest(primary_bucket, tampered_id,
+                          tampered.replace(b'"rows": 5000', b'"rows": 5001', 1),
+                          region=PRIMARY_REGION)
+
+        summary, _ = self.replicate(primary, replica, "--trusted-key", signing_key + ".pub",
+                                    expect=EXIT_VERIFY)
+        actions = {entry["id"]: entry["action"] for entry in summary["backups"]}
+        self.assertEqual({good_id: "copied", tampered_id: "failed"}, actions)
+        self.assertEqual([good_id], self.replica_ids(replica))
+
+        # STOWAGE_TRUSTED_KEYS sets the trusted keys too.
+        env = self.class_s3_env(STOWAGE_TRUSTED_KEYS=signing_key + ".pub")
+        summary, result = self.replicate(primary, replica, env=env, expect=EXIT_VERIFY)
+        self.assertIn("changed after it was signed", result.stderr)
+        self.assertEqual([good_id], self.replica_ids(replica))
+
+    def test_interrupted_repair_keeps_manifest(self):
+        replica, replica_bucket = self.replica_repo()
+        self.replicate(self.big_repo, replica)
+        self.plant_tag(replica_bucket, self.big_id, name="big")
+
+        # The differing manifest makes repair read the object back, slowly.
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(STALL, method="GET", path=r"data\.stow$", nth=3, count=None,
+                            seconds=0.5)
+            env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            process = spawn_stowage(["replicate", "--repo", self.big_repo, "--to", replica,
+                                     "--to-region", REPLICA_REGION, "--repair", "--json"],
+                                    env=env)
+            deadline = time.monotonic() + 120
+            while (len(proxy.requests_matching(method="GET", path=r"data\.stow$")) < 6 and
+                   time.monotonic() < deadline):
+                if process.poll() is not None:
+                    self.fail("replicate ended before the interruption: %s"
+                              % (process.communicate(),))
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=120)
+        self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+        self.assertEqual([self.big_id], self.replica_ids(replica))
+
+        summary, result = self.replicate(self.big_repo, replica, "--repair")
+        self.assertEqual(1, summary["repaired"])
+        self.assertIn("replaced its manifest", result.stderr)
+        self.assertNotIn("copied again", result.stderr)
+        self.assertNotIn("planted", self.manifest_bytes(replica_bucket, self.big_id,
+                                                        name="big").decode())
+
+    def test_rekey_during_copy_reaches_replica(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        added = self.new_key("added")
+
+        # The first part copy stalls while rekey adds a recipient on the primary.
+        with FaultProxy(self.moto) as proxy:
+            proxy.add_fault(STALL, method="PUT", query=r"partNumber=", nth=1, count=1,
+                            seconds=4)
+            env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint)
+            process = spawn_stowage(["replicate", "--repo", primary, "--to", replica,
+                                     "--to-region", REPLICA_REGION, "--json"], env=env)
+            deadline = time.monotonic() + 60
+            while not self.copy_requests(proxy) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(self.copy_requests(proxy))
+            self.stowage("rekey", "--repo", primary, backup_id, "--key", self.key,
+                         "--add-recipient", added + ".pub", "--signing-key",
+                         self.key + ".sign", "--accept-unsigned", env=self.class_s3_env())
+            stdout, stderr = process.communicate(timeout=120)
+        self.assertEqual(0, process.returncode, stderr)
+        self.assertEqual(1, json.loads(stdout)["copied"])
+        self.assertIn("changed while the backup was copied", stderr)
+        self.verify(replica, backup_id, self.replica_env(), key=added)
+
+    # Names, messages and holds -------------------------------------------
+
+    def test_unknown_name_is_usage_error(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        self.backup_app(primary)
+
+        result = self.stowage("replicate", "--repo", primary, "--to", replica, "--to-region",
+                              REPLICA_REGION, "--name", "nosuch", env=self.class_s3_env(),
+                              expect=EXIT_USAGE)
+        self.assertIn("no backups of nosuch", result.stderr)
+        self.assertIn("catalog names: app", result.stderr)
+
+        result = self.stowage("dr", "status", "--repo", primary, "--replica", replica,
+                              "--replica-region", REPLICA_REGION, "--name", "nosuch",
+                              env=self.class_s3_env(), expect=EXIT_USAGE)
+        self.assertIn("catalog names: app", result.stderr)
+
+        result = self.stowage("replicate", "--repo", primary, "--to", replica, "--to-region",
+                              REPLICA_REGION, "--name", "bad/name", env=self.class_s3_env(),
+                              expect=EXIT_USAGE)
+        self.assertIn("bad/name", result.stderr)
+
+    def test_unreachable_replica_names_its_option(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        nowhere = "http://127.0.0.1:9"
+
+        result = self.stowage("replicate", "--repo", primary, "--to", replica, "--to-region",
+                              REPLICA_REGION, "--to-endpoint", nowhere,
+                              env=self.class_s3_env(), expect=None)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn("check --to-endpoint", result.stderr)
+        self.assertNotIn("check --endpoint", result.stderr)
+
+        result = self.stowage("dr", "status", "--repo", primary, "--replica", replica,
+                              "--replica-region", REPLICA_REGION, "--replica-endpoint", nowhere,
+                              env=self.class_s3_env(), expect=None)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn("check --replica-endpoint", result.stderr)
+
+    def test_hold_is_replicated(self):
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        self.replicate(primary, replica)
+
+        self.stowage("hold", "--repo", primary, backup_id, "--reason", "legal hold, case 17",
+                     env=self.class_s3_env())
+        summary, _ = self.replicate(primary, replica)
+        self.assertEqual(1, summary["present"])
+        listed = self.list_json(replica, env=self.replica_env())
+        self.assertEqual("legal hold, case 17", listed[0]["hold"]["reason"])
 
     # Other repository kinds ------------------------------------------------
 

@@ -16,6 +16,7 @@ PRIMARY_REGION = "us-east-1"
 REPLICA_REGION = "eu-west-1"
 PREFIX = "db"
 EXIT_USAGE = 2
+EXIT_VERIFY = 3
 DAY = datetime.timedelta(days=1)
 
 
@@ -85,6 +86,25 @@ class ReplicateObjectLockTest(StowageTestCase):
     def replica_manifest(self, bucket, backup_id):
         key = "%s/backups/app/%s/manifest.json" % (PREFIX, backup_id)
         return json.loads(self.replica_s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def new_key(self, label):
+        path = os.path.join(self.workdir, "%s-%s.key" % (label, os.urandom(3).hex()))
+        self.stowage("keygen", "--out", path)
+        return path
+
+    def manifest_bytes(self, bucket, backup_id, region=REPLICA_REGION):
+        key = "%s/backups/app/%s/manifest.json" % (PREFIX, backup_id)
+        client = self.moto.client("s3", region=region)
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def tamper_rows(self, bucket, backup_id):
+        """Change one table's row count in the primary's manifest, after it was signed."""
+        key = "%s/backups/app/%s/manifest.json" % (PREFIX, backup_id)
+        client = self.moto.client("s3", region=PRIMARY_REGION)
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        self.assertIn(b'"rows": 6000', body)
+        client.put_object(Bucket=bucket, Key=key,
+                          Body=body.replace(b'"rows": 6000', b'"rows": 6001', 1))
 
     def assert_locked(self, bucket, key, mode, not_before):
         head = self.replica_s3.head_object(Bucket=bucket, Key=key)
@@ -197,6 +217,74 @@ class ReplicateObjectLockTest(StowageTestCase):
         self.assertEqual("valid", listed[0]["signature"]["status"])
         self.stowage("verify", "--repo", replica, backup_id, "--key", self.key,
                      "--trusted-key", self.trusted, env=self.replica_env())
+
+    def test_tampered_manifest_not_signed_again(self):
+        primary = self.primary_repo()
+        primary_bucket = primary[len("s3://"):].split("/")[0]
+        replica, bucket = self.replica_repo()
+        escrow = self.new_key("escrow")
+        good_id = self.backup_app(primary, "--signing-key", self.signing_key)
+        tampered_id = self.backup_app(primary, "--signing-key", self.signing_key)
+        self.tamper_rows(primary_bucket, tampered_id)
+        result = self.stowage("verify", "--repo", primary, tampered_id, "--key", self.key,
+                              "--trusted-key", self.trusted, env=self.env(), expect=EXIT_VERIFY)
+        self.assertIn("changed after it was signed", result.stderr)
+
+        # The escrow key cannot check the ops key's signatures: nothing is signed again.
+        _, result = self.replicate(primary, replica, "--object-lock-days", "1", "--signing-key",
+                                   escrow + ".sign", expect=EXIT_VERIFY)
+        self.assertIn("not a trusted key", result.stderr)
+        self.assertIn("--trusted-key", result.stderr)
+        self.assertEqual([], self.list_json(replica, env=self.replica_env()))
+
+        # With the ops key trusted, the good backup is copied and the other is not.
+        _, result = self.replicate(primary, replica, "--object-lock-days", "1", "--signing-key",
+                                   escrow + ".sign", "--trusted-key", self.trusted,
+                                   expect=EXIT_VERIFY)
+        summary = json.loads(result.stdout)
+        actions = {entry["id"]: entry["action"] for entry in summary["backups"]}
+        self.assertEqual({good_id: "copied", tampered_id: "failed"}, actions)
+        self.assertIn("changed after it was signed", result.stderr)
+        self.assertEqual([], self.backup_keys(bucket, tampered_id)["data"])
+        self.assertEqual([good_id], [entry["id"] for entry in
+                                     self.list_json(replica, env=self.replica_env())])
+        self.stowage("verify", "--repo", replica, good_id, "--key", self.key,
+                     "--trusted-key", escrow + ".sign.pub", env=self.replica_env())
+
+    def test_unlocked_repair_keeps_locked_copy(self):
+        primary = self.primary_repo()
+        replica, bucket = self.replica_repo()
+        escrow = self.new_key("escrow")
+        backup_id = self.backup_app(primary, "--signing-key", self.signing_key)
+        lock_options = ("--object-lock-days", "1", "--signing-key", escrow + ".sign",
+                        "--trusted-key", self.trusted)
+        self.replicate(primary, replica, *lock_options)
+        locked = self.manifest_bytes(bucket, backup_id)
+
+        # An equivalent manifest is left as it is, lock and signature included.
+        summary, _ = self.replicate(primary, replica, "--repair")
+        self.assertEqual(1, summary["present"])
+        self.assertEqual(0, summary["repaired"])
+        self.assertEqual(locked, self.manifest_bytes(bucket, backup_id))
+
+        # A manifest that does need a repair is not replaced by an unlocked one.
+        self.stowage("rekey", "--repo", primary, backup_id, "--key", self.key,
+                     "--add-recipient", escrow + ".pub", "--signing-key", self.signing_key,
+                     "--trusted-key", self.trusted, env=self.env())
+        _, result = self.replicate(primary, replica, "--repair", "--trusted-key", self.trusted,
+                                   expect=EXIT_USAGE)
+        self.assertIn("S3 Object Lock", result.stderr)
+        self.assertIn("--object-lock-days", result.stderr)
+        self.assertEqual(locked, self.manifest_bytes(bucket, backup_id))
+
+        # With the settings of the first run, the repair keeps the lock.
+        summary, _ = self.replicate(primary, replica, "--repair", *lock_options)
+        self.assertEqual(1, summary["repaired"])
+        manifest = self.replica_manifest(bucket, backup_id)
+        self.assertEqual("GOVERNANCE", manifest["object_lock"]["mode"])
+        self.assertEqual(2, len(manifest["encryption"]["recipients"]))
+        self.stowage("verify", "--repo", replica, backup_id, "--key", escrow,
+                     "--trusted-key", escrow + ".sign.pub", env=self.replica_env())
 
     def test_config_keys_lock_replica(self):
         primary = self.primary_repo()

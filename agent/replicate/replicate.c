@@ -442,14 +442,15 @@ static int read_primary_manifest(struct replicate_state *state,
 }
 
 /* Takes state->manifest_text as the primary's manifest of the backup:
- * parses it, checks its signature and builds the replica's manifest. */
+ * parses it and builds the replica's manifest. Its signature is checked
+ * (check_source_signature) only once the replica is to get it, so that a
+ * repair run passes over equivalent copies without it. */
 static int take_source(struct replicate_state *state, const struct catalog_entry *entry,
                        stow_error *err)
 {
     manifest_free(&state->source);
     if (manifest_parse(entry->manifest_key, (const char *)state->manifest_text.data,
-                       state->manifest_text.len, &state->source, err) != 0 ||
-        check_source_signature(state, entry->manifest_key, err) != 0)
+                       state->manifest_text.len, &state->source, err) != 0)
         return -1;
     return build_replica_manifest(state, entry, err);
 }
@@ -506,7 +507,9 @@ static int refresh_source(struct replicate_state *state, const struct catalog_en
     previous = state->manifest_text;
     state->manifest_text = state->fresh_text;
     state->fresh_text = previous;
-    return take_source(state, entry, err);
+    if (take_source(state, entry, err) != 0)
+        return -1;
+    return check_source_signature(state, entry->manifest_key, err);
 }
 
 /* Writes the replica's manifest (build_replica_manifest) under the run's
@@ -787,7 +790,8 @@ static int repair_backup(struct replicate_state *state, const struct catalog_ent
     if (rc == 1)
         return copy_reports_and_hold(state, entry, item, err);
 
-    if (check_replacement(state, replica_entry, !object_failed, err) != 0)
+    if (check_source_signature(state, entry->manifest_key, err) != 0 ||
+        check_replacement(state, replica_entry, !object_failed, err) != 0)
         return -1;
     stow_log_warn("backup %s in %s failed the repair check (%s); it is repaired",
                   entry->manifest.id, storage_url(state->replica), item->note);
@@ -809,7 +813,7 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
         return copy_reports_and_hold(state, entry, item, err);
     }
 
-    /* The primary's manifest, to check, compare and write. */
+    /* The primary's manifest, to compare and write. */
     if (read_primary_manifest(state, entry, &state->manifest_text, err) != 0 ||
         take_source(state, entry, err) != 0)
         return -1;
@@ -817,6 +821,9 @@ static int replicate_backup(struct replicate_state *state, const struct catalog_
     /* With repair, a backup the replica has is checked first. */
     if (replica_entry != NULL)
         return repair_backup(state, entry, replica_entry, item, err);
+
+    if (check_source_signature(state, entry->manifest_key, err) != 0)
+        return -1;
 
     /* An invalid manifest under the key is replaced only on request. */
     if (index_find(&state->replica_keys, entry->manifest_key) != NULL) {

@@ -251,6 +251,13 @@ class ReplicateObjectLockTest(StowageTestCase):
         self.stowage("verify", "--repo", replica, good_id, "--key", self.key,
                      "--trusted-key", escrow + ".sign.pub", env=self.replica_env())
 
+        # A repair without trusted keys passes over the good copy, which it
+        # does not rewrite, and still copies nothing of the other backup.
+        _, result = self.replicate(primary, replica, "--object-lock-days", "1", "--signing-key",
+                                   escrow + ".sign", "--repair", expect=EXIT_VERIFY)
+        actions = {entry["id"]: entry["action"] for entry in json.loads(result.stdout)["backups"]}
+        self.assertEqual({good_id: "present", tampered_id: "failed"}, actions)
+
     def test_unlocked_repair_keeps_locked_copy(self):
         primary = self.primary_repo()
         replica, bucket = self.replica_repo()

@@ -736,9 +736,9 @@ static void log_outcome(const struct replicate_state *state, const struct replic
 }
 
 /* Fails when replacing the replica's manifest of a backup would lose what
- * protects it there: the replica's own Object Lock, which a run without
- * object_lock_days would not set again, or a signature, when the manifest
- * that replaces it is not equivalent and its signature was not checked.
+ * protects it there. That is the replica's own Object Lock, which a run
+ * without object_lock_days would not set again. It is also a signature,
+ * when the replacement differs and its own signature was not checked.
  * manifest_differs is 0 when only the object is copied again. */
 static int check_replacement(const struct replicate_state *state,
                              const struct catalog_entry *replica_entry, int manifest_differs,
@@ -1017,9 +1017,9 @@ static int check_signing_key(const struct replicate_state *state, stow_error *er
     return 0;
 }
 
-/* Gathers the keys that check the primary's signatures: the trusted keys
- * and, with them, the signing key (as rekey does); the signing key alone
- * checks the manifests that it signs again when no key is trusted. */
+/* Gathers the keys that check the primary's signatures. With trusted keys
+ * the signing key is trusted too, as in rekey. Without, the signing key
+ * alone checks the manifests that it signs again. */
 static int prepare_trust(struct replicate_state *state, stow_error *err)
 {
     const struct replicate_options *options = state->options;

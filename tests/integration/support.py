@@ -36,6 +36,22 @@ def process_commands():
     return commands
 
 
+def child_pids(pid):
+    """Return the ids of the live processes whose parent is pid."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(entry))
+    return children
+
+
 def stop_process_groups_using(directory):
     """Kill the process groups of programs started from directory.
 

@@ -30,24 +30,9 @@ from harness import (  # noqa: E402
 )
 from harness import faultproxy  # noqa: E402
 from harness.postgres import PostgresError  # noqa: E402
+from support import child_pids  # noqa: E402
 
 NO_RETRIES = {"max_attempts": 0, "mode": "standard"}
-
-
-def child_pids(pid):
-    """Return the ids of the live processes whose parent is pid."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append(int(entry))
-    return children
 
 
 def process_uid(pid):

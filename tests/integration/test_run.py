@@ -19,7 +19,7 @@ import tempfile
 import time
 import unittest
 
-from support import fake_pg_bindir
+from support import child_pids, fake_pg_bindir
 from test_metrics import parse_strictly
 
 from harness import MotoServer, PostgresCluster, run_stowage, wait_until
@@ -31,22 +31,6 @@ SMALL_PART = 64 * 1024
 FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 SAMPLE = re.compile(r'^(\w+)\{name="([^"]*)",command="([^"]*)"\} (\S+)$', re.MULTILINE)
 
-
-
-def child_pids(parent):
-    """Return the process ids whose parent is parent."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as handle:
-                text = handle.read()
-        except (OSError, ValueError):
-            continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == parent:
-            pids.append(int(entry))
-    return pids
 
 class RunTest(unittest.TestCase):
     """One password-protected cluster with databases orders and billing, and moto."""
@@ -114,6 +98,17 @@ class RunTest(unittest.TestCase):
                              "stowage %s exited %d\nstdout:\n%s\nstderr:\n%s"
                              % (args[0], result.returncode, result.stdout, result.stderr))
         return result
+
+    def terminate(self, process):
+        """Send SIGTERM to a run and return its (stdout, stderr) once it exits."""
+        process.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        self.outputs += [stdout, stderr]
+        return stdout, stderr
 
     def steps(self, report, name):
         for database in report["databases"]:
@@ -303,13 +298,7 @@ class RunTest(unittest.TestCase):
         while not os.path.exists(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertTrue(os.path.exists(marker), "pg_restore did not start")
-        process.send_signal(signal.SIGTERM)
-        try:
-            stdout, stderr = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
-        self.outputs += [stdout, stderr]
+        stdout, stderr = self.terminate(process)
         self.assertEqual(130, process.returncode, stderr)
         self.assertEqual("interrupted", self.steps(json.loads(stdout), "orders")["verify"]["outcome"])
         recorded = self.verification_state(state)
@@ -541,13 +530,7 @@ class RunTest(unittest.TestCase):
         self.assertTrue(os.path.exists(marker), "pg_dump did not start")
 
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            stdout, stderr = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
-        self.outputs += [stdout, stderr]
+        stdout, stderr = self.terminate(process)
         check_sanitizer_report(stderr)
         self.assertEqual(130, process.returncode, stderr)
         self.assertLess(time.monotonic() - started, 25, "the run did not stop the step")

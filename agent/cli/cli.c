@@ -110,13 +110,16 @@ static int configure_cleanup_timeout(int argc, char **argv)
 
 /* Makes a step of stowage run get SIGHUP when run dies, so that it
  * cleans up and exits instead of running on, orphaned, with the
- * repository lock. A run that died before this call sends it at once. */
+ * repository lock. A run that died before this call sends it at once.
+ * Call before stow_interrupt_install: a step handles SIGHUP even when run
+ * was started with it ignored (nohup), which its steps inherit. */
 static void stop_with_run(void)
 {
     const char *run_pid = getenv(CONFIG_RUN_STEP_ENV);
 
     if (run_pid == NULL)
         return;
+    signal(SIGHUP, SIG_DFL);
     if (prctl(PR_SET_PDEATHSIG, SIGHUP) != 0 || getppid() != (pid_t)atol(run_pid))
         kill(getpid(), SIGHUP);
 }
@@ -128,8 +131,8 @@ int cli_main(int argc, char **argv)
         return STOW_EXIT_FAILURE;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    stow_interrupt_install();
     stop_with_run();
+    stow_interrupt_install();
     hide_argument_passwords(argc, argv);
     if (configure_cleanup_timeout(argc, argv) != 0)
         return STOW_EXIT_USAGE;

@@ -11,10 +11,11 @@
  * before the main thread enters a blocking call.
  *
  * SIGHUP (a closed terminal, or the death of stowage run for its steps,
- * see cli_main) starts the same cleanup. The kernel may send a step's
- * parent-death signal more than once, one per exiting thread of run, so
- * a SIGHUP after the first signal is ignored rather than taken for a
- * second signal. */
+ * see cli_main) starts the same cleanup, unless the process started with
+ * SIGHUP ignored (nohup), which stays ignored. The kernel may send a
+ * step's parent-death signal more than once, one per exiting thread of
+ * run, so a SIGHUP after the first signal is ignored rather than taken
+ * for a second signal. */
 #include "common/interrupt.h"
 
 #include <pthread.h>
@@ -29,6 +30,7 @@
 #include "common/log.h"
 
 static volatile sig_atomic_t received_signal;
+static sigset_t handled_signals;  /* set before the signal thread starts */
 static pthread_t main_thread;
 static atomic_llong cleanup_timeout_seconds = STOW_CLEANUP_TIMEOUT_DEFAULT;
 
@@ -83,10 +85,7 @@ static void *wait_for_signals(void *argument)
     struct timespec first_signal_at = {0, 0};
 
     (void)argument;
-    sigemptyset(&wanted);
-    sigaddset(&wanted, SIGINT);
-    sigaddset(&wanted, SIGTERM);
-    sigaddset(&wanted, SIGHUP);
+    wanted = handled_signals;
     for (;;) {
         int signum = sigtimedwait(&wanted, NULL, &interval);
         long long timeout = atomic_load(&cleanup_timeout_seconds);
@@ -125,10 +124,19 @@ int stow_interrupt_configure(stow_error *err)
     return 0;
 }
 
+/* Returns 1 unless SIGHUP is ignored, as nohup leaves it. A blocked
+ * signal is queued even when its disposition is to ignore it, so an
+ * ignored SIGHUP must stay out of the signal thread's set. */
+static int hangup_is_ignored(void)
+{
+    struct sigaction current;
+
+    return sigaction(SIGHUP, NULL, &current) == 0 && current.sa_handler == SIG_IGN;
+}
+
 void stow_interrupt_install(void)
 {
     struct sigaction action;
-    sigset_t blocked;
     pthread_t thread;
 
     main_thread = pthread_self();
@@ -141,11 +149,12 @@ void stow_interrupt_install(void)
      * the caller reports and cleans up after, instead of killing the run. */
     signal(SIGXFSZ, SIG_IGN);
 
-    sigemptyset(&blocked);
-    sigaddset(&blocked, SIGINT);
-    sigaddset(&blocked, SIGTERM);
-    sigaddset(&blocked, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+    sigemptyset(&handled_signals);
+    sigaddset(&handled_signals, SIGINT);
+    sigaddset(&handled_signals, SIGTERM);
+    if (!hangup_is_ignored())
+        sigaddset(&handled_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
     if (pthread_create(&thread, NULL, wait_for_signals, NULL) == 0)
         pthread_detach(thread);
 }

@@ -15,8 +15,9 @@
  * so that the exit, and its message, come from stowage. */
 #define STOW_CLEANUP_TIMEOUT_DEFAULT 20
 
-/* Blocks SIGINT and SIGTERM in every thread and starts the signal thread.
- * Call once, before any other thread starts. */
+/* Blocks SIGINT, SIGTERM and, unless it is ignored, SIGHUP in every
+ * thread and starts the signal thread. Call once, before any other thread
+ * starts. */
 void stow_interrupt_install(void);
 
 /* Sets the cleanup timeout from STOWAGE_CLEANUP_TIMEOUT (a duration such

@@ -693,6 +693,39 @@ class SignalTest(FaultTestCase):
         self.assertNotIn("pg_roles", stderr)
         self.assertEqual([], self.list_json(repo))
 
+    def test_sighup_cleans_up_unless_ignored(self):
+        # A closed terminal's SIGHUP stops a backup with the cleanup of
+        # SIGTERM; under nohup (SIGHUP ignored) the backup goes on.
+        marker = os.path.join(self.workdir, "hup-dump-%s" % os.urandom(3).hex())
+        bindir = fake_pg_bindir(self.workdir, "hup-%s" % os.urandom(3).hex(),
+                                'touch %s.$$; sleep 2; exec "$REAL" "$@"' % marker)
+        for ignored in (False, True):
+            with self.subTest(ignored=ignored):
+                repo = self.file_repo()
+                previous = signal.signal(signal.SIGHUP, signal.SIG_IGN if ignored else signal.SIG_DFL)
+                try:
+                    process = spawn_stowage(["backup", "--repo", repo, "--db",
+                                             self.cluster.conninfo("faulty"), "--recipient", self.pub],
+                                            env=stowage_environment({"STOWAGE_PG_BINDIR": bindir}))
+                finally:
+                    signal.signal(signal.SIGHUP, previous)
+                self.addCleanup(self.kill_group, process)
+                wait_until(lambda: glob.glob(marker + ".*"), 60, description="pg_dump to start")
+                for path in glob.glob(marker + ".*"):
+                    os.unlink(path)
+
+                process.send_signal(signal.SIGHUP)
+                _, stderr = process.communicate(timeout=60)
+
+                check_sanitizer_report(stderr)
+                if ignored:
+                    self.assertEqual(0, process.returncode, stderr)
+                    self.assertEqual(1, len(self.list_json(repo)))
+                else:
+                    self.assertEqual(EXIT_INTERRUPTED, process.returncode, stderr)
+                    self.assertIn("received SIGHUP: stopping and cleaning up", stderr)
+                    self.assertEqual([], self.list_json(repo))
+
     def test_sigterm_during_stalled_upload_cleans_up(self):
         # Every UploadPart stalls for two minutes: the signal ends them, and
         # the abort of the upload and the lock's removal, sent after it, run.

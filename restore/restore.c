@@ -365,17 +365,18 @@ static int run_steps(struct restore_job *job, stow_error *err)
 }
 
 /* Returns 1 when a failed verified restore is a finding about the backup,
- * so that it is recorded as failed: a check of its data failed
- * (exit code 3, in any step), or pg_restore failed (exit code 1 in the
- * restore step) in a new scratch cluster, where nothing but the dump can
- * make it fail. A broken pg_restore program fails that step the same way,
+ * so that it is recorded as failed. That is a failed check of its data
+ * (exit code 3, in any step), or a failure of pg_restore (exit code 1 in
+ * the restore step) in a new scratch cluster, where nothing but the dump
+ * can make it fail. A broken pg_restore program fails that step the same way,
  * so it counts too. Other failures are the environment's and are not
  * recorded: bad usage, a held lock, an unreachable repository or
  * database, a wrong key, an interruption, a scratch cluster that could not
  * be created, a full disk of the scratch cluster or the spool directory,
- * and any failure of pg_restore in a --target database, whose roles and
- * objects are not the backup's. */
-static int failure_concerns_backup(const struct restore_job *job, const stow_error *err)
+ * a scratch server that crashed or was killed, and any failure of
+ * pg_restore in a --target database, whose roles and objects are not the
+ * backup's. */
+static int failure_concerns_backup(const struct restore_job *job, stow_error *err)
 {
     const char *step = json_string_value(json_object_get(job->report.document, "failed_step"));
 
@@ -384,7 +385,9 @@ static int failure_concerns_backup(const struct restore_job *job, const stow_err
     if (err->exit_code != STOW_EXIT_FAILURE || step == NULL || strcmp(step, "restore") != 0 ||
         !job->options->scratch_local)
         return 0;
-    return !job->spool.out_of_space && !pgtools_mentions_full_disk(err->message);
+    if (job->spool.out_of_space || pgtools_mentions_full_disk(err->message))
+        return 0;
+    return !scratch_local_server_failed(&job->scratch, err);
 }
 
 static void log_not_recorded(const struct restore_job *job, const stow_error *err)
@@ -402,13 +405,13 @@ static void log_not_recorded(const struct restore_job *job, const stow_error *er
 }
 
 /* Stores the report of a verified restore as the backup's verification
- * record, which `list` shows and retention reads, unless it failed for a
- * reason outside the backup. */
-static void record_verification(struct restore_job *job, int rc, const stow_error *err)
+ * record, which `list` shows and retention reads, when it is recordable
+ * (passed, or failed because of the backup). */
+static void record_verification(struct restore_job *job, int recordable, const stow_error *err)
 {
     stow_error store_err = {0};
 
-    if (rc != 0 && !failure_concerns_backup(job, err)) {
+    if (!recordable) {
         log_not_recorded(job, err);
         return;
     }
@@ -427,6 +430,7 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
 {
     struct restore_job job;
     stow_error store_err = {0};
+    int recordable;
     int rc;
 
     memset(&job, 0, sizeof job);
@@ -442,6 +446,8 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
     rc = run_steps(&job, err);
     report_step_end(&job.report, err);
     backup_reader_free(job.reader);
+    /* Judged before scratch-remove, which takes the server's log away. */
+    recordable = options->verify && (rc == 0 || failure_concerns_backup(&job, err));
 
     PQfinish(job.conn);
     job.conn = NULL;
@@ -455,7 +461,7 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
     if (options->report_path != NULL && report_write_file(&job.report, options->report_path, &store_err) != 0)
         stow_log_error(&store_err);
     if (options->verify)
-        record_verification(&job, rc, err);
+        record_verification(&job, recordable, err);
 
     if (report != NULL)
         *report = json_incref(job.report.document);

@@ -816,6 +816,50 @@ static void read_server_log(const struct scratch_local *scratch, off_t offset, c
     flatten(out);
 }
 
+/* Returns 1 when process pid has exited: gone, or a zombie not yet
+ * reaped. */
+static int process_exited(pid_t pid)
+{
+    char path[64];
+    char text[512];
+    const char *end;
+    FILE *file;
+    size_t got;
+
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    file = fopen(path, "r");
+    if (file == NULL)
+        return 1;
+    got = fread(text, 1, sizeof text - 1, file);
+    fclose(file);
+    text[got] = '\0';
+    end = strrchr(text, ')');
+    return end != NULL && end[1] == ' ' && end[2] == 'Z';
+}
+
+int scratch_local_server_failed(const struct scratch_local *scratch, stow_error *err)
+{
+    char log[SERVER_LOG_TAIL * 8];
+    int postmaster_gone = scratch->server_pid > 0 && process_exited(scratch->server_pid);
+    int crashed;
+
+    read_server_log(scratch, 0, log, sizeof log);
+    if (pgtools_mentions_full_disk(log)) {
+        if (err->hint[0] == '\0')
+            hint_free_space(scratch, err);
+        return 1;
+    }
+    crashed = postmaster_gone || strstr(log, "PANIC:") != NULL ||
+              strstr(log, "terminated by signal") != NULL ||
+              strstr(log, "terminated by exception") != NULL;
+    if (crashed && err->hint[0] == '\0')
+        stow_error_hint(err, "the scratch server in %s crashed or was killed (its server.log "
+                             "says why; rerun with --keep to keep it): check this host's memory "
+                             "and disk, then run the restore again",
+                        scratch->directory);
+    return crashed;
+}
+
 /* Reads line number of postmaster.pid (1: pid, 7: shared memory key and
  * id, 8: status) into out, without its newline. Returns 0 when the line
  * exists. */
@@ -1164,7 +1208,8 @@ static int check_interrupted(stow_error *err)
 }
 
 /* Removes a cluster whose creation failed. The error names its directory,
- * so a hint says that the directory is gone, and its server.log with it. */
+ * so a hint tells the reader that the directory is gone, and its
+ * server.log with it. */
 static void remove_failed_cluster(struct scratch_local *scratch, stow_error *err)
 {
     char directory[sizeof scratch->directory];

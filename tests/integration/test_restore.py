@@ -454,19 +454,58 @@ class RestoreTest(StowageTestCase):
             self.skipTest("mounting a tmpfs failed: %s" % mount.stdout.strip())
         self.addCleanup(subprocess.run, ["umount", "-l", scratch_parent])
 
-        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
-                              "--scratch", "local", "--verify",
-                              env=stowage_environment({"STOWAGE_SCRATCH_DIR": scratch_parent}),
-                              expect=1)
+        # With --jobs 4 the server's WAL writes PANIC first, and the COPY
+        # connections only see the server go away: its log tells.
+        for jobs in ("1", "4"):
+            with self.subTest(jobs=jobs):
+                result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                                      "--scratch", "local", "--verify", "--jobs", jobs,
+                                      env=stowage_environment({"STOWAGE_SCRATCH_DIR":
+                                                               scratch_parent}),
+                                      expect=1)
 
-        self.assertIn("started scratch PostgreSQL", result.stderr)
-        self.assertRegex(result.stderr, "could not extend file|No space left on device")
-        self.assertIn("free space on the file system of %s" % scratch_parent, result.stderr)
-        self.assertEqual([], os.listdir(scratch_parent))
-        self.assertEqual([], processes_mentioning(scratch_parent))
-        # A full disk says nothing about the backup.
-        self.assertIn("is not recorded", result.stderr)
+                self.assertIn("started scratch PostgreSQL", result.stderr)
+                self.assertIn("free space on the file system of %s" % scratch_parent,
+                              result.stderr)
+                self.assertEqual([], os.listdir(scratch_parent))
+                self.assertEqual([], processes_mentioning(scratch_parent))
+                # A full disk says nothing about the backup.
+                self.assertIn("is not recorded", result.stderr)
+                self.assertIsNone(self.list_json(repo)[0]["last_verification"])
+
+    def test_killed_scratch_server_not_recorded(self):
+        # The OOM killer's SIGKILL of the postmaster during pg_restore is the
+        # host's failure, not the backup's.
+        repo = self.file_repo()
+        self.backup(repo, "hard")
+        started = os.path.join(self.workdir, "restore-started-%s" % os.urandom(3).hex())
+        bindir = fake_pg_bindir(self.workdir, "slow-restore-%s" % os.urandom(3).hex(),
+                                'touch %s; sleep 3; exec "$REAL" "$@"' % started,
+                                program="pg_restore")
+        scratch_parent = os.path.join(self.workdir, "scratch-killed")
+        os.makedirs(scratch_parent)
+        os.chmod(scratch_parent, 0o755)
+        process = subprocess.Popen(
+            [stowage_binary(), "restore", "--repo", repo, "latest", "--key", self.key,
+             "--scratch", "local", "--verify"],
+            env=stowage_environment({"STOWAGE_PG_BINDIR": bindir,
+                                     "STOWAGE_SCRATCH_DIR": scratch_parent}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid_files = glob.glob(os.path.join(scratch_parent, "*", "data", "postmaster.pid"))
+        self.assertEqual(1, len(pid_files))
+        with open(pid_files[0]) as handle:
+            os.kill(int(handle.readline()), signal.SIGKILL)
+
+        _, stderr = process.communicate(timeout=60)
+
+        self.assertEqual(1, process.returncode, stderr)
+        self.assertIn("crashed or was killed", stderr)
+        self.assertIn("is not recorded", stderr)
         self.assertIsNone(self.list_json(repo)[0]["last_verification"])
+        self.assertEqual([], os.listdir(scratch_parent))
 
     def test_sigterm_while_scratch_server_starts(self):
         # The wrapper is a bash script, which ignores the SIGQUIT of an

@@ -865,6 +865,15 @@ int metrics_run_end(int exit_code)
     if (current.textfile == NULL && current.pushgateway == NULL)
         return exit_code;
 
+    /* Bad usage ran nothing, and its name label may be the mistyped or
+     * invalid name it rejected: a series under it would stay in a merged
+     * textfile for good. The missing run shows in the age of the last
+     * success instead. */
+    if (exit_code == STOW_EXIT_USAGE) {
+        stow_log_detail("no metrics for a command that failed with bad usage");
+        return exit_code;
+    }
+
     clock_gettime(CLOCK_MONOTONIC, &now);
     run->duration_seconds = (double)(now.tv_sec - current.started.tv_sec) +
                             (double)(now.tv_nsec - current.started.tv_nsec) / 1e9;

@@ -199,11 +199,15 @@ class MetricsTest(StowageTestCase):
     def test_verify_pushes_to_pushgateway(self):
         repo = self.file_repo()
         self.backup(repo, "shop")
+        # A key of another pair fails the second verify with exit code 8 (a
+        # missing key file would be bad usage, which pushes nothing).
+        other_key = os.path.join(self.workdir, "other-%s.key" % os.urandom(3).hex())
+        self.stowage("keygen", "--out", other_key)
         with PushgatewayStandIn(failures=1) as gateway:
             self.stowage("verify", "--repo", repo, "latest", "--key", self.key, "--name", "shop",
                          "--pushgateway", gateway.endpoint)
-            self.stowage("verify", "--repo", repo, "latest", "--key", self.key + ".missing",
-                         "--name", "shop", "--pushgateway", gateway.endpoint + "/", expect=None)
+            self.stowage("verify", "--repo", repo, "latest", "--key", other_key,
+                         "--name", "shop", "--pushgateway", gateway.endpoint + "/", expect=8)
         pushes = gateway.pushes
 
         # The first push got a 500 and was retried.
@@ -272,6 +276,14 @@ class MetricsTest(StowageTestCase):
         labels = {"name": "", "command": "list"}
         self.assertEqual(1, value(samples, "stowage_run_success", **labels))
         self.assertNotIn(("stowage_verification_success", frozenset(labels.items())), samples)
+
+    def test_usage_error_writes_no_series(self):
+        repo = self.file_repo()
+        path = self.metrics_path("usage")
+        self.stowage("backup", "--repo", repo, "--name", "bad name", "--db",
+                     self.cluster.conninfo("shop"), "--recipient", self.pub,
+                     "--metrics-file", path, expect=2)
+        self.assertFalse(os.path.exists(path))
 
     def test_config_metrics_file_for_jobs_only(self):
         repo = self.file_repo()

@@ -89,9 +89,13 @@ int manifest_parse_time(const char *text, time_t *out)
                 return -1;
             rest += 1 + taken;
         }
-        if (*rest == '.')
+        if (*rest == '.') {
+            /* RFC 3339: a fraction has at least one digit. */
+            if (!isdigit((unsigned char)rest[1]))
+                return -1;
             for (rest++; isdigit((unsigned char)*rest); rest++)
                 ;
+        }
     }
     if (*rest == 'Z' || *rest == 'z') {
         rest++;

@@ -163,6 +163,7 @@ static void test_time_parsing(void)
     CHECK_INT_EQ(-1, manifest_parse_time("2026-12-04T21:00:60Z", &when));
     CHECK_INT_EQ(-1, manifest_parse_time("2027-02-29", &when));
     CHECK_INT_EQ(-1, manifest_parse_time("2026-12-04T03:00:00-25:00", &when));
+    CHECK_INT_EQ(-1, manifest_parse_time("2026-12-04T03:00:00.Z", &when));
     CHECK_INT_EQ(-1, manifest_parse_time("2026-12-04T03:00:00+01:60", &when));
     CHECK_INT_EQ(0, manifest_parse_time("2026-12-04T03:00:00+23:59", &when));
     CHECK_INT_EQ(0, manifest_parse_time("2026-12-04t03:00:00z", &when));

@@ -15,6 +15,10 @@
 #include "drill_report.h"
 #include "restore.h"
 
+/* Seconds by which a recovery point may lie after the drill's start, as
+ * clocks of two hosts differ, before its age counts as unmeasurable. */
+#define DRILL_CLOCK_SKEW_SECONDS 300
+
 #define DRILL_REPORT_FORMAT "stowage-drill-report"
 #define DRILL_REPORT_VERSION 1
 
@@ -199,11 +203,20 @@ static int restore_passed(const struct drill *drill)
            !stow_error_is_set(&drill->restore_err);
 }
 
+/* Returns 1 when the recovery point lies after the drill's start by more
+ * than a clock difference between hosts: the clock that dated it was
+ * wrong, and its age measures nothing. */
+static int rpo_in_future(const struct drill *drill)
+{
+    return drill->rpo_seconds < -DRILL_CLOCK_SKEW_SECONDS;
+}
+
 static int rpo_met(const struct drill *drill)
 {
-    return drill->selected &&
-           (drill->options->rpo_objective <= 0 ||
-            drill->rpo_seconds <= (long long)drill->options->rpo_objective);
+    if (!drill->selected || drill->options->rpo_objective <= 0)
+        return drill->selected;
+    return !rpo_in_future(drill) &&
+           drill->rpo_seconds <= (long long)drill->options->rpo_objective;
 }
 
 static int rto_met(const struct drill *drill)
@@ -310,6 +323,17 @@ static const char *judge(const struct drill *drill, stow_error *outcome, stow_er
     if (!restore_passed(drill)) {
         *outcome = drill->restore_err;
         return failed_result(outcome);
+    }
+    if (!rpo_met(drill) && rpo_in_future(drill)) {
+        stow_fail(outcome, STOW_EXIT_OBJECTIVE,
+                  "the drill cannot measure its RPO: %s %s is dated %lld s after the drill "
+                  "started",
+                  drill->rds ? "the recovery point of snapshot copy" : "backup",
+                  drill->rds ? drill->snapshot.copy.id : drill->entry->manifest.id,
+                  -drill->rpo_seconds);
+        stow_error_hint(outcome, "the clock of the host that took it was probably wrong; fix "
+                                 "that clock and take a new backup");
+        return "objective missed";
     }
     if (!rpo_met(drill)) {
         stow_duration_format(drill->options->rpo_objective, objective, sizeof objective);

@@ -892,6 +892,25 @@ class DrTest(StowageTestCase):
                 self.assertNotIn("drill of", result.stdout)
                 self.assertIsNone(self.list_json(repo)[0]["last_verification"])
 
+    def test_drill_of_future_backup_cannot_measure_rpo(self):
+        # A host whose clock ran ahead dated the backup in 2099: its age is
+        # negative and proves nothing about the RPO objective.
+        repo = self.file_repo()
+        self.backup(repo, "app")
+        backup_id = self.list_json(repo)[0]["id"]
+        path = os.path.join(repo[len("file://"):], "backups", "app", backup_id, "manifest.json")
+        with open(path) as handle:
+            manifest = json.load(handle)
+        manifest["started_at"] = "2099-01-01T00:00:00.000000Z"
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+
+        result = self.stowage("drill", "--repo", repo, "--key", self.key, "--rpo-objective", "1h",
+                              expect=5)
+        self.assertIn("the drill cannot measure its RPO: backup %s is dated" % backup_id,
+                      result.stderr)
+        self.assertIn("clock of the host that took it", result.stderr)
+
     def test_drill_of_empty_repository_fails(self):
         report_path, _ = self.report_paths("empty-repo")
         result = self.stowage("drill", "--repo", self.file_repo(), "--key", self.key,

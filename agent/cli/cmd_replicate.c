@@ -467,27 +467,35 @@ static void warn_replica_on_aws(const struct dr_cli *cli)
                   cli->common.storage.url, endpoint, replica_url, option, option);
 }
 
-/* Renames --endpoint and --region in the hint of a failure of the replica,
- * which the storage layer words for the options of --repo, to the options
- * that set the replica (--to-endpoint or --replica-endpoint, ...). */
+/* Renames --repo, --endpoint and --region in the hint of a failure of the
+ * replica, which the storage layer words for the primary's options, to the
+ * options that set the replica (--to, --to-endpoint, ... for replicate;
+ * --replica, --replica-endpoint, ... for dr status). */
 static void name_replica_options(const struct dr_cli *cli, stow_error *err)
 {
-    static const char *const options[] = {"--endpoint", "--region"};
-    const char *prefix = strcmp(cli->command, "replicate") == 0 ? "--to-" : "--replica-";
+    static const struct {
+        const char *primary;
+        const char *replicate;
+        const char *dr_status;
+    } options[] = {
+        {"--endpoint", "--to-endpoint", "--replica-endpoint"},
+        {"--region", "--to-region", "--replica-region"},
+        {"--repo", "--to", "--replica"},
+    };
+    int replicate = strcmp(cli->command, "replicate") == 0;
     char renamed[sizeof err->hint];
     size_t used = 0;
 
     for (const char *cursor = err->hint; *cursor != '\0' && used + 1 < sizeof renamed;) {
-        size_t matched = 0;
+        size_t i = 0;
 
-        for (size_t i = 0; i < sizeof options / sizeof options[0] && matched == 0; i++) {
-            if (strncmp(cursor, options[i], strlen(options[i])) == 0)
-                matched = strlen(options[i]);
-        }
-        if (matched > 0) {
-            used += (size_t)snprintf(renamed + used, sizeof renamed - used, "%s%.*s", prefix,
-                                     (int)(matched - 2), cursor + 2);
-            cursor += matched;
+        while (i < sizeof options / sizeof options[0] &&
+               strncmp(cursor, options[i].primary, strlen(options[i].primary)) != 0)
+            i++;
+        if (i < sizeof options / sizeof options[0]) {
+            used += (size_t)snprintf(renamed + used, sizeof renamed - used, "%s",
+                                     replicate ? options[i].replicate : options[i].dr_status);
+            cursor += strlen(options[i].primary);
         } else {
             renamed[used++] = *cursor++;
         }

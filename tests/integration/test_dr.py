@@ -664,6 +664,14 @@ class DrTest(StowageTestCase):
         self.assertNotEqual(0, result.returncode)
         self.assertIn("check --replica-endpoint", result.stderr)
 
+        missing = "file:///nonexistent-%s/replica" % os.urandom(3).hex()
+        result = self.stowage("replicate", "--repo", primary, "--to", missing,
+                              env=self.class_s3_env(), expect=EXIT_STORAGE)
+        self.assertIn("or fix --to\n", result.stderr)
+        result = self.stowage("dr", "status", "--repo", primary, "--replica", missing,
+                              env=self.class_s3_env(), expect=EXIT_STORAGE)
+        self.assertIn("or fix --replica\n", result.stderr)
+
     def test_hold_is_replicated(self):
         primary, _ = self.primary_repo()
         replica, _ = self.replica_repo()

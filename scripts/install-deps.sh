@@ -23,8 +23,6 @@ packages=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   # setpriv, which the test harness uses to stop servers with the test process
   util-linux
-  # libfaketime, for the test of a backup dated in the future by a wrong clock
-  libfaketime
   # Man pages from the --help texts (help2man), and groff and man to check them
   help2man groff-base man-db
 )

@@ -7,10 +7,6 @@
 
 #include "common/log.h"
 
-/* Clock difference between hosts that a start time may show without a
- * warning. */
-#define CATALOG_CLOCK_SKEW_SECONDS 300
-
 struct key_list {
     char **keys;
     size_t count;

@@ -38,6 +38,10 @@ struct catalog {
 int catalog_load(storage *store, const char *name, struct catalog *out, stow_error *err);
 void catalog_free(struct catalog *catalog);
 
+/* Clock difference between hosts that a backup's start time may show
+ * against the current time without a warning. */
+#define CATALOG_CLOCK_SKEW_SECONDS 300
+
 /* A point in time to choose a backup by: --at, to the microsecond. */
 struct catalog_time {
     time_t seconds;

@@ -31,6 +31,22 @@ static void keep_locked(struct expire_item *item, time_t now)
     decision->keep = 1;
 }
 
+
+/* Warns of a backup that started after now: its host's clock was wrong,
+ * and the rules count it as the newest backup, by its wrong dates. */
+static void warn_if_future(const struct catalog_entry *entry, time_t now)
+{
+    char started[32];
+
+    if (entry->manifest.started_at <= now + CATALOG_CLOCK_SKEW_SECONDS)
+        return;
+    manifest_format_time(entry->manifest.started_at, started);
+    stow_log_warn("backup %s of %s started at %s, after the current time: the clock of the "
+                  "host that took it was probably wrong, and retention counts it as the newest "
+                  "backup; hold the backups you need (stowage hold) until newer ones exist",
+                  entry->manifest.id, entry->manifest.name, started);
+}
+
 int expire_plan_build(storage *store, const char *name, const struct retention_policy *policy,
                       time_t now, struct expire_plan *plan, stow_error *err)
 {
@@ -65,6 +81,7 @@ int expire_plan_build(storage *store, const char *name, const struct retention_p
         backups[i].verified = entry->last_verified_at != 0;
         backups[i].last_verification_passed = entry->last_verification_passed;
         backups[i].held = entry->held;
+        warn_if_future(entry, now);
     }
     if (retention_decide(backups, plan->count, policy, now, decisions, err) != 0)
         goto cleanup;

@@ -411,6 +411,9 @@ class CatalogOpsTest(StowageTestCase):
                       % backup_id, result.stderr)
         result = self.stowage("show", "--repo", repo, backup_id)
         self.assertNotIn("after the current time", result.stderr)
+        result = self.expire(repo, "--keep-last", "1", "--dry-run")
+        self.assertIn("backup %s of shop started at 2099-01-01T00:00:00Z, after the current time"
+                      % backup_id, result.stderr)
 
     def test_invalid_names_rejected(self):
         repo = self.file_repo()

@@ -506,6 +506,20 @@ static void name_replica_options(const struct dr_cli *cli, stow_error *err)
     memcpy(err->hint, renamed, used + 1);
 }
 
+/* Fails with STOW_EXIT_USAGE when the replica is the primary: the same URL
+ * on the same endpoint. */
+static int check_distinct(const struct dr_cli *cli, const storage *primary,
+                          const storage *replica, stow_error *err)
+{
+    if (strcmp(storage_url(primary), storage_url(replica)) != 0 ||
+        (cli->replica.storage.endpoint != NULL &&
+         (cli->common.storage.endpoint == NULL ||
+          strcmp(cli->replica.storage.endpoint, cli->common.storage.endpoint) != 0)))
+        return 0;
+    return stow_fail(err, STOW_EXIT_USAGE, "the replica %s is the primary repository",
+                     storage_url(replica));
+}
+
 /* Opens the primary (--repo) and the replica, and checks that both are
  * reachable. */
 static int open_both(struct dr_cli *cli, storage **primary, storage **replica, stow_error *err)
@@ -517,12 +531,8 @@ static int open_both(struct dr_cli *cli, storage **primary, storage **replica, s
         name_replica_options(cli, err);
         return -1;
     }
-    if (strcmp(storage_url(*primary), storage_url(*replica)) == 0 &&
-        (cli->replica.storage.endpoint == NULL ||
-         (cli->common.storage.endpoint != NULL &&
-          strcmp(cli->replica.storage.endpoint, cli->common.storage.endpoint) == 0)))
-        return stow_fail(err, STOW_EXIT_USAGE, "the replica %s is the primary repository",
-                         storage_url(*replica));
+    if (check_distinct(cli, *primary, *replica, err) != 0)
+        return -1;
     if (storage_check(*primary, err) != 0)
         return -1;
     if (storage_check(*replica, err) != 0) {
@@ -717,31 +727,94 @@ done:
 
 /* --- dr status ------------------------------------------------------------ */
 
+/* Opens and checks the replica of dr status. */
+static int open_replica(struct dr_cli *cli, storage **replica, stow_error *err)
+{
+    if (cli_open_repository(&cli->replica, replica, err) == 0 && storage_check(*replica, err) == 0)
+        return 0;
+    name_replica_options(cli, err);
+    return -1;
+}
+
+/* Loads the primary's catalog for dr status. Returns -1 with err filled
+ * when the primary cannot be read. */
+static int load_primary(struct dr_cli *cli, storage **primary, const storage *replica,
+                        struct catalog *catalog, stow_error *err)
+{
+    if (cli_open_repository(&cli->common, primary, err) != 0)
+        return -1;
+    if (check_distinct(cli, *primary, replica, err) != 0)
+        return -1;
+    if (storage_check(*primary, err) != 0)
+        return -1;
+    return catalog_load(*primary, cli->replicate.name, catalog, err);
+}
+
+/* Sets what only the primary can tell (the replica's missing backups and
+ * lag) to null, for a status built without the primary. */
+static void forget_primary_counts(json_t *status)
+{
+    json_t *entry;
+    size_t index;
+
+    json_array_foreach(json_object_get(status, "names"), index, entry) {
+        json_object_set_new(json_object_get(entry, "replica"), "missing", json_null());
+        json_object_set_new(entry, "lag_seconds", json_null());
+    }
+}
+
+/* dr status. In a disaster the primary is what is gone, and the replica's
+ * state is what the operator needs: an unreachable primary (exit code 6)
+ * still prints the replica's backups and RPO, and then fails the run. */
 static int dr_status(struct dr_cli *cli, stow_error *err)
 {
     struct catalog primary_catalog = {0};
     struct catalog replica_catalog = {0};
+    stow_error primary_err = {0};
     storage *primary = NULL;
     storage *replica = NULL;
     json_t *status = NULL;
-    int rc = open_both(cli, &primary, &replica, err);
+    int rc;
 
-    if (rc == 0)
-        rc = catalog_load(primary, cli->replicate.name, &primary_catalog, err);
+    warn_replica_on_aws(cli);
+    rc = open_replica(cli, &replica, err);
+    if (rc == 0 && load_primary(cli, &primary, replica, &primary_catalog, &primary_err) != 0) {
+        catalog_free(&primary_catalog);
+        memset(&primary_catalog, 0, sizeof primary_catalog);
+        if (primary_err.exit_code != STOW_EXIT_STORAGE) {
+            *err = primary_err;
+            rc = -1;
+        } else {
+            stow_log_warn("the primary cannot be read, so only the replica is shown: %s",
+                          primary_err.message);
+        }
+    }
     if (rc == 0)
         rc = catalog_load(replica, cli->replicate.name, &replica_catalog, err);
-    if (rc == 0 && cli->replicate.name != NULL && primary_catalog.count == 0 &&
-        primary_catalog.broken == 0 && replica_catalog.count == 0)
+    if (rc == 0 && !stow_error_is_set(&primary_err) && cli->replicate.name != NULL &&
+        primary_catalog.count == 0 && primary_catalog.broken == 0 && replica_catalog.count == 0)
         rc = replicate_reject_unknown_name(primary, cli->replicate.name, err);
     if (rc == 0) {
         status = dr_status_build(&primary_catalog, &replica_catalog, time(NULL));
-        json_object_set_new(status, "primary", json_string(storage_url(primary)));
+        json_object_set_new(status, "primary", json_string(primary != NULL
+                                                               ? storage_url(primary)
+                                                               : cli->common.storage.url));
+        if (stow_error_is_set(&primary_err))
+            forget_primary_counts(status);
         json_object_set_new(status, "replica", json_string(storage_url(replica)));
+        json_object_set_new(status, "primary_error", stow_error_is_set(&primary_err)
+                                                         ? json_string(primary_err.message)
+                                                         : json_null());
         if (cli->json)
             print_json(status);
         else
             dr_status_print_table(status, stdout);
     }
+    if (rc == 0 && stow_error_is_set(&primary_err)) {
+        *err = primary_err;
+        rc = -1;
+    }
+
     json_decref(status);
     catalog_free(&primary_catalog);
     catalog_free(&replica_catalog);

@@ -175,6 +175,15 @@ static void format_optional_age(const json_t *value, char *out, size_t size)
         dr_format_age((long long)json_integer_value(value), out, size);
 }
 
+/* Writes a count from a JSON integer, or "-" for null. */
+static void format_optional_count(const json_t *value, char *out, size_t size)
+{
+    if (json_is_integer(value))
+        snprintf(out, size, "%lld", (long long)json_integer_value(value));
+    else
+        snprintf(out, size, "-");
+}
+
 static const char *text_or_dash(const json_t *value)
 {
     return json_is_string(value) ? json_string_value(value) : "-";
@@ -192,7 +201,7 @@ void dr_status_print_table(const json_t *status, FILE *out)
         json_t *primary = json_object_get(entry, "primary");
         json_t *replica = json_object_get(entry, "replica");
         json_t *rpo = json_object_get(entry, "rpo");
-        char lag[32], age[32], basis[128];
+        char lag[32], age[32], missing[32], basis[128];
 
         format_optional_age(json_object_get(entry, "lag_seconds"), lag, sizeof lag);
         format_optional_age(json_object_get(rpo, "seconds"), age, sizeof age);
@@ -201,12 +210,16 @@ void dr_status_print_table(const json_t *status, FILE *out)
                      json_string_value(json_object_get(rpo, "backup_id")));
         else
             snprintf(basis, sizeof basis, "none: the replica has no backup");
-        fprintf(out, "%-16s %-23s %-23s %7lld %8s %8s %s\n",
+        format_optional_count(json_object_get(replica, "missing"), missing, sizeof missing);
+        fprintf(out, "%-16s %-23s %-23s %7s %8s %8s %s\n",
                 json_string_value(json_object_get(entry, "name")),
                 text_or_dash(json_object_get(primary, "newest_id")),
-                text_or_dash(json_object_get(replica, "newest_id")),
-                (long long)json_integer_value(json_object_get(replica, "missing")), lag, age,
-                basis);
+                text_or_dash(json_object_get(replica, "newest_id")), missing, lag, age, basis);
     }
+    if (json_is_string(json_object_get(status, "primary_error")))
+        fprintf(out, "\nThe primary %s could not be read, so the primary's columns are empty "
+                     "and MISSING and LAG are not known: %s\n",
+                json_string_value(json_object_get(status, "primary")),
+                json_string_value(json_object_get(status, "primary_error")));
     fprintf(out, "\nRPO: %s.\n", json_string_value(json_object_get(status, "rpo_definition")));
 }

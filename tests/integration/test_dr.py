@@ -672,6 +672,30 @@ class DrTest(StowageTestCase):
                               env=self.class_s3_env(), expect=EXIT_STORAGE)
         self.assertIn("or fix --replica\n", result.stderr)
 
+    def test_dr_status_without_primary_shows_replica(self):
+        # In a disaster the primary is gone: dr status still shows what the
+        # replica can restore, and exits 6 for the primary.
+        primary, _ = self.primary_repo()
+        replica, _ = self.replica_repo()
+        backup_id = self.backup_app(primary)
+        self.replicate(primary, replica)
+        gone = "s3://nosuchbucket-%s/prod" % os.urandom(3).hex()
+        args = ["dr", "status", "--repo", gone, "--replica", replica, "--replica-region",
+                REPLICA_REGION]
+
+        result = self.stowage(*args, env=self.class_s3_env(), expect=EXIT_STORAGE)
+        self.assertIn(backup_id, result.stdout)
+        self.assertIn("The primary %s could not be read" % gone, result.stdout)
+        self.assertIn("NoSuchBucket", result.stderr)
+
+        result = self.stowage(*args, "--json", env=self.class_s3_env(), expect=EXIT_STORAGE)
+        status = json.loads(result.stdout)
+        self.assertIn("NoSuchBucket", status["primary_error"])
+        [entry] = status["names"]
+        self.assertEqual(backup_id, entry["replica"]["newest_id"])
+        self.assertIsNone(entry["replica"]["missing"])
+        self.assertEqual(backup_id, entry["rpo"]["backup_id"])
+
     def test_hold_is_replicated(self):
         primary, _ = self.primary_repo()
         replica, _ = self.replica_repo()

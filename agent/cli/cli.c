@@ -124,6 +124,18 @@ static void stop_with_run(void)
         kill(getpid(), SIGHUP);
 }
 
+/* Returns 0 when the run's --name is invalid, or is missing from a
+ * configuration file that has [database NAME] sections: a usage error
+ * then writes no metrics, so that a mistyped name leaves no series
+ * behind. A bad key file or option under a good name still does. */
+static int name_label_valid(void)
+{
+    const char *name = metrics_run_name();
+    stow_error ignored = {0};
+
+    return name[0] == '\0' || cli_check_config_section(name, &ignored) == 0;
+}
+
 int cli_main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -153,7 +165,10 @@ int cli_main(int argc, char **argv)
 
             metrics_run_begin(commands[i].name, argc - 1, argv + 1);
             stow_progress_set_command(commands[i].name);
-            rc = metrics_run_end(commands[i].run(argc - 1, argv + 1));
+            rc = commands[i].run(argc - 1, argv + 1);
+            if (rc == STOW_EXIT_USAGE && !name_label_valid())
+                metrics_discard_run();
+            rc = metrics_run_end(rc);
             config_release_process();
             pgtools_iam_auth_disable();
             stow_progress_end();

@@ -787,6 +787,7 @@ static struct {
     const char *textfile;
     const char *pushgateway;
     int restore_verifies;
+    int discarded;              /* metrics_discard_run: write nothing */
 } current = {.run = {.verification = -1}};
 
 static atomic_ullong retry_count;
@@ -856,23 +857,24 @@ void metrics_run_begin(const char *command, int argc, char **argv)
     }
 }
 
+const char *metrics_run_name(void)
+{
+    return current.run.name;
+}
+
+void metrics_discard_run(void)
+{
+    current.discarded = 1;
+}
+
 int metrics_run_end(int exit_code)
 {
     struct metrics_run *run = &current.run;
     struct timespec now;
     stow_error err = {0};
 
-    if (current.textfile == NULL && current.pushgateway == NULL)
+    if ((current.textfile == NULL && current.pushgateway == NULL) || current.discarded)
         return exit_code;
-
-    /* Bad usage ran nothing, and its name label may be the mistyped or
-     * invalid name it rejected: a series under it would stay in a merged
-     * textfile for good. The missing run shows in the age of the last
-     * success instead. */
-    if (exit_code == STOW_EXIT_USAGE) {
-        stow_log_detail("no metrics for a command that failed with bad usage");
-        return exit_code;
-    }
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     run->duration_seconds = (double)(now.tv_sec - current.started.tv_sec) +

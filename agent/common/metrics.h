@@ -162,6 +162,14 @@ void metrics_record_replicate(uint64_t copied, uint64_t failed);
  * thread). */
 void metrics_count_retry(void);
 
+/* Returns the name label of the run ("" without --name). */
+const char *metrics_run_name(void);
+
+/* Makes metrics_run_end write nothing: for a run whose name label is a
+ * name that the command rejected, whose series would stay in a merged
+ * textfile for good. */
+void metrics_discard_run(void);
+
 /* Finishes the record with the command's exit code and writes it to the
  * configured outputs. Every command writes the run metrics, and the
  * metrics of its own kind when it recorded them. A failed write is logged

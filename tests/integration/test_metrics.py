@@ -277,13 +277,21 @@ class MetricsTest(StowageTestCase):
         self.assertEqual(1, value(samples, "stowage_run_success", **labels))
         self.assertNotIn(("stowage_verification_success", frozenset(labels.items())), samples)
 
-    def test_usage_error_writes_no_series(self):
+    def test_usage_error_under_invalid_name_writes_nothing(self):
         repo = self.file_repo()
         path = self.metrics_path("usage")
         self.stowage("backup", "--repo", repo, "--name", "bad name", "--db",
                      self.cluster.conninfo("shop"), "--recipient", self.pub,
                      "--metrics-file", path, expect=2)
         self.assertFalse(os.path.exists(path))
+
+        # A key file lost after a deploy is bad usage under a good name:
+        # the failure is written.
+        self.stowage("backup", "--repo", repo, "--name", "shop", "--db",
+                     self.cluster.conninfo("shop"), "--recipient", self.pub + ".missing",
+                     "--metrics-file", path, expect=2)
+        samples = self.read_metrics(path)
+        self.assertEqual(0, value(samples, "stowage_run_success", name="shop", command="backup"))
 
     def test_config_metrics_file_for_jobs_only(self):
         repo = self.file_repo()

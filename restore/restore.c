@@ -385,7 +385,7 @@ static int failure_concerns_backup(const struct restore_job *job, stow_error *er
     if (err->exit_code != STOW_EXIT_FAILURE || step == NULL || strcmp(step, "restore") != 0 ||
         !job->options->scratch_local)
         return 0;
-    if (job->spool.out_of_space || pgtools_mentions_full_disk(err->message))
+    if (job->spool.out_of_space || pgtools_reports_server_io_failure(err->message))
         return 0;
     return !scratch_local_server_failed(&job->scratch, err);
 }

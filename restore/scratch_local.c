@@ -791,8 +791,8 @@ static int choose_port(int *port, stow_error *err)
 
 /* Reads server.log from offset, keeping at most the last SERVER_LOG_TAIL
  * bytes, joined into one line. */
-static void read_server_log(const struct scratch_local *scratch, off_t offset, char *out,
-                            size_t size)
+static void read_server_log_lines(const struct scratch_local *scratch, off_t offset,
+                                  char *out, size_t size)
 {
     char path[PATH_MAX + 16];
     off_t end;
@@ -813,6 +813,12 @@ static void read_server_log(const struct scratch_local *scratch, off_t offset, c
     got = pread(fd, out, size - 1, offset);
     close(fd);
     out[got > 0 ? got : 0] = '\0';
+}
+
+static void read_server_log(const struct scratch_local *scratch, off_t offset, char *out,
+                            size_t size)
+{
+    read_server_log_lines(scratch, offset, out, size);
     flatten(out);
 }
 
@@ -837,27 +843,69 @@ static int process_exited(pid_t pid)
     return end != NULL && end[1] == ' ' && end[2] == 'Z';
 }
 
+/* What the server's own log lines say about a failure. */
+struct server_log_findings {
+    int crashed;     /* a PANIC, or a process killed by a signal */
+    int disk_full;   /* the server could not extend or write a file */
+};
+
+/* Returns the message of a log line whose severity is severity, after
+ * the prefix "TIME [PID] ", or NULL. Rows that the log quotes stand in
+ * DETAIL, CONTEXT or STATEMENT lines, or inside the message, never in
+ * place of the severity, so matching from there ignores them. */
+static const char *message_of(const char *line, const char *severity)
+{
+    const char *after_pid = strstr(line, "] ");
+    size_t length = strlen(severity);
+
+    if (after_pid == NULL || strncmp(after_pid + 2, severity, length) != 0 ||
+        strncmp(after_pid + 2 + length, ":  ", 3) != 0)
+        return NULL;
+    return after_pid + 2 + length + 3;
+}
+
+static int starts_with(const char *text, const char *prefix)
+{
+    return text != NULL && strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+/* Classifies one line of server.log (without its newline). */
+static void read_log_line(const char *line, struct server_log_findings *findings)
+{
+    const char *panic = message_of(line, "PANIC");
+    const char *log = message_of(line, "LOG");
+    const char *error = message_of(line, "ERROR");
+
+    if (error == NULL)
+        error = message_of(line, "FATAL");
+    if (error == NULL)
+        error = panic;
+    if (panic != NULL ||
+        (starts_with(log, "server process (PID ") && strstr(log, " was terminated by ") != NULL))
+        findings->crashed = 1;
+    if (starts_with(error, "could not extend file") || starts_with(error, "could not write"))
+        findings->disk_full = 1;
+}
+
 int scratch_local_server_failed(const struct scratch_local *scratch, stow_error *err)
 {
     char log[SERVER_LOG_TAIL * 8];
-    int postmaster_gone = scratch->server_pid > 0 && process_exited(scratch->server_pid);
-    int crashed;
+    struct server_log_findings findings = {0};
 
-    read_server_log(scratch, 0, log, sizeof log);
-    if (pgtools_mentions_full_disk(log)) {
-        if (err->hint[0] == '\0')
-            hint_free_space(scratch, err);
-        return 1;
-    }
-    crashed = postmaster_gone || strstr(log, "PANIC:") != NULL ||
-              strstr(log, "terminated by signal") != NULL ||
-              strstr(log, "terminated by exception") != NULL;
-    if (crashed && err->hint[0] == '\0')
-        stow_error_hint(err, "the scratch server in %s crashed or was killed (its server.log "
-                             "says why; rerun with --keep to keep it): check this host's memory "
-                             "and disk, then run the restore again",
+    read_server_log_lines(scratch, 0, log, sizeof log);
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        read_log_line(line, &findings);
+    if (scratch->server_pid > 0 && process_exited(scratch->server_pid))
+        findings.crashed = 1;
+
+    if (findings.disk_full && err->hint[0] == '\0')
+        hint_free_space(scratch, err);
+    if (findings.crashed && err->hint[0] == '\0')
+        stow_error_hint(err, "the scratch server in %s crashed or was killed: check this host's "
+                             "memory and disk (rerun with --keep to keep the cluster and its "
+                             "server.log), then run the restore again",
                         scratch->directory);
-    return crashed;
+    return findings.crashed || findings.disk_full;
 }
 
 /* Reads line number of postmaster.pid (1: pid, 7: shared memory key and

@@ -47,6 +47,20 @@ int pgtools_mentions_full_disk(const char *text)
                             strstr(text, "Check free disk space") != NULL);
 }
 
+int pgtools_reports_server_io_failure(const char *text)
+{
+    static const char *const failures[] = {
+        "ERROR:  could not extend file", "ERROR:  could not write",
+        "FATAL:  could not write",       "PANIC:  could not write",
+    };
+
+    for (size_t i = 0; text != NULL && i < sizeof failures / sizeof failures[0]; i++) {
+        if (strstr(text, failures[i]) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
 /* Checks a port setting: one port, or a comma-separated list of ports (one
  * per host), each a number from 1 to 65535. An empty entry means the
  * default port, as in libpq. */

@@ -68,6 +68,12 @@ int pgtools_fail(stow_error *err, int exit_code, PGconn *conn, const char *conte
  * a PANIC during a write "Check free disk space". */
 int pgtools_mentions_full_disk(const char *text);
 
+/* Returns 1 when text contains a server's own error about writing or
+ * extending a file ("ERROR:  could not extend file ..."), as the server
+ * words a full disk or a failing device. Unlike pgtools_mentions_full_disk
+ * it does not match rows that an error's DETAIL or CONTEXT quotes. */
+int pgtools_reports_server_io_failure(const char *text);
+
 int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *err);
 
 /* Finds program (e.g. "pg_dump") for PostgreSQL major version major:

@@ -473,6 +473,29 @@ class RestoreTest(StowageTestCase):
                 self.assertIn("is not recorded", result.stderr)
                 self.assertIsNone(self.list_json(repo)[0]["last_verification"])
 
+    def test_crash_words_in_rows_do_not_hide_failure(self):
+        # A dump that cannot restore (a CHECK that reads a table restored
+        # later) is a finding about the backup, whatever its rows say: the
+        # server quotes them in DETAIL and CONTEXT lines of its log.
+        self.cluster.createdb("quoting")
+        self.cluster.psql(
+            "CREATE TABLE z_lookup (code text PRIMARY KEY); INSERT INTO z_lookup VALUES ('ok');"
+            "CREATE FUNCTION code_known(c text) RETURNS boolean LANGUAGE plpgsql AS "
+            "$$ BEGIN RETURN EXISTS (SELECT 1 FROM public.z_lookup WHERE code = c); END $$;"
+            "CREATE TABLE a_events (id int, code text CHECK (public.code_known(code)), msg text);"
+            "INSERT INTO a_events VALUES (1, 'ok', 'app01 kernel: PANIC: watchdog reset, "
+            "could not extend file: No space left on device; server process (PID 7) was "
+            "terminated by signal 9');", db="quoting")
+        repo = self.file_repo()
+        self.backup(repo, "quoting")
+
+        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                              "--scratch", "local", "--verify", expect=1)
+
+        self.assertIn("violates check constraint", result.stderr)
+        self.assertNotIn("is not recorded", result.stderr)
+        self.assertEqual("failed", self.list_json(repo)[0]["last_verification"])
+
     def test_killed_scratch_server_not_recorded(self):
         # The OOM killer's SIGKILL of the postmaster during pg_restore is the
         # host's failure, not the backup's.

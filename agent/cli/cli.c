@@ -108,20 +108,20 @@ static int configure_cleanup_timeout(int argc, char **argv)
     return asks_for_help(argc, argv) ? 0 : -1;
 }
 
-/* Makes a step of stowage run get SIGHUP when run dies, so that it
- * cleans up and exits instead of running on, orphaned, with the
- * repository lock. A run that died before this call sends it at once.
- * Call before stow_interrupt_install: a step handles SIGHUP even when run
- * was started with it ignored (nohup), which its steps inherit. */
+/* Makes a step of stowage run get STOW_PARENT_DEATH_SIGNAL when run dies,
+ * so that it cleans up and exits instead of running on, orphaned, with
+ * the repository lock. A run that died before this call sends it at
+ * once. Call before stow_interrupt_install. */
 static void stop_with_run(void)
 {
     const char *run_pid = getenv(CONFIG_RUN_STEP_ENV);
 
     if (run_pid == NULL)
         return;
-    signal(SIGHUP, SIG_DFL);
-    if (prctl(PR_SET_PDEATHSIG, SIGHUP) != 0 || getppid() != (pid_t)atol(run_pid))
-        kill(getpid(), SIGHUP);
+    stow_interrupt_stop_on_parent_death();
+    if (prctl(PR_SET_PDEATHSIG, STOW_PARENT_DEATH_SIGNAL) != 0 ||
+        getppid() != (pid_t)atol(run_pid))
+        kill(getpid(), STOW_PARENT_DEATH_SIGNAL);
 }
 
 /* Returns 0 when the run's --name is invalid, or is missing from a

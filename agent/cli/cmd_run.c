@@ -194,8 +194,9 @@ static int has_retention(const struct config *config, const char *name)
 
 /* --- child processes ------------------------------------------------------- */
 
-/* Waits for the step, forwarding SIGINT or SIGTERM to it once. Returns its
- * exit code, and STOW_EXIT_FAILURE for a step killed by a signal. */
+/* Waits for the step, forwarding SIGINT, SIGTERM or SIGHUP to it once.
+ * Returns its exit code, and STOW_EXIT_FAILURE for a step killed by a
+ * signal. */
 static int wait_for_step(pid_t pid, const char *step, const char *name)
 {
     int forwarded = 0;
@@ -210,8 +211,8 @@ static int wait_for_step(pid_t pid, const char *step, const char *name)
             return STOW_EXIT_FAILURE;
         signum = stow_interrupted();
         if (signum != 0 && !forwarded) {
-            stow_log_info("forwarding signal %d to the %s step of %s (pid %ld)", signum, step,
-                          name, (long)pid);
+            stow_log_info("forwarding %s to the %s step of %s (pid %ld)",
+                          stow_signal_name(signum), step, name, (long)pid);
             kill(pid, signum);
             forwarded = 1;
         }
@@ -250,7 +251,12 @@ static int spawn_step(char *const *args, int output_fd, pid_t *pid)
     sigaddset(&signals, SIGPIPE);
     sigaddset(&signals, SIGXFSZ);
     posix_spawnattr_setsigdefault(&attributes, &signals);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    /* A process group of its own: a signal to run's group (Ctrl-C in a
+     * terminal, a hangup of the session) reaches run alone, which forwards
+     * it once, so that the step never takes it for a second signal. */
+    posix_spawnattr_setpgroup(&attributes, 0);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                              POSIX_SPAWN_SETPGROUP);
     rc = posix_spawn(pid, "/proc/self/exe", &actions, &attributes, args, environ);
     posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);

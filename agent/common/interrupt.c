@@ -10,12 +10,11 @@
  * Repeating the wake-up closes the race of a signal that arrives just
  * before the main thread enters a blocking call.
  *
- * SIGHUP (a closed terminal, or the death of stowage run for its steps,
- * see cli_main) starts the same cleanup, unless the process started with
- * SIGHUP ignored (nohup), which stays ignored. The kernel may send a
- * step's parent-death signal more than once, one per exiting thread of
- * run, so a SIGHUP after the first signal is ignored rather than taken
- * for a second signal. */
+ * SIGHUP (a closed terminal) starts the same cleanup, unless the process
+ * started with SIGHUP ignored (nohup), which stays ignored. A step of
+ * stowage run also handles STOW_PARENT_DEATH_SIGNAL, which the kernel
+ * sends it when run dies (see cli_main), once per exiting thread of run:
+ * a repeat of it is ignored rather than taken for a second signal. */
 #include "common/interrupt.h"
 
 #include <pthread.h>
@@ -31,6 +30,7 @@
 
 static volatile sig_atomic_t received_signal;
 static sigset_t handled_signals;  /* set before the signal thread starts */
+static int stops_on_parent_death; /* stow_interrupt_stop_on_parent_death */
 static pthread_t main_thread;
 static atomic_llong cleanup_timeout_seconds = STOW_CLEANUP_TIMEOUT_DEFAULT;
 
@@ -41,6 +41,8 @@ static void wake_main_thread(int signum)
 
 static const char *signal_name(int signum)
 {
+    if (signum == STOW_PARENT_DEATH_SIGNAL)
+        return "the end of stowage run (SIGUSR2)";
     if (signum == SIGHUP)
         return "SIGHUP";
     return signum == SIGTERM ? "SIGTERM" : "SIGINT";
@@ -91,7 +93,7 @@ static void *wait_for_signals(void *argument)
         long long timeout = atomic_load(&cleanup_timeout_seconds);
         char duration[32];
 
-        if (signum == SIGHUP && received_signal != 0)
+        if (signum == STOW_PARENT_DEATH_SIGNAL && received_signal != 0)
             signum = 0;
         if (signum > 0 && received_signal != 0)
             exit_on_second_signal(signum);
@@ -154,9 +156,21 @@ void stow_interrupt_install(void)
     sigaddset(&handled_signals, SIGTERM);
     if (!hangup_is_ignored())
         sigaddset(&handled_signals, SIGHUP);
+    if (stops_on_parent_death)
+        sigaddset(&handled_signals, STOW_PARENT_DEATH_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
     if (pthread_create(&thread, NULL, wait_for_signals, NULL) == 0)
         pthread_detach(thread);
+}
+
+void stow_interrupt_stop_on_parent_death(void)
+{
+    stops_on_parent_death = 1;
+}
+
+const char *stow_signal_name(int signum)
+{
+    return signal_name(signum);
 }
 
 int stow_interrupted(void)

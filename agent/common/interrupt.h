@@ -6,6 +6,7 @@
 #ifndef STOWAGE_INTERRUPT_H
 #define STOWAGE_INTERRUPT_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -15,6 +16,15 @@
  * so that the exit, and its message, come from stowage. */
 #define STOW_CLEANUP_TIMEOUT_DEFAULT 20
 
+/* The signal that the kernel sends a step of stowage run when run dies
+ * (PR_SET_PDEATHSIG). Not SIGHUP, which a closed session sends and which
+ * nohup ignores. */
+#define STOW_PARENT_DEATH_SIGNAL SIGUSR2
+
+/* Makes stow_interrupt_install handle STOW_PARENT_DEATH_SIGNAL as it does
+ * SIGTERM. Call before it. */
+void stow_interrupt_stop_on_parent_death(void);
+
 /* Blocks SIGINT, SIGTERM and, unless it is ignored, SIGHUP in every
  * thread and starts the signal thread. Call once, before any other thread
  * starts. */
@@ -23,6 +33,10 @@ void stow_interrupt_install(void);
 /* Sets the cleanup timeout from STOWAGE_CLEANUP_TIMEOUT (a duration such
  * as "45s" or "2m"), if set. Fails with STOW_EXIT_USAGE on a bad value. */
 int stow_interrupt_configure(stow_error *err);
+
+/* Returns the name of a signal that stow_interrupted returned, for
+ * messages ("SIGTERM"). */
+const char *stow_signal_name(int signum);
 
 /* Returns the signal number received, or 0. */
 int stow_interrupted(void);

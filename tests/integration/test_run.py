@@ -490,28 +490,41 @@ class RunTest(unittest.TestCase):
         self.assertIn("missing.conf", result.stderr)
 
     def test_killed_run_stops_its_step(self):
-        # SIGKILL reaches run alone: its backup step gets SIGHUP from the
-        # kernel (PR_SET_PDEATHSIG), cleans up and exits.
+        # run is under nohup: a hangup of its process group changes
+        # nothing, for run or its step, which has a group of its own. A
+        # SIGKILL reaches run alone, and its backup step gets the
+        # parent-death signal from the kernel, cleans up and exits.
         repo = "file://" + self.new_dir("repo-")
         marker = os.path.join(self.workdir, "pg_dump-started-killed")
         bindir = fake_pg_bindir(self.workdir, "slow-bin-killed",
                                 'touch %s; sleep 30; exec "$REAL" "$@"' % marker)
         config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-kill.json"),
                                               "verify-every = 0\nkeep-daily = 7\n"))
-        process = spawn_stowage(["run", "--all", "--config", config],
-                                env={"STOWAGE_PG_BINDIR": bindir})
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            process = spawn_stowage(["run", "--all", "--config", config],
+                                    env={"STOWAGE_PG_BINDIR": bindir})
+        finally:
+            signal.signal(signal.SIGHUP, previous)
         self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
         wait_until(lambda: os.path.exists(marker), 60, description="pg_dump to start")
         steps = child_pids(process.pid)
         self.assertEqual(1, len(steps), steps)
+
+        os.killpg(process.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertIsNone(process.poll())
+        self.assertTrue(os.path.exists("/proc/%d" % steps[0]))
 
         os.kill(process.pid, signal.SIGKILL)
         _, stderr = process.communicate()
 
         wait_until(lambda: not os.path.exists("/proc/%d" % steps[0]), 30,
                    description="the backup step to stop")
-        self.assertIn("received SIGHUP: stopping and cleaning up", stderr)
+        self.assertIn("received the end of stowage run (SIGUSR2): stopping and cleaning up",
+                      stderr)
         self.assertNotIn("received a second", stderr)
+        self.assertNotIn("SIGHUP", stderr)
         self.assertEqual([], json.loads(self.stowage("list", "--repo", repo, "--json").stdout))
         leftovers = [name for _, _, names in os.walk(repo[len("file://"):]) for name in names
                      if ".tmp-" in name]

@@ -750,17 +750,23 @@ static int load_primary(struct dr_cli *cli, storage **primary, const storage *re
     return catalog_load(*primary, cli->replicate.name, catalog, err);
 }
 
-/* Sets what only the primary can tell (the replica's missing backups and
- * lag) to null, for a status built without the primary. */
-static void forget_primary_counts(json_t *status)
+/* Sets what only the primary can tell (its own side, the replica's
+ * missing backups and the lag) to null, for a status built without the
+ * primary, and says so when the replica has nothing either. */
+static void forget_primary_counts(json_t *status, const char *name)
 {
+    json_t *names = json_object_get(status, "names");
     json_t *entry;
     size_t index;
 
-    json_array_foreach(json_object_get(status, "names"), index, entry) {
+    json_array_foreach(names, index, entry) {
+        json_object_set_new(entry, "primary", json_null());
         json_object_set_new(json_object_get(entry, "replica"), "missing", json_null());
         json_object_set_new(entry, "lag_seconds", json_null());
     }
+    if (json_array_size(names) == 0)
+        stow_log(STOW_LOG_ERROR, "the replica has no backups%s%s: nothing can be restored from it",
+                            name != NULL ? " of " : "", name != NULL ? name : "");
 }
 
 /* dr status. In a disaster the primary is what is gone, and the replica's
@@ -800,7 +806,7 @@ static int dr_status(struct dr_cli *cli, stow_error *err)
                                                                ? storage_url(primary)
                                                                : cli->common.storage.url));
         if (stow_error_is_set(&primary_err))
-            forget_primary_counts(status);
+            forget_primary_counts(status, cli->replicate.name);
         json_object_set_new(status, "replica", json_string(storage_url(replica)));
         json_object_set_new(status, "primary_error", stow_error_is_set(&primary_err)
                                                          ? json_string(primary_err.message)

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+
 #define RPO_DEFINITION                                                                       \
     "age now of the started_at of the newest complete backup in the replica whose last "    \
     "verified restore passed (basis \"verified\"); when none passed, of the newest complete " \
@@ -113,6 +115,16 @@ static json_t *rpo_json(const struct catalog *replica, const char *name, time_t 
     if (usable == NULL)
         return json_pack("{s:n, s:n, s:n, s:s}", "seconds", "backup_id", "started_at", "basis",
                          "none");
+    /* A backup dated after now (a host's wrong clock) has no age: null, so
+     * that an alert on a large RPO is not silenced by a negative one. */
+    if (usable->manifest.started_at > now + CATALOG_CLOCK_SKEW_SECONDS) {
+        stow_log_warn("backup %s of %s in the replica is dated after the current time (the "
+                      "clock of the host that took it was probably wrong): its RPO cannot be "
+                      "measured", usable->manifest.id, name);
+        return json_pack("{s:n, s:s, s:o, s:s}", "seconds", "backup_id", usable->manifest.id,
+                         "started_at", time_json(usable->manifest.started_at), "basis",
+                         "future");
+    }
     return json_pack("{s:I, s:s, s:o, s:s}", "seconds",
                      (json_int_t)(now - usable->manifest.started_at), "backup_id",
                      usable->manifest.id, "started_at", time_json(usable->manifest.started_at),

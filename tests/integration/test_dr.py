@@ -693,8 +693,34 @@ class DrTest(StowageTestCase):
         self.assertIn("NoSuchBucket", status["primary_error"])
         [entry] = status["names"]
         self.assertEqual(backup_id, entry["replica"]["newest_id"])
+        self.assertIsNone(entry["primary"])
         self.assertIsNone(entry["replica"]["missing"])
         self.assertEqual(backup_id, entry["rpo"]["backup_id"])
+
+        empty = self.file_repo()
+        result = self.stowage("dr", "status", "--repo", gone, "--replica", empty, "--name", "app",
+                              env=self.class_s3_env(), expect=EXIT_STORAGE)
+        self.assertIn("the replica has no backups of app: nothing can be restored from it",
+                      result.stderr)
+
+    def test_dr_status_of_future_backup_has_no_rpo(self):
+        primary = self.file_repo()
+        replica = self.file_repo()
+        self.backup(primary, "app")
+        backup_id = self.list_json(primary)[0]["id"]
+        self.stowage("replicate", "--repo", primary, "--to", replica)
+        path = os.path.join(replica[len("file://"):], "backups", "app", backup_id, "manifest.json")
+        with open(path) as handle:
+            manifest = json.load(handle)
+        manifest["started_at"] = "2099-01-01T00:00:00.000000Z"
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+
+        result = self.stowage("dr", "status", "--repo", primary, "--replica", replica, "--json")
+        [entry] = json.loads(result.stdout)["names"]
+        self.assertIsNone(entry["rpo"]["seconds"])
+        self.assertEqual("future", entry["rpo"]["basis"])
+        self.assertIn("its RPO cannot be measured", result.stderr)
 
     def test_hold_is_replicated(self):
         primary, _ = self.primary_repo()

@@ -52,6 +52,20 @@ def child_pids(pid):
     return children
 
 
+def redate_backup(repo, name, backup_id, started_at="2099-01-01T00:00:00.000000Z"):
+    """Set the start time in the manifest of a backup in a file:// repository.
+
+    Stands for a backup taken on a host whose clock was wrong (the
+    manifest is not signed in these tests, so nothing else notices).
+    """
+    path = os.path.join(repo[len("file://"):], "backups", name, backup_id, "manifest.json")
+    with open(path) as handle:
+        manifest = json.load(handle)
+    manifest["started_at"] = started_at
+    with open(path, "w") as handle:
+        json.dump(manifest, handle)
+
+
 def stop_process_groups_using(directory):
     """Kill the process groups of programs started from directory.
 

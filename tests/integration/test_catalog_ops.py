@@ -9,7 +9,7 @@ import socket
 import time
 import unittest
 
-from support import StowageTestCase, fake_pg_bindir, object_keys, open_uploads
+from support import StowageTestCase, fake_pg_bindir, object_keys, open_uploads, redate_backup
 
 from harness.stowage import check_sanitizer_report, spawn_stowage
 
@@ -399,12 +399,7 @@ class CatalogOpsTest(StowageTestCase):
         # "latest", and every choice of it by time says so.
         repo = self.file_repo()
         backup_id = self.take_backups(repo, 1)[0]
-        path = os.path.join(repo[len("file://"):], "backups", "shop", backup_id, "manifest.json")
-        with open(path) as handle:
-            manifest = json.load(handle)
-        manifest["started_at"] = "2099-01-01T00:00:00.000000Z"
-        with open(path, "w") as handle:
-            json.dump(manifest, handle)
+        redate_backup(repo, "shop", backup_id)
 
         result = self.stowage("show", "--repo", repo, "latest")
         self.assertIn("backup %s started at 2099-01-01T00:00:00Z, after the current time"

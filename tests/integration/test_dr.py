@@ -17,7 +17,7 @@ import signal
 import time
 import unittest
 
-from support import SMALL_PART, StowageTestCase, fake_pg_bindir, open_uploads
+from support import SMALL_PART, StowageTestCase, fake_pg_bindir, open_uploads, redate_backup
 
 from harness import FaultProxy, run_stowage
 from harness.faultproxy import REWRITE, STALL
@@ -709,12 +709,7 @@ class DrTest(StowageTestCase):
         self.backup(primary, "app")
         backup_id = self.list_json(primary)[0]["id"]
         self.stowage("replicate", "--repo", primary, "--to", replica)
-        path = os.path.join(replica[len("file://"):], "backups", "app", backup_id, "manifest.json")
-        with open(path) as handle:
-            manifest = json.load(handle)
-        manifest["started_at"] = "2099-01-01T00:00:00.000000Z"
-        with open(path, "w") as handle:
-            json.dump(manifest, handle)
+        redate_backup(replica, "app", backup_id)
 
         result = self.stowage("dr", "status", "--repo", primary, "--replica", replica, "--json")
         [entry] = json.loads(result.stdout)["names"]
@@ -956,12 +951,7 @@ class DrTest(StowageTestCase):
         repo = self.file_repo()
         self.backup(repo, "app")
         backup_id = self.list_json(repo)[0]["id"]
-        path = os.path.join(repo[len("file://"):], "backups", "app", backup_id, "manifest.json")
-        with open(path) as handle:
-            manifest = json.load(handle)
-        manifest["started_at"] = "2099-01-01T00:00:00.000000Z"
-        with open(path, "w") as handle:
-            json.dump(manifest, handle)
+        redate_backup(repo, "app", backup_id)
 
         result = self.stowage("drill", "--repo", repo, "--key", self.key, "--rpo-objective", "1h",
                               expect=5)

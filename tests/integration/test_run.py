@@ -19,7 +19,7 @@ import tempfile
 import time
 import unittest
 
-from support import child_pids, fake_pg_bindir
+from support import child_pids, fake_pg_bindir, redate_backup
 from test_metrics import parse_strictly
 
 from harness import MotoServer, PostgresCluster, run_stowage, wait_until
@@ -208,14 +208,8 @@ class RunTest(unittest.TestCase):
         # A backup dated 30 days ahead, as from a host whose clock was wrong.
         self.stowage("backup", "--name", "orders", "--config", config)
         [future] = json.loads(self.stowage("list", "--repo", repo, "--json").stdout)
-        path = os.path.join(repo[len("file://"):], "backups", "orders", future["id"],
-                            "manifest.json")
-        with open(path) as handle:
-            manifest = json.load(handle)
-        manifest["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
-                                               time.gmtime(time.time() + 30 * 86400))
-        with open(path, "w") as handle:
-            json.dump(manifest, handle)
+        redate_backup(repo, "orders", future["id"],
+                      time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + 30 * 86400)))
 
         report = json.loads(self.stowage("run", "--name", "orders", "--json", "--config",
                                          config).stdout)

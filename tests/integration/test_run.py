@@ -208,8 +208,8 @@ class RunTest(unittest.TestCase):
         # A backup dated 30 days ahead, as from a host whose clock was wrong.
         self.stowage("backup", "--name", "orders", "--config", config)
         [future] = json.loads(self.stowage("list", "--repo", repo, "--json").stdout)
-        redate_backup(repo, "orders", future["id"],
-                      time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + 30 * 86400)))
+        ahead = time.gmtime(time.time() + 30 * 86400)
+        redate_backup(repo, "orders", future["id"], time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", ahead))
 
         report = json.loads(self.stowage("run", "--name", "orders", "--json", "--config",
                                          config).stdout)

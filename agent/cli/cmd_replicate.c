@@ -848,8 +848,12 @@ int cmd_dr(int argc, char **argv)
         fputs(dr_usage, stdout);
         return STOW_EXIT_OK;
     }
-    if (rc == 0 && cli.replica.storage.url == NULL)
-        cli_usage_error(&err, "dr", "--replica URL is required");
+    if (rc == 0 && cli.replica.storage.url == NULL) {
+        stow_fail(&err, STOW_EXIT_USAGE, "--replica URL is required");
+        stow_error_hint(&err, "give --replica (env STOWAGE_REPLICA), or set replica, "
+                              "replica-region and replica-endpoint in the configuration file: "
+                              "the keys to, to-region and to-endpoint apply to replicate only");
+    }
     if (!stow_error_is_set(&err))
         dr_status(&cli, &err);
     return cli_finish(&err);

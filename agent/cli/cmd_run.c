@@ -251,12 +251,9 @@ static int spawn_step(char *const *args, int output_fd, pid_t *pid)
     sigaddset(&signals, SIGPIPE);
     sigaddset(&signals, SIGXFSZ);
     posix_spawnattr_setsigdefault(&attributes, &signals);
-    /* A process group of its own: a signal to run's group (Ctrl-C in a
-     * terminal, a hangup of the session) reaches run alone, which forwards
-     * it once, so that the step never takes it for a second signal. */
-    posix_spawnattr_setpgroup(&attributes, 0);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                              POSIX_SPAWN_SETPGROUP);
+    /* The step stays in run's process group, the terminal's foreground
+     * group, so that it can ask for a passphrase there. */
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     rc = posix_spawn(pid, "/proc/self/exe", &actions, &attributes, args, environ);
     posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);

@@ -14,7 +14,10 @@
  * started with SIGHUP ignored (nohup), which stays ignored. A step of
  * stowage run also handles STOW_PARENT_DEATH_SIGNAL, which the kernel
  * sends it when run dies (see cli_main), once per exiting thread of run:
- * a repeat of it is ignored rather than taken for a second signal. */
+ * a repeat of it is ignored rather than taken for a second signal. So is
+ * a repeat of the first signal within STOW_SAME_SIGNAL_SECONDS: a signal
+ * to a process group (Ctrl-C, systemd's stop) reaches a step of run both
+ * directly and through run, which forwards it. */
 #include "common/interrupt.h"
 
 #include <pthread.h>
@@ -27,6 +30,10 @@
 
 #include "common/duration.h"
 #include "common/log.h"
+
+/* Seconds within which a repeat of the first signal counts as the same
+ * delivery (see above), not as a second signal. */
+#define STOW_SAME_SIGNAL_SECONDS 1.0
 
 static volatile sig_atomic_t received_signal;
 static sigset_t handled_signals;  /* set before the signal thread starts */
@@ -93,7 +100,10 @@ static void *wait_for_signals(void *argument)
         long long timeout = atomic_load(&cleanup_timeout_seconds);
         char duration[32];
 
-        if (signum == STOW_PARENT_DEATH_SIGNAL && received_signal != 0)
+        if (received_signal != 0 &&
+            (signum == STOW_PARENT_DEATH_SIGNAL ||
+             (signum == received_signal &&
+              stow_seconds_since(&first_signal_at) < STOW_SAME_SIGNAL_SECONDS)))
             signum = 0;
         if (signum > 0 && received_signal != 0)
             exit_on_second_signal(signum);

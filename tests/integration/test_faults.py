@@ -745,9 +745,12 @@ class SignalTest(FaultTestCase):
         repo, _ = self.s3_repo()
         with FaultProxy(self.moto) as proxy:
             process = self.start_backup_with_stalled_cleanup(proxy, repo)
+            first = time.monotonic()
             process.send_signal(signal.SIGTERM)
             wait_until(lambda: proxy.requests_matching(method="DELETE", fault=fp.STALL), 30,
                        description="the stalled AbortMultipartUpload")
+            # A repeat within a second counts as the same signal.
+            time.sleep(max(0.0, 1.2 - (time.monotonic() - first)))
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=60)

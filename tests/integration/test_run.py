@@ -485,8 +485,8 @@ class RunTest(unittest.TestCase):
 
     def test_killed_run_stops_its_step(self):
         # run is under nohup: a hangup of its process group changes
-        # nothing, for run or its step, which has a group of its own. A
-        # SIGKILL reaches run alone, and its backup step gets the
+        # nothing, for run or its step, which inherits the ignored SIGHUP.
+        # A SIGKILL reaches run alone, and its backup step gets the
         # parent-death signal from the kernel, cleans up and exits.
         repo = "file://" + self.new_dir("repo-")
         marker = os.path.join(self.workdir, "pg_dump-started-killed")
@@ -519,6 +519,31 @@ class RunTest(unittest.TestCase):
                       stderr)
         self.assertNotIn("received a second", stderr)
         self.assertNotIn("SIGHUP", stderr)
+        self.assertEqual([], json.loads(self.stowage("list", "--repo", repo, "--json").stdout))
+        leftovers = [name for _, _, names in os.walk(repo[len("file://"):]) for name in names
+                     if ".tmp-" in name]
+        self.assertEqual([], leftovers)
+
+    def test_group_sigint_cleans_up_once(self):
+        # Ctrl-C signals run's whole process group: the step gets SIGINT
+        # directly and again through run, and takes the repeat for the
+        # same signal, so its cleanup runs.
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-started-group")
+        bindir = fake_pg_bindir(self.workdir, "slow-bin-group",
+                                'touch %s; sleep 30; exec "$REAL" "$@"' % marker)
+        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-group.json"),
+                                              "verify-every = 0\nkeep-daily = 7\n"))
+        process = spawn_stowage(["run", "--all", "--config", config],
+                                env={"STOWAGE_PG_BINDIR": bindir})
+        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
+        wait_until(lambda: os.path.exists(marker), 60, description="pg_dump to start")
+
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertNotIn("received a second", stderr)
         self.assertEqual([], json.loads(self.stowage("list", "--repo", repo, "--json").stdout))
         leftovers = [name for _, _, names in os.walk(repo[len("file://"):]) for name in names
                      if ".tmp-" in name]

@@ -10,6 +10,7 @@
 
 #include "catalog.h"
 #include "catalog/catalog_lock.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "container.h"
 
@@ -241,7 +242,9 @@ static int check_removals(const struct rekey_state *state, const struct rekey_it
     json_t *entry;
 
     for (size_t i = 0; i < options->remove_count; i++) {
-        if (recipient_entry(recipients, options->remove[i]) != NULL)
+        /* With --all a backup without the key is one that an earlier,
+         * interrupted run already rekeyed: nothing to do for it. */
+        if (recipient_entry(recipients, options->remove[i]) != NULL || options->all)
             continue;
         json_array_foreach(recipients, index, entry)
             id_list_add(ids, json_string_value(json_object_get(entry, "key_id")));
@@ -316,6 +319,29 @@ static int plan_recipients(struct rekey_state *state, struct rekey_item *item,
     return 0;
 }
 
+/* Returns 1 when the backup already has every recipient to add and none
+ * to remove: a backup that an interrupted rotation finished. Its data key
+ * is then not needed, and the --key of the rotation, which may no longer
+ * open it, is not tried. */
+static int recipients_done(const struct rekey_state *state, const struct rekey_item *item)
+{
+    const struct rekey_options *options = state->options;
+    json_t *current =
+        json_object_get(json_object_get(item->manifest.document, "encryption"), "recipients");
+
+    if (options->add_count == 0 && options->remove_count == 0)
+        return 0;
+    for (size_t i = 0; i < options->add_count; i++) {
+        if (recipient_entry(current, options->add[i].id) == NULL)
+            return 0;
+    }
+    for (size_t i = 0; i < options->remove_count; i++) {
+        if (recipient_entry(current, options->remove[i]) != NULL)
+            return 0;
+    }
+    return 1;
+}
+
 static int plan_item(struct rekey_state *state, struct rekey_item *item, stow_error *err)
 {
     const char *signer = keys_signing_secret_public(state->options->signing_key)->id;
@@ -336,7 +362,7 @@ static int plan_item(struct rekey_state *state, struct rekey_item *item, stow_er
     data_key = sodium_malloc(CONTAINER_DATA_KEY_BYTES);
     if (data_key == NULL)
         return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-    if (open_data_key(state, item, data_key, err) == 0 &&
+    if ((recipients_done(state, item) || open_data_key(state, item, data_key, err) == 0) &&
         plan_recipients(state, item, data_key, err) == 0)
         rc = 0;
     sodium_free(data_key);
@@ -344,6 +370,30 @@ static int plan_item(struct rekey_state *state, struct rekey_item *item, stow_er
     item->changed = item->added[0] != '\0' || item->removed[0] != '\0' ||
                     item->signed_by == NULL || strcmp(item->signed_by, signer) != 0;
     return rc;
+}
+
+/* Fails when a key id to remove is in none of the backups: a mistyped id,
+ * or a removal that is complete. Each backup alone may lack it with --all
+ * (see check_removals). */
+static int check_removed_somewhere(const struct rekey_state *state, stow_error *err)
+{
+    const struct rekey_options *options = state->options;
+
+    for (size_t i = 0; i < options->remove_count; i++) {
+        size_t found = 0;
+
+        for (size_t j = 0; j < state->count; j++)
+            found += strstr(state->items[j].removed, options->remove[i]) != NULL;
+        if (found > 0)
+            continue;
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "no backup of the %zu selected has a recipient with key id %s: nothing to "
+                  "remove", state->count, options->remove[i]);
+        stow_error_hint(err, "check the key id with stowage show; after a complete removal "
+                             "there is nothing left to do");
+        return -1;
+    }
+    return 0;
 }
 
 /* Plans every item. With several backups it logs each refusal and fails
@@ -367,7 +417,7 @@ static int plan_all(struct rekey_state *state, stow_error *err)
             first = item_err;
     }
     if (failed == 0)
-        return 0;
+        return check_removed_somewhere(state, err);
     return stow_fail(err, first.exit_code,
                      "%zu of %zu backups cannot be rekeyed (see the errors above), so none "
                      "was changed",
@@ -458,6 +508,14 @@ static int write_all(struct rekey_state *state, stow_error *err)
     for (size_t i = 0; i < state->count; i++) {
         struct rekey_item *item = &state->items[i];
 
+        /* Between manifests: each one written is whole, and a run again
+         * picks up the rest. */
+        if (stow_interrupted() != 0) {
+            stow_fail_interrupted(err, "rekey");
+            stow_error_hint(err, "%zu of %zu backups were rekeyed; run the same rekey again "
+                                 "for the rest", written, state->count);
+            return -1;
+        }
         if (!item->skipped && item->changed && write_item(state, item, err) != 0) {
             stow_error_hint(err, "%zu of %zu backups were rekeyed before this failure; "
                                  "run rekey again for the rest",

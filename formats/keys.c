@@ -1030,7 +1030,11 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     return rc;
 }
 
-int keys_passphrase_read(const char *file_path, const char *prompt, char **out, stow_error *err)
+/* Reads a passphrase from file_path, else from the terminal. option and
+ * key_path name the option that gives the file and the key that needs it,
+ * for the error without a terminal. */
+static int read_passphrase(const char *file_path, const char *option, const char *key_path,
+                           const char *prompt, char **out, stow_error *err)
 {
     int fd;
     int rc;
@@ -1041,13 +1045,22 @@ int keys_passphrase_read(const char *file_path, const char *prompt, char **out, 
 
     fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
-        stow_fail(err, STOW_EXIT_USAGE, "no terminal to read a passphrase from");
-        stow_error_hint(err, "give the passphrase with --passphrase-file");
+        if (key_path != NULL)
+            stow_fail(err, STOW_EXIT_USAGE, "no terminal to read the passphrase of %s from",
+                      key_path);
+        else
+            stow_fail(err, STOW_EXIT_USAGE, "no terminal to read a passphrase from");
+        stow_error_hint(err, "give the passphrase in a file with %s FILE", option);
         return -1;
     }
     rc = passphrase_from_terminal(fd, prompt, out, err);
     close(fd);
     return rc;
+}
+
+int keys_passphrase_read(const char *file_path, const char *prompt, char **out, stow_error *err)
+{
+    return read_passphrase(file_path, "--passphrase-file", NULL, prompt, out, err);
 }
 
 int keys_passphrase_from_source(void *context, const char *key_path, char **passphrase,
@@ -1057,6 +1070,8 @@ int keys_passphrase_from_source(void *context, const char *key_path, char **pass
     char prompt[4200];
 
     snprintf(prompt, sizeof prompt, "Passphrase for %s: ", key_path);
-    return keys_passphrase_read(source != NULL ? source->file_path : NULL, prompt, passphrase,
-                                err);
+    return read_passphrase(source != NULL ? source->file_path : NULL,
+                           source != NULL && source->option != NULL ? source->option
+                                                                    : "--passphrase-file",
+                           key_path, prompt, passphrase, err);
 }

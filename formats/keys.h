@@ -118,6 +118,7 @@ void keys_passphrase_free(char *passphrase);
 /* Passphrase source for keys_passphrase_from_source. */
 struct keys_passphrase_source {
     const char *file_path;   /* --passphrase-file, or NULL to ask on the terminal */
+    const char *option;      /* the option of file_path, for hints; NULL: --passphrase-file */
 };
 
 /* A keys_passphrase_fn whose context is a struct keys_passphrase_source. */

@@ -54,7 +54,7 @@ static int not_a_recipient(const struct manifest *manifest, const char *key_id,
 int backup_open_data_key(const struct manifest *manifest, const char *secret_key_path,
                          const char *passphrase_file, uint8_t **data_key, stow_error *err)
 {
-    struct keys_passphrase_source source = {passphrase_file};
+    struct keys_passphrase_source source = {passphrase_file, "--passphrase-file"};
     struct keys_secret *secret = NULL;
     const struct keys_public *public_key;
     int rc = -1;

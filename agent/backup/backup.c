@@ -69,7 +69,8 @@ static int load_recipients(struct backup_job *job, stow_error *err)
 
 static int load_signing_key(struct backup_job *job, stow_error *err)
 {
-    struct keys_passphrase_source source = {job->options->signing_passphrase_file};
+    struct keys_passphrase_source source = {job->options->signing_passphrase_file,
+                                            "--signing-passphrase-file"};
 
     if (job->options->signing_key_path == NULL) {
         stow_log_warn("the manifest will not be signed: pass --signing-key or set "

@@ -7,8 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli/cli.h"
+#include "common/log.h"
 #include "keys.h"
+
+/* Passphrases shorter than this get a warning. */
+#define KEYGEN_SHORT_PASSPHRASE 12
 
 enum { OPT_OUT = CLI_OPT_FIRST_COMMAND_OPTION, OPT_PASSPHRASE, OPT_PASSPHRASE_FILE, OPT_KIND };
 
@@ -143,6 +149,40 @@ static int generate(const struct keygen_cli *cli, const char *passphrase, stow_e
     return 0;
 }
 
+/* Reads the passphrase of new keys: from file_path, or from the terminal
+ * twice, so that a typo cannot lock the keys, and every backup sealed for
+ * them, behind a passphrase nobody knows. */
+static int read_new_passphrase(const char *file_path, char **passphrase, stow_error *err)
+{
+    char *again = NULL;
+    int same;
+
+    if (keys_passphrase_read(file_path, "Passphrase for the new secret keys: ", passphrase,
+                             err) != 0)
+        return -1;
+    if (file_path == NULL) {
+        if (keys_passphrase_read(NULL, "The same passphrase again: ", &again, err) != 0) {
+            keys_passphrase_free(*passphrase);
+            *passphrase = NULL;
+            return -1;
+        }
+        same = strlen(*passphrase) == strlen(again) &&
+               sodium_memcmp(*passphrase, again, strlen(again)) == 0;
+        keys_passphrase_free(again);
+        if (!same) {
+            keys_passphrase_free(*passphrase);
+            *passphrase = NULL;
+            stow_fail(err, STOW_EXIT_USAGE, "the two passphrases differ; no key was written");
+            stow_error_hint(err, "run stowage keygen again and type the same passphrase twice");
+            return -1;
+        }
+    }
+    if (strlen(*passphrase) < KEYGEN_SHORT_PASSPHRASE)
+        stow_log_warn("the passphrase has %zu characters: a guessed passphrase opens the key, "
+                      "so use %d or more", strlen(*passphrase), KEYGEN_SHORT_PASSPHRASE);
+    return 0;
+}
+
 int cmd_keygen(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -176,8 +216,7 @@ int cmd_keygen(int argc, char **argv)
     if (check_out_directory(cli.out, &err) != 0)
         return cli_finish(&err);
     if ((cli.ask_passphrase || cli.passphrase_file != NULL) &&
-        keys_passphrase_read(cli.passphrase_file, "Passphrase for the new secret keys: ",
-                             &passphrase, &err) != 0)
+        read_new_passphrase(cli.passphrase_file, &passphrase, &err) != 0)
         return cli_finish(&err);
 
     generate(&cli, passphrase, &err);

@@ -157,8 +157,9 @@ static int load_keys(struct rekey_cli *cli, struct keys_secret **secret,
                      struct keys_signing_secret **signing_key, struct keys_public *added,
                      stow_error *err)
 {
-    struct keys_passphrase_source source = {cli->passphrase_file};
-    struct keys_passphrase_source signing_source = {cli->signing_passphrase_file};
+    struct keys_passphrase_source source = {cli->passphrase_file, "--passphrase-file"};
+    struct keys_passphrase_source signing_source = {cli->signing_passphrase_file,
+                                                    "--signing-passphrase-file"};
 
     for (size_t i = 0; i < cli->add_count; i++) {
         if (keys_public_load(cli->add_files[i], &added[i], err) != 0)

@@ -661,7 +661,8 @@ static int check_replicate_usage(const struct dr_cli *cli, stow_error *err)
 static int load_replica_signing_key(const struct dr_cli *cli,
                                     struct keys_signing_secret **signing_key, stow_error *err)
 {
-    struct keys_passphrase_source source = {cli->signing_passphrase_file};
+    struct keys_passphrase_source source = {cli->signing_passphrase_file,
+                                            "--signing-passphrase-file"};
 
     *signing_key = NULL;
     if (cli->signing_key_path == NULL)

@@ -4,6 +4,7 @@ rewritten, and manifests changed by hand are rejected with trusted keys."""
 
 import json
 import os
+import pty
 import signal
 import stat
 import unittest
@@ -12,7 +13,7 @@ from support import StowageTestCase
 
 from harness import FaultProxy, run_stowage, wait_until
 from harness.faultproxy import STALL
-from harness.stowage import spawn_stowage
+from harness.stowage import spawn_stowage, stowage_binary
 
 TABLES = {"public.accounts": 1000, "public.events": 250, "public.notes": 3}
 
@@ -21,6 +22,32 @@ def key_id_of(public_path):
     with open(public_path) as handle:
         return handle.read().split()[1]
 
+
+
+def run_on_terminal(command, lines):
+    """Run command on a new pseudo-terminal, typing each line after a prompt.
+
+    Returns (exit status, everything the command printed on the terminal).
+    """
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        os.execv(command[0], command)
+    output = b""
+    pending = list(lines)
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        if pending and output.rstrip().endswith(b":"):
+            os.write(fd, (pending.pop(0) + "\n").encode())
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
 class KeysTest(StowageTestCase):
 
@@ -108,6 +135,21 @@ class KeysTest(StowageTestCase):
         self.assertNotIn("correct horse", result.stderr)
         self.assertFalse(os.path.exists(out))
 
+    def test_keygen_asks_passphrase_twice(self):
+        # On a terminal the passphrase is typed twice; two that differ
+        # write no key.
+        for second, expected in (("correct horse battery staple", 0), ("correct horse", 2)):
+            with self.subTest(second=second):
+                out = os.path.join(self.workdir, "tty-%s.key" % os.urandom(3).hex())
+                status, output = run_on_terminal(
+                    [stowage_binary(), "keygen", "--out", out, "--passphrase"],
+                    ["correct horse battery staple", second])
+                self.assertEqual(expected, status, output)
+                self.assertIn("The same passphrase again", output)
+                self.assertEqual(expected == 0, os.path.exists(out))
+                if expected:
+                    self.assertIn("the two passphrases differ; no key was written", output)
+
     def test_protected_key_messages(self):
         passphrase = os.path.join(self.workdir, "prot-passphrase")
         wrong = os.path.join(self.workdir, "prot-wrong")
@@ -132,6 +174,19 @@ class KeysTest(StowageTestCase):
                               "--passphrase-file", passphrase, expect=2)
         self.assertIn("passphrase file %s is readable by group or others" % passphrase,
                       result.stderr)
+
+        # Without a terminal the hint names the option for that key's
+        # passphrase, and the message names the key.
+        signing = os.path.join(self.workdir, "prot-signing.key")
+        os.chmod(passphrase, 0o600)
+        self.stowage("keygen", "--out", signing, "--kind", "signing", "--passphrase-file",
+                     passphrase)
+        result = self.stowage("backup", "--repo", repo, "--db", self.cluster.conninfo("keysdb"),
+                              "--recipient", self.pub, "--signing-key", signing + ".sign",
+                              expect=2)
+        self.assertIn("no terminal to read the passphrase of %s.sign from" % signing,
+                      result.stderr)
+        self.assertIn("--signing-passphrase-file FILE", result.stderr)
 
         result = self.stowage("verify", "--repo", repo, "latest", "--key", self.signing_key,
                               expect=2)

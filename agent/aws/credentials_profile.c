@@ -294,6 +294,17 @@ static int role_source_credentials(const struct profile *profile, int depth,
     int rc;
 
     if (profile->source_profile[0] != '\0') {
+        /* A profile may assume its role with its own keys. */
+        if (strcmp(profile->source_profile, profile->name) == 0 &&
+            profile->access_key_id[0] == '\0') {
+            stow_fail(err, STOW_EXIT_USAGE,
+                      "profile %s in %s names itself as source_profile but has no "
+                      "aws_access_key_id and aws_secret_access_key",
+                      profile->name, profile->config_path);
+            stow_error_hint(err, "add the keys to the profile, or name a source_profile that "
+                                 "has them");
+            return -1;
+        }
         if (strcmp(profile->source_profile, profile->name) == 0)
             return static_keys(profile, out, err);
         if (depth + 1 >= AWS_PROFILE_CHAIN_MAX)

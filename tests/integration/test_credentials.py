@@ -475,6 +475,16 @@ class ProfileRoleTest(unittest.TestCase):
         assert_no_secret([result.stdout, result.stderr],
                          ["not-the-secret", self.base_key["SecretAccessKey"]])
 
+    def test_profile_sourcing_itself_without_keys(self):
+        config = "[profile loop]\nrole_arn = %s\nsource_profile = loop\n" % self.role_arn
+        with FaultProxy(self.moto) as proxy:
+            env = self.environment(proxy, "loop", config, "")
+            result = run_stowage(["check", "--repo", "s3://profiles"], env=env)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn("profile loop in %s names itself as source_profile but has no "
+                      "aws_access_key_id" % env["AWS_CONFIG_FILE"], result.stdout)
+        self.assertEqual([], proxy.requests)
+
     def test_missing_profile_named_in_aws_profile(self):
         with FaultProxy(self.moto) as proxy:
             env = self.environment(proxy, "absent", "", self.base_credentials())

@@ -115,6 +115,17 @@ static int select_backups(struct rekey_state *state, stow_error *err)
 
     if (catalog_load(state->store, options->name, &state->catalog, err) != 0)
         return -1;
+    /* After a key leak, a backup left behind by --all would keep the old
+     * recipient without a word. */
+    if (options->all && state->catalog.broken > 0) {
+        stow_fail(err, STOW_EXIT_VERIFY,
+                  "rekey --all cannot rekey every backup: unreadable manifests: %zu (the "
+                  "first: %s); nothing was changed",
+                  state->catalog.broken, state->catalog.broken_keys[0]);
+        stow_error_hint(err, "see the warnings above; restore or remove those manifests, or "
+                             "rekey the other backups by id");
+        return -1;
+    }
     if (!options->all &&
         catalog_resolve(&state->catalog, options->spec, NULL, options->name, &chosen, err) != 0)
         return -1;

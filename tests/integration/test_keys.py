@@ -400,6 +400,25 @@ class KeysTest(StowageTestCase):
                           self.show_json(repo, backup_id)["encryption"]["recipients"]]
             self.assertEqual([key_id_of(self.new_key + ".pub")], recipients, backup_id)
 
+    def test_rekey_all_refuses_unreadable_manifest(self):
+        repo = self.file_repo()
+        directory = repo[len("file://"):]
+        good = self.signed_backup(repo)
+        broken = self.signed_backup(repo)
+        with open(os.path.join(directory, self.manifest_key(broken)), "w") as handle:
+            handle.write("{not json")
+        with open(os.path.join(directory, self.manifest_key(good)), "rb") as handle:
+            before = handle.read()
+
+        result = self.stowage("rekey", "--repo", repo, "--all", "--key", self.key,
+                              "--add-recipient", self.new_key + ".pub", "--signing-key",
+                              self.signing_key, expect=3)
+
+        self.assertIn("unreadable manifests: 1", result.stderr)
+        self.assertIn(self.manifest_key(broken), result.stderr)
+        with open(os.path.join(directory, self.manifest_key(good)), "rb") as handle:
+            self.assertEqual(before, handle.read())
+
     def test_rekey_refusals_change_nothing(self):
         repo = self.file_repo()
         directory = repo[len("file://"):]

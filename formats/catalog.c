@@ -1,6 +1,7 @@
 /* Catalog loading from manifests, and backup selection. */
 #include "catalog.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,25 @@ int catalog_parse_time(const char *option, const char *text, struct catalog_time
     return 0;
 }
 
+/* Fails with STOW_EXIT_VERIFY when the manifest of backup id exists but
+ * is invalid: "not found" would send the reader looking elsewhere. */
+static int fail_if_broken(const struct catalog *catalog, const char *id, stow_error *err)
+{
+    for (size_t i = 0; i < catalog->broken; i++) {
+        const char *key = catalog->broken_keys[i];
+        const char *slash = strrchr(key, '/');
+        size_t id_len = strlen(id);
+
+        if (slash == NULL || slash - key < (ptrdiff_t)id_len + 1 ||
+            strncmp(slash - id_len, id, id_len) != 0 || slash[-(ptrdiff_t)id_len - 1] != '/')
+            continue;
+        stow_fail(err, STOW_EXIT_VERIFY, "the manifest of backup %s (%s) is invalid", id, key);
+        stow_error_hint(err, "see the warning above for what is wrong with it");
+        return -1;
+    }
+    return 0;
+}
+
 /* Returns 1 when the backup started after at: within the same second, its
  * microseconds decide (0 in manifests that do not record them). */
 static int started_after(const struct manifest *manifest, const struct catalog_time *at)
@@ -377,6 +397,8 @@ int catalog_resolve(const struct catalog *catalog, const char *spec,
     if (by_time && check_newer_broken(catalog, name, at, NULL, err) != 0)
         return -1;
 
+    if (!by_time && fail_if_broken(catalog, spec, err) != 0)
+        return -1;
     if (!by_time)
         stow_fail(err, STOW_EXIT_USAGE, "backup %s not found in the catalog", spec);
     else if (at != NULL) {

@@ -410,6 +410,19 @@ class CatalogOpsTest(StowageTestCase):
         self.assertIn("backup %s of shop started at 2099-01-01T00:00:00Z, after the current time"
                       % backup_id, result.stderr)
 
+    def test_show_names_invalid_manifest(self):
+        repo = self.file_repo()
+        backup_id = self.take_backups(repo, 1)[0]
+        key = "backups/shop/%s/manifest.json" % backup_id
+        with open(os.path.join(repo[len("file://"):], key), "w") as handle:
+            handle.write("{bad")
+
+        result = self.stowage("show", "--repo", repo, backup_id, expect=3)
+
+        self.assertIn("the manifest of backup %s (%s) is invalid" % (backup_id, key),
+                      result.stderr)
+        self.assertNotIn("not found", result.stderr)
+
     def test_invalid_names_rejected(self):
         repo = self.file_repo()
         for command in (["list"], ["hold", "latest", "--reason", "audit"]):

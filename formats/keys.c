@@ -13,6 +13,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "common/interrupt.h"
+
 #define PUBLIC_MAGIC "stowage-public-key-v1"
 #define SECRET_MAGIC "stowage-secret-key-v1"
 #define SIGNING_PUBLIC_MAGIC "stowage-signing-public-key-v1"
@@ -951,7 +953,9 @@ static int passphrase_take_line(char *buffer, size_t len, const char *source, ch
     return 0;
 }
 
-/* Reads from fd until a newline, end of file or a full buffer. */
+/* Reads from fd until a newline, end of file or a full buffer. Returns -1
+ * with errno EINTR after SIGINT or SIGTERM (a Ctrl-C at a prompt), whose
+ * signal thread interrupts the read every 100 ms. */
 static ssize_t read_line(int fd, char *buffer, size_t size)
 {
     size_t len = 0;
@@ -959,6 +963,8 @@ static ssize_t read_line(int fd, char *buffer, size_t size)
 
     while (len < size) {
         got = read(fd, buffer + len, size - len);
+        if (got < 0 && errno == EINTR && stow_interrupted() != 0)
+            return -1;
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -1013,16 +1019,22 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 
-    /* NOTE: a signal that ends the process while echo is off leaves it off;
-     * the shell's `reset` or `stty echo` restores it. */
-    if (write_all(fd, prompt, strlen(prompt)) != 0 || tcsetattr(fd, TCSAFLUSH, &quiet) != 0)
+    /* SIGINT and SIGTERM end the read below, which restores echo; only a
+     * SIGKILL here leaves it off (the shell's `stty echo` restores it). */
+    /* Echo goes off before the prompt appears: TCSAFLUSH drops what was
+     * typed before it, and must not drop an answer typed after it. */
+    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0 || write_all(fd, prompt, strlen(prompt)) != 0) {
+        tcsetattr(fd, TCSAFLUSH, &saved);
         return stow_fail_errno(err, STOW_EXIT_USAGE, errno, "preparing", "/dev/tty");
+    }
 
     len = read_line(fd, buffer, sizeof buffer);
     tcsetattr(fd, TCSAFLUSH, &saved);
     write_all(fd, "\n", 1);
 
-    if (len < 0)
+    if (stow_interrupted() != 0)
+        stow_fail_interrupted(err, "the passphrase prompt");
+    else if (len < 0)
         stow_fail_errno(err, STOW_EXIT_USAGE, errno, "reading the passphrase from", "/dev/tty");
     else
         rc = passphrase_take_line(buffer, (size_t)len, "the terminal", out, err);

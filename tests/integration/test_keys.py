@@ -7,6 +7,8 @@ import os
 import pty
 import signal
 import stat
+import termios
+import time
 import unittest
 
 from support import StowageTestCase
@@ -24,16 +26,18 @@ def key_id_of(public_path):
 
 
 
-def run_on_terminal(command, lines):
+def run_on_terminal(command, lines, report_echo=False):
     """Run command on a new pseudo-terminal, typing each line after a prompt.
 
-    Returns (exit status, everything the command printed on the terminal).
+    Returns (exit status, everything the command printed on the terminal),
+    and with report_echo whether the terminal echoes input after the exit.
     """
     pid, fd = pty.fork()
     if pid == 0:
         os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
         os.execv(command[0], command)
     output = b""
+    answered = 0  # the length of output when the last line was typed
     pending = list(lines)
     while True:
         try:
@@ -43,11 +47,16 @@ def run_on_terminal(command, lines):
         if not chunk:
             break
         output += chunk
-        if pending and output.rstrip().endswith(b":"):
-            os.write(fd, (pending.pop(0) + "\n").encode())
+        # A line answers a prompt that came after the previous answer.
+        if pending and output[answered:].rstrip().endswith(b":"):
+            line = pending.pop(0)
+            os.write(fd, (line if line == "\x03" else line + "\n").encode())
+            answered = len(output)
     _, status = os.waitpid(pid, 0)
+    echo = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
     os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+    result = (os.waitstatus_to_exitcode(status), output.decode(errors="replace"))
+    return result + (echo,) if report_echo else result
 
 class KeysTest(StowageTestCase):
 
@@ -146,9 +155,24 @@ class KeysTest(StowageTestCase):
                     ["correct horse battery staple", second])
                 self.assertEqual(expected, status, output)
                 self.assertIn("The same passphrase again", output)
+                self.assertNotIn("correct horse", output)
                 self.assertEqual(expected == 0, os.path.exists(out))
                 if expected:
                     self.assertIn("the two passphrases differ; no key was written", output)
+
+    def test_ctrl_c_at_passphrase_prompt(self):
+        # Ctrl-C at the prompt exits at once with 130 and turns echo back on.
+        out = os.path.join(self.workdir, "tty-ctrl-c.key")
+        started = time.monotonic()
+        status, output, echo = run_on_terminal(
+            [stowage_binary(), "keygen", "--out", out, "--passphrase"], ["\x03"],
+            report_echo=True)
+        self.assertEqual(130, status, output)
+        self.assertLess(time.monotonic() - started, 5, output)
+        self.assertIn("interrupted by SIGINT during the passphrase prompt", output)
+        self.assertNotIn("stowage gc", output)
+        self.assertTrue(echo, "echo was left off")
+        self.assertFalse(os.path.exists(out))
 
     def test_protected_key_messages(self):
         passphrase = os.path.join(self.workdir, "prot-passphrase")

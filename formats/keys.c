@@ -938,8 +938,12 @@ static int passphrase_take_line(char *buffer, size_t len, const char *source, ch
         len = (size_t)(newline - buffer);
     if (len > 0 && buffer[len - 1] == '\r')
         len--;
-    if (len == 0)
-        return stow_fail(err, STOW_EXIT_USAGE, "the passphrase from %s is empty", source);
+    if (len == 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "the passphrase from %s is empty", source);
+        stow_error_hint(err, "give a passphrase of one or more characters; keys without a "
+                             "passphrase are made without --passphrase");
+        return -1;
+    }
     if (len > KEYS_PASSPHRASE_MAX || memchr(buffer, '\0', len) != NULL)
         return stow_fail(err, STOW_EXIT_USAGE,
                          "the passphrase from %s is longer than %d bytes or contains a NUL byte",
@@ -1062,7 +1066,9 @@ static int read_passphrase(const char *file_path, const char *option, const char
                       key_path);
         else
             stow_fail(err, STOW_EXIT_USAGE, "no terminal to read a passphrase from");
-        stow_error_hint(err, "give the passphrase in a file with %s FILE", option);
+        stow_error_hint(err, "give the passphrase in a file with %s FILE (in a configuration "
+                             "file: %s = FILE)",
+                        option, option + 2);
         return -1;
     }
     rc = passphrase_from_terminal(fd, prompt, out, err);

@@ -11,9 +11,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/interrupt.h"
+
+/* Milliseconds to wait for SIGHUP after a read from a closed terminal. */
+#define TERMINAL_HANGUP_WAIT_MS 500
 
 #define PUBLIC_MAGIC "stowage-public-key-v1"
 #define SECRET_MAGIC "stowage-secret-key-v1"
@@ -1007,6 +1011,19 @@ static int passphrase_from_file(const char *path, char **out, stow_error *err)
     return rc;
 }
 
+/* A closed terminal fails the read with EIO, often before the signal
+ * thread has recorded the SIGHUP that the kernel sends with it: waits up
+ * to TERMINAL_HANGUP_WAIT_MS for it, so that the run reports the hangup
+ * (exit 130) rather than an I/O error. */
+static void wait_for_hangup(void)
+{
+    const struct timespec step = {0, 10 * 1000 * 1000};
+
+    for (int waited = 0; waited < TERMINAL_HANGUP_WAIT_MS && stow_interrupted() == 0;
+         waited += 10)
+        nanosleep(&step, NULL);
+}
+
 /* Reads one line from the terminal fd with echo off, then restores the
  * terminal settings. */
 static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow_error *err)
@@ -1015,6 +1032,7 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     struct termios saved;
     struct termios quiet;
     ssize_t len;
+    int read_errno;
     int rc = -1;
 
     if (tcgetattr(fd, &saved) != 0)
@@ -1023,8 +1041,9 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 
-    /* SIGINT and SIGTERM end the read below, which restores echo; only a
-     * SIGKILL here leaves it off (the shell's `stty echo` restores it). */
+    /* SIGINT, SIGTERM, SIGQUIT and SIGHUP end the read below, which
+     * restores echo. Only a SIGKILL here leaves it off (the shell's
+     * `stty echo` restores it). */
     /* Echo goes off before the prompt appears: TCSAFLUSH drops what was
      * typed before it, and must not drop an answer typed after it. */
     if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0 || write_all(fd, prompt, strlen(prompt)) != 0) {
@@ -1033,8 +1052,12 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     }
 
     len = read_line(fd, buffer, sizeof buffer);
+    read_errno = errno;
     tcsetattr(fd, TCSAFLUSH, &saved);
     write_all(fd, "\n", 1);
+    if (len < 0 && read_errno == EIO)
+        wait_for_hangup();
+    errno = read_errno;
 
     if (stow_interrupted() != 0)
         stow_fail_interrupted(err, "the passphrase prompt");

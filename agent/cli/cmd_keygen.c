@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "keys.h"
 
@@ -74,11 +75,12 @@ static int parse_keygen_option(void *context, int code, const char *value, stow_
     return 0;
 }
 
-/* Removes the recipient pair written by this run, after the signing pair
- * failed, so that a retry does not find half of its files in place. */
-static void remove_recipient_pair(const char *path)
+/* Removes a key pair that this run wrote (path and path.pub; a signing
+ * pair is X.sign and X.sign.pub) after a failure, so that a retry does
+ * not find half of its files in place. */
+static void remove_key_pair(const char *path)
 {
-    char public_path[4200];
+    char public_path[4200 + 8];
 
     snprintf(public_path, sizeof public_path, "%s.pub", path);
     unlink(path);
@@ -133,8 +135,18 @@ static int generate(const struct keygen_cli *cli, const char *passphrase, stow_e
         return -1;
     if (cli->signing && keys_signing_generate(signing_path, passphrase, &signing, err) != 0) {
         if (cli->recipient)
-            remove_recipient_pair(cli->out);
+            remove_key_pair(cli->out);
         return -1;
+    }
+
+    /* A signal during the key derivation, which takes most of a second
+     * with a passphrase, takes the new keys back. */
+    if (stow_interrupted() != 0) {
+        if (cli->recipient)
+            remove_key_pair(cli->out);
+        if (cli->signing)
+            remove_key_pair(signing_path);
+        return stow_fail_interrupted(err, "the key generation; no key was written");
     }
 
     if (cli->recipient)

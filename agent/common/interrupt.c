@@ -1,4 +1,4 @@
-/* SIGINT, SIGTERM and SIGHUP handling with a dedicated signal thread.
+/* SIGINT, SIGTERM, SIGQUIT and SIGHUP handling with a dedicated signal thread.
  *
  * The signals are blocked in every thread (the mask is set before any
  * other thread starts, and threads inherit it), so no worker thread of
@@ -10,8 +10,9 @@
  * Repeating the wake-up closes the race of a signal that arrives just
  * before the main thread enters a blocking call.
  *
- * SIGHUP (a closed terminal) starts the same cleanup, unless the process
- * started with SIGHUP ignored (nohup), which stays ignored. A step of
+ * SIGQUIT (Ctrl-\) starts the same cleanup as SIGINT. SIGHUP (a closed
+ * terminal) starts it too, unless the process started with SIGHUP ignored
+ * (nohup), which stays ignored. A step of
  * stowage run also handles STOW_PARENT_DEATH_SIGNAL, which the kernel
  * sends it when run dies (see cli_main), once per exiting thread of run:
  * a repeat of it is ignored rather than taken for a second signal. So is
@@ -52,6 +53,8 @@ static const char *signal_name(int signum)
         return "the end of stowage run (SIGUSR2)";
     if (signum == SIGHUP)
         return "SIGHUP";
+    if (signum == SIGQUIT)
+        return "SIGQUIT";
     return signum == SIGTERM ? "SIGTERM" : "SIGINT";
 }
 
@@ -164,6 +167,10 @@ void stow_interrupt_install(void)
     sigemptyset(&handled_signals);
     sigaddset(&handled_signals, SIGINT);
     sigaddset(&handled_signals, SIGTERM);
+    /* The terminal's quit key (Ctrl-\) would otherwise kill the process
+     * without cleanup, with echo off at a passphrase prompt, and could
+     * write a core file holding key material. */
+    sigaddset(&handled_signals, SIGQUIT);
     if (!hangup_is_ignored())
         sigaddset(&handled_signals, SIGHUP);
     if (stops_on_parent_death)

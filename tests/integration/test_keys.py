@@ -50,7 +50,7 @@ def run_on_terminal(command, lines, report_echo=False):
         # A line answers a prompt that came after the previous answer.
         if pending and output[answered:].rstrip().endswith(b":"):
             line = pending.pop(0)
-            os.write(fd, (line if line == "\x03" else line + "\n").encode())
+            os.write(fd, (line if len(line) == 1 and line < " " else line + "\n").encode())
             answered = len(output)
     _, status = os.waitpid(pid, 0)
     echo = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
@@ -161,18 +161,54 @@ class KeysTest(StowageTestCase):
                     self.assertIn("the two passphrases differ; no key was written", output)
 
     def test_ctrl_c_at_passphrase_prompt(self):
-        # Ctrl-C at the prompt exits at once with 130 and turns echo back on.
-        out = os.path.join(self.workdir, "tty-ctrl-c.key")
-        started = time.monotonic()
-        status, output, echo = run_on_terminal(
-            [stowage_binary(), "keygen", "--out", out, "--passphrase"], ["\x03"],
-            report_echo=True)
-        self.assertEqual(130, status, output)
-        self.assertLess(time.monotonic() - started, 5, output)
-        self.assertIn("interrupted by SIGINT during the passphrase prompt", output)
-        self.assertNotIn("stowage gc", output)
-        self.assertTrue(echo, "echo was left off")
-        self.assertFalse(os.path.exists(out))
+        # Ctrl-C or Ctrl-\ at the prompt exits at once with 130 and turns
+        # echo back on.
+        for key, name in (("\x03", "SIGINT"), ("\x1c", "SIGQUIT")):
+            with self.subTest(signal=name):
+                out = os.path.join(self.workdir, "tty-%s.key" % name)
+                started = time.monotonic()
+                status, output, echo = run_on_terminal(
+                    [stowage_binary(), "keygen", "--out", out, "--passphrase"], [key],
+                    report_echo=True)
+                self.assertEqual(130, status, output)
+                self.assertLess(time.monotonic() - started, 5, output)
+                self.assertIn("interrupted by %s during the passphrase prompt" % name, output)
+                self.assertNotIn("stowage gc", output)
+                self.assertTrue(echo, "echo was left off")
+                self.assertFalse(os.path.exists(out))
+
+    def test_terminal_hangup_at_prompt(self):
+        # A closed terminal sends SIGHUP: exit 130, not an I/O error.
+        for attempt in range(3):
+            out = os.path.join(self.workdir, "tty-hangup-%d.key" % attempt)
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+                os.execv(stowage_binary(), [stowage_binary(), "keygen", "--out", out,
+                                            "--passphrase"])
+            prompt = b""
+            while b":" not in prompt:
+                prompt += os.read(fd, 1024)
+            os.close(fd)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(130, os.waitstatus_to_exitcode(status), attempt)
+            self.assertFalse(os.path.exists(out))
+
+    def test_sigint_during_key_derivation(self):
+        # Deriving the key from a passphrase takes most of a second: a
+        # SIGINT then leaves no key files.
+        passphrase = os.path.join(self.workdir, "derive-passphrase")
+        with open(passphrase, "w") as handle:
+            handle.write("correct horse battery staple\n")
+        os.chmod(passphrase, 0o600)
+        out = os.path.join(self.workdir, "derive.key")
+        process = spawn_stowage(["keygen", "--out", out, "--passphrase-file", passphrase])
+        time.sleep(0.15)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertEqual([], [name for name in os.listdir(self.workdir)
+                              if name.startswith("derive.key")])
 
     def test_protected_key_messages(self):
         passphrase = os.path.join(self.workdir, "prot-passphrase")

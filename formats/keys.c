@@ -1011,10 +1011,9 @@ static int passphrase_from_file(const char *path, char **out, stow_error *err)
     return rc;
 }
 
-/* A closed terminal fails the read with EIO, often before the signal
- * thread has recorded the SIGHUP that the kernel sends with it: waits up
- * to TERMINAL_HANGUP_WAIT_MS for it, so that the run reports the hangup
- * (exit 130) rather than an I/O error. */
+/* Waits up to TERMINAL_HANGUP_WAIT_MS for the SIGHUP of a closed terminal.
+ * The read fails with EIO, often before the signal thread has recorded the
+ * signal, and the run should report the hangup (exit 130), not an I/O error. */
 static void wait_for_hangup(void)
 {
     const struct timespec step = {0, 10 * 1000 * 1000};

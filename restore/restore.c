@@ -367,8 +367,8 @@ static int run_steps(struct restore_job *job, stow_error *err)
 /* Returns 1 when a failed verified restore is a finding about the backup,
  * so that it is recorded as failed. That is a failed check of its data
  * (exit code 3, in any step), or a failure of pg_restore (exit code 1 in
- * the restore step) in a new scratch cluster, where nothing but the dump
- * can make it fail. A broken pg_restore program fails that step the same way,
+ * the restore step) in a new scratch cluster, where the dump is the likely
+ * cause. A broken pg_restore program fails that step the same way,
  * so it counts too. Other failures are the environment's and are not
  * recorded: bad usage, a held lock, an unreachable repository or
  * database, a wrong key, an interruption, a scratch cluster that could not

@@ -843,7 +843,7 @@ static int process_exited(pid_t pid)
     return end != NULL && end[1] == ' ' && end[2] == 'Z';
 }
 
-/* What the server's own log lines say about a failure. */
+/* Failures that the server's own log lines report. */
 struct server_log_findings {
     int crashed;     /* a PANIC, or a process killed by a signal */
     int disk_full;   /* the server could not extend or write a file */
@@ -1256,8 +1256,7 @@ static int check_interrupted(stow_error *err)
 }
 
 /* Removes a cluster whose creation failed. The error names its directory,
- * so a hint tells the reader that the directory is gone, and its
- * server.log with it. */
+ * so a hint reports that the directory, and its server.log, are gone. */
 static void remove_failed_cluster(struct scratch_local *scratch, stow_error *err)
 {
     char directory[sizeof scratch->directory];

@@ -63,9 +63,9 @@ void scratch_local_hint_full_disk(const struct scratch_local *scratch, stow_erro
 
 /* Returns 1 when the scratch server failed on its own during the restore:
  * its postmaster exited, or server.log reports a full disk, a PANIC or a
- * process killed by a signal (the OOM killer's SIGKILL, say). Then a
- * failed restore says nothing about the backup. Adds a hint to err, when
- * it has none, to free space or to check the host. */
+ * process killed by a signal (for example the OOM killer's SIGKILL). Such
+ * a failed restore is no finding about the backup. Adds a hint to err,
+ * when it has none, to free space or to check the host. */
 int scratch_local_server_failed(const struct scratch_local *scratch, stow_error *err);
 
 /* Hands a kept cluster over to the user: removes the marker file, so that

@@ -75,9 +75,9 @@ static int parse_keygen_option(void *context, int code, const char *value, stow_
     return 0;
 }
 
-/* Removes a key pair that this run wrote (path and path.pub; a signing
- * pair is X.sign and X.sign.pub) after a failure, so that a retry does
- * not find half of its files in place. */
+/* Removes a key pair that this run wrote: path and path.pub (for a
+ * signing pair X.sign and X.sign.pub). A retry then finds no half-written
+ * set of files. */
 static void remove_key_pair(const char *path)
 {
     char public_path[4200 + 8];
@@ -161,9 +161,9 @@ static int generate(const struct keygen_cli *cli, const char *passphrase, stow_e
     return 0;
 }
 
-/* Reads the passphrase of new keys: from file_path, or from the terminal
- * twice, so that a typo cannot lock the keys, and every backup sealed for
- * them, behind a passphrase nobody knows. */
+/* Reads the passphrase of new keys from file_path, or twice from the
+ * terminal: a typo would otherwise lock the keys, and every backup sealed
+ * for them, behind an unknown passphrase. */
 static int read_new_passphrase(const char *file_path, char **passphrase, stow_error *err)
 {
     char *again = NULL;

@@ -753,7 +753,7 @@ static int load_primary(struct dr_cli *cli, storage **primary, const storage *re
 
 /* Sets what only the primary can tell (its own side, the replica's
  * missing backups and the lag) to null, for a status built without the
- * primary, and says so when the replica has nothing either. */
+ * primary. Logs an error when the replica has no backups either. */
 static void forget_primary_counts(json_t *status, const char *name)
 {
     json_t *names = json_object_get(status, "names");

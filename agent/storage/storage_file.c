@@ -746,10 +746,10 @@ static int is_aligned(uint64_t value)
 }
 
 /* Appends a part to the file. Direct writes take the part's length
- * rounded down to DIRECT_IO_ALIGNMENT. The file goes back to buffered
- * writes, which take any length and offset, for the rest of a part that
- * is shorter (the object's last bytes), for a buffer or offset out of
- * alignment, and when the file system fails a direct write with EINVAL. */
+ * rounded down to DIRECT_IO_ALIGNMENT. Buffered writes take any length and
+ * offset, so the file goes back to them for the rest of the object after a
+ * short remainder (the object's last bytes), a buffer or offset out of
+ * alignment, or EINVAL from the file system. */
 static int write_part_bytes(struct storage_upload *upload, const stow_buf *part,
                             uint64_t offset)
 {

@@ -395,8 +395,8 @@ class CatalogOpsTest(StowageTestCase):
                       result.stderr)
 
     def test_future_backup_warns_when_chosen(self):
-        # A host with a wrong clock dated this backup in 2099: it stays
-        # "latest", and every choice of it by time says so.
+        # A host with a wrong clock dated this backup in 2099. It stays
+        # "latest", and every choice of it by time logs a warning.
         repo = self.file_repo()
         backup_id = self.take_backups(repo, 1)[0]
         redate_backup(repo, "shop", backup_id)

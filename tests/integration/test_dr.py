@@ -623,7 +623,7 @@ class DrTest(StowageTestCase):
         self.assertIn("changed while the backup was copied", stderr)
         self.verify(replica, backup_id, self.replica_env(), key=added)
 
-    # Names, messages and holds -------------------------------------------
+    # Names, messages and hold copies -------------------------------------
 
     def test_unknown_name_is_usage_error(self):
         primary, _ = self.primary_repo()

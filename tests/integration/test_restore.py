@@ -433,7 +433,7 @@ class RestoreTest(StowageTestCase):
         self.assertIn("simulated start failure", result.stderr)
         self.assertNotIn("cancelled", result.stderr)
         self.assertEqual([], os.listdir(scratch_parent))
-        # The error names the cluster's directory; the hint says it is gone.
+        # The error names the cluster's directory, so the hint reports that it is gone.
         self.assertIn("has been removed with the failed cluster", result.stderr)
 
     @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root")
@@ -455,7 +455,7 @@ class RestoreTest(StowageTestCase):
         self.addCleanup(subprocess.run, ["umount", "-l", scratch_parent])
 
         # With --jobs 4 the server's WAL writes PANIC first, and the COPY
-        # connections only see the server go away: its log tells.
+        # connections only see the server go away, so its log shows the cause.
         for jobs in ("1", "4"):
             with self.subTest(jobs=jobs):
                 result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
@@ -469,14 +469,14 @@ class RestoreTest(StowageTestCase):
                               result.stderr)
                 self.assertEqual([], os.listdir(scratch_parent))
                 self.assertEqual([], processes_mentioning(scratch_parent))
-                # A full disk says nothing about the backup.
+                # A full disk is no finding about the backup.
                 self.assertIn("is not recorded", result.stderr)
                 self.assertIsNone(self.list_json(repo)[0]["last_verification"])
 
     def test_crash_words_in_rows_do_not_hide_failure(self):
         # A dump that cannot restore (a CHECK that reads a table restored
-        # later) is a finding about the backup, whatever its rows say: the
-        # server quotes them in DETAIL and CONTEXT lines of its log.
+        # later) is a finding about the backup, whatever its rows contain,
+        # although the server quotes them in DETAIL and CONTEXT lines.
         self.cluster.createdb("quoting")
         self.cluster.psql(
             "CREATE TABLE z_lookup (code text PRIMARY KEY); INSERT INTO z_lookup VALUES ('ok');"

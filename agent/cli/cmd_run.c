@@ -194,7 +194,7 @@ static int has_retention(const struct config *config, const char *name)
 
 /* --- child processes ------------------------------------------------------- */
 
-/* Waits for the step, forwarding SIGINT, SIGTERM or SIGHUP to it once.
+/* Waits for the step, forwarding SIGINT, SIGTERM, SIGQUIT or SIGHUP once.
  * Returns its exit code, and STOW_EXIT_FAILURE for a step killed by a
  * signal. */
 static int wait_for_step(pid_t pid, const char *step, const char *name)

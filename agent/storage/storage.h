@@ -286,9 +286,10 @@ void storage_upload_abort(storage_upload *upload);
 /* Starts a download of key in the given ranges (normally the manifest's
  * parts). The part list is copied. On S3 consecutive parts after the first
  * are fetched together, in ranged GETs of up to STORAGE_DOWNLOAD_FETCH_PARTS
- * parts and STORAGE_DOWNLOAD_FETCH_SIZE bytes (a larger part alone). As many GETs
- * run ahead as fit in transfers_in_flight x STORAGE_DEFAULT_PART_SIZE
- * bytes, no more than the object needs, and never fewer than one. Those
+ * parts and STORAGE_DOWNLOAD_FETCH_SIZE bytes (a larger part alone). Once the
+ * first part has arrived, as many GETs run ahead as fit in
+ * transfers_in_flight x STORAGE_DEFAULT_PART_SIZE bytes, no more than the
+ * object needs, and never fewer than one. Those
  * buffers, and one for out of the largest part's size (at least
  * STORAGE_DEFAULT_PART_SIZE), are allocated and prefaulted here. On
  * file:// the first storage_download_next grows and prefaults out. */

@@ -1104,8 +1104,8 @@ static int s3_download_begin(storage *store, const char *key,
                     "for %s (%zu parts in %zu ranged GETs)",
                     download->limit, download->fetch_buffer_size, download->part_buffer_size,
                     download->key, download->ranges.count, download->fetch_count);
-    for (size_t i = 0; i < download->limit && i < download->fetch_count; i++)
-        submit_fetch(download, i);
+    if (download->fetch_count > 0)
+        submit_fetch(download, 0);
     *out = download;
     return 0;
 }
@@ -1233,6 +1233,17 @@ static int refetch_range(storage_download *download, const struct storage_part *
     return -1;
 }
 
+/* Submits the fetches after the first once it has arrived. The restore
+ * waits for the first part alone, and a GET beside it would share its
+ * bandwidth (on moto_server, which reads the whole object for every GET
+ * under one lock, the first part arrived after 0.21 s instead of 0.10 s
+ * on the 174 MB real-estate benchmark object). */
+static void start_read_ahead(struct storage_download *download)
+{
+    for (size_t i = 1; i < download->limit && i < download->fetch_count; i++)
+        submit_fetch(download, i);
+}
+
 static int s3_download_next(storage_download *download, stow_buf *out, stow_error *err)
 {
     size_t index = download->next;
@@ -1249,6 +1260,8 @@ static int s3_download_next(storage_download *download, stow_buf *out, stow_erro
 
     if (index == fetch->first_part && finish_fetch(download, slot, fetch, err) != 0)
         return -1;
+    if (index == 0)
+        start_read_ahead(download);
     if (take_part(download, slot, fetch, part, out, err) != 0)
         return -1;
     if (storage_check_part_digest(download->key, part, out, &(stow_error){0}) != 0 &&

@@ -118,6 +118,9 @@ struct dumpscan {
     int after_end_marker;
 
     int skip_row_digests;          /* dumpscan_options.skip_row_digests */
+    int skip_rows;                 /* dumpscan_options.skip_rows */
+    struct dumpscan_output_state output;
+    int has_output;                /* dumpscan_set_output was called */
     struct dumpscan_observer observer;
     int observed;                  /* an observer is set */
     int toc_end_pending;           /* the TOC ended, and toc_end was not called yet */
@@ -626,6 +629,9 @@ static int on_chunk_length(dumpscan *scanner, stow_error *err)
     }
     if (end_table_block(scanner, err) != 0)
         return -1;
+    if (scanner->has_output &&
+        dumpscan_output_block_end(&scanner->output, scanner->int_size, err) != 0)
+        return -1;
     expect_byte(scanner, FIELD_BLOCK_TYPE);
     return 0;
 }
@@ -770,7 +776,7 @@ static int chunk_bytes(dumpscan *scanner, const unsigned char *at, size_t len,
         scanner->contents.large_object_bytes += len;
         return 0;
     }
-    if (scanner->block->kind == DATA_OTHER)
+    if (scanner->block->kind == DATA_OTHER || scanner->skip_rows)
         return 0;
     return table_chunk(scanner, at, len, err);
 }
@@ -922,6 +928,7 @@ int dumpscan_new(const struct dumpscan_options *options, dumpscan **out, stow_er
     rowdigest_init(&scanner->digest);
     scanner->contents.table_digest_algorithm = ROWDIGEST_CURRENT;
     scanner->skip_row_digests = options != NULL && options->skip_row_digests;
+    scanner->skip_rows = options != NULL && options->skip_rows;
     expect_fixed(scanner, FIELD_MAGIC, 5);
 
     scanner->contents.timezone = strdup(timezone);
@@ -939,6 +946,36 @@ void dumpscan_set_observer(dumpscan *scanner, const struct dumpscan_observer *ob
 {
     scanner->observer = *observer;
     scanner->observed = 1;
+}
+
+void dumpscan_set_output(dumpscan *scanner, const struct dumpscan_output *output)
+{
+    dumpscan_output_init(&scanner->output, output);
+    scanner->has_output = 1;
+}
+
+/* Passes on the len bytes just consumed for field. The chunk lengths of
+ * data blocks are left out, because the output cuts its own chunks. */
+static int output_consumed(dumpscan *scanner, enum field field, const unsigned char *at,
+                           size_t len, stow_error *err)
+{
+    struct dumpscan_output_state *output = &scanner->output;
+    int int_size = scanner->int_size;
+
+    switch (field) {
+    case FIELD_CHUNK:
+        return dumpscan_output_chunk_bytes(output, at, len, int_size, err);
+    case FIELD_CHUNK_LENGTH:
+        return 0;
+    case FIELD_ENTRY_OFFSET_FLAG: {
+        /* 2 (set) becomes 1 (not set): the offsets of the old layout are wrong. */
+        unsigned char flag = len == 1 && at[0] == 2 ? 1 : at[0];
+
+        return dumpscan_output_bytes(output, &flag, len, int_size, err);
+    }
+    default:
+        return dumpscan_output_bytes(output, at, len, int_size, err);
+    }
 }
 
 /* Tells the observer that the TOC ended, once the bytes up to its end are
@@ -973,9 +1010,12 @@ int dumpscan_write(dumpscan *scanner, const void *data, size_t len, stow_error *
                          scanner->failed ? "already failed" : "is finished");
 
     while (len > 0) {
+        enum field field = scanner->field;
         size_t used = 0;
 
-        if (consume(scanner, at, len, &used, err) != 0 || complete_reads(scanner, err) != 0) {
+        if (consume(scanner, at, len, &used, err) != 0 ||
+            (scanner->has_output && output_consumed(scanner, field, at, used, err) != 0) ||
+            complete_reads(scanner, err) != 0) {
             scanner->failed = 1;
             return -1;
         }
@@ -1045,6 +1085,9 @@ int dumpscan_finish(dumpscan *scanner, stow_error *err)
                          "the dump ended before the data of %s: the dump is truncated", name);
     }
 
+    if (scanner->has_output &&
+        dumpscan_output_flush(&scanner->output, scanner->int_size, err) != 0)
+        return -1;
     scanner->failed = 0;
     scanner->finished = 1;
     return 0;
@@ -1067,6 +1110,8 @@ void dumpscan_free(dumpscan *scanner)
 
     entry_clear(&scanner->entry);
     stow_buf_free(&scanner->string);
+    if (scanner->has_output)
+        dumpscan_output_free(&scanner->output);
     toc_collector_free(&scanner->toc);
     dumpscan_contents_clear(&scanner->contents);
     free(scanner);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 #include "formats/dumpscan.h"
 
@@ -77,5 +78,36 @@ void dumpscan_contents_clear(struct dumpscan_contents *contents);
 /* Parses pg_dump's "SELECT pg_catalog.setval('name', value, is_called);".
  * Returns 0, or -1 when defn does not have exactly that form. */
 int dumpscan_parse_setval(const char *defn, int64_t *value, int *is_called);
+
+/* --- The rewritten archive (dumpscan_output.c) ---------------------------- */
+
+/* Bytes passed to dumpscan_output.write at a time, at most. */
+#define DUMPSCAN_OUTPUT_BUFFER (256u * 1024u)
+
+struct dumpscan_output_state {
+    struct dumpscan_output output;
+    stow_buf buffer;               /* bytes not yet passed on */
+    size_t chunk_start;            /* offset in buffer of the open chunk's header */
+};
+
+void dumpscan_output_init(struct dumpscan_output_state *state,
+                          const struct dumpscan_output *output);
+void dumpscan_output_free(struct dumpscan_output_state *state);
+
+/* Archive bytes outside data chunks, passed on unchanged. */
+int dumpscan_output_bytes(struct dumpscan_output_state *state, const void *data, size_t len,
+                          int int_size, stow_error *err);
+
+/* Bytes of a data block's chunks: they go into chunks of
+ * DUMPSCAN_OUTPUT_CHUNK bytes (the last of a block may be shorter). */
+int dumpscan_output_chunk_bytes(struct dumpscan_output_state *state, const void *data,
+                                size_t len, int int_size, stow_error *err);
+
+/* The data block ended: closes its last chunk and writes the zero length. */
+int dumpscan_output_block_end(struct dumpscan_output_state *state, int int_size,
+                              stow_error *err);
+
+/* Passes on everything held. */
+int dumpscan_output_flush(struct dumpscan_output_state *state, int int_size, stow_error *err);
 
 #endif

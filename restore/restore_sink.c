@@ -309,6 +309,39 @@ static int finish_loading(struct restore_sink *sink, stow_error *err)
     return 0;
 }
 
+/* dumpscan_output.write: into pg_restore's standard input. */
+static int write_to_pg_restore(void *context, const void *data, size_t len, stow_error *err)
+{
+    struct restore_sink *sink = context;
+    stow_error exit_status = {0};
+
+    if (write_all(sink->restore.stdin_fd, data, len, "pg_restore", err) == 0)
+        return 0;
+
+    /* pg_restore usually stopped on an error, and its message explains it. */
+    pgtools_wait(&sink->restore, &exit_status);
+    sink->restore_started = 0;
+    if (stow_error_is_set(&exit_status)) {
+        stow_error_clear(err);
+        *err = exit_status;
+    }
+    stow_error_prefix(err, "the restore failed and was rolled back");
+    return -1;
+}
+
+/* The dump reaches pg_restore through a scanner that joins its one-row
+ * data chunks (DUMPSCAN_OUTPUT_CHUNK). */
+static int start_rechunking(struct restore_sink *sink, stow_error *err)
+{
+    struct dumpscan_options options = {.skip_row_digests = 1, .skip_rows = 1};
+    struct dumpscan_output output = {.context = sink, .write = write_to_pg_restore};
+
+    if (dumpscan_new(&options, &sink->scanner, err) != 0)
+        return -1;
+    dumpscan_set_output(sink->scanner, &output);
+    return 0;
+}
+
 int restore_sink_data(void *context, const char *name, uint64_t offset, const void *data,
                       size_t len, stow_error *err)
 {
@@ -335,21 +368,10 @@ int restore_sink_data(void *context, const char *name, uint64_t offset, const vo
         return -1;
     if (!sink->restore_started && start_pg_restore(sink, NULL, err) != 0)
         return -1;
-    if (len > 0 && write_all(sink->restore.stdin_fd, data, len, "pg_restore", err) != 0) {
-        /* pg_restore usually stopped on an error, and its message explains it. */
-        stow_error exit_status = {0};
-
-        pgtools_wait(&sink->restore, &exit_status);
-        sink->restore_started = 0;
-        if (stow_error_is_set(&exit_status)) {
-            stow_error_clear(err);
-            *err = exit_status;
-        }
-        stow_error_prefix(err, "the restore failed and was rolled back");
+    if (sink->scanner == NULL && start_rechunking(sink, err) != 0)
         return -1;
-    }
     sink->dump_bytes += len;
-    return 0;
+    return dumpscan_write(sink->scanner, data, len, err);
 }
 
 /* Writes the data offsets into the spooled dump's TOC (dump_offsets.h). A
@@ -400,6 +422,8 @@ int restore_sink_finish(struct restore_sink *sink, stow_error *err)
         return restore_from_spool(sink, err);
     if (!sink->restore_started)
         return stow_fail(err, STOW_EXIT_VERIFY, "the backup's archive holds no database dump");
+    if (dumpscan_finish(sink->scanner, err) != 0)
+        return -1;
     sink->restore_started = 0;
     if (pgtools_wait(&sink->restore, err) != 0) {
         stow_error_prefix(err, "the restore failed and was rolled back");

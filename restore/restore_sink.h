@@ -29,7 +29,8 @@ struct restore_sink {
     struct restore_spool *spool;  /* open spool file when jobs > 1, else NULL */
     int load_tables;              /* with spool: load the table data over COPY while the
                                    * dump streams, and spool the header and TOC alone */
-    dumpscan *scanner;            /* parses the streaming dump when load_tables */
+    dumpscan *scanner;            /* parses the streaming dump: for the loader when
+                                   * load_tables, else on its way to pg_restore */
     int toc_passed;               /* the TOC ended and the table data goes to loader */
     copy_loader *loader;
     stow_buf globals;             /* globals.sql, applied before the dump */

@@ -962,6 +962,188 @@ static void test_contents_json_rejected(void)
     }
 }
 
+/* --- Output: the archive with its data chunks joined ---------------------------- */
+
+/* What an output received, and the size of its largest piece. */
+struct received {
+    stow_buf bytes;
+    size_t largest_piece;
+};
+
+static int receive_output(void *context, const void *data, size_t len, stow_error *err)
+{
+    struct received *received = context;
+
+    if (len > received->largest_piece)
+        received->largest_piece = len;
+    return stow_buf_append(&received->bytes, data, len, err);
+}
+
+/* Scans data in pieces of piece bytes with an output, rows skipped as a
+ * restore does; returns 0 and the output in received. */
+static int rewrite(const unsigned char *data, size_t len, size_t piece,
+                   struct received *received, stow_error *err)
+{
+    struct dumpscan_options options = {.skip_row_digests = 1, .skip_rows = 1};
+    struct dumpscan_output output = {.context = received, .write = receive_output};
+    dumpscan *scanner = NULL;
+    int rc = 0;
+
+    memset(received, 0, sizeof *received);
+    stow_buf_init(&received->bytes, 64u * 1024 * 1024);
+    stow_error_clear(err);
+    if (dumpscan_new(&options, &scanner, err) != 0)
+        return -1;
+    dumpscan_set_output(scanner, &output);
+    for (size_t at = 0; rc == 0 && at < len; at += piece) {
+        size_t take = piece < len - at ? piece : len - at;
+
+        rc = dumpscan_write(scanner, data + at, take, err);
+    }
+    if (rc == 0)
+        rc = dumpscan_finish(scanner, err);
+    dumpscan_free(scanner);
+    return rc;
+}
+
+static void test_output_sample_same_contents(void)
+{
+    static const size_t pieces[] = {1, 7, 4096, 300000};
+    stow_error err;
+    dumpscan *original = scan_whole(sample.data, sample.len, &err);
+    json_t *expected = original != NULL ? dumpscan_to_json(original) : NULL;
+    struct received first = {0};
+
+    CHECK(expected != NULL);
+    for (size_t i = 0; expected != NULL && i < sizeof pieces / sizeof pieces[0]; i++) {
+        struct received received;
+        dumpscan *again;
+        json_t *actual;
+
+        CHECK_INT_EQ(0, rewrite(sample.data, sample.len, pieces[i], &received, &err));
+        CHECK(received.largest_piece <= 256u * 1024);
+        CHECK(received.bytes.len < sample.len);
+
+        /* The rows, digests and large objects are the same; only the
+         * chunking changed, whatever the input's pieces. */
+        again = scan_whole(received.bytes.data, received.bytes.len, &err);
+        actual = again != NULL ? dumpscan_to_json(again) : NULL;
+        CHECK(actual != NULL && json_equal(expected, actual));
+        if (i == 0) {
+            first = received;
+        } else {
+            CHECK_INT_EQ(first.bytes.len, received.bytes.len);
+            CHECK(memcmp(first.bytes.data, received.bytes.data, first.bytes.len) == 0);
+            stow_buf_free(&received.bytes);
+        }
+        json_decref(actual);
+        dumpscan_free(again);
+    }
+    stow_buf_free(&first.bytes);
+    json_decref(expected);
+    dumpscan_free(original);
+}
+
+static void test_output_joins_rows(void)
+{
+    static const char *const rows[] = {"1\n", "22\n", "333\n", "\\.\n\n\n"};
+    static const char *const joined[] = {"1\n22\n333\n\\.\n\n\n"};
+    stow_buf archive;
+    stow_buf expected;
+    struct received received;
+    stow_error err;
+
+    build_table_archive(&archive, rows, 4, 0);
+    build_table_archive(&expected, joined, 1, 0);
+    CHECK_INT_EQ(0, rewrite(archive.data, archive.len, 5, &received, &err));
+    CHECK_INT_EQ(expected.len, received.bytes.len);
+    CHECK(received.bytes.len == expected.len &&
+          memcmp(expected.data, received.bytes.data, expected.len) == 0);
+    stow_buf_free(&received.bytes);
+    stow_buf_free(&archive);
+    stow_buf_free(&expected);
+}
+
+/* A row longer than a chunk is cut into whole chunks and a rest. */
+static void test_output_cuts_long_rows(void)
+{
+    size_t long_len = 3 * DUMPSCAN_OUTPUT_CHUNK + 100;
+    char *long_row = malloc(long_len + 1);
+    const char *rows[] = {long_row, "tail\n"};
+    stow_buf archive;
+    stow_buf prefix;
+    struct received received;
+    stow_error err;
+    size_t at;
+    size_t chunks = 0;
+    size_t data = 0;
+
+    memset(long_row, 'x', long_len - 1);
+    long_row[long_len - 1] = '\n';
+    long_row[long_len] = '\0';
+    build_table_archive(&archive, rows, 2, 0);
+    build_table_archive(&prefix, rows, 0, 1);
+    CHECK_INT_EQ(0, rewrite(archive.data, archive.len, 65536, &received, &err));
+
+    /* Walk the chunks after the block header: length, bytes, ..., zero. */
+    at = prefix.len;
+    while (at + 5 <= received.bytes.len) {
+        const unsigned char *field = received.bytes.data + at;
+        size_t len = field[1] | (size_t)field[2] << 8 | (size_t)field[3] << 16 |
+                     (size_t)field[4] << 24;
+
+        at += 5;
+        if (len == 0)
+            break;
+        CHECK(len <= DUMPSCAN_OUTPUT_CHUNK);
+        chunks++;
+        data += len;
+        at += len;
+    }
+    CHECK_INT_EQ(received.bytes.len, at);
+    CHECK_INT_EQ(4, chunks);
+    CHECK_INT_EQ(long_len + 5, data);
+    free(long_row);
+    stow_buf_free(&received.bytes);
+    stow_buf_free(&archive);
+    stow_buf_free(&prefix);
+}
+
+/* Data offsets that a dump to a file records would point into the old
+ * layout: the output marks them as not set. */
+static void test_output_clears_data_offsets(void)
+{
+    static const char *const rows[] = {"1\n"};
+    stow_buf archive;
+    struct received received;
+    stow_error err;
+    size_t flag_at;
+
+    build_table_archive(&archive, rows, 1, 0);
+    /* The table data entry is the second; its offset flag precedes its
+     * 8 offset bytes, which end the TOC before the block type byte. */
+    flag_at = archive.len - (5 + 5 + 2 + 5) - 1 - 8 - 1;
+    CHECK_INT_EQ(1, archive.data[flag_at]);
+    archive.data[flag_at] = 2;
+    CHECK_INT_EQ(0, rewrite(archive.data, archive.len, 3, &received, &err));
+    CHECK_INT_EQ(archive.len, received.bytes.len);
+    CHECK_INT_EQ(1, received.bytes.data[flag_at]);
+    stow_buf_free(&received.bytes);
+    stow_buf_free(&archive);
+}
+
+/* A truncated dump fails at dumpscan_finish and passes nothing on there. */
+static void test_output_truncated_fails(void)
+{
+    struct received received;
+    stow_error err;
+
+    CHECK(rewrite(sample.data, sample.len - 10, 4096, &received, &err) != 0);
+    CHECK_CONTAINS(err.message, "truncated");
+    CHECK(received.bytes.len < sample.len);
+    stow_buf_free(&received.bytes);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -991,6 +1173,11 @@ int main(void)
     unit_run("dumpscan copy to stdout", test_copy_to_stdout);
     unit_run("dumpscan format name", test_format_name);
     unit_run("dumpscan contents json rejected", test_contents_json_rejected);
+    unit_run("dumpscan output sample same contents", test_output_sample_same_contents);
+    unit_run("dumpscan output joins rows", test_output_joins_rows);
+    unit_run("dumpscan output cuts long rows", test_output_cuts_long_rows);
+    unit_run("dumpscan output clears data offsets", test_output_clears_data_offsets);
+    unit_run("dumpscan output truncated fails", test_output_truncated_fails);
 
     free(sample.data);
     return unit_finish();

@@ -1,6 +1,7 @@
 /* Catalog loading from manifests, and backup selection. */
 #include "catalog.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,51 @@ static int compare_entries(const void *a, const void *b)
     return strcmp(left->manifest.id, right->manifest.id);
 }
 
+/* Writes the ID of the key "backups/NAME/ID/manifest.json" to out. */
+static void backup_id_of_key(const char *key, char *out, size_t size)
+{
+    const char *end = strrchr(key, '/');
+    const char *start = end;
+
+    while (start != NULL && start > key && start[-1] != '/')
+        start--;
+    snprintf(out, size, "%.*s", end == NULL ? 0 : (int)(end - start), end == NULL ? "" : start);
+}
+
+/* Returns the format_version of a manifest that manifest_parse rejected as
+ * written by a newer stowage (STOW_EXIT_USAGE), or 0 for any other failure. */
+static int newer_format_version(const stow_buf *text, const stow_error *parse_err)
+{
+    json_t *document;
+    json_int_t version;
+
+    if (parse_err->exit_code != STOW_EXIT_USAGE)
+        return 0;
+    document = json_loadb((const char *)text->data, text->len, 0, NULL);
+    version = json_integer_value(json_object_get(document, "format_version"));
+    json_decref(document);
+    if (version > INT_MAX)
+        return INT_MAX;
+    return version > MANIFEST_VERSION ? (int)version : 0;
+}
+
+/* Logs why a manifest is skipped. A newer format gets a hint to upgrade,
+ * and any other failure is named. */
+static void warn_skipped(const char *key, int newer_version, const stow_error *parse_err)
+{
+    char id[MANIFEST_NAME_MAX + 64];
+
+    if (newer_version == 0) {
+        stow_log_warn("skipping %s: %s", key, parse_err->message);
+        return;
+    }
+    backup_id_of_key(key, id, sizeof id);
+    stow_log_warn("skipping backup %s: it was written by a newer stowage (%s has "
+                  "format_version %d, and this stowage reads format_version %d to %d); upgrade "
+                  "stowage to read it",
+                  id, key, newer_version, MANIFEST_VERSION_OLDEST, MANIFEST_VERSION);
+}
+
 /* Reads and validates one manifest; a broken one is logged and skipped. */
 static int load_entry(storage *store, const char *key, stow_buf *text, struct catalog *out,
                       stow_error *err)
@@ -168,10 +214,13 @@ static int load_entry(storage *store, const char *key, stow_buf *text, struct ca
 
     if (manifest_parse(key, (const char *)text->data, text->len, &entry->manifest,
                        &parse_err) != 0) {
-        stow_log_warn("skipping %s: %s", key, parse_err.message);
+        int newer_version = newer_format_version(text, &parse_err);
+
+        warn_skipped(key, newer_version, &parse_err);
         out->broken_keys[out->broken] = strdup(key);
         if (out->broken_keys[out->broken] == NULL)
             return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        out->broken_versions[out->broken] = newer_version;
         out->broken++;
         return 0;
     }
@@ -197,7 +246,8 @@ int catalog_load(storage *store, const char *name, struct catalog *out, stow_err
     if (rc == 0 && keys.manifests.count > 0) {
         out->entries = calloc(keys.manifests.count, sizeof *out->entries);
         out->broken_keys = calloc(keys.manifests.count, sizeof *out->broken_keys);
-        if (out->entries == NULL || out->broken_keys == NULL)
+        out->broken_versions = calloc(keys.manifests.count, sizeof *out->broken_versions);
+        if (out->entries == NULL || out->broken_keys == NULL || out->broken_versions == NULL)
             rc = stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
     }
 
@@ -236,6 +286,7 @@ void catalog_free(struct catalog *catalog)
     for (size_t i = 0; i < catalog->broken; i++)
         free(catalog->broken_keys[i]);
     free(catalog->broken_keys);
+    free(catalog->broken_versions);
     memset(catalog, 0, sizeof *catalog);
 }
 
@@ -273,6 +324,22 @@ static int broken_key_parts(const char *key, char name[MANIFEST_NAME_MAX + 1], t
     return 0;
 }
 
+/* Fails with STOW_EXIT_USAGE because a newer stowage wrote the manifest at
+ * key. context is prefixed to the message. */
+static int fail_newer_version(const char *key, int version, const char *context,
+                              stow_error *err)
+{
+    char id[MANIFEST_NAME_MAX + 64];
+
+    backup_id_of_key(key, id, sizeof id);
+    stow_fail(err, STOW_EXIT_USAGE,
+              "%sbackup %s was written by a newer stowage: its manifest %s has format_version "
+              "%d, and this stowage reads format_version %d to %d",
+              context, id, key, version, MANIFEST_VERSION_OLDEST, MANIFEST_VERSION);
+    stow_error_hint(err, "upgrade stowage to a version that reads format_version %d", version);
+    return -1;
+}
+
 /* Fails when an invalid manifest of name could be the backup a choice by
  * time should have found: one newer than chosen (or any one when nothing
  * was chosen), and not after at. Ids have one-second resolution, so an
@@ -295,6 +362,9 @@ static int check_newer_broken(const struct catalog *catalog, const char *name,
         if (start != -1 && chosen != NULL && start < chosen->manifest.started_at)
             continue;
 
+        if (catalog->broken_versions[i] != 0)
+            return fail_newer_version(key, catalog->broken_versions[i], "cannot choose a backup "
+                                      "by time: ", err);
         stow_fail(err, STOW_EXIT_VERIFY,
                   "cannot choose a backup by time: manifest %s is invalid and may be newer than "
                   "%s%s",
@@ -321,7 +391,8 @@ int catalog_parse_time(const char *option, const char *text, struct catalog_time
 }
 
 /* Fails with STOW_EXIT_VERIFY when the manifest of backup id exists but
- * is invalid: "not found" would send the reader looking elsewhere. */
+ * is invalid, because "not found" would send the reader looking elsewhere.
+ * A manifest that a newer stowage wrote fails with STOW_EXIT_USAGE. */
 static int fail_if_broken(const struct catalog *catalog, const char *id, stow_error *err)
 {
     for (size_t i = 0; i < catalog->broken; i++) {
@@ -332,6 +403,8 @@ static int fail_if_broken(const struct catalog *catalog, const char *id, stow_er
         if (slash == NULL || slash - key < (ptrdiff_t)id_len + 1 ||
             strncmp(slash - id_len, id, id_len) != 0 || slash[-(ptrdiff_t)id_len - 1] != '/')
             continue;
+        if (catalog->broken_versions[i] != 0)
+            return fail_newer_version(key, catalog->broken_versions[i], "", err);
         stow_fail(err, STOW_EXIT_VERIFY, "the manifest of backup %s (%s) is invalid", id, key);
         stow_error_hint(err, "see the warning above for what is wrong with it");
         return -1;

@@ -30,11 +30,13 @@ struct catalog {
     size_t count;
     size_t broken;                  /* manifests that failed validation (logged) */
     char **broken_keys;             /* owned: the keys of those manifests */
+    int *broken_versions;           /* owned: for each, the format_version when a newer
+                                       stowage wrote it, else 0 */
 };
 
 /* Loads every manifest under backups/ (or backups/NAME/ when name is not
- * NULL). A manifest that fails validation is logged and counted, not
- * returned: it is never taken for a backup. */
+ * NULL). A manifest that fails validation, or that a newer stowage wrote,
+ * is logged and counted, not returned: it is never taken for a backup. */
 int catalog_load(storage *store, const char *name, struct catalog *out, stow_error *err);
 void catalog_free(struct catalog *catalog);
 
@@ -59,7 +61,9 @@ int catalog_parse_time(const char *option, const char *text, struct catalog_time
  * STOW_EXIT_USAGE naming what was looked for. A choice by time does not
  * fall back to an older backup past an invalid manifest of that name that
  * may be newer: one whose id starts in the same second or later, or does
- * not parse. It fails with STOW_EXIT_VERIFY naming that manifest. */
+ * not parse. It fails with STOW_EXIT_VERIFY naming that manifest, or with
+ * STOW_EXIT_USAGE and a hint to upgrade when a newer stowage wrote it. An
+ * id whose manifest a newer stowage wrote fails the same way. */
 int catalog_resolve(const struct catalog *catalog, const char *spec,
                     const struct catalog_time *at, const char *name,
                     const struct catalog_entry **out, stow_error *err);

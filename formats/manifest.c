@@ -390,6 +390,19 @@ static int parse_recipients(struct parse_context *context, json_t *encryption,
     return 0;
 }
 
+/* A newer format is not damage, so it fails as a usage error with a hint
+ * to upgrade, not as a verification failure. */
+static int fail_newer_version(struct parse_context *context, json_int_t version)
+{
+    stow_fail(context->err, STOW_EXIT_USAGE,
+              "manifest %s was written by a newer stowage: it has format_version %lld, and "
+              "this stowage reads format_version %d to %d",
+              context->key, (long long)version, MANIFEST_VERSION_OLDEST, MANIFEST_VERSION);
+    stow_error_hint(context->err, "upgrade stowage to a version that reads format_version %lld",
+                    (long long)version);
+    return -1;
+}
+
 static int parse_header_fields(struct parse_context *context, struct manifest *out)
 {
     json_t *doc = out->document;
@@ -401,11 +414,12 @@ static int parse_header_fields(struct parse_context *context, struct manifest *o
         return -1;
     if (strcmp(format, MANIFEST_FORMAT) != 0)
         return invalid(context, "field format is not \"" MANIFEST_FORMAT "\"");
-    if (!json_is_integer(version) || json_integer_value(version) < MANIFEST_VERSION_OLDEST ||
-        json_integer_value(version) > MANIFEST_VERSION) {
+    if (json_is_integer(version) && json_integer_value(version) > MANIFEST_VERSION)
+        return fail_newer_version(context, json_integer_value(version));
+    if (!json_is_integer(version) || json_integer_value(version) < MANIFEST_VERSION_OLDEST) {
         snprintf(what, sizeof what,
-                 "format_version %lld is not supported (this stowage reads versions %d to %d; "
-                 "a newer stowage may read it)",
+                 "format_version %lld is not supported (this stowage reads format_version %d "
+                 "to %d)",
                  json_is_integer(version) ? (long long)json_integer_value(version) : -1LL,
                  MANIFEST_VERSION_OLDEST, MANIFEST_VERSION);
         return invalid(context, what);

@@ -60,7 +60,9 @@ struct manifest {
 };
 
 /* Parses and validates a manifest read from key. Fails with
- * STOW_EXIT_VERIFY naming key and the first problem found. */
+ * STOW_EXIT_VERIFY naming key and the first problem found, except for a
+ * format_version above MANIFEST_VERSION: a newer stowage wrote it, and that
+ * fails with STOW_EXIT_USAGE and a hint to upgrade. */
 int manifest_parse(const char *key, const char *text, size_t len, struct manifest *out,
                    stow_error *err);
 void manifest_free(struct manifest *manifest);

@@ -410,6 +410,38 @@ class CatalogOpsTest(StowageTestCase):
         self.assertIn("backup %s of shop started at 2099-01-01T00:00:00Z, after the current time"
                       % backup_id, result.stderr)
 
+    def test_newer_format_version_needs_upgrade(self):
+        repo = self.file_repo()
+        ids = self.take_backups(repo, 2)
+        path = os.path.join(self.path_of(repo), "backups", "shop", ids[1], "manifest.json")
+        with open(path) as handle:
+            manifest = json.load(handle)
+        manifest["format_version"] = 99
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+
+        commands = [
+            ("show", ["show", ids[1]]),
+            ("show latest", ["show", "latest"]),
+            ("verify", ["verify", ids[1], "--key", self.key]),
+            ("restore", ["restore", ids[1], "--key", self.key,
+                         "--target", self.cluster.conninfo("shop")]),
+        ]
+        for name, command in commands:
+            with self.subTest(name):
+                result = self.stowage(command[0], "--repo", repo, *command[1:], expect=2)
+                self.assertIn("backup %s was written by a newer stowage" % ids[1], result.stderr)
+                self.assertIn("format_version 99", result.stderr)
+                self.assertIn("this stowage reads format_version 1 to 2", result.stderr)
+                self.assertIn("upgrade stowage", result.stderr)
+                self.assertNotIn("invalid", result.stderr)
+
+        result = self.stowage("list", "--repo", repo)
+        self.assertNotIn(ids[1], result.stdout)
+        self.assertIn("skipping backup %s: it was written by a newer stowage" % ids[1],
+                      result.stderr)
+        self.assertNotIn("invalid", result.stderr)
+
     def test_show_names_invalid_manifest(self):
         repo = self.file_repo()
         backup_id = self.take_backups(repo, 1)[0]

@@ -68,6 +68,25 @@ static void test_valid_manifest(void)
     free(text);
 }
 
+static void test_newer_format_version(void)
+{
+    struct manifest manifest;
+    stow_error err = {0};
+    size_t len = 0;
+    char *text = read_golden("wrong-version.json", &len);
+
+    CHECK(text != NULL);
+    if (text == NULL)
+        return;
+    CHECK_INT_EQ(-1, manifest_parse("wrong-version.json", text, len, &manifest, &err));
+    CHECK_INT_EQ(STOW_EXIT_USAGE, err.exit_code);
+    CHECK_CONTAINS(err.message, "manifest wrong-version.json was written by a newer stowage: "
+                                "it has format_version 3, and this stowage reads "
+                                "format_version 1 to 2");
+    CHECK_CONTAINS(err.hint, "upgrade stowage");
+    free(text);
+}
+
 static void test_rejected_manifests(void)
 {
     check_rejected("missing-id.json", "field id is missing");
@@ -75,7 +94,6 @@ static void test_rejected_manifests(void)
     check_rejected("parts-do-not-sum.json", "the parts add up to 300 bytes but "
                                             "object.stored_bytes is 301");
     check_rejected("part-gap.json", "part 2 starts at offset 201, expected 200");
-    check_rejected("wrong-version.json", "format_version 3 is not supported");
     check_rejected("no-recipients.json", "lists no encryption.recipients");
     check_rejected("bad-time.json", "not an RFC 3339 time");
     check_rejected("duplicate-key.json", "not valid JSON");
@@ -254,6 +272,7 @@ int main(void)
 {
     unit_run("manifest valid golden file", test_valid_manifest);
     unit_run("manifest rejects golden corrupt files", test_rejected_manifests);
+    unit_run("manifest of a newer format asks for an upgrade", test_newer_format_version);
     unit_run("time parsing with offsets", test_time_parsing);
     unit_run("time formatting round trip", test_format_time_round_trip);
     unit_run("time with microseconds", test_time_microseconds);

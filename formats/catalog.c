@@ -421,13 +421,18 @@ static int started_after(const struct manifest *manifest, const struct catalog_t
     return manifest->started_at_us > at->microseconds;
 }
 
+int catalog_started_in_future(const struct catalog_entry *entry, time_t now)
+{
+    return entry->manifest.started_at > now + CATALOG_CLOCK_SKEW_SECONDS;
+}
+
 /* Warns when a backup chosen by time started after now: a host with a
  * wrong clock took it, and it stays "latest" until a newer one exists. */
 static void warn_if_future(const struct catalog_entry *entry)
 {
     char started[32];
 
-    if (entry->manifest.started_at <= time(NULL) + CATALOG_CLOCK_SKEW_SECONDS)
+    if (!catalog_started_in_future(entry, time(NULL)))
         return;
     manifest_format_time(entry->manifest.started_at, started);
     stow_log_warn("backup %s started at %s, after the current time: the clock of the host "

@@ -44,6 +44,10 @@ void catalog_free(struct catalog *catalog);
  * against the current time without a warning. */
 #define CATALOG_CLOCK_SKEW_SECONDS 300
 
+/* Returns 1 when the backup started more than CATALOG_CLOCK_SKEW_SECONDS
+ * after now, which means the clock of the host that took it was wrong. */
+int catalog_started_in_future(const struct catalog_entry *entry, time_t now);
+
 /* A point in time to choose a backup by: --at, to the microsecond. */
 struct catalog_time {
     time_t seconds;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "catalog.h"
 #include "cli/cli.h"
@@ -17,11 +18,16 @@ enum { OPT_NAME = CLI_OPT_FIRST_COMMAND_OPTION, OPT_JSON, OPT_AT, OPT_TRUSTED_KE
 static const char list_usage[] =
     "Usage: stowage list --repo URL [--name NAME] [--json]\n\n"
     "Lists the complete backups in the repository, oldest first. A backup whose\n"
-    "manifest is missing or invalid is not listed.\n\n"
+    "manifest is missing or invalid is not listed, and neither is one written by\n"
+    "a newer stowage (a warning names it). NOTES shows START IN FUTURE for a\n"
+    "backup that started more than 300 s after the current time: the clock of\n"
+    "the host that took it was wrong, and it counts as the newest backup.\n\n"
     "Options:\n"
     "  --name NAME   only backups of this catalog name (default: every name)\n"
     "  --json        print a JSON array on stdout; \"signature\" shows the signer's\n"
-    "                key id and the outcome of the check\n" TRUSTED_KEY_HELP "\n" CLI_REPO_HELP;
+    "                key id and the outcome of the check, \"started_in_future\"\n"
+    "                marks a backup that NOTES shows as START IN FUTURE\n"
+    TRUSTED_KEY_HELP "\n" CLI_REPO_HELP;
 
 static const char show_usage[] =
     "Usage: stowage show --repo URL BACKUP [--name NAME] [--json]\n\n"
@@ -99,7 +105,8 @@ static json_t *signature_json(json_t *document, const struct signature_trust *tr
                      "status", signature_status_name(status));
 }
 
-static json_t *summary_json(const struct catalog_entry *entry, const struct signature_trust *trust)
+static json_t *summary_json(const struct catalog_entry *entry, const struct signature_trust *trust,
+                            time_t now)
 {
     const struct manifest *m = &entry->manifest;
     json_t *contents = json_object_get(m->document, "contents");
@@ -117,6 +124,8 @@ static json_t *summary_json(const struct catalog_entry *entry, const struct sign
     json_object_set_new(summary, "tables",
                         json_integer((json_int_t)json_array_size(json_object_get(contents, "tables"))));
     json_object_set_new(summary, "encrypted", json_boolean(m->encrypted));
+    json_object_set_new(summary, "started_in_future",
+                        json_boolean(catalog_started_in_future(entry, now)));
     json_object_set_new(summary, "manifest_key", json_string(entry->manifest_key));
     json_object_set_new(summary, "signature", signature_json(m->document, trust));
     if (json_is_object(json_object_get(m->document, "object_lock")))
@@ -153,10 +162,10 @@ static void print_json(json_t *value)
     }
 }
 
-static void print_table(const struct catalog *catalog)
+static void print_table(const struct catalog *catalog, time_t now)
 {
-    printf("%-23s %-16s %-20s %8s %10s %6s %-9s %-4s %s\n", "ID", "NAME", "STARTED (UTC)",
-           "DURATION", "STORED", "TABLES", "ENCRYPTED", "HOLD", "LAST VERIFIED");
+    printf("%-23s %-16s %-20s %8s %10s %6s %-9s %-4s %-27s %s\n", "ID", "NAME", "STARTED (UTC)",
+           "DURATION", "STORED", "TABLES", "ENCRYPTED", "HOLD", "LAST VERIFIED", "NOTES");
     for (size_t i = 0; i < catalog->count; i++) {
         const struct manifest *m = &catalog->entries[i].manifest;
         json_t *contents = json_object_get(m->document, "contents");
@@ -171,10 +180,29 @@ static void print_table(const struct catalog *catalog)
             manifest_format_time(entry->last_verified_at, verified);
             strcat(verified, entry->last_verification_passed ? " passed" : " FAILED");
         }
-        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %-4s %s\n", m->id, m->name, started,
-               (long long)(m->finished_at - m->started_at), stored,
+        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %-4s %-27s %s\n", m->id, m->name,
+               started, (long long)(m->finished_at - m->started_at), stored,
                json_array_size(json_object_get(contents, "tables")),
-               m->encrypted ? "yes" : "no", entry->held ? "HELD" : "", verified);
+               m->encrypted ? "yes" : "no", entry->held ? "HELD" : "", verified,
+               catalog_started_in_future(entry, now) ? "START IN FUTURE" : "");
+    }
+}
+
+/* Warns once for each backup that started after now. Such a backup sorts
+ * last, so latest, --at and retention take it for the newest. */
+static void warn_future_backups(const struct catalog *catalog, time_t now)
+{
+    for (size_t i = 0; i < catalog->count; i++) {
+        const struct manifest *m = &catalog->entries[i].manifest;
+        char started[32];
+
+        if (!catalog_started_in_future(&catalog->entries[i], now))
+            continue;
+        manifest_format_time(m->started_at, started);
+        stow_log_warn("backup %s of %s started at %s, after the current time: the clock of the "
+                      "host that took it was probably wrong, and it counts as the newest "
+                      "backup of %s",
+                      m->id, m->name, started, m->name);
     }
 }
 
@@ -184,6 +212,7 @@ int cmd_list(int argc, char **argv)
     struct catalog catalog = {0};
     stow_error err = {0};
     storage *store = NULL;
+    time_t now = time(NULL);
 
     if (parse_list_command(&cli, "list", argc, argv, NULL, 0, NULL, &err) != 0)
         return cli_finish(&err);
@@ -194,15 +223,16 @@ int cmd_list(int argc, char **argv)
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
         storage_check(store, &err) == 0 && catalog_load(store, cli.name, &catalog, &err) == 0) {
+        warn_future_backups(&catalog, now);
         if (cli.json) {
             json_t *array = json_array();
 
             for (size_t i = 0; i < catalog.count; i++)
-                json_array_append_new(array, summary_json(&catalog.entries[i], &cli.trust));
+                json_array_append_new(array, summary_json(&catalog.entries[i], &cli.trust, now));
             print_json(array);
             json_decref(array);
         } else {
-            print_table(&catalog);
+            print_table(&catalog, now);
         }
     }
     catalog_free(&catalog);

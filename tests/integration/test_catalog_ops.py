@@ -410,6 +410,29 @@ class CatalogOpsTest(StowageTestCase):
         self.assertIn("backup %s of shop started at 2099-01-01T00:00:00Z, after the current time"
                       % backup_id, result.stderr)
 
+    def test_list_marks_future_backup(self):
+        # The newer backup was dated 2099 by a host with a wrong clock.
+        repo = self.file_repo()
+        ids = self.take_backups(repo, 2)
+        redate_backup(repo, "shop", ids[1])
+
+        result = self.stowage("list", "--repo", repo)
+        lines = result.stdout.splitlines()
+        self.assertIn("NOTES", lines[0])
+        rows = {line.split()[0]: line for line in lines[1:]}
+        self.assertIn("START IN FUTURE", rows[ids[1]])
+        self.assertNotIn("START IN FUTURE", rows[ids[0]])
+        warnings = [line for line in result.stderr.splitlines() if "after the current time" in line]
+        self.assertEqual(1, len(warnings), result.stderr)
+        self.assertIn("backup %s of shop started at 2099-01-01T00:00:00Z" % ids[1], warnings[0])
+        self.assertIn("the clock of the host that took it was probably wrong", warnings[0])
+
+        result = self.stowage("list", "--repo", repo, "--json")
+        entries = {entry["id"]: entry for entry in json.loads(result.stdout)}
+        self.assertIs(True, entries[ids[1]]["started_in_future"])
+        self.assertIs(False, entries[ids[0]]["started_in_future"])
+        self.assertEqual(1, result.stderr.count("after the current time"), result.stderr)
+
     def test_newer_format_version_needs_upgrade(self):
         repo = self.file_repo()
         ids = self.take_backups(repo, 2)

@@ -7,6 +7,7 @@
 #include "catalog.h"
 #include "cli/cli.h"
 #include "common/log.h"
+#include "keys.h"
 #include "restore.h"
 #include "signature.h"
 
@@ -114,7 +115,10 @@ static const char verify_usage[] =
     "With --against: compares a live database with the backup's manifest table by\n"
     "table, as a verified restore does.\n\n"
     "Options:\n"
-    "  --all                    verify every backup in the catalog\n"
+    "  --all                    verify every backup in the catalog; a backup that\n"
+    "                           the --key is not a recipient of is skipped and\n"
+    "                           nothing is recorded for it (exit 8 when nothing\n"
+    "                           else failed)\n"
     "  --against CONNINFO       compare this database with the manifest\n"
     "  --db-iam-auth            sign in to the --against database with an RDS IAM\n"
     "                           token instead of a password (see stowage backup --help)\n"
@@ -333,40 +337,168 @@ int cmd_restore(int argc, char **argv)
     return cli_finish(&err);
 }
 
+/* Outcomes of verify --all. Only verified and failed are findings about a
+ * backup. The other backups were not checked, and nothing was recorded. */
+struct verify_all_tally {
+    size_t total;
+    size_t verified;
+    size_t failed;          /* a check of the data failed (STOW_EXIT_VERIFY) */
+    size_t not_recipient;   /* encrypted to recipients other than the key */
+    size_t unchecked;       /* another error, such as an unreachable repository */
+    size_t invalid;         /* manifests that failed validation */
+    size_t newer;           /* manifests that a newer stowage wrote */
+    stow_error first_unchecked;
+};
+
+/* Reads the key id of the secret key file, so that backups not encrypted
+ * to it are skipped without asking for its passphrase once per backup.
+ * Leaves key_id empty when no backup is encrypted or no key was given. */
+static int read_key_id(const struct read_cli *cli, const struct catalog *catalog,
+                       char key_id[KEYS_ID_CHARS + 1], stow_error *err)
+{
+    struct keys_passphrase_source source = {cli->restore.passphrase_file, "--passphrase-file"};
+    struct keys_secret *secret = NULL;
+    int encrypted = 0;
+
+    key_id[0] = '\0';
+    for (size_t i = 0; i < catalog->count; i++)
+        encrypted |= catalog->entries[i].manifest.encrypted;
+    if (!encrypted || cli->restore.secret_key_path == NULL)
+        return 0;
+    if (keys_secret_load(cli->restore.secret_key_path, keys_passphrase_from_source, &source,
+                         &secret, err) != 0)
+        return -1;
+    snprintf(key_id, KEYS_ID_CHARS + 1, "%s", keys_secret_public(secret)->id);
+    keys_secret_free(secret);
+    return 0;
+}
+
+static int has_recipient(const struct manifest *manifest, const char *key_id)
+{
+    for (size_t i = 0; i < manifest->recipient_count; i++) {
+        if (strcmp(manifest->recipients[i].key_id, key_id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void verify_one(storage *store, const struct read_cli *cli,
+                       const struct catalog_entry *entry, const char *key_id,
+                       struct verify_all_tally *tally)
+{
+    stow_error backup_err = {0};
+
+    if (entry->manifest.encrypted && key_id[0] != '\0' &&
+        !has_recipient(&entry->manifest, key_id)) {
+        stow_log_warn("backup %s not verified: it is not encrypted to key id %s of %s",
+                      entry->manifest.id, key_id, cli->restore.secret_key_path);
+        tally->not_recipient++;
+        return;
+    }
+    if (signature_check_manifest(&entry->manifest, entry->manifest_key, &cli->trust,
+                                 &backup_err) == 0 &&
+        restore_verify_storage(store, entry, cli->restore.secret_key_path,
+                               cli->restore.passphrase_file, &backup_err) == 0) {
+        tally->verified++;
+        return;
+    }
+    stow_log_error(&backup_err);
+    if (backup_err.exit_code == STOW_EXIT_VERIFY) {
+        tally->failed++;
+        return;
+    }
+    if (!stow_error_is_set(&tally->first_unchecked))
+        tally->first_unchecked = backup_err;
+    tally->unchecked++;
+}
+
+static void print_verify_all_summary(const struct verify_all_tally *tally, const char *key_path)
+{
+    if (tally->total > 0 && tally->not_recipient == tally->total) {
+        printf("none of the %zu backups could be verified: the key %s is not a recipient of "
+               "any of them; nothing was recorded\n", tally->total, key_path);
+        return;
+    }
+    printf("%zu of %zu backups verified", tally->verified, tally->total);
+    if (tally->failed > 0)
+        printf("; %zu failed verification", tally->failed);
+    if (tally->not_recipient > 0)
+        printf("; %zu not verified because the key %s is not a recipient", tally->not_recipient,
+               key_path);
+    if (tally->unchecked > 0)
+        printf("; %zu could not be checked (see the log)", tally->unchecked);
+    if (tally->invalid > 0)
+        printf("; %zu manifest%s invalid (see the log)", tally->invalid,
+               tally->invalid == 1 ? " was" : "s were");
+    if (tally->newer > 0)
+        printf("; %zu manifest%s written by a newer stowage", tally->newer,
+               tally->newer == 1 ? " was" : "s were");
+    printf("\n");
+}
+
+/* Records the error of verify --all: a failed check of the data comes
+ * first, then errors that stopped a check, then the key and the format. */
+static int fail_verify_all(const struct verify_all_tally *tally, const char *key_path,
+                           stow_error *err)
+{
+    if (tally->failed > 0 || tally->invalid > 0)
+        return stow_fail(err, STOW_EXIT_VERIFY,
+                         "%zu backups failed verification and %zu manifests are invalid",
+                         tally->failed, tally->invalid);
+    if (tally->unchecked > 0) {
+        stow_fail(err, tally->first_unchecked.exit_code, "%zu backups could not be checked. "
+                  "The first error: %s", tally->unchecked, tally->first_unchecked.message);
+        stow_error_hint(err, "%s", tally->first_unchecked.hint);
+        return -1;
+    }
+    if (tally->not_recipient > 0) {
+        if (tally->not_recipient == tally->total)
+            stow_fail(err, STOW_EXIT_KEY, "none of the %zu backups could be verified: the key %s "
+                      "is not a recipient of any of them", tally->total, key_path);
+        else
+            stow_fail(err, STOW_EXIT_KEY, "%zu of %zu backups could not be verified: the key %s "
+                      "is not a recipient of them", tally->not_recipient, tally->total, key_path);
+        stow_error_hint(err, "pass the secret key of a recipient with --key (stowage show "
+                             "BACKUP lists the recipients' key ids)");
+        return -1;
+    }
+    if (tally->newer > 0) {
+        stow_fail(err, STOW_EXIT_USAGE, "%zu manifest%s written by a newer stowage and not "
+                  "verified", tally->newer, tally->newer == 1 ? " was" : "s were");
+        stow_error_hint(err, "upgrade stowage to verify them");
+        return -1;
+    }
+    return 0;
+}
+
 static int verify_all(storage *store, const struct read_cli *cli, stow_error *err)
 {
     struct catalog catalog = {0};
-    size_t failed = 0;
-    stow_error first = {0};
+    struct verify_all_tally tally = {0};
+    char key_id[KEYS_ID_CHARS + 1];
+    int rc;
 
     if (catalog_load(store, cli->name, &catalog, err) != 0)
         return -1;
-    for (size_t i = 0; i < catalog.count; i++) {
-        stow_error one = {0};
-
-        const struct catalog_entry *entry = &catalog.entries[i];
-
-        if (signature_check_manifest(&entry->manifest, entry->manifest_key, &cli->trust,
-                                     &one) != 0 ||
-            restore_verify_storage(store, entry, cli->restore.secret_key_path,
-                                   cli->restore.passphrase_file, &one) != 0) {
-            stow_log_error(&one);
-            if (!stow_error_is_set(&first))
-                first = one;
-            failed++;
-        }
+    if (read_key_id(cli, &catalog, key_id, err) != 0) {
+        catalog_free(&catalog);
+        return -1;
     }
-    size_t total = catalog.count;
-    size_t broken = catalog.broken;
 
-    printf("%zu of %zu backups verified%s\n", total - failed, total,
-           broken ? "; some manifests were invalid (see the log)" : "");
+    tally.total = catalog.count;
+    for (size_t i = 0; i < catalog.broken; i++) {
+        if (catalog.broken_versions[i] != 0)
+            tally.newer++;
+        else
+            tally.invalid++;
+    }
+    for (size_t i = 0; i < catalog.count; i++)
+        verify_one(store, cli, &catalog.entries[i], key_id, &tally);
+
+    print_verify_all_summary(&tally, cli->restore.secret_key_path);
+    rc = fail_verify_all(&tally, cli->restore.secret_key_path, err);
     catalog_free(&catalog);
-    if (failed > 0 || broken > 0)
-        return stow_fail(err, first.exit_code ? first.exit_code : STOW_EXIT_VERIFY,
-                         "%zu backups failed verification and %zu manifests are invalid",
-                         failed, broken);
-    return 0;
+    return rc;
 }
 
 int cmd_verify(int argc, char **argv)

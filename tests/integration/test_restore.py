@@ -183,6 +183,34 @@ class RestoreTest(StowageTestCase):
         self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key, "--to", target,
                      expect=1)
 
+    def test_verify_all_with_wrong_key(self):
+        repo = self.file_repo()
+        self.backup(repo, "hard")
+        self.backup(repo, "hard")
+        first_id = self.list_json(repo)[0]["id"]
+        self.stowage("restore", "--repo", repo, first_id, "--key", self.key, "--scratch",
+                     "local", "--verify")
+        states = [(entry["id"], entry["last_verification"], entry["last_verified_at"])
+                  for entry in self.list_json(repo)]
+        self.assertEqual("passed", states[0][1])
+        self.assertIsNone(states[1][1])
+        records = os.path.join(repo[len("file://"):], "backups", "*", "*", "verifications", "*")
+        record_count = len(glob.glob(records))
+        other = os.path.join(self.workdir, "other.key")
+        if not os.path.exists(other):
+            self.stowage("keygen", "--out", other)
+
+        result = self.stowage("verify", "--repo", repo, "--all", "--key", other, expect=8)
+
+        self.assertIn("none of the 2 backups could be verified", result.stdout)
+        self.assertIn("the key %s is not a recipient" % other, result.stdout)
+        self.assertIn("the key %s is not a recipient" % other, result.stderr)
+        self.assertNotIn("failed verification", result.stdout + result.stderr)
+        after = [(entry["id"], entry["last_verification"], entry["last_verified_at"])
+                 for entry in self.list_json(repo)]
+        self.assertEqual(states, after)
+        self.assertEqual(record_count, len(glob.glob(records)))
+
     def test_s3_verified_scratch_restore(self):
         bucket = self.new_bucket()
         repo = "s3://%s/db" % bucket

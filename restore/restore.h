@@ -55,7 +55,8 @@ int restore_verify_storage(storage *store, const struct catalog_entry *entry,
 int restore_verify_against(const struct catalog_entry *entry, const char *conninfo,
                            const char *report_path, stow_error *err);
 
-/* Writes the archive members as files under directory. */
+/* Writes the archive members as files under directory, which must be new
+ * or empty (else STOW_EXIT_USAGE, with nothing written). */
 int restore_extract(storage *store, const struct catalog_entry *entry,
                     const char *secret_key_path, const char *passphrase_file,
                     const char *directory, stow_error *err);

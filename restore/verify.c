@@ -1,4 +1,5 @@
 /* verify (storage only), verify --against (a live database) and extract. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -240,6 +241,34 @@ static int write_member(void *context, const char *name, uint64_t offset, const 
     return 0;
 }
 
+/* Fails with STOW_EXIT_USAGE unless the directory is empty, because the
+ * backup's files must not mix with files that were there before. */
+static int check_directory_empty(int dir_fd, const char *directory, stow_error *err)
+{
+    int fd = dup(dir_fd);
+    DIR *listing = fd < 0 ? NULL : fdopendir(fd);
+    struct dirent *item;
+    int empty = 1;
+
+    if (listing == NULL) {
+        int errnum = errno;
+
+        if (fd >= 0)
+            close(fd);
+        return stow_fail_errno(err, STOW_EXIT_FAILURE, errnum, "reading directory", directory);
+    }
+    while (empty && (item = readdir(listing)) != NULL)
+        empty = strcmp(item->d_name, ".") == 0 || strcmp(item->d_name, "..") == 0;
+    closedir(listing);
+    if (empty)
+        return 0;
+
+    stow_fail(err, STOW_EXIT_USAGE, "--to directory %s is not empty", directory);
+    stow_error_hint(err, "choose an empty or new directory for --to; nothing was written into %s",
+                    directory);
+    return -1;
+}
+
 int restore_extract(storage *store, const struct catalog_entry *entry,
                     const char *secret_key_path, const char *passphrase_file,
                     const char *directory, stow_error *err)
@@ -256,6 +285,10 @@ int restore_extract(storage *store, const struct catalog_entry *entry,
     target.dir_fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (target.dir_fd < 0)
         return stow_fail_errno(err, STOW_EXIT_USAGE, errno, "opening directory", directory);
+    if (!created_directory && check_directory_empty(target.dir_fd, directory, err) != 0) {
+        close(target.dir_fd);
+        return -1;
+    }
 
     rc = backup_open_data_key(&entry->manifest, secret_key_path, passphrase_file, &data_key, err);
     if (rc == 0)

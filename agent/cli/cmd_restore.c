@@ -131,8 +131,9 @@ static const char extract_usage[] =
     "standard tools: backup-info.json, globals.sql and the dump in segments\n"
     "(database.dump.*), which joined in order form a pg_restore archive.\n\n"
     "Options:\n"
-    "  --to DIR                 directory to write (created if missing; existing\n"
-    "                           files are not overwritten)\n" READ_HELP;
+    "  --to DIR                 directory to write: a new directory (created) or an\n"
+    "                           empty one; a directory that contains files is a usage\n"
+    "                           error (exit 2) and gets nothing written into it\n" READ_HELP;
 
 struct read_cli {
     struct cli_common common;

@@ -176,12 +176,24 @@ class RestoreTest(StowageTestCase):
             handle.truncate(manifest["object"]["stored_bytes"] - 100)
         result = self.stowage("verify", "--repo", repo, backup_id, "--key", self.key, expect=3)
 
-    def test_extract_refuses_existing_files(self):
+    def test_extract_refuses_nonempty_directory(self):
         target = os.path.join(self.workdir, "extract-twice")
         self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key, "--to", target)
         self.assertTrue(os.path.exists(os.path.join(target, "globals.sql")))
-        self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key, "--to", target,
-                     expect=1)
+        result = self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key,
+                              "--to", target, expect=2)
+        self.assertIn("directory %s is not empty" % target, result.stderr)
+        self.assertIn("choose an empty or new directory", result.stderr)
+
+        # A directory that contains only an unrelated file also gets nothing.
+        other = os.path.join(self.workdir, "extract-nonempty")
+        os.makedirs(other)
+        with open(os.path.join(other, "notes.txt"), "w") as handle:
+            handle.write("keep\n")
+        result = self.stowage("extract", "--repo", self.repo, "latest", "--key", self.key,
+                              "--to", other, expect=2)
+        self.assertIn("directory %s is not empty" % other, result.stderr)
+        self.assertEqual(["notes.txt"], os.listdir(other))
 
     def test_verify_all_with_wrong_key(self):
         repo = self.file_repo()

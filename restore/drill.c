@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "common/duration.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "drill_rds.h"
@@ -39,6 +40,7 @@ struct drill {
     stow_error restore_err;
     double rto_seconds;                /* valid when the restore passed */
     long long rpo_seconds;             /* valid when selected */
+    int interrupted_by;                /* the signal that interrupted the drill, or 0 */
 };
 
 static double seconds_since(const struct timespec *start)
@@ -186,21 +188,47 @@ static void restore_snapshot(struct drill *drill)
 
 /* --- objectives and the report -------------------------------------------- */
 
-/* {"measured_seconds", "objective_seconds", "met"}; met is null without
- * an objective or without a measurement (measured is JSON null). */
-static json_t *measure_json(json_t *measured, int64_t objective, int met)
+/* {"measured_seconds", "objective_seconds", "met", "not_measured_reason"};
+ * measured is JSON null when not_measured_reason is set, and met is null
+ * without an objective or without a measurement. */
+static json_t *measure_json(json_t *measured, int64_t objective, int met,
+                            const char *not_measured_reason)
 {
     int judged = objective > 0 && !json_is_null(measured);
 
-    return json_pack("{s:o, s:o, s:o}", "measured_seconds", measured, "objective_seconds",
+    return json_pack("{s:o, s:o, s:o, s:o}", "measured_seconds", measured, "objective_seconds",
                      objective > 0 ? json_integer(objective) : json_null(), "met",
-                     judged ? json_boolean(met) : json_null());
+                     judged ? json_boolean(met) : json_null(), "not_measured_reason",
+                     json_is_null(measured) ? json_string(not_measured_reason) : json_null());
 }
 
 static int restore_passed(const struct drill *drill)
 {
     return drill->selected && drill->restore_report != NULL &&
            !stow_error_is_set(&drill->restore_err);
+}
+
+/* An interrupted drill measures nothing: the signal may have cut the
+ * restore or the verification short at any point. */
+static int rpo_measured(const struct drill *drill)
+{
+    return drill->selected && drill->interrupted_by == 0;
+}
+
+static int rto_measured(const struct drill *drill)
+{
+    return restore_passed(drill) && drill->interrupted_by == 0;
+}
+
+/* Writes why a measure is null into out. */
+static void describe_not_measured(const struct drill *drill, const char *missing, char *out,
+                                  size_t size)
+{
+    if (drill->interrupted_by != 0)
+        snprintf(out, size, "the drill was interrupted by %s",
+                 stow_signal_name(drill->interrupted_by));
+    else
+        snprintf(out, size, "%s", missing);
 }
 
 /* Returns 1 when the recovery point lies after the drill's start by more
@@ -213,15 +241,15 @@ static int rpo_in_future(const struct drill *drill)
 
 static int rpo_met(const struct drill *drill)
 {
-    if (!drill->selected || drill->options->rpo_objective <= 0)
-        return drill->selected;
+    if (!rpo_measured(drill) || drill->options->rpo_objective <= 0)
+        return rpo_measured(drill);
     return !rpo_in_future(drill) &&
            drill->rpo_seconds <= (long long)drill->options->rpo_objective;
 }
 
 static int rto_met(const struct drill *drill)
 {
-    return restore_passed(drill) && (drill->options->rto_objective <= 0 ||
+    return rto_measured(drill) && (drill->options->rto_objective <= 0 ||
                                      drill->rto_seconds <= (double)drill->options->rto_objective);
 }
 
@@ -274,6 +302,8 @@ static json_t *definitions_json(const struct drill *drill)
 static json_t *build_report(const struct drill *drill, const char *result, const stow_error *outcome)
 {
     const struct drill_options *options = drill->options;
+    char rpo_reason[96];
+    char rto_reason[96];
     json_t *report;
 
     report = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "format",
@@ -287,14 +317,19 @@ static json_t *build_report(const struct drill *drill, const char *result, const
                                                     ? drill_snapshot_json(&drill->snapshot)
                                                     : json_null());
     json_object_set(report, "steps", drill->steps);
+    describe_not_measured(drill, drill->rds ? "no snapshot copy was selected"
+                                            : "no backup was selected",
+                          rpo_reason, sizeof rpo_reason);
     json_object_set_new(report, "rpo",
-                        measure_json(drill->selected ? json_integer(drill->rpo_seconds)
-                                                     : json_null(),
-                                     options->rpo_objective, rpo_met(drill)));
+                        measure_json(rpo_measured(drill) ? json_integer(drill->rpo_seconds)
+                                                         : json_null(),
+                                     options->rpo_objective, rpo_met(drill), rpo_reason));
+    describe_not_measured(drill, "the verified restore did not pass", rto_reason,
+                          sizeof rto_reason);
     json_object_set_new(report, "rto",
-                        measure_json(restore_passed(drill) ? json_real(drill->rto_seconds)
-                                                           : json_null(),
-                                     options->rto_objective, rto_met(drill)));
+                        measure_json(rto_measured(drill) ? json_real(drill->rto_seconds)
+                                                         : json_null(),
+                                     options->rto_objective, rto_met(drill), rto_reason));
     json_object_set_new(report, "definitions", definitions_json(drill));
     json_object_set_new(report, "verification", verification_json(drill));
     json_object_set(report, "restore_report",
@@ -311,11 +346,30 @@ static const char *failed_result(const stow_error *err)
     return err->exit_code == STOW_EXIT_INTERRUPTED ? "interrupted" : "failed";
 }
 
-/* Decides the outcome: the restore's failure first, then the objectives. */
+/* Takes the step's own interruption error where there is one, so that the
+ * report names the step that the signal stopped. A signal that came after
+ * the restore, or during a step that does not watch for one, fails the
+ * drill with STOW_EXIT_INTERRUPTED all the same. */
+static const char *judge_interrupted(const struct drill *drill, stow_error *outcome,
+                                     const stow_error *select_err)
+{
+    if (select_err->exit_code == STOW_EXIT_INTERRUPTED)
+        *outcome = *select_err;
+    else if (drill->restore_err.exit_code == STOW_EXIT_INTERRUPTED)
+        *outcome = drill->restore_err;
+    else
+        stow_fail_interrupted(outcome, "the drill");
+    return "interrupted";
+}
+
+/* Decides the outcome: an interruption first, then the restore's failure,
+ * then the objectives. */
 static const char *judge(const struct drill *drill, stow_error *outcome, stow_error *select_err)
 {
     char objective[32];
 
+    if (drill->interrupted_by != 0)
+        return judge_interrupted(drill, outcome, select_err);
     if (stow_error_is_set(select_err)) {
         *outcome = *select_err;
         return failed_result(outcome);
@@ -363,7 +417,7 @@ static void record_metrics(const struct drill *drill, const json_t *report)
 {
     json_t *passed = json_object_get(json_object_get(report, "verification"), "passed");
 
-    metrics_record_drill(drill->selected, drill->rpo_seconds, restore_passed(drill),
+    metrics_record_drill(rpo_measured(drill), drill->rpo_seconds, rto_measured(drill),
                          drill->rto_seconds);
     if (json_is_boolean(passed))
         metrics_record_verification(json_is_true(passed));
@@ -388,6 +442,7 @@ static int drill_end(struct drill *drill, stow_error *select_err, stow_error *er
     const char *result;
     json_t *report;
 
+    drill->interrupted_by = stow_interrupted();
     result = judge(drill, &outcome, select_err);
     report = build_report(drill, result, &outcome);
     record_metrics(drill, report);

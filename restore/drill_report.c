@@ -19,14 +19,18 @@ static int is_rds(const json_t *report)
     return scratch != NULL && strcmp(scratch, "rds") == 0;
 }
 
-/* Writes "3m05s (objective 5m: met)", "not measured (objective 5m)" or
- * "not measured (no objective)". */
+/* Writes "185 s (objective 5m: met)", "not measured: REASON (objective
+ * 5m)" or "not measured: REASON (no objective)". */
 static void describe_measure(const json_t *measure, char *out, size_t size)
 {
     json_t *measured = json_object_get(measure, "measured_seconds");
     json_t *objective = json_object_get(measure, "objective_seconds");
-    char value[32] = "not measured";
+    const char *reason = json_string_value(json_object_get(measure, "not_measured_reason"));
+    char value[128];
     char goal[32];
+
+    snprintf(value, sizeof value, "not measured%s%s", reason != NULL ? ": " : "",
+             reason != NULL ? reason : "");
 
     if (json_is_integer(measured))
         snprintf(value, sizeof value, "%lld s", (long long)json_integer_value(measured));
@@ -131,7 +135,7 @@ static int append_markdown_source(stow_buf *text, const json_t *report, stow_err
 static int build_markdown(const json_t *report, stow_buf *text, stow_error *err)
 {
     json_t *verification = json_object_get(report, "verification");
-    char rpo[128], rto[128], verified[128] = "not run";
+    char rpo[256], rto[256], verified[128] = "not run";
 
     describe_measure(json_object_get(report, "rpo"), rpo, sizeof rpo);
     describe_measure(json_object_get(report, "rto"), rto, sizeof rto);
@@ -192,7 +196,7 @@ void drill_print_summary(const json_t *report)
 {
     json_t *backup = json_object_get(report, "backup");
     json_t *snapshot = json_object_get(report, "snapshot");
-    char rpo[128], rto[128];
+    char rpo[256], rto[256];
 
     describe_measure(json_object_get(report, "rpo"), rpo, sizeof rpo);
     describe_measure(json_object_get(report, "rto"), rto, sizeof rto);

@@ -904,7 +904,10 @@ class DrTest(StowageTestCase):
         self.assertIsNone(report["rto"]["measured_seconds"])
         self.assertEqual(7200, report["rto"]["objective_seconds"])
         self.assertIsNone(report["rto"]["met"])
-        self.assertIn("RTO  not measured (objective 2h)", result.stdout)
+        self.assertEqual("the verified restore did not pass", report["rto"]["not_measured_reason"])
+        self.assertIsNone(report["rpo"]["not_measured_reason"])
+        self.assertIn("RTO  not measured: the verified restore did not pass (objective 2h)",
+                      result.stdout)
         self.assertNotIn("MISSED", result.stdout)
 
     def report_paths(self, name):
@@ -1166,7 +1169,9 @@ class DrTest(StowageTestCase):
         instance, _, copy_id, replica = self.replicated_snapshot()
         report_path = os.path.join(self.workdir, "rds-drill-sigterm-%s.json" % instance)
         lock = self.hold_table_lock("app", "orders")
-        process = spawn_stowage(self.rds_drill_args(replica, instance, "--report", report_path),
+        process = spawn_stowage(self.rds_drill_args(replica, instance, "--report", report_path,
+                                                    "--rpo-objective", "1d",
+                                                    "--rto-objective", "1d"),
                                 env=self.replica_env())
         self.wait_for_blocked_verification(process)
         self.assertEqual(1, len(self.replica_scratch_instances()))
@@ -1181,7 +1186,12 @@ class DrTest(StowageTestCase):
             report = json.load(handle)
         self.assertEqual("interrupted", report["result"])
         self.assertEqual(EXIT_INTERRUPTED, report["exit_code"])
-        self.assertIsNone(report["rto"]["measured_seconds"])
+        for measure in ("rpo", "rto"):
+            self.assertIsNone(report[measure]["measured_seconds"], measure)
+            self.assertIsNone(report[measure]["met"], measure)
+            self.assertEqual("the drill was interrupted by SIGTERM",
+                             report[measure]["not_measured_reason"], measure)
+        self.assertNotIn(": met)", stdout)
         self.assertEqual("deleted", report["restore_report"]["scratch_instance"]["status"])
 
     # Interrupted local drills -------------------------------------------------
@@ -1195,6 +1205,7 @@ class DrTest(StowageTestCase):
         os.makedirs(scratch_parent)
         os.chmod(scratch_parent, 0o755)
         report_path = os.path.join(scratch_parent + "-report.json")
+        markdown_path = os.path.join(scratch_parent + "-report.md")
         with FaultProxy(self.moto) as proxy:
             # From the third GET on, each download waits 2 s, so the restore
             # step lasts minutes. The first GETs start before the scratch
@@ -1203,8 +1214,12 @@ class DrTest(StowageTestCase):
                             seconds=2)
             env = self.class_s3_env(AWS_ENDPOINT_URL=proxy.endpoint,
                                     STOWAGE_SCRATCH_DIR=scratch_parent)
+            # The backup is minutes old, so only the interruption keeps the
+            # RPO objective from being met.
             process = spawn_stowage(["drill", "--repo", self.big_repo, "--key", self.key,
-                                     "--report", report_path], env=env)
+                                     "--report", report_path, "--markdown", markdown_path,
+                                     "--rpo-objective", "1d", "--rto-objective", "1d"],
+                                    env=env)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not (proxy.requests_matching(
                     method="GET", path=r"data\.stow$", fault=STALL)
@@ -1237,9 +1252,25 @@ class DrTest(StowageTestCase):
         self.assertIn("interrupted by %s" % name, report["error"])
         self.assertEqual("interrupted", report["result"])
         self.assertEqual(EXIT_INTERRUPTED, report["exit_code"])
-        self.assertIsNone(report["rto"]["measured_seconds"])
-        self.assertIsNone(report["rto"]["met"])
         self.assertNotEqual(True, (report["verification"] or {}).get("passed"))
+
+        # An interrupted drill measured nothing, in every report.
+        reason = "the drill was interrupted by %s" % name
+        for measure in ("rpo", "rto"):
+            self.assertIsNone(report[measure]["measured_seconds"], measure)
+            self.assertEqual(86400, report[measure]["objective_seconds"], measure)
+            self.assertIsNone(report[measure]["met"], measure)
+            self.assertEqual(reason, report[measure]["not_measured_reason"], measure)
+        self.assertIn(": interrupted\n", stdout)
+        self.assertIn("RPO  not measured: %s (objective 1d)" % reason, stdout)
+        self.assertIn("RTO  not measured: %s (objective 1d)" % reason, stdout)
+        self.assertNotIn(": met)", stdout)
+        with open(report_path[:-len(".json")] + ".md") as handle:
+            markdown = handle.read()
+        self.assertIn("| Result | **interrupted** |", markdown)
+        self.assertIn("| RPO | not measured: %s (objective 1d) |" % reason, markdown)
+        self.assertIn("| RTO | not measured: %s (objective 1d) |" % reason, markdown)
+        self.assertNotIn(": met)", markdown)
 
     def test_local_drill_sigterm_removes_scratch(self):
         self.check_interrupted_local_drill(signal.SIGTERM, "SIGTERM")

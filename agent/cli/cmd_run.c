@@ -78,6 +78,11 @@ static const char usage[] =
     "  --config FILE       configuration file (env STOWAGE_CONFIG)\n"
     "  --log-format, --log-level as for the other commands; the steps log in the\n"
     "                      same format and at the same level\n\n"
+    "SIGINT, SIGTERM, SIGQUIT or SIGHUP stops the running step, which cleans up.\n"
+    "A second signal (not a repeat within a second) stops waiting for that\n"
+    "cleanup. Either way run then prints the outcome, with the stopped step as\n"
+    "interrupted, and writes the metrics and the run state. A third signal\n"
+    "exits at once.\n\n"
     "Exit code: 0 when every step that ran succeeded; 130 when interrupted;\n"
     "else the most severe step exit code, in this order: 3, 8, 7, 6, 2, 1, 5, 4.\n"
     "A step killed by a signal counts as 1.\n";
@@ -196,12 +201,15 @@ static int has_retention(const struct config *config, const char *name)
 
 /* Waits for the step, forwarding SIGINT, SIGTERM, SIGQUIT or SIGHUP once.
  * Returns its exit code, and STOW_EXIT_FAILURE for a step killed by a
- * signal. */
-static int wait_for_step(pid_t pid, const char *step, const char *name)
+ * signal. After a second signal to run it stops waiting, leaves the step
+ * to finish its cleanup alone, and returns STOW_EXIT_INTERRUPTED with
+ * *left_running set. */
+static int wait_for_step(pid_t pid, const char *step, const char *name, int *left_running)
 {
     int forwarded = 0;
     int status = 0;
 
+    *left_running = 0;
     for (;;) {
         int signum;
 
@@ -215,6 +223,12 @@ static int wait_for_step(pid_t pid, const char *step, const char *name)
                           stow_signal_name(signum), step, name, (long)pid);
             kill(pid, signum);
             forwarded = 1;
+        }
+        if (stow_interrupted_again() != 0) {
+            stow_log_warn("%s: no longer waiting for the %s step (pid %ld) to finish its "
+                          "cleanup", name, step, (long)pid);
+            *left_running = 1;
+            return STOW_EXIT_INTERRUPTED;
         }
     }
     if (WIFEXITED(status))
@@ -276,6 +290,7 @@ static void run_step_with_output(const char *name, enum step_kind kind, const ch
     struct timespec started;
     struct timespec ended;
     pid_t pid;
+    int left_running = 0;
     int rc;
 
     describe_command(args, result->note, sizeof result->note);
@@ -287,15 +302,19 @@ static void run_step_with_output(const char *name, enum step_kind kind, const ch
                                strerror(rc));
         result->exit_code = STOW_EXIT_FAILURE;
     } else {
-        result->exit_code = wait_for_step(pid, step_names[kind], name);
+        result->exit_code = wait_for_step(pid, step_names[kind], name, &left_running);
     }
     clock_gettime(CLOCK_MONOTONIC, &ended);
     result->ran = 1;
     result->finished_at = time(NULL);
     result->seconds = (double)(ended.tv_sec - started.tv_sec) +
                       (double)(ended.tv_nsec - started.tv_nsec) / 1e9;
-    stow_log_info("%s: the %s step finished with exit code %d in %.1f s", name,
-                  step_names[kind], result->exit_code, result->seconds);
+    if (left_running)
+        stow_log_info("%s: the %s step was interrupted after %.1f s and is still cleaning up",
+                      name, step_names[kind], result->seconds);
+    else
+        stow_log_info("%s: the %s step finished with exit code %d in %.1f s", name,
+                      step_names[kind], result->exit_code, result->seconds);
 }
 
 static void run_step(const char *name, enum step_kind kind, const char *const *args,
@@ -835,5 +854,9 @@ int cmd_run(int argc, char **argv)
     setenv("STOWAGE_LOG_LEVEL", stow_log_level_name(stow_log_get_level()), 1);
     if (stow_log_get_format() == STOW_LOG_JSON)
         unsetenv("STOWAGE_PROGRESS"); /* every step would reject it with JSON logs */
+
+    /* A second signal stops the wait for a step's cleanup but still lets
+     * run report what each step did. */
+    stow_interrupt_return_on_second_signal();
     return run_all(&cli, config, runs, count);
 }

@@ -18,7 +18,12 @@
  * a repeat of it is ignored rather than taken for a second signal. So is
  * a repeat of the first signal within STOW_SAME_SIGNAL_SECONDS: a signal
  * to a process group (Ctrl-C, systemd's stop) reaches a step of run both
- * directly and through run, which forwards it. */
+ * directly and through run, which forwards it.
+ *
+ * stowage run itself calls stow_interrupt_return_on_second_signal, so its
+ * second signal ends the wait for the running step's cleanup, so that run
+ * can still print its outcome and write its metrics and state. Only a
+ * third signal, or the cleanup timeout, exits at once there. */
 #include "common/interrupt.h"
 
 #include <pthread.h>
@@ -37,6 +42,8 @@
 #define STOW_SAME_SIGNAL_SECONDS 1.0
 
 static volatile sig_atomic_t received_signal;
+static volatile sig_atomic_t second_signal;  /* with second_signal_returns set */
+static atomic_int second_signal_returns;     /* stow_interrupt_return_on_second_signal */
 static sigset_t handled_signals;  /* set before the signal thread starts */
 static int stops_on_parent_death; /* stow_interrupt_stop_on_parent_death */
 static pthread_t main_thread;
@@ -90,6 +97,41 @@ static void exit_on_cleanup_timeout(int signum, long long timeout)
     exit_without_cleanup(&err);
 }
 
+/* Returns 1 when signum repeats a signal already taken rather than being a
+ * new one (see the top of this file). */
+static int is_repeat(int signum, const struct timespec *first_signal_at)
+{
+    return received_signal != 0 &&
+           (signum == STOW_PARENT_DEATH_SIGNAL ||
+            (signum == received_signal &&
+             stow_seconds_since(first_signal_at) < STOW_SAME_SIGNAL_SECONDS));
+}
+
+static void take_first_signal(int signum, struct timespec *first_signal_at, long long timeout)
+{
+    char duration[32];
+
+    received_signal = signum;
+    clock_gettime(CLOCK_MONOTONIC, first_signal_at);
+    stow_duration_format(timeout, duration, sizeof duration);
+    stow_log_warn("received %s: stopping and cleaning up, for at most %s (%s)",
+                  signal_name(signum), duration,
+                  atomic_load(&second_signal_returns)
+                      ? "a second signal stops waiting for the cleanup"
+                      : "a second signal exits at once, without cleanup");
+}
+
+/* Records a second signal for stow_interrupted_again, or exits at once
+ * when the caller did not ask for that or this is the third signal. */
+static void take_second_signal(int signum)
+{
+    if (!atomic_load(&second_signal_returns) || second_signal != 0)
+        exit_on_second_signal(signum);
+    second_signal = signum;
+    stow_log_warn("received a second %s: not waiting for the cleanup (a third signal exits "
+                  "at once)", signal_name(signum));
+}
+
 static void *wait_for_signals(void *argument)
 {
     sigset_t wanted;
@@ -101,23 +143,13 @@ static void *wait_for_signals(void *argument)
     for (;;) {
         int signum = sigtimedwait(&wanted, NULL, &interval);
         long long timeout = atomic_load(&cleanup_timeout_seconds);
-        char duration[32];
 
-        if (received_signal != 0 &&
-            (signum == STOW_PARENT_DEATH_SIGNAL ||
-             (signum == received_signal &&
-              stow_seconds_since(&first_signal_at) < STOW_SAME_SIGNAL_SECONDS)))
+        if (signum > 0 && is_repeat(signum, &first_signal_at))
             signum = 0;
         if (signum > 0 && received_signal != 0)
-            exit_on_second_signal(signum);
-        if (signum > 0) {
-            received_signal = signum;
-            clock_gettime(CLOCK_MONOTONIC, &first_signal_at);
-            stow_duration_format(timeout, duration, sizeof duration);
-            stow_log_warn("received %s: stopping and cleaning up, for at most %s (a second "
-                          "signal exits at once, without cleanup)", signal_name(signum),
-                          duration);
-        }
+            take_second_signal(signum);
+        else if (signum > 0)
+            take_first_signal(signum, &first_signal_at, timeout);
         if (received_signal != 0 && stow_seconds_since(&first_signal_at) >= (double)timeout)
             exit_on_cleanup_timeout(received_signal, timeout);
         if (received_signal != 0)
@@ -193,6 +225,16 @@ const char *stow_signal_name(int signum)
 int stow_interrupted(void)
 {
     return received_signal;
+}
+
+void stow_interrupt_return_on_second_signal(void)
+{
+    atomic_store(&second_signal_returns, 1);
+}
+
+int stow_interrupted_again(void)
+{
+    return second_signal;
 }
 
 int stow_fail_interrupted(stow_error *err, const char *step)

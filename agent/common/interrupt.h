@@ -2,7 +2,8 @@
  * wakes the main thread, and long loops poll stow_interrupted() and unwind
  * through their cleanup paths (abort the upload, stop child processes,
  * remove scratch clusters). A second signal, or a cleanup that outlasts
- * the cleanup timeout, exits at once without finishing the cleanup. */
+ * the cleanup timeout, exits at once without finishing the cleanup, unless
+ * stow_interrupt_return_on_second_signal was called. */
 #ifndef STOWAGE_INTERRUPT_H
 #define STOWAGE_INTERRUPT_H
 
@@ -40,6 +41,16 @@ const char *stow_signal_name(int signum);
 
 /* Returns the signal number received, or 0. */
 int stow_interrupted(void);
+
+/* Makes a second signal (not a repeat of the first within a second) show
+ * in stow_interrupted_again and wake the main thread, instead of exiting
+ * at once. The caller must then stop waiting for any cleanup and finish
+ * promptly. A third signal and the cleanup timeout still exit at once. */
+void stow_interrupt_return_on_second_signal(void);
+
+/* Returns the second signal number received, or 0. Stays 0 unless
+ * stow_interrupt_return_on_second_signal was called. */
+int stow_interrupted_again(void);
 
 /* Records an STOW_EXIT_INTERRUPTED failure naming the signal and the step. */
 int stow_fail_interrupted(stow_error *err, const char *step);

@@ -31,6 +31,17 @@ SMALL_PART = 64 * 1024
 SAMPLE = re.compile(r'^(\w+)\{name="([^"]*)",command="([^"]*)"\} (\S+)$', re.MULTILINE)
 
 
+def kill_group(pid, group=True):
+    """Send SIGKILL to the process group pid (or the process alone), if it still exists."""
+    try:
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class RunTest(unittest.TestCase):
     """One password-protected cluster with databases orders and billing, and moto."""
 
@@ -106,6 +117,23 @@ class RunTest(unittest.TestCase):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             raise
+        self.outputs += [stdout, stderr]
+        return stdout, stderr
+
+    def second_signal(self, process, signum, pg_dump):
+        """Send signum to run again; return its (stdout, stderr) once it exits.
+
+        The step left running keeps run's stderr open, so it and its
+        pg_dump (pid and group pg_dump) are killed once run has exited."""
+        process.send_signal(signum)
+        started = time.monotonic()
+        try:
+            process.wait(timeout=30)
+        finally:
+            kill_group(process.pid)
+            kill_group(pg_dump)
+        self.assertLess(time.monotonic() - started, 10, "run waited for the step's cleanup")
+        stdout, stderr = process.communicate(timeout=60)
         self.outputs += [stdout, stderr]
         return stdout, stderr
 
@@ -595,6 +623,87 @@ class RunTest(unittest.TestCase):
         for step in ("snapshot", "backup", "expire", "verify"):
             self.assertNotIn(("stowage_run_success", second, step), samples)
         self.assertNotIn(("stowage_run_success", first, "expire"), samples)
+
+    def test_second_signal_still_reports(self):
+        # The backup step's pg_dump ignores SIGTERM, so the step's cleanup
+        # waits for it. A second SIGTERM to run, later than a repeat,
+        # stops run's wait, and run still prints the outcome and writes
+        # the metrics.
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-started-second")
+        bindir = fake_pg_bindir(self.workdir, "stuck-bin-second",
+                                "trap '' TERM INT; echo $$ > %s; sleep 60; exec \"$REAL\" \"$@\""
+                                % marker)
+        prom = os.path.join(self.workdir, "run-second-signal.prom")
+        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-second.json"),
+                                              "verify-every = 0\nkeep-daily = 7\n"))
+        process = spawn_stowage(["run", "--all", "--json", "--config", config,
+                                 "--metrics-file", prom],
+                                env={"STOWAGE_PG_BINDIR": bindir,
+                                     "STOWAGE_CLEANUP_TIMEOUT": "60s"})
+        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
+        wait_until(lambda: os.path.exists(marker) and os.path.getsize(marker) > 0, 60,
+                   description="pg_dump to start")
+        with open(marker) as handle:
+            pg_dump = int(handle.read())
+        self.addCleanup(kill_group, pg_dump)
+        steps = child_pids(process.pid)
+        self.assertEqual(1, len(steps), steps)
+        self.addCleanup(kill_group, steps[0], group=False)
+
+        process.send_signal(signal.SIGTERM)
+        time.sleep(2)
+        self.assertIsNone(process.poll(), "run did not wait for the step's cleanup")
+        stdout, stderr = self.second_signal(process, signal.SIGTERM, pg_dump)
+
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("received a second SIGTERM: not waiting for the cleanup", stderr)
+        self.assertNotIn("exiting without cleanup", stderr)
+        report = json.loads(stdout)
+        self.assertEqual(130, report["exit_code"])
+        first = report["databases"][0]["name"]
+        second = report["databases"][1]["name"]
+        self.assertEqual("interrupted", self.steps(report, first)["backup"]["outcome"])
+        self.assertEqual(130, self.steps(report, first)["backup"]["exit_code"])
+        self.assertEqual("skipped", self.steps(report, first)["snapshot"]["outcome"])
+        for step in ("replicate", "expire", "verify"):
+            self.assertEqual("not started", self.steps(report, first)[step]["outcome"], step)
+        for step in ("snapshot", "backup", "replicate", "expire", "verify"):
+            self.assertEqual("not started", self.steps(report, second)[step]["outcome"], step)
+
+        samples = self.metrics(prom)
+        self.assertEqual(0, samples[("stowage_run_success", first, "backup")])
+        for name in (first, second):
+            self.assertEqual(0, samples[("stowage_run_success", name, "run")], name)
+        self.assertNotIn(("stowage_run_success", second, "backup"), samples)
+
+    def test_second_signal_prints_table(self):
+        # Without --json the outcome after a second signal is the table.
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-started-third")
+        bindir = fake_pg_bindir(self.workdir, "stuck-bin-third",
+                                "trap '' TERM INT; echo $$ > %s; sleep 60; exec \"$REAL\" \"$@\""
+                                % marker)
+        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-third.json"),
+                                              "verify-every = 0\n", databases=("orders",)))
+        process = spawn_stowage(["run", "--all", "--config", config],
+                                env={"STOWAGE_PG_BINDIR": bindir,
+                                     "STOWAGE_CLEANUP_TIMEOUT": "60s"})
+        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
+        wait_until(lambda: os.path.exists(marker) and os.path.getsize(marker) > 0, 60,
+                   description="pg_dump to start")
+        with open(marker) as handle:
+            pg_dump = int(handle.read())
+        self.addCleanup(kill_group, pg_dump)
+
+        process.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        stdout, stderr = self.second_signal(process, signal.SIGINT, pg_dump)
+
+        self.assertEqual(130, process.returncode, stderr)
+        rows = {line.split()[1]: line.split()[2] for line in stdout.splitlines()[1:]}
+        self.assertEqual("interrupted", rows["backup"], stdout)
+        self.assertEqual("not", rows["verify"], stdout)  # "not started"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/interrupt.h"
+#include "common/prompt_suspend.h"
 
 /* Milliseconds to wait for SIGHUP after a read from a closed terminal. */
 #define TERMINAL_HANGUP_WAIT_MS 500
@@ -1041,17 +1042,21 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 
     /* SIGINT, SIGTERM, SIGQUIT and SIGHUP end the read below, which
-     * restores echo. Only a SIGKILL here leaves it off (the shell's
+     * restores echo. A Ctrl-Z restores it for the time of the stop
+     * (prompt_suspend.h). Only a SIGKILL here leaves it off (the shell's
      * `stty echo` restores it). */
     /* Echo goes off before the prompt appears: TCSAFLUSH drops what was
      * typed before it, and must not drop an answer typed after it. */
+    prompt_suspend_begin(fd, &saved, &quiet, prompt);
     if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0 || write_all(fd, prompt, strlen(prompt)) != 0) {
+        prompt_suspend_end();
         tcsetattr(fd, TCSAFLUSH, &saved);
         return stow_fail_errno(err, STOW_EXIT_USAGE, errno, "preparing", "/dev/tty");
     }
 
     len = read_line(fd, buffer, sizeof buffer);
     read_errno = errno;
+    prompt_suspend_end();
     tcsetattr(fd, TCSAFLUSH, &saved);
     write_all(fd, "\n", 1);
     if (len < 0 && read_errno == EIO)

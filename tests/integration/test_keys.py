@@ -5,6 +5,7 @@ rewritten, and manifests changed by hand are rejected with trusted keys."""
 import json
 import os
 import pty
+import select
 import signal
 import stat
 import termios
@@ -57,6 +58,58 @@ def run_on_terminal(command, lines, report_echo=False):
     os.close(fd)
     result = (os.waitstatus_to_exitcode(status), output.decode(errors="replace"))
     return result + (echo,) if report_echo else result
+
+def start_job_on_terminal(command):
+    """Run command as the foreground job of a small job-control shell on a new
+    pseudo-terminal; return (shell pid, terminal fd).
+
+    The shell reports each stop of the job as "[stopped by signal N, echo
+    on|off]", with the terminal's echo flag at that moment, and then
+    continues the job, as `fg` would. It exits with the job's exit status.
+    A process group of its own, whose parent is in the same session, lets
+    the job stop at all: the kernel discards SIGTSTP in an orphaned group.
+    """
+    pid, fd = pty.fork()
+    if pid != 0:
+        return pid, fd
+    try:
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        job = os.fork()
+        if job == 0:
+            os.setpgid(0, 0)
+            os.tcsetpgrp(0, os.getpgrp())
+            signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+            os.execv(command[0], command)
+        try:
+            os.setpgid(job, job)
+        except PermissionError:
+            pass  # the job has called exec already, after its own setpgid
+        while True:
+            _, status = os.waitpid(job, os.WUNTRACED)
+            if not os.WIFSTOPPED(status):
+                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+            echo = termios.tcgetattr(0)[3] & termios.ECHO
+            os.write(1, b"\n[stopped by signal %d, echo %s]\n"
+                     % (os.WSTOPSIG(status), b"on" if echo else b"off"))
+            os.tcsetpgrp(0, job)
+            os.killpg(job, signal.SIGCONT)
+    finally:
+        os._exit(127)
+
+
+def read_until(fd, output, expected, timeout=30):
+    """Read the terminal fd, appending to output, until what it adds ends with expected."""
+    deadline = time.monotonic() + timeout
+    start = len(output)
+    while not output[start:].rstrip().endswith(expected):
+        ready, _, _ = select.select([fd], [], [], max(0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError("no %r on the terminal within %d s: %r"
+                                 % (expected, timeout, output))
+        output += os.read(fd, 4096)
+    return output
+
 
 class KeysTest(StowageTestCase):
 
@@ -176,6 +229,43 @@ class KeysTest(StowageTestCase):
                 self.assertNotIn("stowage gc", output)
                 self.assertTrue(echo, "echo was left off")
                 self.assertFalse(os.path.exists(out))
+
+    def test_ctrl_z_at_passphrase_prompt(self):
+        # Ctrl-Z stops keygen with echo on. Continued, it turns echo off
+        # and shows the prompt again.
+        out = os.path.join(self.workdir, "tty-suspend.key")
+        pid, fd = start_job_on_terminal([stowage_binary(), "keygen", "--out", out,
+                                         "--passphrase"])
+        try:
+            output = read_until(fd, b"", b"Passphrase for the new secret keys:")
+            os.write(fd, b"\x1a")
+            output = read_until(fd, output, b"]")
+
+            output = read_until(fd, output, b"Passphrase for the new secret keys:")
+            os.write(fd, b"correct horse battery staple\n")
+            output = read_until(fd, output, b"The same passphrase again:")
+            os.write(fd, b"correct horse battery staple\n")
+
+            while True:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            _, status = os.waitpid(pid, 0)
+            echo = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+        finally:
+            os.close(fd)
+
+        text = output.decode(errors="replace")
+        self.assertEqual(0, os.waitstatus_to_exitcode(status), text)
+        self.assertIn("[stopped by signal %d, echo on]" % signal.SIGTSTP, text)
+        self.assertEqual(2, text.count("Passphrase for the new secret keys:"), text)
+        self.assertNotIn("correct horse", text)
+        self.assertTrue(echo, "echo was left off")
+        self.assertTrue(os.path.exists(out))
 
     def test_terminal_hangup_at_prompt(self):
         # A closed terminal sends SIGHUP: exit 130, not an I/O error.

@@ -1039,17 +1039,20 @@ static int copy_ranges(const struct storage_part_list *from, struct storage_part
 
 /* Sizes the buffers and the read-ahead: as many fetches ahead as fit in
  * transfers default-sized parts, no more than there are, and at least
- * one. */
+ * one. A slot's buffer is as large as the largest fetch, so small parts
+ * take small buffers. */
 static void size_read_ahead(struct storage_download *download, size_t transfers)
 {
     uint64_t budget = (uint64_t)transfers * STORAGE_DEFAULT_PART_SIZE;
 
     download->part_buffer_size = storage_download_buffer_size(&download->ranges);
-    download->fetch_buffer_size = download->part_buffer_size;
+    download->fetch_buffer_size = 0;
     for (size_t i = 0; i < download->fetch_count; i++) {
         if (download->fetches[i].size > download->fetch_buffer_size)
             download->fetch_buffer_size = (size_t)download->fetches[i].size;
     }
+    if (download->fetch_buffer_size == 0)
+        download->fetch_buffer_size = download->part_buffer_size;
     download->limit = transfers < download->fetch_count ? transfers : download->fetch_count;
     if (download->limit == 0)
         download->limit = 1;

@@ -346,11 +346,13 @@ class RestoreS3FaultTest(FaultTestCase):
         self.assertEqual(self.expected, tree_digests(target))
 
     def test_read_ahead_stops_at_the_last_fetch(self):
-        # --transfers 64 would allow 64 GETs ahead; the object needs fewer.
+        # --transfers 64 would allow 64 GETs ahead; the object needs fewer,
+        # and each buffer takes two 64 KiB parts, not a default-sized part.
         fetches = 1 + len(self.manifest_parts()) // 2
         result, _, target = self.extract(self.s3_env(), "--transfers", "64",
                                          "--log-level", "detail")
-        self.assertIn("allocated %d fetch buffers of" % fetches, result.stderr)
+        self.assertIn("allocated %d fetch buffers of %d bytes" % (fetches, 2 * 65536),
+                      result.stderr)
         self.assertEqual(self.expected, tree_digests(target))
 
     def test_cut_joined_fetch_is_retried(self):

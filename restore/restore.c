@@ -109,11 +109,41 @@ static int prepare_scratch(struct restore_job *job, stow_error *err)
     return 0;
 }
 
+/* Compares the backup's database encoding with the target's. PostgreSQL
+ * converts the dump's text into the target's encoding, except to or from
+ * SQL_ASCII, where the bytes go in unchecked: a backup of a SQL_ASCII
+ * database can then store text that reads back as invalid in a UTF8
+ * target. */
+static void check_encodings(const struct restore_job *job)
+{
+    json_t *contents = json_object_get(job->manifest->document, "contents");
+    const char *backup = json_string_value(json_object_get(contents, "encoding"));
+    const char *target = job->target_info.encoding;
+
+    if (backup == NULL || backup[0] == '\0' || strcmp(backup, target) == 0)
+        return;
+    if (strcmp(backup, "SQL_ASCII") == 0 || strcmp(target, "SQL_ASCII") == 0) {
+        stow_log_warn("backup %s is of a %s database and the target database %s is %s: "
+                      "PostgreSQL neither converts nor checks text to or from SQL_ASCII, so "
+                      "bytes that are invalid in %s can be restored and fail to read later; "
+                      "restore into a database created with ENCODING '%s' to keep the bytes "
+                      "as they were",
+                      job->manifest->id, backup, job->target_info.database, target, target,
+                      backup);
+        return;
+    }
+    stow_log_info("backup %s is of a %s database and the target database %s is %s: "
+                  "PostgreSQL converts the text, and a character that %s cannot represent "
+                  "fails the restore",
+                  job->manifest->id, backup, job->target_info.database, target, target);
+}
+
 static int connect_target(struct restore_job *job, stow_error *err)
 {
     if (pgtools_connect(job->target, &job->conn, err) != 0 ||
         pgtools_server_info(job->conn, &job->target_info, err) != 0)
         return -1;
+    check_encodings(job);
     report_set(&job->report, "target",
                json_pack("{s:s, s:s, s:s, s:s, s:b}", "database", job->target_info.database,
                          "host", job->target_info.host, "port", job->target_info.port,

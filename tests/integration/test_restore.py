@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -130,6 +131,28 @@ class RestoreTest(StowageTestCase):
         output = result.stdout + result.stderr
         self.assertIn("documents", output)
         self.assertNotIn("Order Lines", output)
+
+    def test_sql_ascii_backup_into_utf8_warns(self):
+        # PostgreSQL stores the byte 0xff from a SQL_ASCII dump in a UTF8
+        # database unchecked, and reading the row fails later.
+        self.cluster.psql("CREATE DATABASE ascii_src ENCODING 'SQL_ASCII' TEMPLATE template0 "
+                          "LC_COLLATE 'C' LC_CTYPE 'C'")
+        self.cluster.psql("CREATE TABLE notes (body text); "
+                          "INSERT INTO notes VALUES (convert_from('\\x41ff42', 'SQL_ASCII'))",
+                          db="ascii_src")
+        repo = "file://" + tempfile.mkdtemp(prefix="ascii-", dir=self.workdir)
+        backup_id = json.loads(self.backup(repo, "ascii_src", "--json").stdout)["id"]
+        self.cluster.createdb("ascii_copy")
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("ascii_copy"))
+        self.assertIn("is of a SQL_ASCII database and the target database ascii_copy is UTF8",
+                      result.stderr)
+        self.assertIn("ENCODING 'SQL_ASCII'", result.stderr)
+
+        self.cluster.createdb("hard_same_encoding")
+        same = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                            "--target", self.cluster.conninfo("hard_same_encoding"))
+        self.assertNotIn("SQL_ASCII", same.stderr)
 
     def test_target_with_tables_is_refused_without_clean(self):
         result = self.stowage("restore", "--repo", self.repo, "latest", "--key", self.key,

@@ -107,6 +107,17 @@ static void add_item(struct rekey_state *state, const struct catalog_entry *entr
     item->name = entry->manifest.name;
 }
 
+/* Returns 1 when every manifest that the catalog could not read was
+ * written by a newer stowage. */
+static int all_broken_are_newer(const struct catalog *catalog)
+{
+    for (size_t i = 0; i < catalog->broken; i++) {
+        if (catalog->broken_versions[i] == 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* Selects the backups: all of them (of the name, when given) or one. */
 static int select_backups(struct rekey_state *state, stow_error *err)
 {
@@ -117,6 +128,15 @@ static int select_backups(struct rekey_state *state, stow_error *err)
         return -1;
     /* After a key leak, a backup left behind by --all would keep the old
      * recipient without a word. */
+    if (options->all && state->catalog.broken > 0 && all_broken_are_newer(&state->catalog)) {
+        stow_fail(err, STOW_EXIT_USAGE,
+                  "rekey --all cannot rekey every backup: manifests written by a newer "
+                  "stowage: %zu (the first: %s, format_version %d); nothing was changed",
+                  state->catalog.broken, state->catalog.broken_keys[0],
+                  state->catalog.broken_versions[0]);
+        stow_error_hint(err, "upgrade stowage and run rekey --all again");
+        return -1;
+    }
     if (options->all && state->catalog.broken > 0) {
         stow_fail(err, STOW_EXIT_VERIFY,
                   "rekey --all cannot rekey every backup: unreadable manifests: %zu (the "

@@ -465,6 +465,13 @@ class CatalogOpsTest(StowageTestCase):
                       result.stderr)
         self.assertNotIn("invalid", result.stderr)
 
+        result = self.stowage("rekey", "--repo", repo, "--all", "--key", self.key,
+                              "--add-recipient", self.pub, "--signing-key", self.key + ".sign",
+                              expect=2)
+        self.assertIn("manifests written by a newer stowage: 1", result.stderr)
+        self.assertIn("format_version 99", result.stderr)
+        self.assertIn("upgrade stowage and run rekey --all again", result.stderr)
+
     def test_show_names_invalid_manifest(self):
         repo = self.file_repo()
         backup_id = self.take_backups(repo, 1)[0]

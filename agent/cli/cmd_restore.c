@@ -389,19 +389,22 @@ static void verify_one(storage *store, const struct read_cli *cli,
 {
     stow_error backup_err = {0};
 
-    if (entry->manifest.encrypted && key_id[0] != '\0' &&
-        !has_recipient(&entry->manifest, key_id)) {
-        stow_log_warn("backup %s not verified: it is not encrypted to key id %s of %s",
-                      entry->manifest.id, key_id, cli->restore.secret_key_path);
-        tally->not_recipient++;
-        return;
-    }
+    /* The signature first: a manifest whose recipients were changed must
+     * fail as tampered, not pass as encrypted to another key. */
     if (signature_check_manifest(&entry->manifest, entry->manifest_key, &cli->trust,
-                                 &backup_err) == 0 &&
-        restore_verify_storage(store, entry, cli->restore.secret_key_path,
-                               cli->restore.passphrase_file, &backup_err) == 0) {
-        tally->verified++;
-        return;
+                                 &backup_err) == 0) {
+        if (entry->manifest.encrypted && key_id[0] != '\0' &&
+            !has_recipient(&entry->manifest, key_id)) {
+            stow_log_warn("backup %s not verified: it is not encrypted to key id %s of %s",
+                          entry->manifest.id, key_id, cli->restore.secret_key_path);
+            tally->not_recipient++;
+            return;
+        }
+        if (restore_verify_storage(store, entry, cli->restore.secret_key_path,
+                                   cli->restore.passphrase_file, &backup_err) == 0) {
+            tally->verified++;
+            return;
+        }
     }
     stow_log_error(&backup_err);
     if (backup_err.exit_code == STOW_EXIT_VERIFY) {
@@ -413,27 +416,28 @@ static void verify_one(storage *store, const struct read_cli *cli,
     tally->unchecked++;
 }
 
+static const char *plural(size_t count, const char *one, const char *many)
+{
+    return count == 1 ? one : many;
+}
+
 static void print_verify_all_summary(const struct verify_all_tally *tally, const char *key_path)
 {
-    if (tally->total > 0 && tally->not_recipient == tally->total) {
-        printf("none of the %zu backups could be verified: the key %s is not a recipient of "
-               "any of them; nothing was recorded\n", tally->total, key_path);
-        return;
-    }
-    printf("%zu of %zu backups verified", tally->verified, tally->total);
+    printf("%zu of %zu %s verified", tally->verified, tally->total,
+           plural(tally->total, "backup", "backups"));
     if (tally->failed > 0)
         printf("; %zu failed verification", tally->failed);
     if (tally->not_recipient > 0)
-        printf("; %zu not verified because the key %s is not a recipient", tally->not_recipient,
-               key_path);
+        printf("; %zu not verified because the key %s is not a recipient (nothing recorded)",
+               tally->not_recipient, key_path);
     if (tally->unchecked > 0)
         printf("; %zu could not be checked (see the log)", tally->unchecked);
     if (tally->invalid > 0)
-        printf("; %zu manifest%s invalid (see the log)", tally->invalid,
-               tally->invalid == 1 ? " was" : "s were");
+        printf("; %zu %s invalid (see the log)", tally->invalid,
+               plural(tally->invalid, "manifest was", "manifests were"));
     if (tally->newer > 0)
-        printf("; %zu manifest%s written by a newer stowage", tally->newer,
-               tally->newer == 1 ? " was" : "s were");
+        printf("; %zu %s written by a newer stowage", tally->newer,
+               plural(tally->newer, "manifest was", "manifests were"));
     printf("\n");
 }
 
@@ -443,9 +447,9 @@ static int fail_verify_all(const struct verify_all_tally *tally, const char *key
                            stow_error *err)
 {
     if (tally->failed > 0 || tally->invalid > 0)
-        return stow_fail(err, STOW_EXIT_VERIFY,
-                         "%zu backups failed verification and %zu manifests are invalid",
-                         tally->failed, tally->invalid);
+        return stow_fail(err, STOW_EXIT_VERIFY, "%zu %s failed verification and %zu %s invalid",
+                         tally->failed, plural(tally->failed, "backup", "backups"),
+                         tally->invalid, plural(tally->invalid, "manifest is", "manifests are"));
     if (tally->unchecked > 0) {
         stow_fail(err, tally->first_unchecked.exit_code, "%zu backups could not be checked. "
                   "The first error: %s", tally->unchecked, tally->first_unchecked.message);
@@ -453,7 +457,10 @@ static int fail_verify_all(const struct verify_all_tally *tally, const char *key
         return -1;
     }
     if (tally->not_recipient > 0) {
-        if (tally->not_recipient == tally->total)
+        if (tally->not_recipient == tally->total && tally->total == 1)
+            stow_fail(err, STOW_EXIT_KEY, "the backup could not be verified: the key %s is not "
+                      "one of its recipients", key_path);
+        else if (tally->not_recipient == tally->total)
             stow_fail(err, STOW_EXIT_KEY, "none of the %zu backups could be verified: the key %s "
                       "is not a recipient of any of them", tally->total, key_path);
         else

@@ -149,6 +149,21 @@ class RestoreTest(StowageTestCase):
                       result.stderr)
         self.assertIn("ENCODING 'SQL_ASCII'", result.stderr)
 
+        # A scratch cluster takes the backup's encoding, so nothing to warn of.
+        scratch = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                               "--scratch", "local", "--verify")
+        self.assertIn("passed", scratch.stdout)
+        self.assertNotIn("SQL_ASCII", scratch.stderr)
+
+        # Into a SQL_ASCII target the text keeps its bytes but not its encoding.
+        self.cluster.psql("CREATE DATABASE ascii_target ENCODING 'SQL_ASCII' "
+                          "TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+        into_ascii = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key",
+                                  self.key, "--target", self.cluster.conninfo("ascii_target"))
+        self.assertIn("is of a UTF8 database and the target database ascii_target is SQL_ASCII",
+                      into_ascii.stderr)
+        self.assertIn("ENCODING 'UTF8'", into_ascii.stderr)
+
         self.cluster.createdb("hard_same_encoding")
         same = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
                             "--target", self.cluster.conninfo("hard_same_encoding"))
@@ -237,7 +252,8 @@ class RestoreTest(StowageTestCase):
 
         result = self.stowage("verify", "--repo", repo, "--all", "--key", other, expect=8)
 
-        self.assertIn("none of the 2 backups could be verified", result.stdout)
+        self.assertIn("0 of 2 backups verified", result.stdout)
+        self.assertIn("none of the 2 backups could be verified", result.stderr)
         self.assertIn("the key %s is not a recipient" % other, result.stdout)
         self.assertIn("the key %s is not a recipient" % other, result.stderr)
         self.assertNotIn("failed verification", result.stdout + result.stderr)
@@ -245,6 +261,25 @@ class RestoreTest(StowageTestCase):
                  for entry in self.list_json(repo)]
         self.assertEqual(states, after)
         self.assertEqual(record_count, len(glob.glob(records)))
+
+    def test_verify_all_tampered_recipients_fail(self):
+        # Recipients rewritten in a signed manifest are tampering (exit 3),
+        # not a key that is not a recipient (exit 8).
+        repo = self.file_repo()
+        self.backup(repo, "hard", "--signing-key", self.key + ".sign")
+        entry = self.list_json(repo)[0]
+        path = os.path.join(repo[len("file://"):], entry["manifest_key"])
+        with open(path) as handle:
+            manifest = json.load(handle)
+        for recipient in manifest["encryption"]["recipients"]:
+            recipient["key_id"] = "0" * len(recipient["key_id"])
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+
+        result = self.stowage("verify", "--repo", repo, "--all", "--key", self.key,
+                              "--trusted-key", self.key + ".sign.pub", expect=3)
+        self.assertIn("1 failed verification", result.stdout)
+        self.assertNotIn("not a recipient", result.stdout + result.stderr)
 
     def test_s3_verified_scratch_restore(self):
         bucket = self.new_bucket()

@@ -94,11 +94,20 @@ static int check_target_empty(struct restore_job *job, stow_error *err)
     return -1;
 }
 
+/* The database encoding in the manifest's contents, or NULL. */
+static const char *backup_encoding(const struct manifest *manifest)
+{
+    json_t *contents = json_object_get(manifest->document, "contents");
+
+    return json_string_value(json_object_get(contents, "encoding"));
+}
+
 static int prepare_scratch(struct restore_job *job, stow_error *err)
 {
     const char *dbname = job->manifest->database;
 
-    if (scratch_local_create(source_major(job->manifest), &job->scratch, err) != 0)
+    if (scratch_local_create(source_major(job->manifest), backup_encoding(job->manifest),
+                             &job->scratch, err) != 0)
         return -1;
     job->scratch_created = 1;
     report_set(&job->report, "scratch_directory", json_string(job->scratch.directory));
@@ -111,31 +120,37 @@ static int prepare_scratch(struct restore_job *job, stow_error *err)
 
 /* Compares the backup's database encoding with the target's. PostgreSQL
  * converts the dump's text into the target's encoding, except to or from
- * SQL_ASCII, where the bytes go in unchecked: a backup of a SQL_ASCII
- * database can then store text that reads back as invalid in a UTF8
- * target. */
+ * SQL_ASCII, where the bytes go in unchecked. From a SQL_ASCII backup they
+ * can be invalid in the target's encoding, and reads of them fail later;
+ * in a SQL_ASCII target the text loses its encoding. */
 static void check_encodings(const struct restore_job *job)
 {
-    json_t *contents = json_object_get(job->manifest->document, "contents");
-    const char *backup = json_string_value(json_object_get(contents, "encoding"));
+    const char *backup = backup_encoding(job->manifest);
     const char *target = job->target_info.encoding;
+    const char *database = job->target_info.database;
+    const char *id = job->manifest->id;
 
     if (backup == NULL || backup[0] == '\0' || strcmp(backup, target) == 0)
         return;
-    if (strcmp(backup, "SQL_ASCII") == 0 || strcmp(target, "SQL_ASCII") == 0) {
-        stow_log_warn("backup %s is of a %s database and the target database %s is %s: "
-                      "PostgreSQL neither converts nor checks text to or from SQL_ASCII, so "
-                      "bytes that are invalid in %s can be restored and fail to read later; "
-                      "restore into a database created with ENCODING '%s' to keep the bytes "
-                      "as they were",
-                      job->manifest->id, backup, job->target_info.database, target, target,
+    if (strcmp(backup, "SQL_ASCII") == 0) {
+        stow_log_warn("backup %s is of a SQL_ASCII database and the target database %s is %s: "
+                      "PostgreSQL neither converts nor checks the text, so bytes that are "
+                      "invalid in %s can be restored and fail to read later; restore into a "
+                      "database created with ENCODING 'SQL_ASCII' to keep the bytes as they "
+                      "were", id, database, target, target);
+        return;
+    }
+    if (strcmp(target, "SQL_ASCII") == 0) {
+        stow_log_warn("backup %s is of a %s database and the target database %s is SQL_ASCII: "
+                      "the text keeps its bytes but not its encoding, so functions such as "
+                      "length() and upper() treat each byte as a character; restore into a "
+                      "database created with ENCODING '%s' to keep it", id, backup, database,
                       backup);
         return;
     }
     stow_log_info("backup %s is of a %s database and the target database %s is %s: "
                   "PostgreSQL converts the text, and a character that %s cannot represent "
-                  "fails the restore",
-                  job->manifest->id, backup, job->target_info.database, target, target);
+                  "fails the restore", id, backup, database, target, target);
 }
 
 static int connect_target(struct restore_job *job, stow_error *err)

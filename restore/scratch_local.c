@@ -708,10 +708,15 @@ static int write_password_file(const struct scratch_local *scratch, const char *
 }
 
 /* C.UTF-8 sorts like C and keeps UTF-8 character classes. Systems without
- * it get C. */
-static const char *cluster_locale(void)
+ * it, and clusters of another encoding, get C, which suits every
+ * encoding. */
+static const char *cluster_locale(const char *encoding)
 {
-    locale_t probe = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+    locale_t probe;
+
+    if (strcmp(encoding, "UTF8") != 0)
+        return "C";
+    probe = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
 
     if (probe == (locale_t)0)
         return "C";
@@ -744,11 +749,12 @@ static int init_cluster(struct scratch_local *scratch, stow_error *err)
 
     snprintf(initdb, sizeof initdb, "%s/initdb", scratch->bindir);
     snprintf(password_option, sizeof password_option, "--pwfile=%s", password_file);
-    snprintf(locale_option, sizeof locale_option, "--locale=%s", cluster_locale());
+    snprintf(locale_option, sizeof locale_option, "--locale=%s",
+             cluster_locale(scratch->encoding));
     {
         char *argv[] = {initdb, "-D", scratch->data_directory, "-U", scratch->user,
                         "--auth-local=trust", "--auth-host=scram-sha-256", password_option,
-                        "--no-sync", "-E", "UTF8", locale_option, NULL};
+                        "--no-sync", "-E", scratch->encoding, locale_option, NULL};
 
         rc = run_as_owner(scratch, argv, &run, err);
     }
@@ -1267,10 +1273,13 @@ static void remove_failed_cluster(struct scratch_local *scratch, stow_error *err
         stow_error_hint(err, "%s has been removed with the failed cluster", directory);
 }
 
-int scratch_local_create(int major, struct scratch_local *scratch, stow_error *err)
+int scratch_local_create(int major, const char *encoding, struct scratch_local *scratch,
+                         stow_error *err)
 {
     memset(scratch, 0, sizeof *scratch);
     scratch->major = major;
+    snprintf(scratch->encoding, sizeof scratch->encoding, "%s",
+             encoding != NULL && encoding[0] != '\0' ? encoding : "UTF8");
     snprintf(scratch->user, sizeof scratch->user, "%s", SCRATCH_SUPERUSER);
 
     /* Find initdb, postgres and pg_ctl (named in the instructions for a

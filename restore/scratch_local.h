@@ -31,13 +31,18 @@ struct scratch_local {
     gid_t run_gid;
     char run_user[64];          /* operating system user the server runs as */
     char password[64];          /* password of user for TCP, unused on the socket */
+    char encoding[64];          /* of the cluster's databases: the backup's */
 };
 
-/* Creates the cluster with initdb of PostgreSQL major and starts it.
+/* Creates the cluster with initdb of PostgreSQL major and starts it. Its
+ * databases have encoding, the backup's database encoding (UTF8 when NULL
+ * or empty), so that the restored text keeps the source's bytes: a
+ * SQL_ASCII backup in a UTF8 database could hold text invalid in UTF8.
  * Cleans up after itself on failure. A SIGINT or SIGTERM recorded by
  * common/interrupt.h ends it after the current step with
  * STOW_EXIT_INTERRUPTED. */
-int scratch_local_create(int major, struct scratch_local *scratch, stow_error *err);
+int scratch_local_create(int major, const char *encoding, struct scratch_local *scratch,
+                         stow_error *err);
 
 /* Writes a libpq conninfo (key=value) for database dbname. It connects
  * through the Unix socket in the directory, where the superuser is trusted,

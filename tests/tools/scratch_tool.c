@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         return usage();
     stow_interrupt_install();
 
-    if (scratch_local_create(major, &scratch, &err) != 0) {
+    if (scratch_local_create(major, NULL, &scratch, &err) != 0) {
         stow_log_error(&err);
         return err.exit_code;
     }

@@ -120,9 +120,9 @@ static int prepare_scratch(struct restore_job *job, stow_error *err)
 
 /* Compares the backup's database encoding with the target's. PostgreSQL
  * converts the dump's text into the target's encoding, except to or from
- * SQL_ASCII, where the bytes go in unchecked. From a SQL_ASCII backup they
- * can be invalid in the target's encoding, and reads of them fail later;
- * in a SQL_ASCII target the text loses its encoding. */
+ * SQL_ASCII, where the bytes go in unchecked. Bytes from a SQL_ASCII
+ * backup can be invalid in the target's encoding, so reads of them fail
+ * later. In a SQL_ASCII target the text loses its encoding. */
 static void check_encodings(const struct restore_job *job)
 {
     const char *backup = backup_encoding(job->manifest);

@@ -208,11 +208,19 @@ static int restore_passed(const struct drill *drill)
            !stow_error_is_set(&drill->restore_err);
 }
 
+/* Returns 1 when the recovery point lies after the drill's start by more
+ * than a clock difference between hosts: the clock that dated it was
+ * wrong, and its age measures nothing. */
+static int rpo_in_future(const struct drill *drill)
+{
+    return drill->rpo_seconds < -DRILL_CLOCK_SKEW_SECONDS;
+}
+
 /* An interrupted drill measures nothing: the signal may have cut the
  * restore or the verification short at any point. */
 static int rpo_measured(const struct drill *drill)
 {
-    return drill->selected && drill->interrupted_by == 0;
+    return drill->selected && drill->interrupted_by == 0 && !rpo_in_future(drill);
 }
 
 static int rto_measured(const struct drill *drill)
@@ -231,19 +239,13 @@ static void describe_not_measured(const struct drill *drill, const char *missing
         snprintf(out, size, "%s", missing);
 }
 
-/* Returns 1 when the recovery point lies after the drill's start by more
- * than a clock difference between hosts: the clock that dated it was
- * wrong, and its age measures nothing. */
-static int rpo_in_future(const struct drill *drill)
-{
-    return drill->rpo_seconds < -DRILL_CLOCK_SKEW_SECONDS;
-}
-
+/* Without an objective nothing can be missed, unless the drill was
+ * interrupted. */
 static int rpo_met(const struct drill *drill)
 {
-    if (!rpo_measured(drill) || drill->options->rpo_objective <= 0)
-        return rpo_measured(drill);
-    return !rpo_in_future(drill) &&
+    if (drill->options->rpo_objective <= 0)
+        return drill->selected && drill->interrupted_by == 0;
+    return rpo_measured(drill) &&
            drill->rpo_seconds <= (long long)drill->options->rpo_objective;
 }
 
@@ -302,8 +304,8 @@ static json_t *definitions_json(const struct drill *drill)
 static json_t *build_report(const struct drill *drill, const char *result, const stow_error *outcome)
 {
     const struct drill_options *options = drill->options;
-    char rpo_reason[96];
-    char rto_reason[96];
+    char rpo_reason[192];
+    char rto_reason[192];
     json_t *report;
 
     report = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "format",
@@ -317,9 +319,13 @@ static json_t *build_report(const struct drill *drill, const char *result, const
                                                     ? drill_snapshot_json(&drill->snapshot)
                                                     : json_null());
     json_object_set(report, "steps", drill->steps);
-    describe_not_measured(drill, drill->rds ? "no snapshot copy was selected"
-                                            : "no backup was selected",
-                          rpo_reason, sizeof rpo_reason);
+    if (drill->selected && rpo_in_future(drill))
+        snprintf(rpo_reason, sizeof rpo_reason, "the recovery point is dated %lld s after the "
+                 "drill started: the clock that dated it was wrong", -drill->rpo_seconds);
+    else
+        describe_not_measured(drill, drill->rds ? "no snapshot copy was selected"
+                                                : "no backup was selected",
+                              rpo_reason, sizeof rpo_reason);
     json_object_set_new(report, "rpo",
                         measure_json(rpo_measured(drill) ? json_integer(drill->rpo_seconds)
                                                          : json_null(),

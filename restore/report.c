@@ -47,6 +47,13 @@ void report_add_step(struct report *report, const char *step, double seconds,
                                                     seconds, "status", status));
 }
 
+/* Returns "interrupted" for an outcome of SIGINT or SIGTERM, else
+ * "failed". */
+static const char *failure_word(const stow_error *outcome)
+{
+    return outcome->exit_code == STOW_EXIT_INTERRUPTED ? "interrupted" : "failed";
+}
+
 void report_step_end(struct report *report, const stow_error *err)
 {
     int failed = stow_error_is_set(err);
@@ -54,7 +61,7 @@ void report_step_end(struct report *report, const stow_error *err)
     if (report->step[0] == '\0')
         return;
     report_add_step(report, report->step, elapsed(&report->step_started),
-                    failed ? "failed" : "ok");
+                    failed ? failure_word(err) : "ok");
     if (failed)
         json_object_set_new(report->document, "failed_step", json_string(report->step));
     report->step[0] = '\0';
@@ -83,7 +90,8 @@ void report_finish(struct report *report, const stow_error *outcome)
     manifest_format_time(time(NULL), now);
     json_object_set_new(report->document, "finished_at", json_string(now));
     json_object_set_new(report->document, "total_seconds", json_real(elapsed(&report->started)));
-    json_object_set_new(report->document, "result", json_string(failed ? "failed" : "passed"));
+    json_object_set_new(report->document, "result",
+                        json_string(failed ? failure_word(outcome) : "passed"));
     if (failed) {
         json_object_set_new(report->document, "error", json_string(outcome->message));
         json_object_set_new(report->document, "exit_code", json_integer(outcome->exit_code));

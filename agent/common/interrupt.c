@@ -80,7 +80,7 @@ static void exit_on_second_signal(int signum)
 {
     stow_error err = {0};
 
-    stow_fail(&err, STOW_EXIT_INTERRUPTED, "received a second %s: exiting without cleanup",
+    stow_fail(&err, STOW_EXIT_INTERRUPTED, "received %s while cleaning up: exiting without cleanup",
               signal_name(signum));
     exit_without_cleanup(&err);
 }
@@ -128,8 +128,8 @@ static void take_second_signal(int signum)
     if (!atomic_load(&second_signal_returns) || second_signal != 0)
         exit_on_second_signal(signum);
     second_signal = signum;
-    stow_log_warn("received a second %s: not waiting for the cleanup (a third signal exits "
-                  "at once)", signal_name(signum));
+    stow_log_warn("received %s while cleaning up: not waiting for the cleanup (another signal "
+                  "exits at once)", signal_name(signum));
 }
 
 static void *wait_for_signals(void *argument)

@@ -41,10 +41,7 @@ def run_on_terminal(command, lines, report_echo=False):
     answered = 0  # the length of output when the last line was typed
     pending = list(lines)
     while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
+        chunk = read_chunk(fd)
         if not chunk:
             break
         output += chunk
@@ -96,6 +93,14 @@ def start_job_on_terminal(command):
             os.killpg(job, signal.SIGCONT)
     finally:
         os._exit(127)
+
+
+def read_chunk(fd):
+    """Read what the terminal fd has; b"" once the other side closed it."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
 
 
 def read_until(fd, output, expected, timeout=30):
@@ -246,14 +251,10 @@ class KeysTest(StowageTestCase):
             output = read_until(fd, output, b"The same passphrase again:")
             os.write(fd, b"correct horse battery staple\n")
 
-            while True:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
+            chunk = read_chunk(fd)
+            while chunk:
                 output += chunk
+                chunk = read_chunk(fd)
             _, status = os.waitpid(pid, 0)
             echo = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
         finally:

@@ -120,6 +120,28 @@ class RunTest(unittest.TestCase):
         self.outputs += [stdout, stderr]
         return stdout, stderr
 
+    def run_with_stuck_pg_dump(self, tag, run_args, defaults, **fleet_options):
+        """Start stowage run --all whose pg_dump ignores SIGTERM and SIGINT, so
+        that the backup step's cleanup waits for it. Return (process, pg_dump
+        pid) once pg_dump runs."""
+        repo = "file://" + self.new_dir("repo-")
+        marker = os.path.join(self.workdir, "pg_dump-started-%s" % tag)
+        bindir = fake_pg_bindir(self.workdir, "stuck-bin-%s" % tag,
+                                "trap '' TERM INT; echo $$ > %s; sleep 60; exec \"$REAL\" \"$@\""
+                                % marker)
+        state = os.path.join(self.workdir, "state-%s.json" % tag)
+        config = self.write_config(self.fleet(repo, state, defaults, **fleet_options))
+        process = spawn_stowage(["run", "--all", "--config", config] + run_args,
+                                env={"STOWAGE_PG_BINDIR": bindir,
+                                     "STOWAGE_CLEANUP_TIMEOUT": "60s"})
+        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
+        wait_until(lambda: os.path.exists(marker) and os.path.getsize(marker) > 0, 60,
+                   description="pg_dump to start")
+        with open(marker) as handle:
+            pg_dump = int(handle.read())
+        self.addCleanup(kill_group, pg_dump)
+        return process, pg_dump
+
     def second_signal(self, process, signum, pg_dump):
         """Send signum to run again; return its (stdout, stderr) once it exits.
 
@@ -629,24 +651,9 @@ class RunTest(unittest.TestCase):
         # waits for it. A second SIGTERM to run, later than a repeat,
         # stops run's wait, and run still prints the outcome and writes
         # the metrics.
-        repo = "file://" + self.new_dir("repo-")
-        marker = os.path.join(self.workdir, "pg_dump-started-second")
-        bindir = fake_pg_bindir(self.workdir, "stuck-bin-second",
-                                "trap '' TERM INT; echo $$ > %s; sleep 60; exec \"$REAL\" \"$@\""
-                                % marker)
         prom = os.path.join(self.workdir, "run-second-signal.prom")
-        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-second.json"),
-                                              "verify-every = 0\nkeep-daily = 7\n"))
-        process = spawn_stowage(["run", "--all", "--json", "--config", config,
-                                 "--metrics-file", prom],
-                                env={"STOWAGE_PG_BINDIR": bindir,
-                                     "STOWAGE_CLEANUP_TIMEOUT": "60s"})
-        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
-        wait_until(lambda: os.path.exists(marker) and os.path.getsize(marker) > 0, 60,
-                   description="pg_dump to start")
-        with open(marker) as handle:
-            pg_dump = int(handle.read())
-        self.addCleanup(kill_group, pg_dump)
+        process, pg_dump = self.run_with_stuck_pg_dump(
+            "second", ["--json", "--metrics-file", prom], "verify-every = 0\nkeep-daily = 7\n")
         steps = child_pids(process.pid)
         self.assertEqual(1, len(steps), steps)
         self.addCleanup(kill_group, steps[0], group=False)
@@ -679,22 +686,8 @@ class RunTest(unittest.TestCase):
 
     def test_second_signal_prints_table(self):
         # Without --json the outcome after a second signal is the table.
-        repo = "file://" + self.new_dir("repo-")
-        marker = os.path.join(self.workdir, "pg_dump-started-third")
-        bindir = fake_pg_bindir(self.workdir, "stuck-bin-third",
-                                "trap '' TERM INT; echo $$ > %s; sleep 60; exec \"$REAL\" \"$@\""
-                                % marker)
-        config = self.write_config(self.fleet(repo, os.path.join(self.workdir, "state-third.json"),
-                                              "verify-every = 0\n", databases=("orders",)))
-        process = spawn_stowage(["run", "--all", "--config", config],
-                                env={"STOWAGE_PG_BINDIR": bindir,
-                                     "STOWAGE_CLEANUP_TIMEOUT": "60s"})
-        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
-        wait_until(lambda: os.path.exists(marker) and os.path.getsize(marker) > 0, 60,
-                   description="pg_dump to start")
-        with open(marker) as handle:
-            pg_dump = int(handle.read())
-        self.addCleanup(kill_group, pg_dump)
+        process, pg_dump = self.run_with_stuck_pg_dump("third", [], "verify-every = 0\n",
+                                                       databases=("orders",))
 
         process.send_signal(signal.SIGINT)
         time.sleep(1.5)

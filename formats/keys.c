@@ -1013,8 +1013,9 @@ static int passphrase_from_file(const char *path, char **out, stow_error *err)
 }
 
 /* Waits up to TERMINAL_HANGUP_WAIT_MS for the SIGHUP of a closed terminal.
- * The read fails with EIO, often before the signal thread has recorded the
- * signal, and the run should report the hangup (exit 130), not an I/O error. */
+ * The read fails with EIO or returns EOF, often before the signal thread
+ * has recorded the signal, and the run should report the hangup (exit
+ * 130), not an I/O error or an empty passphrase. */
 static void wait_for_hangup(void)
 {
     const struct timespec step = {0, 10 * 1000 * 1000};
@@ -1022,6 +1023,16 @@ static void wait_for_hangup(void)
     for (int waited = 0; waited < TERMINAL_HANGUP_WAIT_MS && stow_interrupted() == 0;
          waited += 10)
         nanosleep(&step, NULL);
+}
+
+/* Returns 1 when the terminal fd was hung up. A read there returns EOF
+ * or fails with EIO, and so does a Ctrl-D, but only the hangup makes
+ * tcgetattr fail with EIO. */
+static int terminal_gone(int fd)
+{
+    struct termios settings;
+
+    return tcgetattr(fd, &settings) != 0 && errno == EIO;
 }
 
 /* Reads one line from the terminal fd with echo off, then restores the
@@ -1033,6 +1044,7 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
     struct termios quiet;
     ssize_t len;
     int read_errno;
+    int hung_up;
     int rc = -1;
 
     if (tcgetattr(fd, &saved) != 0)
@@ -1056,10 +1068,11 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
 
     len = read_line(fd, buffer, sizeof buffer);
     read_errno = errno;
+    hung_up = (len < 0 && read_errno == EIO) || (len == 0 && terminal_gone(fd));
     prompt_suspend_end();
     tcsetattr(fd, TCSAFLUSH, &saved);
     write_all(fd, "\n", 1);
-    if (len < 0 && read_errno == EIO)
+    if (hung_up)
         wait_for_hangup();
     errno = read_errno;
 

@@ -1026,7 +1026,7 @@ static void wait_for_hangup(void)
 }
 
 /* Returns 1 when the terminal fd was hung up. A read there returns EOF
- * or fails with EIO, and so does a Ctrl-D, but only the hangup makes
+ * or fails with EIO. A Ctrl-D also gives EOF, but only the hangup makes
  * tcgetattr fail with EIO. */
 static int terminal_gone(int fd)
 {

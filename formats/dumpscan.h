@@ -128,17 +128,18 @@ struct dumpscan_observer {
 
 /* Bytes of table data in one chunk of the output. pg_dump writes one
  * chunk per row, and pg_restore sends each chunk to the server as one
- * CopyData message, whose handling costs the server more than the row's
- * parsing when rows are short: restoring the pgbench_accounts rows of
- * pgbench scale 50 (97 bytes each) took 5 to 10% less time with the
- * chunks joined into 16, 64 or 256 KiB. */
+ * CopyData message. For short rows the server spends a good part of the
+ * COPY on those messages. Restoring the pgbench_accounts rows of pgbench
+ * scale 50 (97 bytes each) took 5 to 10% less time with the chunks
+ * joined into 16, 64 or 256 KiB. */
 #define DUMPSCAN_OUTPUT_CHUNK (32u * 1024u)
 
-/* Receives the archive again as the scanner reads it, for pg_restore: the
- * same bytes, except that the chunks of each data block are cut again into
- * chunks of DUMPSCAN_OUTPUT_CHUNK bytes, and data offsets set in the TOC
- * are marked as not set (they would point into the old layout). Data
- * arrives in pieces of up to 256 KiB, the last during dumpscan_finish. */
+/* Receives the archive again as the scanner reads it, for pg_restore. The
+ * bytes are the same, except that the chunks of each data block are cut
+ * again into chunks of DUMPSCAN_OUTPUT_CHUNK bytes. Data offsets set in
+ * the TOC are marked as not set, because they would point into the old
+ * layout. Data arrives in pieces of up to 256 KiB, the last during
+ * dumpscan_finish. */
 struct dumpscan_output {
     void *context;
     int (*write)(void *context, const void *data, size_t len, stow_error *err);

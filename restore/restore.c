@@ -94,7 +94,7 @@ static int check_target_empty(struct restore_job *job, stow_error *err)
     return -1;
 }
 
-/* The database encoding in the manifest's contents, or NULL. */
+/* Returns the database encoding in the manifest's contents, or NULL. */
 static const char *backup_encoding(const struct manifest *manifest)
 {
     json_t *contents = json_object_get(manifest->document, "contents");

@@ -383,9 +383,10 @@ static int has_recipient(const struct manifest *manifest, const char *key_id)
     return 0;
 }
 
-static void verify_one(storage *store, const struct read_cli *cli,
-                       const struct catalog_entry *entry, const char *key_id,
-                       struct verify_all_tally *tally)
+/* Verifies one backup of verify --all and counts its outcome in tally. */
+static void verify_listed_backup(storage *store, const struct read_cli *cli,
+                                 const struct catalog_entry *entry, const char *key_id,
+                                 struct verify_all_tally *tally)
 {
     stow_error backup_err = {0};
 
@@ -501,7 +502,7 @@ static int verify_all(storage *store, const struct read_cli *cli, stow_error *er
             tally.invalid++;
     }
     for (size_t i = 0; i < catalog.count; i++)
-        verify_one(store, cli, &catalog.entries[i], key_id, &tally);
+        verify_listed_backup(store, cli, &catalog.entries[i], key_id, &tally);
 
     print_verify_all_summary(&tally, cli->restore.secret_key_path);
     rc = fail_verify_all(&tally, cli->restore.secret_key_path, err);

@@ -20,9 +20,9 @@
  * to a process group (Ctrl-C, systemd's stop) reaches a step of run both
  * directly and through run, which forwards it.
  *
- * stowage run itself calls stow_interrupt_return_on_second_signal, so its
- * second signal ends the wait for the running step's cleanup, so that run
- * can still print its outcome and write its metrics and state. Only a
+ * stowage run itself calls stow_interrupt_return_on_second_signal. Its
+ * second signal ends the wait for the running step's cleanup, and run
+ * still prints its outcome and writes its metrics and state. Only a
  * third signal, or the cleanup timeout, exits at once there. */
 #include "common/interrupt.h"
 

@@ -1238,9 +1238,9 @@ static int refetch_range(storage_download *download, const struct storage_part *
 
 /* Submits the fetches after the first once it has arrived. The restore
  * waits for the first part alone, and a GET beside it would share its
- * bandwidth (on moto_server, which reads the whole object for every GET
- * under one lock, the first part arrived after 0.21 s instead of 0.10 s
- * on the 174 MB real-estate benchmark object). */
+ * bandwidth. moto_server reads the whole object for every GET, and there
+ * pg_restore started 0.15 s after stowage instead of 0.16 to 0.23 s on the
+ * 174 MB real-estate benchmark object. */
 static void start_read_ahead(struct storage_download *download)
 {
     for (size_t i = 1; i < download->limit && i < download->fetch_count; i++)

@@ -1028,7 +1028,8 @@ static void test_output_sample_same_contents(void)
          * chunking changed, whatever the input's pieces. */
         again = scan_whole(received.bytes.data, received.bytes.len, &err);
         actual = again != NULL ? dumpscan_to_json(again) : NULL;
-        CHECK(actual != NULL && json_equal(expected, actual));
+        CHECK(actual != NULL);
+        CHECK(actual == NULL || json_equal(expected, actual));
         if (i == 0) {
             first = received;
         } else {

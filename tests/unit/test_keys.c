@@ -348,9 +348,12 @@ static void test_secret_damaged_rejected(void)
     check_secret_rejects("stowage-secret-key-v1 0011223344556677 none AAAA\n",
                          "invalid secret key (expected base64 of 32 bytes)");
 
+    /* The change is in the middle of the key. X25519 clears the low three
+     * bits of the first byte before use, so a change there alone (the first
+     * base64 digit going from A to B, say) leaves the same key and id. */
     snprintf(line, sizeof line, "%s", read_text(path));
     field = strrchr(line, ' ') + 1;
-    field[0] = field[0] == 'A' ? 'B' : 'A';
+    field[10] = field[10] == 'A' ? 'B' : 'A';
     check_secret_rejects(line, "is corrupted: its key id");
 
     snprintf(line, sizeof line, "stowage-secret-key-v1 %s argon2id 0 268435456 A B C\n", id);

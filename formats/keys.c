@@ -1076,8 +1076,13 @@ static int passphrase_from_terminal(int fd, const char *prompt, char **out, stow
         wait_for_hangup();
     errno = read_errno;
 
+    /* A hangup whose signal the signal thread has not recorded within the
+     * wait (a starved thread) still ends the run as interrupted. */
     if (stow_interrupted() != 0)
         stow_fail_interrupted(err, "the passphrase prompt");
+    else if (hung_up)
+        stow_fail(err, STOW_EXIT_INTERRUPTED, "the terminal was closed during the passphrase "
+                                              "prompt");
     else if (len < 0)
         stow_fail_errno(err, STOW_EXIT_USAGE, errno, "reading the passphrase from", "/dev/tty");
     else

@@ -52,6 +52,25 @@ def child_pids(pid):
     return children
 
 
+def wait_until_signal_blocked(process, signum, timeout=30):
+    """Wait until process blocks signum in its main thread, which stowage does
+    when its signal thread takes the signal over. A signal sent earlier meets
+    the default action and kills the process instead of interrupting it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/status" % process.pid) as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        except OSError:
+            fields = {}
+        if int(fields.get("SigBlk", "0").strip(), 16) & (1 << (signum - 1)):
+            return
+        if process.poll() is not None:
+            raise AssertionError("the process exited before it blocked signal %d" % signum)
+        time.sleep(0.01)
+    raise AssertionError("the process did not block signal %d within %d s" % (signum, timeout))
+
+
 def redate_backup(repo, name, backup_id, started_at="2099-01-01T00:00:00.000000Z"):
     """Set the start time in the manifest of a backup in a file:// repository.
 

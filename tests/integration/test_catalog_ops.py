@@ -13,9 +13,11 @@ from support import StowageTestCase, fake_pg_bindir, object_keys, open_uploads, 
 
 from harness.stowage import check_sanitizer_report, spawn_stowage
 
-# pg_dump sleeps this long before dumping, so that a backup holds its lock
-# (and, on S3, an open multipart upload) while a test acts.
-SLOW_DUMP_SECONDS = 8
+# pg_dump waits before dumping until the test creates the file named by
+# SLOW_DUMP_RELEASE, or at most this long, so that a backup holds its lock
+# (and, on S3, an open multipart upload) while a test acts, however slow
+# the machine.
+SLOW_DUMP_SECONDS = 120
 
 
 def utc_text(when):
@@ -49,8 +51,10 @@ class CatalogOpsTest(StowageTestCase):
         cls.cluster.createdb("shop")
         cls.cluster.psql("CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note "
                          "FROM generate_series(1, 2000) g", db="shop")
-        cls.slow_bindir = fake_pg_bindir(cls.workdir, "slow",
-                                         'sleep %d; exec "$REAL" "$@"' % SLOW_DUMP_SECONDS)
+        cls.slow_bindir = fake_pg_bindir(
+            cls.workdir, "slow",
+            'for _ in $(seq %d); do [ -e "$SLOW_DUMP_RELEASE" ] && break; sleep 0.1; done\n'
+            'exec "$REAL" "$@"' % (SLOW_DUMP_SECONDS * 10))
 
     # Helpers ---------------------------------------------------------------
 
@@ -85,17 +89,26 @@ class CatalogOpsTest(StowageTestCase):
     def start_slow_backup(self, repo, *extra, env=None):
         env = dict(env or {})
         env["STOWAGE_PG_BINDIR"] = self.slow_bindir
+        env["SLOW_DUMP_RELEASE"] = os.path.join(self.workdir, "release-" + os.urandom(6).hex())
         process = spawn_stowage(["backup", "--repo", repo, "--db", self.cluster.conninfo("shop"),
                                  "--recipient", self.pub, *extra], env=env)
+        process.release_path = env["SLOW_DUMP_RELEASE"]
         self.addCleanup(self._stop, process)
         return process
 
     def _stop(self, process):
+        self.release(process)
         if process.poll() is None:
             process.kill()
         process.communicate()
 
+    def release(self, process):
+        """Let the slow backup's pg_dump start dumping."""
+        with open(process.release_path, "w"):
+            pass
+
     def finish(self, process, expect=0):
+        self.release(process)
         stdout, stderr = process.communicate(timeout=300)
         check_sanitizer_report(stderr)
         self.assertEqual(expect, process.returncode, "backup exited %d\nstdout:\n%s\nstderr:\n%s"

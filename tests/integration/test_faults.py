@@ -700,7 +700,7 @@ class SignalTest(FaultTestCase):
         # SIGTERM; under nohup (SIGHUP ignored) the backup goes on.
         marker = os.path.join(self.workdir, "hup-dump-%s" % os.urandom(3).hex())
         bindir = fake_pg_bindir(self.workdir, "hup-%s" % os.urandom(3).hex(),
-                                'touch %s.$$; sleep 2; exec "$REAL" "$@"' % marker)
+                                'touch %s.$$; sleep 5; exec "$REAL" "$@"' % marker)
         for ignored in (False, True):
             with self.subTest(ignored=ignored):
                 repo = self.file_repo()
@@ -751,8 +751,9 @@ class SignalTest(FaultTestCase):
             process.send_signal(signal.SIGTERM)
             wait_until(lambda: proxy.requests_matching(method="DELETE", fault=fp.STALL), 30,
                        description="the stalled AbortMultipartUpload")
-            # A repeat within a second counts as the same signal.
-            time.sleep(max(0.0, 1.2 - (time.monotonic() - first)))
+            # A repeat within a second of stowage taking the first counts as
+            # the same signal; the margin covers a late signal thread.
+            time.sleep(max(0.0, 2.5 - (time.monotonic() - first)))
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=60)
@@ -916,7 +917,7 @@ class SignalTest(FaultTestCase):
         self.moto.create_bucket(replica_bucket, region="eu-west-1")
         with FaultProxy(self.moto) as proxy:
             proxy.add_fault(fp.STALL, method="PUT", path=r"^/stowage-replica-", query=r"partNumber=",
-                            nth=3, count=None, seconds=0.5)
+                            nth=3, count=None, seconds=5)
             process = spawn_stowage(["replicate", "--repo", primary, "--to",
                                      "s3://%s/db" % replica_bucket, "--to-region", "eu-west-1"],
                                     env=self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))

@@ -12,7 +12,7 @@ import termios
 import time
 import unittest
 
-from support import StowageTestCase
+from support import StowageTestCase, wait_until_signal_blocked
 
 from harness import FaultProxy, run_stowage, wait_until
 from harness.faultproxy import STALL
@@ -294,6 +294,7 @@ class KeysTest(StowageTestCase):
         os.chmod(passphrase, 0o600)
         out = os.path.join(self.workdir, "derive.key")
         process = spawn_stowage(["keygen", "--out", out, "--passphrase-file", passphrase])
+        wait_until_signal_blocked(process, signal.SIGINT)
         time.sleep(0.15)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)

@@ -664,11 +664,13 @@ class RestoreTest(StowageTestCase):
         # An open transaction that created the same schema makes pg_restore
         # wait on the unique index of pg_namespace, mid-transaction.
         blocker = subprocess.Popen(
-            [self.cluster.tool("psql"), "-X", "-q", "-d", self.cluster.conninfo("sigterm_target")],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+            [self.cluster.tool("psql"), "-X", "-q", "-A", "-t", "-d",
+             self.cluster.conninfo("sigterm_target")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=self.cluster.client_environment())
-        blocker.stdin.write('BEGIN; CREATE SCHEMA "Sales Data";\n')
+        blocker.stdin.write('BEGIN; CREATE SCHEMA "Sales Data"; SELECT \'created\';\n')
         blocker.stdin.flush()
+        self.assertEqual("created", blocker.stdout.readline().strip())
         try:
             process = subprocess.Popen(
                 [stowage_binary(), "restore", "--repo", self.repo, self.backup_id, "--key",
@@ -679,16 +681,19 @@ class RestoreTest(StowageTestCase):
             while time.time() < deadline:
                 rows = self.cluster.query(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = 'sigterm_target' "
-                    "AND application_name = 'pg_restore' AND wait_event_type = 'Lock'")
+                    "AND query LIKE 'CREATE SCHEMA%' AND wait_event_type = 'Lock'")
                 if rows[0][0] != "0":
                     break
                 time.sleep(0.2)
+            else:
+                self.fail("pg_restore never waited for the schema's lock")
             process.send_signal(signal.SIGTERM)
             stdout, stderr = process.communicate(timeout=60)
         finally:
             blocker.stdin.write("ROLLBACK;\n")
             blocker.stdin.close()
             blocker.wait(timeout=30)
+            blocker.stdout.close()
         self.assertEqual(130, process.returncode, stderr)
         self.assertIn("interrupted by SIGTERM", stderr)
         tables = self.cluster.query("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "

@@ -690,7 +690,7 @@ class RunTest(unittest.TestCase):
                                                        databases=("orders",))
 
         process.send_signal(signal.SIGINT)
-        time.sleep(1.5)
+        time.sleep(2.5)  # past the second in which a repeat counts as the same signal
         stdout, stderr = self.second_signal(process, signal.SIGINT, pg_dump)
 
         self.assertEqual(130, process.returncode, stderr)

@@ -69,7 +69,14 @@ echo "== demo: installing dependencies"
 echo "== demo: building stowage"
 build_dir=${STOWAGE_BUILD_DIR:-$root/build}
 cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build_dir" -j 2 --target stowage
+# The man pages are built as well where help2man is installed (it defines
+# the man target), so that `cmake --install` works after the demo.
+targets=(stowage)
+build_targets=$(cmake --build "$build_dir" --target help 2>/dev/null || true)
+if grep -qx '\.\.\. man' <<<"$build_targets"; then
+  targets+=(man)
+fi
+cmake --build "$build_dir" -j 2 --target "${targets[@]}"
 
 if (($# == 1)); then
   demo_dir=$1

@@ -126,6 +126,12 @@ static int generate(const struct keygen_cli *cli, const char *passphrase, stow_e
     if (snprintf(signing_path, sizeof signing_path, "%s%s", cli->out, SIGNING_SUFFIX) >=
         (int)sizeof signing_path)
         return stow_fail(err, STOW_EXIT_USAGE, "key file path is too long: %s", cli->out);
+
+    /* Both files are checked before either is written, the one named by
+     * --out first. */
+    if (cli->recipient && access(cli->out, F_OK) == 0)
+        return stow_fail(err, STOW_EXIT_USAGE,
+                         "secret key file %s already exists; it is never overwritten", cli->out);
     if (cli->recipient && cli->signing && access(signing_path, F_OK) == 0)
         return stow_fail(err, STOW_EXIT_USAGE,
                          "signing key file %s already exists; it is never overwritten",

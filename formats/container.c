@@ -674,11 +674,13 @@ static int fail_authentication(const container_reader *reader, size_t len, int i
     if (is_last)
         stow_fail(err, STOW_EXIT_VERIFY,
                   "the last frame at offset %llu (%zu bytes) failed authentication (truncated "
-                  "object, bytes after the final frame, wrong key or corrupted data)",
+                  "object, bytes after the final frame, changed data, or the data key of "
+                  "another object)",
                   offset, len);
     else
         stow_fail(err, STOW_EXIT_VERIFY,
-                  "frame at offset %llu failed authentication (wrong key or corrupted data)",
+                  "frame at offset %llu failed authentication (changed data, or the data key "
+                  "of another object)",
                   offset);
 
     if (reader->frames_opened == 0)

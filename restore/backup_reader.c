@@ -247,6 +247,14 @@ static void end_plaintext(struct producer *producer)
     work_queue_push(&producer->queue->full_chunks, &end);
 }
 
+/* Names the object in a verification error: the container's messages give
+ * only offsets in it. */
+static void name_object_on_verify_failure(struct producer *producer)
+{
+    if (producer->err.exit_code == STOW_EXIT_VERIFY)
+        stow_error_prefix(&producer->err, "object %s", producer->manifest->object_key);
+}
+
 static int produce_parts(struct producer *producer, storage_download *download,
                          container_reader *reader)
 {
@@ -279,12 +287,16 @@ static int produce_parts(struct producer *producer, storage_download *download,
         rc = container_reader_write(reader, part.data, part.len, &producer->err);
         blocked = producer->queue_wait_seconds - blocked;
         producer->decode_seconds += stow_seconds_since(&start) - blocked;
-        if (rc != 0)
+        if (rc != 0) {
+            name_object_on_verify_failure(producer);
             break;
+        }
     }
     stow_buf_free(&part);
-    if (rc == 0)
-        rc = container_reader_finish(reader, &producer->err);
+    if (rc == 0 && container_reader_finish(reader, &producer->err) != 0) {
+        name_object_on_verify_failure(producer);
+        rc = -1;
+    }
     return rc;
 }
 

@@ -614,7 +614,8 @@ static void test_reject_flipped_byte(void)
 
     sample_make(&sample, 1);
     snprintf(first_frame, sizeof first_frame,
-             "frame at offset %zu failed authentication (wrong key or corrupted data)", header);
+             "frame at offset %zu failed authentication (changed data, or the data key of "
+             "another object)", header);
     snprintf(last_frame, sizeof last_frame, "the last frame at offset %zu", last);
 
     check_flipped(&sample, 3, "not a Stowage backup object");
@@ -705,7 +706,7 @@ static void test_reject_trailing_garbage(void)
              last, sample.stored.len - last + 1);
     check_trailing(&sample, 1, expected);
 
-    snprintf(expected, sizeof expected, "frame at offset %zu failed authentication (wrong key",
+    snprintf(expected, sizeof expected, "frame at offset %zu failed authentication (changed data",
              last);
     check_trailing(&sample, FULL_FRAME, expected);
     sample_free(&sample);
@@ -753,7 +754,8 @@ static void test_reject_wrong_data_key(void)
     other_key[0] ^= 0x01;
     params.key = other_key;
     snprintf(expected, sizeof expected,
-             "frame at offset %zu failed authentication (wrong key or corrupted data)",
+             "frame at offset %zu failed authentication (changed data, or the data key of "
+             "another object)",
              header_length());
     check_rejects(&sample, sample.stored.data, sample.stored.len, &params, expected);
     sample_free(&sample);

@@ -508,3 +508,67 @@ int catalog_find(storage *store, const char *spec, const struct catalog_time *at
     }
     return 0;
 }
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int catalog_names(storage *store, char ***names, size_t *count, stow_error *err)
+{
+    struct catalog catalog;
+
+    *names = NULL;
+    *count = 0;
+    if (catalog_load(store, NULL, &catalog, err) != 0)
+        return -1;
+    *names = calloc(catalog.count + 1, sizeof **names);
+    if (*names == NULL) {
+        catalog_free(&catalog);
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    }
+    for (size_t i = 0; i < catalog.count; i++) {
+        const char *name = catalog.entries[i].manifest.name;
+        size_t seen = 0;
+
+        while (seen < *count && strcmp((*names)[seen], name) != 0)
+            seen++;
+        if (seen == *count && ((*names)[(*count)++] = strdup(name)) == NULL) {
+            catalog_free(&catalog);
+            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+        }
+    }
+    catalog_free(&catalog);
+    qsort(*names, *count, sizeof **names, compare_names);
+    return 0;
+}
+
+void catalog_names_free(char **names, size_t count)
+{
+    for (size_t i = 0; names != NULL && i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+void catalog_warn_unknown_name(storage *store, const char *name)
+{
+    char known[512] = "";
+    size_t used = 0;
+    char **names = NULL;
+    size_t count = 0;
+    stow_error err = {0};
+    int found = 0;
+
+    if (catalog_names(store, &names, &count, &err) != 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        found |= strcmp(names[i], name) == 0;
+        if (used < sizeof known)
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
+                                     used > 0 ? ", " : "", names[i]);
+    }
+    if (!found)
+        stow_log_warn("no backups of %s found in the repository; it has backups of: %s", name,
+                      count > 0 ? known : "(none)");
+    catalog_names_free(names, count);
+}

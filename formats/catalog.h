@@ -78,4 +78,14 @@ int catalog_find(storage *store, const char *spec, const struct catalog_time *at
                  const char *name, struct catalog *out, const struct catalog_entry **entry,
                  stow_error *err);
 
+/* Collects the distinct catalog names of the repository, sorted. Free
+ * them with catalog_names_free. */
+int catalog_names(storage *store, char ***names, size_t *count, stow_error *err);
+void catalog_names_free(char **names, size_t count);
+
+/* Warns when the repository contains no backup of name, and lists the
+ * names it contains, because a mistyped --name in a cron line would
+ * otherwise find nothing every night without a message. */
+void catalog_warn_unknown_name(storage *store, const char *name);
+
 #endif

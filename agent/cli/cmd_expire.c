@@ -186,48 +186,6 @@ static void describe_policy(const struct retention_policy *policy, char *out, si
     stow_buf_free(&text);
 }
 
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Collects the distinct catalog names of the repository, sorted. */
-static int catalog_names(storage *store, char ***names, size_t *count, stow_error *err)
-{
-    struct catalog catalog;
-
-    *names = NULL;
-    *count = 0;
-    if (catalog_load(store, NULL, &catalog, err) != 0)
-        return -1;
-    *names = calloc(catalog.count + 1, sizeof **names);
-    if (*names == NULL) {
-        catalog_free(&catalog);
-        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-    }
-    for (size_t i = 0; i < catalog.count; i++) {
-        const char *name = catalog.entries[i].manifest.name;
-        size_t seen = 0;
-
-        while (seen < *count && strcmp((*names)[seen], name) != 0)
-            seen++;
-        if (seen == *count && ((*names)[(*count)++] = strdup(name)) == NULL) {
-            catalog_free(&catalog);
-            return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
-        }
-    }
-    catalog_free(&catalog);
-    qsort(*names, *count, sizeof **names, compare_names);
-    return 0;
-}
-
-static void free_names(char **names, size_t count)
-{
-    for (size_t i = 0; names != NULL && i < count; i++)
-        free(names[i]);
-    free(names);
-}
-
 static void print_plan(const struct expire_plan *plan, const char *policy_text)
 {
     char now[32];
@@ -348,32 +306,6 @@ static int expire_name(storage *store, const struct expire_cli *cli, const char 
     return rc;
 }
 
-/* Warns when the repository contains no backup of name, and lists the
- * names it contains, because a mistyped --name in a cron line would
- * otherwise expire nothing every night without a message. */
-static void warn_unknown_name(storage *store, const char *name)
-{
-    char known[512] = "";
-    size_t used = 0;
-    char **names = NULL;
-    size_t count = 0;
-    stow_error err = {0};
-    int found = 0;
-
-    if (catalog_names(store, &names, &count, &err) != 0)
-        return;
-    for (size_t i = 0; i < count; i++) {
-        found |= strcmp(names[i], name) == 0;
-        if (used < sizeof known)
-            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
-                                     used > 0 ? ", " : "", names[i]);
-    }
-    if (!found)
-        stow_log_warn("no backups of %s found in the repository; it has backups of: %s", name,
-                      count > 0 ? known : "(none)");
-    free_names(names, count);
-}
-
 int cmd_expire(int argc, char **argv)
 {
     struct expire_cli cli;
@@ -404,7 +336,7 @@ int cmd_expire(int argc, char **argv)
     if (cli_open_repository(&cli.common, &store, &err) != 0 || storage_check(store, &err) != 0)
         goto done;
     if (cli.name != NULL) {
-        warn_unknown_name(store, cli.name);
+        catalog_warn_unknown_name(store, cli.name);
         names = calloc(1, sizeof *names);
         if (names == NULL || (names[0] = strdup(cli.name)) == NULL) {
             stow_fail(&err, STOW_EXIT_FAILURE, "out of memory");
@@ -441,7 +373,7 @@ int cmd_expire(int argc, char **argv)
     }
 
 done:
-    free_names(names, name_count);
+    catalog_names_free(names, name_count);
     json_decref(policy_json);
     json_decref(names_json);
     storage_free(store);

@@ -400,12 +400,17 @@ class CatalogOpsTest(StowageTestCase):
         result = self.expire(repo, "--keep-daily", "7", "--time-zone", "Mars/Olympus", expect=2)
         self.assertIn("unknown time zone \"Mars/Olympus\"", result.stderr)
 
-    def test_expire_warns_of_unknown_name(self):
+    def test_unknown_name_warns(self):
         repo = self.file_repo()
         self.take_backups(repo, 1)
         result = self.expire(repo, "--keep-last", "1", "--name", "shpo")
         self.assertIn("no backups of shpo found in the repository; it has backups of: shop",
                       result.stderr)
+        result = self.stowage("list", "--repo", repo, "--name", "shpo")
+        self.assertIn("no backups of shpo found in the repository; it has backups of: shop",
+                      result.stderr)
+        result = self.stowage("list", "--repo", repo, "--name", "shop")
+        self.assertNotIn("no backups of", result.stderr)
 
     def test_future_backup_warns_when_chosen(self):
         # A host with a wrong clock dated this backup in 2099. It stays

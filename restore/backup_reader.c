@@ -315,6 +315,7 @@ static void *run_producer(void *argument)
      * for this thread (inherited by the download threads it starts) gives
      * the backend the CPU when both want it. Best effort. */
     setpriority(PRIO_PROCESS, (id_t)gettid(), PRODUCER_NICE);
+    stow_log_set_thread_step("download");
     if (storage_download_begin(producer->store, manifest->object_key, &manifest->parts,
                                &download, &producer->err) == 0) {
         pthread_mutex_lock(&producer->cancel_lock);

@@ -21,6 +21,9 @@ static enum stow_log_format log_format = STOW_LOG_TEXT;
 static struct log_field log_context[LOG_CONTEXT_FIELDS];
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int status_line_shown; /* guarded by log_mutex */
+/* The step of a thread that works beside the main thread's steps. Its lines
+ * carry it in place of the shared "step" field. NULL: the thread has none. */
+static _Thread_local const char *thread_step;
 
 /* Carriage return, then ECMA-48 "erase in line" (EL) to its end. */
 #define ERASE_LINE "\r\033[K"
@@ -61,6 +64,19 @@ int stow_log_level_parse(const char *name, enum stow_log_level *level)
         }
     }
     return -1;
+}
+
+void stow_log_set_thread_step(const char *step)
+{
+    thread_step = step;
+}
+
+/* Returns the value of context field i as this thread logs it. */
+static const char *context_value(size_t i)
+{
+    if (thread_step != NULL && strcmp(log_context[i].key, "step") == 0)
+        return thread_step;
+    return log_context[i].value;
 }
 
 void stow_log_set_context(const char *key, const char *value)
@@ -115,7 +131,7 @@ static void write_json_line(enum stow_log_level level, const char *time_text,
     json_object_set_new(line, "level", json_string(level_names[level]));
     for (size_t i = 0; i < LOG_CONTEXT_FIELDS; i++) {
         if (log_context[i].key[0] != '\0')
-            json_object_set_new(line, log_context[i].key, json_string(log_context[i].value));
+            json_object_set_new(line, log_context[i].key, json_string(context_value(i)));
     }
     json_object_set_new(line, "message", json_string(message));
 
@@ -133,7 +149,7 @@ static void write_text_line(enum stow_log_level level, const char *time_text,
     fprintf(stderr, "%s %-6s ", time_text, level_names[level]);
     for (size_t i = 0; i < LOG_CONTEXT_FIELDS; i++) {
         if (log_context[i].key[0] != '\0')
-            fprintf(stderr, "%s=%s ", log_context[i].key, log_context[i].value);
+            fprintf(stderr, "%s=%s ", log_context[i].key, context_value(i));
     }
     fprintf(stderr, "%s\n", message);
 }

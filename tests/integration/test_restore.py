@@ -315,7 +315,9 @@ class RestoreTest(StowageTestCase):
             result = self.stowage("verify", "--repo", repo, "latest", "--key", self.key, env=env)
             faults = [r.fault for r in proxy.requests if r.fault]
         self.assertEqual(3, len(faults), faults)
-        self.assertIn("fetching it again", result.stderr)
+        # The download runs beside the main thread's steps and logs as its own.
+        self.assertRegex(result.stderr, r"step=download part \d+ of \S+ failed its SHA-256 check; "
+                                        r"fetching it again")
 
     def test_s3_object_corrupt_at_rest_fails_verification(self):
         bucket = self.new_bucket()

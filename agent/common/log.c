@@ -21,8 +21,8 @@ static enum stow_log_format log_format = STOW_LOG_TEXT;
 static struct log_field log_context[LOG_CONTEXT_FIELDS];
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int status_line_shown; /* guarded by log_mutex */
-/* The step of a thread that works beside the main thread's steps. Its lines
- * carry it in place of the shared "step" field. NULL: the thread has none. */
+/* The step of a thread that works beside the main thread's steps, which its
+ * lines carry in place of the shared "step" field. NULL for other threads. */
 static _Thread_local const char *thread_step;
 
 /* Carriage return, then ECMA-48 "erase in line" (EL) to its end. */

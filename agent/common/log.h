@@ -35,10 +35,9 @@ int stow_log_level_parse(const char *name, enum stow_log_level *level);
  * "step"). A NULL value removes the field. Values are copied. */
 void stow_log_set_context(const char *key, const char *value);
 
-/* Makes the lines that the calling thread logs carry step (a static
- * string) as their "step" field, where the shared context has one, because
- * the thread works beside the steps of the main thread (the download of a
- * restore). NULL gives the thread the shared field again. */
+/* Sets the "step" field of the calling thread's lines to step, a static
+ * string, for a thread that works beside the main thread's steps (a
+ * restore's download). NULL gives the thread the shared field again. */
 void stow_log_set_thread_step(const char *step);
 
 void stow_log(enum stow_log_level level, const char *fmt, ...) STOW_PRINTF(2, 3);

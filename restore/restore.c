@@ -31,6 +31,7 @@
 #include "common/interrupt.h"
 #include "common/log.h"
 #include "dbverify.h"
+#include "new_database.h"
 #include "pg/pgtools.h"
 #include "report.h"
 #include "restore_sink.h"
@@ -50,6 +51,7 @@ struct restore_job {
     const char *target;
     PGconn *conn;
     struct pg_server_info target_info;
+    struct new_database new_db;   /* with options->create */
     struct restore_spool spool;   /* used when options->jobs > 1 */
     int load_tables;              /* jobs > 1 loads the table data over COPY */
     struct report report;
@@ -234,7 +236,8 @@ static int restore_stream(struct restore_job *job, stow_error *err)
     rc = backup_reader_consume(job->reader, restore_sink_data, &sink, &stats, err);
     if (rc == 0)
         rc = restore_sink_finish(&sink, err);
-    if (rc != 0 && sink.spool != NULL && sink.restore_began && !job->options->scratch_local)
+    if (rc != 0 && sink.spool != NULL && sink.restore_began && !job->options->scratch_local &&
+        !job->options->create)
         describe_partial_target(job, err);
     restore_sink_free(&sink);
 
@@ -343,6 +346,35 @@ static void finish_scratch(struct restore_job *job)
     scratch_local_remove(&job->scratch);
 }
 
+/* Creates the temporary database of restore --create and makes it the
+ * target. */
+static int create_new_database(struct restore_job *job, stow_error *err)
+{
+    if (new_database_check(&job->new_db, job->options->target_conninfo, err) != 0 ||
+        new_database_create(&job->new_db, backup_encoding(job->manifest), job->manifest->id,
+                            err) != 0)
+        return -1;
+    job->target = (const char *)job->new_db.staging_conninfo.data;
+    report_set(&job->report, "new_database",
+               json_pack("{s:s, s:s}", "name", job->new_db.name, "temporary_name",
+                         job->new_db.staging));
+    return 0;
+}
+
+/* Gives the database of restore --create its requested name, once nothing
+ * is connected to it any more. */
+static int publish_new_database(struct restore_job *job, stow_error *err)
+{
+    json_t *target = json_object_get(job->report.document, "target");
+
+    PQfinish(job->conn);
+    job->conn = NULL;
+    if (new_database_publish(&job->new_db, err) != 0)
+        return -1;
+    json_object_set_new(target, "database", json_string(job->new_db.name));
+    return 0;
+}
+
 /* Starts the next step unless SIGINT or SIGTERM arrived. */
 static int begin_step(struct restore_job *job, const char *step, stow_error *err)
 {
@@ -386,6 +418,8 @@ static int run_steps(struct restore_job *job, stow_error *err)
 
     if (begin_step(job, "connect", err) != 0)
         return -1;
+    if (options->create && create_new_database(job, err) != 0)
+        return -1;
     if (connect_target(job, err) != 0)
         return -1;
 
@@ -403,6 +437,13 @@ static int run_steps(struct restore_job *job, stow_error *err)
         if (begin_step(job, "verify", err) != 0)
             return -1;
         if (verify_restored(job, err) != 0)
+            return -1;
+    }
+
+    if (options->create) {
+        if (begin_step(job, "rename", err) != 0)
+            return -1;
+        if (publish_new_database(job, err) != 0)
             return -1;
     }
     report_step_end(&job->report, err);
@@ -496,6 +537,8 @@ int restore_run_report(storage *store, const struct catalog_entry *entry,
 
     PQfinish(job.conn);
     job.conn = NULL;
+    if (options->create)
+        new_database_finish(&job.new_db);
     if (job.scratch_created) {
         report_step_begin(&job.report, "scratch-remove");
         finish_scratch(&job);

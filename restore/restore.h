@@ -16,6 +16,7 @@ struct restore_options {
     int scratch_local;            /* restore into a throwaway local cluster */
     int verify;                   /* compare the restored database with the manifest */
     int clean;                    /* allow a target that already contains tables */
+    int create;                   /* restore into a new database (new_database.h) */
     int with_globals;             /* apply roles and tablespaces first */
     int no_owner;                 /* pg_restore --no-owner --no-privileges */
     int keep;                     /* leave the scratch instance running */
@@ -27,6 +28,10 @@ struct restore_options {
 /* Maximum of --jobs: pg_restore's own maximum on Windows (MAXIMUM_WAIT_OBJECTS
  * in pg_restore.c). Each job is one more connection to the target server. */
 #define RESTORE_JOBS_MAX 64
+/* --jobs of restore --create when not given: the new database is renamed
+ * into place only when complete, so a parallel restore costs nothing in
+ * safety there. */
+#define RESTORE_CREATE_JOBS 2
 
 /* Runs the restore and prints the summary. Fails with STOW_EXIT_VERIFY
  * when verification finds a difference, after writing the report. With

@@ -23,6 +23,7 @@ enum {
     OPT_SCRATCH,
     OPT_VERIFY,
     OPT_CLEAN,
+    OPT_CREATE,
     OPT_WITH_GLOBALS,
     OPT_NO_OWNER,
     OPT_KEEP,
@@ -53,8 +54,8 @@ enum {
 
 static const char restore_usage[] =
     "Usage: stowage restore --repo URL BACKUP --key SECFILE --target CONNINFO\n"
-    "                       [--clean] [--with-globals] [--no-owner] [--verify]\n"
-    "                       [--jobs N [--spool-dir DIR]]\n"
+    "                       [--clean | --create] [--with-globals] [--no-owner]\n"
+    "                       [--verify] [--jobs N [--spool-dir DIR]]\n"
     "       stowage restore --repo URL BACKUP --key SECFILE --scratch local --verify\n"
     "                       [--report FILE] [--keep] [--jobs N [--spool-dir DIR]]\n"
     "       stowage restore --from-snapshot ID | --instance ID --at TIME --scratch rds\n"
@@ -62,7 +63,8 @@ static const char restore_usage[] =
     "Streams the backup into pg_restore without staging it on disk: every part's\n"
     "SHA-256 is checked, the data is decrypted and decompressed on the way, and\n"
     "pg_restore runs in a single transaction, so a failed restore leaves nothing\n"
-    "(except with --jobs N > 1, see below).\n\n"
+    "(except with --jobs N > 1, see below). With --create the restore makes a new\n"
+    "database, which appears under its name only when the restore is complete.\n\n"
     "Options:\n"
     "  --target CONNINFO        database to restore into (must hold no tables\n"
     "                           unless --clean)\n"
@@ -86,10 +88,18 @@ static const char restore_usage[] =
     "  --keep                   leave the scratch instance running (also after a\n"
     "                           failure; a SIGINT or SIGTERM removes it)\n"
     "  --clean                  drop and replace objects the target already has\n"
+    "  --create                 create the --target database, which must not exist:\n"
+    "                           the restore (and --verify) runs in a new database\n"
+    "                           named stowage_restore_HEX, which is renamed to the\n"
+    "                           --target name when it succeeds and dropped when it\n"
+    "                           fails. As nothing appears half restored, --jobs\n"
+    "                           defaults to 2 here. Needs the CREATEDB privilege and\n"
+    "                           the postgres or template1 database to connect to\n"
     "  --with-globals           create roles and tablespaces first\n"
     "  --no-owner               skip ownership and privileges (pg_restore --no-owner\n"
     "                           --no-privileges)\n"
-    "  --jobs N                 restore over N connections, 1 to 64 (default 1).\n"
+    "  --jobs N                 restore over N connections, 1 to 64 (default 1,\n"
+    "                           2 with --create).\n"
     "                           With N > 1 pg_restore creates the schema, the table\n"
     "                           data goes over N COPY connections as the backup\n"
     "                           streams (one big table too), and pg_restore --jobs N\n"
@@ -173,6 +183,7 @@ static int parse_read_option(void *context, int code, const char *value, stow_er
     case OPT_SCRATCH: cli->scratch = value; break;
     case OPT_VERIFY: cli->restore.verify = 1; break;
     case OPT_CLEAN: cli->restore.clean = 1; break;
+    case OPT_CREATE: cli->restore.create = 1; break;
     case OPT_WITH_GLOBALS: cli->restore.with_globals = 1; break;
     case OPT_NO_OWNER: cli->restore.no_owner = 1; break;
     case OPT_KEEP: cli->restore.keep = 1; break;
@@ -219,6 +230,7 @@ static const struct option read_options[] = {
 static const struct option restore_options[] = {
     READ_LONG_OPTIONS,
     {"jobs", required_argument, NULL, OPT_JOBS},
+    {"create", no_argument, NULL, OPT_CREATE},
     {"spool-dir", required_argument, NULL, OPT_SPOOL_DIR},
     {NULL, 0, NULL, 0},
 };
@@ -264,7 +276,27 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
     return use_db_iam_auth(cli, err);
 }
 
-static int check_restore_target(const struct read_cli *cli, stow_error *err)
+/* restore --create: a new database under a temporary name, so it runs
+ * over RESTORE_CREATE_JOBS connections unless --jobs says otherwise. */
+static int check_create(struct read_cli *cli, stow_error *err)
+{
+    if (!cli->restore.create)
+        return 0;
+    if (cli->restore.target_conninfo == NULL)
+        return cli_usage_error(err, "restore", "--create applies to --target CONNINFO only");
+    if (cli->restore.clean)
+        return cli_usage_error(err, "restore", "--create makes a new database, which has "
+                                               "nothing for --clean to drop: give one of them");
+    if (cli->db_iam_auth)
+        return cli_usage_error(err, "restore", "--create does not support --db-iam-auth yet: "
+                                               "create the database yourself and restore into "
+                                               "it without --create");
+    if (cli->restore.jobs == 0)
+        cli->restore.jobs = RESTORE_CREATE_JOBS;
+    return 0;
+}
+
+static int check_restore_target(struct read_cli *cli, stow_error *err)
 {
     if (cli->scratch != NULL && strcmp(cli->scratch, "local") != 0)
         return stow_fail(err, STOW_EXIT_USAGE, "invalid --scratch \"%s\": only \"local\" is "
@@ -274,6 +306,8 @@ static int check_restore_target(const struct read_cli *cli, stow_error *err)
                                                "--scratch local");
     if (cli->restore.keep && cli->scratch == NULL)
         return cli_usage_error(err, "restore", "--keep applies to --scratch local only");
+    if (check_create(cli, err) != 0)
+        return -1;
     if (cli->restore.spool_directory != NULL && cli->restore.jobs <= 1)
         return cli_usage_error(err, "restore", "--spool-dir applies to --jobs N with N > 1 "
                                                "only");

@@ -156,6 +156,46 @@ int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err)
     return 0;
 }
 
+/* Appends keyword='value' with libpq's quoting: a backslash before every
+ * quote and backslash in the value. */
+static int append_conninfo_pair(stow_buf *out, const char *keyword, const char *value,
+                                stow_error *err)
+{
+    if (stow_buf_printf(out, err, "%s%s='", out->len > 0 ? " " : "", keyword) != 0)
+        return -1;
+    for (const char *c = value; *c != '\0'; c++) {
+        if ((*c == '\'' || *c == '\\') && stow_buf_append(out, "\\", 1, err) != 0)
+            return -1;
+        if (stow_buf_append(out, c, 1, err) != 0)
+            return -1;
+    }
+    return stow_buf_append(out, "'", 1, err);
+}
+
+int pgtools_conninfo_with_database(const char *conninfo, const char *dbname, stow_buf *out,
+                                   stow_error *err)
+{
+    char *parse_error = NULL;
+    PQconninfoOption *options = PQconninfoParse(conninfo != NULL ? conninfo : "", &parse_error);
+    int rc = 0;
+
+    stow_buf_reset(out);
+    if (options == NULL) {
+        stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
+                  parse_error != NULL ? parse_error : "out of memory");
+        PQfreemem(parse_error);
+        return -1;
+    }
+    for (PQconninfoOption *option = options; rc == 0 && option->keyword != NULL; option++) {
+        if (option->val != NULL && strcmp(option->keyword, "dbname") != 0)
+            rc = append_conninfo_pair(out, option->keyword, option->val, err);
+    }
+    PQconninfoFree(options);
+    if (rc != 0)
+        return -1;
+    return append_conninfo_pair(out, "dbname", dbname, err);
+}
+
 static int query_one(PGconn *conn, const char *sql, char *out, size_t size, stow_error *err)
 {
     PGresult *result = PQexec(conn, sql);

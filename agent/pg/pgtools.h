@@ -34,6 +34,13 @@ struct pg_server_info {
  * (which never contains the password). */
 int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err);
 
+/* Writes conninfo with its database replaced by dbname into out (reset
+ * first), as a key=value string, also when conninfo is a URI. The string
+ * keeps any password of conninfo: release out with stow_buf_free_secret.
+ * Fails with STOW_EXIT_USAGE when libpq cannot parse conninfo. */
+int pgtools_conninfo_with_database(const char *conninfo, const char *dbname, stow_buf *out,
+                                   stow_error *err);
+
 /* RDS IAM database authentication (--db-iam-auth). Makes every connection
  * and child process that uses conninfo (NULL: the PG* variables alone)
  * sign in with a fresh token from rds_auth.h as its password, signed with

@@ -43,11 +43,16 @@ CASES = {
     "6": ("aws s3 cp + zstd -d + pg_restore", "aws s3 cp s3://bench/$DATASET/baseline.dump.zst - | zstd -d | pg_restore --exit-on-error --single-transaction -d $TARGET"),
     "7": ("stowage restore from moto S3", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --target $TARGET"),
     "7j": ("stowage restore --jobs 2 from moto S3", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --target $TARGET --jobs 2"),
+    "7c": ("stowage restore --create from moto S3", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --target $TARGET --create"),
     "8": ("stowage restore --scratch local --verify", "stowage restore --repo s3://bench/$DATASET-restore latest --key $KEY --scratch local --verify"),
 }
-CASE_ORDER = ["1", "1b", "2", "3", "4", "5", "6", "7", "7j", "8"]
+CASE_ORDER = ["1", "1b", "2", "3", "4", "5", "6", "7", "7j", "7c", "8"]
+# Cases that restore into RESTORE_DB, created empty before them; 7c creates
+# it itself (restore --create), so the time of CREATE DATABASE counts there.
 RESTORE_CASES = {"5", "6", "7", "7j"}
-RATIOS = [("3", "1b"), ("4", "2"), ("7", "5"), ("7", "6"), ("7j", "5"), ("8", "7")]
+STOWAGE_RESTORE_CASES = ("7", "7j", "7c", "8")
+RATIOS = [("3", "1b"), ("4", "2"), ("7", "5"), ("7", "6"), ("7j", "5"), ("7c", "5"), ("7c", "6"),
+          ("8", "7")]
 
 
 class Dataset:
@@ -181,6 +186,9 @@ class Bench:
         if case == "7j":
             return [stowage_restore + ["--target", target, "--jobs", "2"]], \
                 {"capture_stdout": True, "watch_rss": (0,)}
+        if case == "7c":
+            return [stowage_restore + ["--target", target, "--create"]], \
+                {"capture_stdout": True, "watch_rss": (0,)}
         if case == "8":
             return [stowage_restore + ["--scratch", "local", "--verify"]], \
                 {"capture_stdout": True, "watch_rss": (0,), "find_scratch": True}
@@ -195,8 +203,8 @@ class Bench:
         self.cluster.psql("CHECKPOINT")
 
     def after_case(self, case, dataset):
-        if case in RESTORE_CASES:
-            self.cluster.psql("DROP DATABASE %s WITH (FORCE)" % RESTORE_DB)
+        if case in RESTORE_CASES or case == "7c":
+            self.cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % RESTORE_DB)
         if case == "3":
             shutil.rmtree(os.path.join(self.workdir, "file-repo"), ignore_errors=True)
         if case == "2":
@@ -235,7 +243,7 @@ class Bench:
                 record["stored_bytes"] = json.loads(result["stdout"])["stored_bytes"]
             except (ValueError, KeyError):
                 record["warning"] = "unexpected --json output: %r" % result["stdout"][:200]
-        if case in ("7", "7j", "8"):
+        if case in STOWAGE_RESTORE_CASES:
             record["report"] = result["stdout"]
 
         if failed:
@@ -389,13 +397,13 @@ def dataset_report(dataset, cases, results):
             text = run["error"] or run["warning"]
             lines.append("- case %s round %d: %s" % (run["case"], run["round"],
                                                        " ".join(text.split())[:600]))
-    steps = [run["report"] for case in ("7", "7j", "8") for run in runs_of.get(case, []) if run.get("report")]
+    steps = [run["report"] for case in STOWAGE_RESTORE_CASES for run in runs_of.get(case, []) if run.get("report")]
     if steps:
         lines.append("")
-        lines.append("Step times that stowage reported in its last runs of cases 7, 7j and 8:")
+        lines.append("Step times that stowage reported in its last runs of cases %s:" % ", ".join(STOWAGE_RESTORE_CASES))
         lines.append("")
         lines.append("```")
-        for case in ("7", "7j", "8"):
+        for case in STOWAGE_RESTORE_CASES:
             last = [run for run in runs_of.get(case, []) if run.get("report")]
             if last:
                 lines.append(last[-1]["report"].rstrip("\n"))

@@ -11,7 +11,7 @@
 #                   pgbench dump's size)
 #   --rounds N      runs of every case (default 3); the order of the cases
 #                   rotates from round to round
-#   --cases LIST    comma-separated cases (default 1,1b,2,3,4,5,6,7,7j,8)
+#   --cases LIST    comma-separated cases (default 1,1b,2,3,4,5,6,7,7j,7c,8)
 #   --datasets LIST pgbench, estate or both (default pgbench,estate)
 #   --out FILE      Markdown file for the results (default docs/BENCHMARKS.md)
 #   --json FILE     also write every measurement as JSON
@@ -28,6 +28,8 @@
 #   7   stowage restore from moto S3 into an empty database
 #   7j  the same with --jobs 2 (table data over 2 COPY connections, then
 #       pg_restore --section=post-data --jobs 2)
+#   7c  stowage restore --create: a new database, restored over 2
+#       connections under a temporary name and renamed when complete
 #   8   stowage restore --scratch local --verify
 #
 # It needs build/stowage (or STOWAGE_BIN), PostgreSQL 15, zstd, awscli,

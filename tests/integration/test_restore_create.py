@@ -1,0 +1,170 @@
+"""End-to-end tests of restore --create: the restore goes into a new database
+under a temporary name, renamed to the requested name only when it
+succeeded, and dropped when it failed or was interrupted."""
+
+import json
+import os
+import signal
+import time
+
+from support import StowageTestCase
+
+from harness import FaultProxy, run_stowage
+from harness.faultproxy import STALL
+from harness.stowage import spawn_stowage
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPORARY_PREFIX = "stowage_restore_"
+
+
+class RestoreCreateTest(StowageTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster.createdb("create_source")
+        cls.cluster.pgbench_init(scale=1, db="create_source")
+        cls.cluster.createdb("create_hard")
+        with open(os.path.join(HERE, "sql", "hard_cases.sql")) as handle:
+            cls.cluster.psql(handle.read(), db="create_hard")
+        cls.repo = "file://" + os.path.join(cls.workdir, "repo")
+        os.makedirs(cls.repo[len("file://"):])
+        cls.backup_id = cls.run_backup(cls.repo, "create_source")
+        cls.hard_id = cls.run_backup(cls.repo, "create_hard")
+
+    @classmethod
+    def run_backup(cls, repo, db, env=None, *extra):
+        result = run_stowage(["backup", "--repo", repo, "--db", cls.cluster.conninfo(db),
+                              "--recipient", cls.pub, "--json"] + list(extra), env=env)
+        if result.returncode != 0:
+            raise RuntimeError("backup failed: %s" % result.stderr)
+        return json.loads(result.stdout)["id"]
+
+    def databases(self, prefix):
+        rows = self.cluster.query("SELECT datname FROM pg_database WHERE datname LIKE '%s%%' "
+                                  "ORDER BY 1" % prefix)
+        return [name for (name,) in rows]
+
+    def comment_of(self, db):
+        rows = self.cluster.query("SELECT coalesce(shobj_description(oid, 'pg_database'), '') "
+                                  "FROM pg_database WHERE datname = '%s'" % db)
+        return rows[0][0]
+
+    def assert_no_temporary_database(self):
+        self.assertEqual([], self.databases(TEMPORARY_PREFIX))
+
+    def test_parallel_restore_appears_under_its_name(self):
+        report = os.path.join(self.workdir, "create-report.json")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.uri("created_uri"), "--create", "--verify",
+                              "--report", report)
+        self.assertIn("--jobs=2", result.stderr)
+        self.assertIn("renamed the restored database %s" % TEMPORARY_PREFIX, result.stderr)
+        self.assertEqual(self.row_counts("create_source"), self.row_counts("created_uri"))
+        self.assert_no_temporary_database()
+        self.assertEqual("", self.comment_of("created_uri"))
+        with open(report) as handle:
+            data = json.load(handle)
+        self.assertEqual("created_uri", data["new_database"]["name"])
+        self.assertTrue(data["new_database"]["temporary_name"].startswith(TEMPORARY_PREFIX))
+        self.assertEqual("created_uri", data["target"]["database"])
+        self.assertEqual(2, data["jobs"])
+        self.assertTrue(data["verification"]["passed"])
+        self.assertIn("rename", [step["step"] for step in data["steps"]])
+
+    def test_single_transaction_restore_with_large_objects(self):
+        self.stowage("restore", "--repo", self.repo, self.hard_id, "--key", self.key,
+                     "--target", self.cluster.conninfo("created_hard"), "--create", "--jobs", "1")
+        self.stowage("verify", "--repo", self.repo, self.hard_id, "--key", self.key,
+                     "--against", self.cluster.conninfo("created_hard"))
+        self.assert_no_temporary_database()
+
+    def test_existing_database_is_refused(self):
+        self.cluster.createdb("create_exists")
+        self.cluster.psql("CREATE TABLE kept (id int); INSERT INTO kept VALUES (7)",
+                          db="create_exists")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("create_exists"), "--create",
+                              expect=2)
+        self.assertIn("the database create_exists already exists", result.stderr)
+        self.assertIn("without --create", result.stderr)
+        self.assertEqual([("7",)], [tuple(row) for row in
+                                    self.cluster.query("SELECT id FROM kept", db="create_exists")])
+        self.assert_no_temporary_database()
+
+    def test_tampered_backup_leaves_no_database(self):
+        repo_dir = os.path.join(self.workdir, "tampered-repo")
+        os.makedirs(repo_dir)
+        repo = "file://" + repo_dir
+        env = {"STOWAGE_MIN_PART_SIZE": "65536"}
+        backup_id = self.run_backup(repo, "create_source", env, "--part-size", "64KiB")
+        manifest = self.show_json(repo, backup_id)
+        data_path = os.path.join(repo_dir, manifest["object"]["key"])
+        part = manifest["object"]["parts"][-2]
+        with open(data_path, "r+b") as handle:
+            handle.seek(part["offset"] + 10)
+            byte = handle.read(1)
+            handle.seek(part["offset"] + 10)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("create_tampered"), "--create",
+                              expect=3)
+        self.assertIn("part %d" % part["number"], result.stderr)
+        self.assertIn("dropped the incomplete database %s" % TEMPORARY_PREFIX, result.stderr)
+        self.assertNotIn("partly restored", result.stderr)
+        self.assertEqual([], self.databases("create_tampered"))
+        self.assert_no_temporary_database()
+
+    def test_sigterm_drops_the_new_database(self):
+        bucket = self.new_bucket()
+        repo = "s3://%s/db" % bucket
+        backup_id = self.run_backup(repo, "create_source", self.s3_env(), "--part-size", "64KiB")
+        with FaultProxy(self.moto) as proxy:
+            # Ranged GETs from the second on wait, so the restore is still
+            # loading the temporary database when the signal arrives.
+            rule = proxy.add_fault(STALL, method="GET", path=r"data\.stow", nth=2, count=None,
+                                   seconds=30)
+            process = spawn_stowage(
+                ["restore", "--repo", repo, backup_id, "--key", self.key, "--target",
+                 self.cluster.conninfo("create_sigterm"), "--create"],
+                env=self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
+            try:
+                deadline = time.time() + 60
+                while time.time() < deadline and not (rule.matched and
+                                                      self.databases(TEMPORARY_PREFIX)):
+                    time.sleep(0.05)
+                temporary = self.databases(TEMPORARY_PREFIX)
+                self.assertEqual(1, len(temporary))
+                comment = self.comment_of(temporary[0])
+                self.assertIn(backup_id, comment)
+                self.assertIn("create_sigterm", comment)
+                self.assertEqual([], self.databases("create_sigterm"))
+                process.send_signal(signal.SIGTERM)
+                stdout, stderr = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.assertEqual(130, process.returncode, stderr)
+        self.assertIn("dropped the incomplete database %s" % temporary[0], stderr)
+        self.assertEqual([], self.databases("create_sigterm"))
+        self.assert_no_temporary_database()
+
+    def test_role_without_createdb_is_told_why(self):
+        role = "create_nocreatedb"
+        self.cluster.psql("CREATE ROLE %s LOGIN" % role)
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("create_denied", user=role),
+                              "--create", expect=7)
+        self.assertIn("permission denied to create database", result.stderr)
+        self.assertIn("CREATEDB", result.stderr)
+        self.assert_no_temporary_database()
+
+    def test_conflicting_options_are_rejected(self):
+        common = ["restore", "--repo", self.repo, self.backup_id, "--key", self.key, "--create"]
+        result = self.stowage(*common, "--target", self.cluster.conninfo("create_flags"),
+                              "--clean", expect=2)
+        self.assertIn("--clean", result.stderr)
+        result = self.stowage(*common, "--scratch", "local", expect=2)
+        self.assertIn("--create applies to --target", result.stderr)
+        self.assertEqual([], self.databases("create_flags"))

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "pg/pgtools.h"
 
@@ -13,7 +14,7 @@
 #define DATABASE_NAME_MAX 63
 
 /* Connects to the database that createdb uses for its own statements:
- * postgres, else template1. Reports the error of the first attempt. */
+ * postgres, else template1. A failure names both attempts' errors. */
 static int connect_maintenance(const char *conninfo, PGconn **conn, stow_error *err)
 {
     stow_buf other;
@@ -24,23 +25,37 @@ static int connect_maintenance(const char *conninfo, PGconn **conn, stow_error *
     rc = pgtools_conninfo_with_database(conninfo, "postgres", &other, err);
     if (rc == 0)
         rc = pgtools_connect((const char *)other.data, conn, err);
-    if (rc != 0 && err->exit_code == STOW_EXIT_DATABASE &&
-        pgtools_conninfo_with_database(conninfo, "template1", &other, &second) == 0 &&
-        pgtools_connect((const char *)other.data, conn, &second) == 0) {
-        memset(err, 0, sizeof *err);
-        rc = 0;
+    if (rc != 0 && err->exit_code == STOW_EXIT_DATABASE) {
+        if (pgtools_conninfo_with_database(conninfo, "template1", &other, &second) == 0 &&
+            pgtools_connect((const char *)other.data, conn, &second) == 0) {
+            memset(err, 0, sizeof *err);
+            rc = 0;
+        } else {
+            stow_error_prefix(err, "restore --create connects to the database postgres, else "
+                                   "template1, and neither worked (template1: %s); postgres",
+                              second.message);
+            stow_error_hint(err, "let the --target role connect to postgres or template1 on "
+                                 "that server, or create the database yourself and restore "
+                                 "into it without --create");
+        }
     }
     stow_buf_free_secret(&other);
     return rc;
 }
 
-/* Runs one statement. The caller adds context to a failure. */
-static int run_statement(PGconn *conn, const char *sql, stow_error *err)
+/* Runs sql, one statement or several in one transaction. On failure it
+ * copies the SQLSTATE into sqlstate (6 bytes, may be NULL), and the
+ * caller adds context. */
+static int run_statement(PGconn *conn, const char *sql, char *sqlstate, stow_error *err)
 {
     PGresult *result = PQexec(conn, sql);
+    const char *state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
     int rc = 0;
 
-    if (PQresultStatus(result) != PGRES_COMMAND_OK)
+    if (sqlstate != NULL)
+        snprintf(sqlstate, 6, "%s", state != NULL ? state : "");
+    if (PQresultStatus(result) != PGRES_COMMAND_OK &&
+        PQresultStatus(result) != PGRES_TUPLES_OK)
         rc = pgtools_fail(err, STOW_EXIT_DATABASE, conn, sql);
     PQclear(result);
     return rc;
@@ -67,6 +82,7 @@ static int read_requested_name(struct new_database *db, const char *conninfo, st
     char *parse_error = NULL;
     PQconninfoOption *options = PQconninfoParse(conninfo, &parse_error);
     const char *name = NULL;
+    const char *service = NULL;
 
     if (options == NULL) {
         stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
@@ -75,22 +91,34 @@ static int read_requested_name(struct new_database *db, const char *conninfo, st
         return -1;
     }
     for (PQconninfoOption *option = options; option->keyword != NULL; option++) {
-        if (strcmp(option->keyword, "dbname") == 0 && option->val != NULL && option->val[0])
+        if (option->val == NULL || option->val[0] == '\0')
+            continue;
+        if (strcmp(option->keyword, "dbname") == 0)
             name = option->val;
+        if (strcmp(option->keyword, "service") == 0)
+            service = option->val;
     }
-    if (name == NULL)
+    if (service == NULL)
+        service = getenv("PGSERVICE");
+    /* libpq takes a service file's dbname before PGDATABASE. */
+    if (name == NULL && (service == NULL || service[0] == '\0'))
         name = getenv("PGDATABASE");
-    if (name == NULL || name[0] == '\0' || strlen(name) > DATABASE_NAME_MAX) {
+    if (name != NULL && name[0] != '\0' && strlen(name) <= DATABASE_NAME_MAX) {
+        snprintf(db->name, sizeof db->name, "%s", name);
         PQconninfoFree(options);
-        stow_fail(err, STOW_EXIT_USAGE, "restore --create needs the name of the new database, "
-                                        "of 1 to %d bytes, in --target", DATABASE_NAME_MAX);
-        stow_error_hint(err, "name it in the connection string: dbname=NAME or "
-                             "postgresql://HOST/NAME");
-        return -1;
+        return 0;
     }
-    snprintf(db->name, sizeof db->name, "%s", name);
+
+    if (name == NULL || name[0] == '\0')
+        stow_fail(err, STOW_EXIT_USAGE, "restore --create needs the name of the new database "
+                                        "in --target%s", service != NULL ? " besides the service" : "");
+    else
+        stow_fail(err, STOW_EXIT_USAGE, "the database name \"%s\" is %zu bytes long, and "
+                  "PostgreSQL takes at most %d", name, strlen(name), DATABASE_NAME_MAX);
+    stow_error_hint(err, "name the new database in the connection string: dbname=NAME or "
+                         "postgresql://HOST/NAME");
     PQconninfoFree(options);
-    return 0;
+    return -1;
 }
 
 int new_database_check(struct new_database *db, const char *conninfo, stow_error *err)
@@ -118,36 +146,82 @@ int new_database_check(struct new_database *db, const char *conninfo, stow_error
     return 0;
 }
 
-/* Builds the CREATE DATABASE and COMMENT statements for the temporary
- * database. Returns 0, or -1 when libpq could not quote a value. */
-static int creation_sql(PGconn *conn, const struct new_database *db, const char *encoding,
-                        const char *backup_id, char *create, size_t create_size, char *comment,
-                        size_t comment_size)
+/* Builds the CREATE DATABASE statement of the temporary database, with
+ * the C locale when c_locale is set. Returns 0, or -1 when libpq could not
+ * quote a value. */
+static int create_sql(PGconn *conn, const struct new_database *db, const char *encoding,
+                      int c_locale, char *sql, size_t size)
+{
+    char *identifier = PQescapeIdentifier(conn, db->staging, strlen(db->staging));
+    char *encoding_literal = NULL;
+    int rc = -1;
+
+    if (encoding != NULL && encoding[0] != '\0')
+        encoding_literal = PQescapeLiteral(conn, encoding, strlen(encoding));
+    if (identifier != NULL && (encoding_literal != NULL || encoding == NULL || encoding[0] == '\0')) {
+        snprintf(sql, size, "CREATE DATABASE %s TEMPLATE template0%s%s%s", identifier,
+                 encoding_literal != NULL ? " ENCODING " : "",
+                 encoding_literal != NULL ? encoding_literal : "",
+                 c_locale ? " LC_COLLATE 'C' LC_CTYPE 'C'" : "");
+        rc = 0;
+    }
+    PQfreemem(identifier);
+    PQfreemem(encoding_literal);
+    return rc;
+}
+
+/* Builds the COMMENT statement that describes the temporary database. */
+static int comment_sql(PGconn *conn, const struct new_database *db, const char *backup_id,
+                       char *sql, size_t size)
 {
     char note[512];
     char *identifier = PQescapeIdentifier(conn, db->staging, strlen(db->staging));
-    char *encoding_literal = NULL;
-    char *note_literal = NULL;
+    char *literal = NULL;
     int rc = -1;
 
     snprintf(note, sizeof note, "stowage: incomplete restore of backup %s, to be renamed %s; "
              "dropped when the restore fails, to be dropped by hand when no restore runs",
              backup_id, db->name);
-    note_literal = PQescapeLiteral(conn, note, strlen(note));
-    if (encoding != NULL && encoding[0] != '\0')
-        encoding_literal = PQescapeLiteral(conn, encoding, strlen(encoding));
-    if (identifier != NULL && note_literal != NULL &&
-        (encoding_literal != NULL || encoding == NULL || encoding[0] == '\0')) {
-        snprintf(create, create_size, "CREATE DATABASE %s TEMPLATE template0%s%s", identifier,
-                 encoding_literal != NULL ? " ENCODING " : "",
-                 encoding_literal != NULL ? encoding_literal : "");
-        snprintf(comment, comment_size, "COMMENT ON DATABASE %s IS %s", identifier, note_literal);
+    literal = PQescapeLiteral(conn, note, strlen(note));
+    if (identifier != NULL && literal != NULL) {
+        snprintf(sql, size, "COMMENT ON DATABASE %s IS %s", identifier, literal);
         rc = 0;
     }
     PQfreemem(identifier);
-    PQfreemem(encoding_literal);
-    PQfreemem(note_literal);
+    PQfreemem(literal);
     return rc;
+}
+
+/* Creates the temporary database. A server whose default locale does not
+ * suit the encoding (a LATIN1 backup on a UTF-8 server, say) rejects it
+ * with SQLSTATE 22023, and then it is created with the C locale. */
+static int create_staging(PGconn *conn, struct new_database *db, const char *encoding,
+                          stow_error *err)
+{
+    char sql[512];
+    char sqlstate[6];
+    stow_error first = {0};
+
+    for (int c_locale = 0; c_locale <= 1; c_locale++) {
+        if (create_sql(conn, db, encoding, c_locale, sql, sizeof sql) != 0)
+            return stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's name failed: "
+                             "%s", PQerrorMessage(conn));
+        if (run_statement(conn, sql, sqlstate, c_locale ? err : &first) == 0) {
+            if (c_locale)
+                stow_log_warn("the server's default locale does not suit the backup's encoding "
+                              "%s (%s): created the database with the C locale, which sorts "
+                              "text by its bytes", encoding, first.message);
+            return 0;
+        }
+        if (c_locale == 0 && strcmp(sqlstate, "22023") != 0) {
+            *err = first;
+            break;
+        }
+    }
+    stow_error_prefix(err, "creating the database %s failed", db->staging);
+    stow_error_hint(err, "restore --create needs the CREATEDB privilege; else create the "
+                         "database yourself and restore into it without --create");
+    return -1;
 }
 
 int new_database_create(struct new_database *db, const char *encoding, const char *backup_id,
@@ -155,8 +229,8 @@ int new_database_create(struct new_database *db, const char *encoding, const cha
 {
     unsigned char random[6];
     char hex[sizeof random * 2 + 1];
-    char create[512];
     char comment[1024];
+    char leftover[160];
     PGconn *conn = NULL;
     int rc = -1;
 
@@ -166,21 +240,18 @@ int new_database_create(struct new_database *db, const char *encoding, const cha
     if (connect_maintenance(db->conninfo, &conn, err) != 0)
         return -1;
 
-    if (creation_sql(conn, db, encoding, backup_id, create, sizeof create, comment,
-                     sizeof comment) != 0) {
-        stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's name failed: %s",
-                  PQerrorMessage(conn));
-    } else if (run_statement(conn, create, err) != 0) {
-        stow_error_prefix(err, "creating the database %s failed", db->staging);
-        stow_error_hint(err, "restore --create needs the CREATEDB privilege and a locale "
-                             "that suits the backup's encoding %s; else create the database "
-                             "yourself and restore into it without --create",
-                        encoding != NULL && encoding[0] != '\0' ? encoding : "(default)");
-    } else {
+    if (create_staging(conn, db, encoding, err) == 0) {
         db->created = 1;
+        snprintf(leftover, sizeof leftover, "the temporary database %s (DROP DATABASE %s)",
+                 db->staging, db->staging);
+        stow_interrupt_set_leftover(leftover);
         stow_log_info("created the database %s for the restore; it is renamed %s when the "
                       "restore succeeds", db->staging, db->name);
-        rc = run_statement(conn, comment, err);
+        if (comment_sql(conn, db, backup_id, comment, sizeof comment) != 0)
+            stow_fail(err, STOW_EXIT_DATABASE, "quoting the comment failed: %s",
+                      PQerrorMessage(conn));
+        else
+            rc = run_statement(conn, comment, NULL, err);
     }
     PQfinish(conn);
     if (rc != 0)
@@ -188,9 +259,67 @@ int new_database_create(struct new_database *db, const char *encoding, const cha
     return pgtools_conninfo_with_database(db->conninfo, db->staging, &db->staging_conninfo, err);
 }
 
+/* Stops new connections to the temporary database and ends the sessions
+ * connected to it, which would make the rename fail: sessions that looked
+ * into a database named as an incomplete restore. Failures are logged
+ * only, since the rename then reports the cause. */
+static void close_staging(PGconn *conn, const struct new_database *db, const char *identifier)
+{
+    const char *values[] = {db->staging};
+    char sql[256];
+    stow_error err = {0};
+    PGresult *result;
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false", identifier);
+    if (run_statement(conn, sql, NULL, &err) != 0)
+        stow_log_warn("%s", err.message);
+
+    result = PQexecParams(conn, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                                "FROM pg_stat_activity WHERE datname = $1 "
+                                "AND pid <> pg_backend_pid()",
+                          1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(result) != PGRES_TUPLES_OK)
+        stow_log_warn("could not end the sessions connected to %s: %s", db->staging,
+                      PQresultErrorMessage(result));
+    else if (atol(PQgetvalue(result, 0, 0)) > 0)
+        stow_log_warn("ended %s session(s) connected to the temporary database %s, so that it "
+                      "can be renamed", PQgetvalue(result, 0, 0), db->staging);
+    PQclear(result);
+}
+
+/* Renames the temporary database, lets connections in again and removes
+ * its comment in one transaction, so a database under the requested name
+ * never carries the comment of an incomplete restore. */
+static int rename_staging(PGconn *conn, struct new_database *db, const char *from,
+                          const char *to, stow_error *err)
+{
+    char sql[768];
+    char sqlstate[6];
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s RENAME TO %s; "
+             "ALTER DATABASE %s WITH ALLOW_CONNECTIONS true; COMMENT ON DATABASE %s IS NULL",
+             from, to, to, to);
+    if (run_statement(conn, sql, sqlstate, err) == 0) {
+        db->published = 1;
+        stow_interrupt_set_leftover(NULL);
+        stow_log_info("renamed the restored database %s to %s", db->staging, db->name);
+        return 0;
+    }
+    if (strcmp(sqlstate, "42P04") == 0) {
+        memset(err, 0, sizeof *err);
+        stow_fail(err, STOW_EXIT_USAGE, "a database named %s was created while the restore ran",
+                  db->name);
+        stow_error_hint(err, "restore again under another name in --target, or drop %s first",
+                        db->name);
+        return -1;
+    }
+    stow_error_prefix(err, "renaming the restored database %s to %s failed", db->staging,
+                      db->name);
+    return -1;
+}
+
 int new_database_publish(struct new_database *db, stow_error *err)
 {
-    char sql[512];
     char *from = NULL;
     char *to = NULL;
     PGconn *conn = NULL;
@@ -203,27 +332,10 @@ int new_database_publish(struct new_database *db, stow_error *err)
     if (from == NULL || to == NULL) {
         stow_fail(err, STOW_EXIT_DATABASE, "quoting the database names failed: %s",
                   PQerrorMessage(conn));
-        goto done;
+    } else {
+        close_staging(conn, db, from);
+        rc = rename_staging(conn, db, from, to, err);
     }
-
-    snprintf(sql, sizeof sql, "ALTER DATABASE %s RENAME TO %s", from, to);
-    if (run_statement(conn, sql, err) != 0) {
-        stow_error_prefix(err, "renaming the restored database %s to %s failed", db->staging,
-                          db->name);
-        goto done;
-    }
-    db->published = 1;
-
-    snprintf(sql, sizeof sql, "COMMENT ON DATABASE %s IS NULL", to);
-    if (run_statement(conn, sql, err) != 0) {
-        stow_log_warn("the restored database %s keeps the comment of an incomplete restore: %s",
-                      db->name, err->message);
-        memset(err, 0, sizeof *err);
-    }
-    stow_log_info("renamed the restored database %s to %s", db->staging, db->name);
-    rc = 0;
-
-done:
     PQfreemem(from);
     PQfreemem(to);
     PQfinish(conn);
@@ -246,14 +358,16 @@ static void drop_staging(struct new_database *db)
         } else {
             snprintf(sql, sizeof sql, "DROP DATABASE %s%s", identifier,
                      PQserverVersion(conn) >= 130000 ? " WITH (FORCE)" : "");
-            run_statement(conn, sql, &err);
+            run_statement(conn, sql, NULL, &err);
         }
     }
-    if (err.exit_code == 0)
+    if (err.exit_code == 0) {
+        stow_interrupt_set_leftover(NULL);
         stow_log_info("dropped the incomplete database %s", db->staging);
-    else
+    } else {
         stow_log_warn("the incomplete database %s is left on the server: %s; drop it with "
                       "DROP DATABASE %s", db->staging, err.message, db->staging);
+    }
     PQfreemem(identifier);
     PQfinish(conn);
 }

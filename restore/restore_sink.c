@@ -93,8 +93,8 @@ static int apply_globals(struct restore_sink *sink, stow_error *err)
 static int start_pg_restore(struct restore_sink *sink, const char *section, stow_error *err)
 {
     char dbname_option[512];
-    char jobs_option[32];
-    char section_option[32];
+    char jobs_option[32] = "";
+    char section_option[32] = "";
     char *argv[15];
     int argc = 0;
     int rc;
@@ -145,9 +145,8 @@ static int start_pg_restore(struct restore_sink *sink, const char *section, stow
     if (sink->spool == NULL)
         enlarge_pipe(sink->restore.stdin_fd);
     stow_log_info("restoring into database %s with %s%s%s%s%s", sink->dbname,
-                  sink->restore_path, sink->spool == NULL ? "" : " ",
-                  sink->spool == NULL ? "" : jobs_option, section == NULL ? "" : " ",
-                  section == NULL ? "" : section_option);
+                  sink->restore_path, jobs_option[0] != '\0' ? " " : "", jobs_option,
+                  section_option[0] != '\0' ? " " : "", section_option);
     return 0;
 }
 
@@ -405,8 +404,7 @@ static int restore_from_spool(struct restore_sink *sink, stow_error *err)
     rc = run_parallel_restore(sink, NULL, err);
     restore_spool_close(sink->spool);
     if (rc != 0) {
-        stow_error_prefix(err, "the parallel restore failed and left a partly restored "
-                               "database");
+        stow_error_prefix(err, "the parallel restore failed");
         return -1;
     }
     stow_log_info("pg_restore --jobs=%d finished (%llu bytes of dump)", sink->jobs,

@@ -107,7 +107,8 @@ static const char restore_usage[] =
     "                           a single transaction: data reaches the target before\n"
     "                           the last part is checked, and a failed or interrupted\n"
     "                           restore leaves a partly restored database, which must\n"
-    "                           be dropped and recreated. With --clean, or when the\n"
+    "                           be dropped and recreated (with --create it is dropped\n"
+    "                           for you). With --clean, or when the\n"
     "                           backup contains large objects, the decrypted dump is\n"
     "                           instead written to a temporary file as large as the\n"
     "                           dump and checked in full before pg_restore --jobs N\n"
@@ -287,6 +288,8 @@ static int check_create(struct read_cli *cli, stow_error *err)
     if (cli->restore.clean)
         return cli_usage_error(err, "restore", "--create makes a new database, which has "
                                                "nothing for --clean to drop: give one of them");
+    /* TODO: IAM tokens apply to the --target string alone, and --create
+     * connects with strings naming other databases. */
     if (cli->db_iam_auth)
         return cli_usage_error(err, "restore", "--create does not support --db-iam-auth yet: "
                                                "create the database yourself and restore into "

@@ -24,7 +24,7 @@ enum stow_exit {
     STOW_EXIT_LOCKED = 4,      /* another run holds the repository lock */
     STOW_EXIT_OBJECTIVE = 5,   /* an RPO or RTO objective was missed */
     STOW_EXIT_STORAGE = 6,     /* repository unreachable or full, access denied, no bucket */
-    STOW_EXIT_DATABASE = 7,    /* database unreachable or the login failed */
+    STOW_EXIT_DATABASE = 7,    /* database unreachable, login failed, statement rejected */
     STOW_EXIT_KEY = 8,         /* wrong secret key, wrong passphrase, not a recipient */
     STOW_EXIT_INTERRUPTED = 130 /* SIGINT or SIGTERM; cleanup ran */
 };

@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -48,6 +49,8 @@ static sigset_t handled_signals;  /* set before the signal thread starts */
 static int stops_on_parent_death; /* stow_interrupt_stop_on_parent_death */
 static pthread_t main_thread;
 static atomic_llong cleanup_timeout_seconds = STOW_CLEANUP_TIMEOUT_DEFAULT;
+static pthread_mutex_t leftover_lock = PTHREAD_MUTEX_INITIALIZER;
+static char leftover[512];        /* stow_interrupt_set_leftover; empty: none */
 
 static void wake_main_thread(int signum)
 {
@@ -68,8 +71,11 @@ static const char *signal_name(int signum)
 /* Leaves at once, with what a killed run leaves behind. */
 static void exit_without_cleanup(stow_error *err)
 {
+    pthread_mutex_lock(&leftover_lock);
     stow_error_hint(err, "an open multipart upload or a scratch cluster may remain, which "
-                         "stowage gc removes; the next run takes over the repository lock");
+                         "stowage gc removes%s%s; the next run takes over the repository lock",
+                    leftover[0] != '\0' ? ", and " : "", leftover);
+    pthread_mutex_unlock(&leftover_lock);
     stow_log_error(err);
     _exit(STOW_EXIT_INTERRUPTED);
 }
@@ -220,6 +226,13 @@ void stow_interrupt_stop_on_parent_death(void)
 const char *stow_signal_name(int signum)
 {
     return signal_name(signum);
+}
+
+void stow_interrupt_set_leftover(const char *leftover_text)
+{
+    pthread_mutex_lock(&leftover_lock);
+    snprintf(leftover, sizeof leftover, "%s", leftover_text != NULL ? leftover_text : "");
+    pthread_mutex_unlock(&leftover_lock);
 }
 
 int stow_interrupted(void)

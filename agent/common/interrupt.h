@@ -52,6 +52,11 @@ void stow_interrupt_return_on_second_signal(void);
  * stow_interrupt_return_on_second_signal was called. */
 int stow_interrupted_again(void);
 
+/* Sets what an exit without cleanup leaves behind besides uploads and
+ * scratch clusters (such as "the temporary database X"), for its message,
+ * or clears it with NULL. Call from the main thread. */
+void stow_interrupt_set_leftover(const char *leftover_text);
+
 /* Records an STOW_EXIT_INTERRUPTED failure naming the signal and the step. */
 int stow_fail_interrupted(stow_error *err, const char *step);
 

@@ -5,6 +5,7 @@ succeeded, and dropped when it failed or was interrupted."""
 import json
 import os
 import signal
+import subprocess
 import time
 
 from support import StowageTestCase
@@ -52,6 +53,33 @@ class RestoreCreateTest(StowageTestCase):
 
     def assert_no_temporary_database(self):
         self.assertEqual([], self.databases(TEMPORARY_PREFIX))
+
+    def spawn_stalled_restore(self, proxy, repo, backup_id, target, seconds):
+        """Starts a restore --create whose ranged GETs from the second on wait seconds,
+        and returns it with the temporary database's name once both happened."""
+        rule = proxy.add_fault(STALL, method="GET", path=r"data\.stow", nth=2, count=None,
+                               seconds=seconds)
+        process = spawn_stowage(
+            ["restore", "--repo", repo, backup_id, "--key", self.key, "--target",
+             self.cluster.conninfo(target), "--create"],
+            env=self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
+        self.addCleanup(self.kill_if_running, process)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (rule.matched and self.databases(TEMPORARY_PREFIX)):
+            time.sleep(0.05)
+        temporary = self.databases(TEMPORARY_PREFIX)
+        self.assertEqual(1, len(temporary))
+        return process, temporary[0]
+
+    @staticmethod
+    def kill_if_running(process):
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def s3_backup(self):
+        repo = "s3://%s/db" % self.new_bucket()
+        return repo, self.run_backup(repo, "create_source", self.s3_env(), "--part-size", "64KiB")
 
     def test_parallel_restore_appears_under_its_name(self):
         report = os.path.join(self.workdir, "create-report.json")
@@ -116,38 +144,82 @@ class RestoreCreateTest(StowageTestCase):
         self.assert_no_temporary_database()
 
     def test_sigterm_drops_the_new_database(self):
-        bucket = self.new_bucket()
-        repo = "s3://%s/db" % bucket
-        backup_id = self.run_backup(repo, "create_source", self.s3_env(), "--part-size", "64KiB")
+        repo, backup_id = self.s3_backup()
         with FaultProxy(self.moto) as proxy:
-            # Ranged GETs from the second on wait, so the restore is still
-            # loading the temporary database when the signal arrives.
-            rule = proxy.add_fault(STALL, method="GET", path=r"data\.stow", nth=2, count=None,
-                                   seconds=30)
-            process = spawn_stowage(
-                ["restore", "--repo", repo, backup_id, "--key", self.key, "--target",
-                 self.cluster.conninfo("create_sigterm"), "--create"],
-                env=self.s3_env(AWS_ENDPOINT_URL=proxy.endpoint))
-            try:
-                deadline = time.time() + 60
-                while time.time() < deadline and not (rule.matched and
-                                                      self.databases(TEMPORARY_PREFIX)):
-                    time.sleep(0.05)
-                temporary = self.databases(TEMPORARY_PREFIX)
-                self.assertEqual(1, len(temporary))
-                comment = self.comment_of(temporary[0])
-                self.assertIn(backup_id, comment)
-                self.assertIn("create_sigterm", comment)
-                self.assertEqual([], self.databases("create_sigterm"))
-                process.send_signal(signal.SIGTERM)
-                stdout, stderr = process.communicate(timeout=60)
-            finally:
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            process, temporary = self.spawn_stalled_restore(proxy, repo, backup_id,
+                                                            "create_sigterm", 30)
+            comment = self.comment_of(temporary)
+            self.assertIn(backup_id, comment)
+            self.assertIn("create_sigterm", comment)
+            self.assertEqual([], self.databases("create_sigterm"))
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=60)
         self.assertEqual(130, process.returncode, stderr)
-        self.assertIn("dropped the incomplete database %s" % temporary[0], stderr)
+        self.assertIn("dropped the incomplete database %s" % temporary, stderr)
         self.assertEqual([], self.databases("create_sigterm"))
+        self.assert_no_temporary_database()
+
+    def test_session_in_temporary_database_is_ended(self):
+        repo, backup_id = self.s3_backup()
+        with FaultProxy(self.moto) as proxy:
+            process, temporary = self.spawn_stalled_restore(proxy, repo, backup_id,
+                                                            "create_visited", 3)
+            visitor = subprocess.Popen(
+                [self.cluster.tool("psql"), "-X", "-q", "-d", self.cluster.conninfo(temporary),
+                 "-c", "SELECT pg_sleep(120)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=self.cluster.client_environment())
+            self.addCleanup(self.kill_if_running, visitor)
+            stdout, stderr = process.communicate(timeout=120)
+        self.assertEqual(0, process.returncode, stderr)
+        self.assertIn("ended 1 session(s) connected to the temporary database %s" % temporary,
+                      stderr)
+        self.assertNotEqual(0, visitor.wait(timeout=30))
+        self.assertEqual(self.row_counts("create_source"), self.row_counts("create_visited"))
+        self.assertEqual("", self.comment_of("create_visited"))
+        rows = self.cluster.query("SELECT datallowconn FROM pg_database "
+                                  "WHERE datname = 'create_visited'")
+        self.assertEqual("t", rows[0][0])
+
+    def test_name_taken_during_restore(self):
+        repo, backup_id = self.s3_backup()
+        with FaultProxy(self.moto) as proxy:
+            process, temporary = self.spawn_stalled_restore(proxy, repo, backup_id,
+                                                            "create_taken", 3)
+            self.cluster.createdb("create_taken")
+            self.cluster.psql("CREATE TABLE theirs (id int)", db="create_taken")
+            stdout, stderr = process.communicate(timeout=120)
+        self.assertEqual(2, process.returncode, stderr)
+        self.assertIn("a database named create_taken was created while the restore ran", stderr)
+        self.assertIn("dropped the incomplete database %s" % temporary, stderr)
+        self.assertEqual(["theirs"], [row[0] for row in self.cluster.query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", db="create_taken")])
+        self.assert_no_temporary_database()
+
+    def test_latin1_backup_gets_c_locale(self):
+        self.cluster.psql("CREATE DATABASE create_latin TEMPLATE template0 ENCODING 'LATIN1' "
+                          "LC_COLLATE 'C' LC_CTYPE 'C'")
+        self.cluster.psql("CREATE TABLE words (word text); INSERT INTO words VALUES ('caf\u00e9')",
+                          db="create_latin")
+        backup_id = self.run_backup(self.repo, "create_latin", None, "--name", "latin")
+        result = self.stowage("restore", "--repo", self.repo, backup_id, "--name", "latin",
+                              "--key", self.key, "--target",
+                              self.cluster.conninfo("created_latin"), "--create")
+        self.assertIn("created the database with the C locale", result.stderr)
+        rows = self.cluster.query("SELECT pg_encoding_to_char(encoding), datcollate "
+                                  "FROM pg_database WHERE datname = 'created_latin'")
+        self.assertEqual(("LATIN1", "C"), tuple(rows[0]))
+        self.assertEqual([("caf\u00e9",)], [tuple(row) for row in
+                                       self.cluster.query("SELECT word FROM words",
+                                                          db="created_latin")])
+
+    def test_bad_names_are_rejected(self):
+        common = ["restore", "--repo", self.repo, self.backup_id, "--key", self.key, "--create"]
+        long_name = "n" * 64
+        result = self.stowage(*common, "--target", self.cluster.conninfo(long_name), expect=2)
+        self.assertIn('the database name "%s" is 64 bytes long' % long_name, result.stderr)
+        result = self.stowage(*common, "--target", "service=nosuch", expect=2)
+        self.assertIn("needs the name of the new database in --target besides the service",
+                      result.stderr)
         self.assert_no_temporary_database()
 
     def test_role_without_createdb_is_told_why(self):

@@ -19,7 +19,12 @@
  *
  * Dumps with large objects and restores with --clean go the old way
  * instead: the whole dump is spooled to a temporary file, and pg_restore
- * --jobs N runs on it once the whole backup has been read and checked. */
+ * --jobs N runs on it once the whole backup has been read and checked.
+ *
+ * With --create the restore goes into a new database under a temporary
+ * name, renamed once the restore and its verification succeeded and
+ * dropped otherwise (new_database.h), so --jobs N leaves nothing behind
+ * there either. */
 #include "restore.h"
 
 #include <stdio.h>

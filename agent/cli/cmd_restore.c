@@ -67,7 +67,7 @@ static const char restore_usage[] =
     "database, which appears under its name only when the restore is complete.\n\n"
     "Options:\n"
     "  --target CONNINFO        database to restore into (must hold no tables\n"
-    "                           unless --clean)\n"
+    "                           unless --clean, must not exist with --create)\n"
     "  --db-iam-auth            sign in to the --target database with an RDS IAM\n"
     "                           token instead of a password (see stowage backup --help)\n"
     "  --scratch local          restore into a throwaway local PostgreSQL cluster of\n"

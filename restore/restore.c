@@ -160,10 +160,24 @@ static void check_encodings(const struct restore_job *job)
                   "fails the restore", id, backup, database, target, target);
 }
 
+/* Adds the --create hint when the --target database does not exist. */
+static void hint_missing_database(const struct restore_job *job, stow_error *err)
+{
+    if (job->options->scratch_local || job->options->create ||
+        strstr(err->message, "database \"") == NULL ||
+        strstr(err->message, "\" does not exist") == NULL)
+        return;
+    stow_error_hint(err, "create the database first, or pass --create to have the restore "
+                         "create it (under its name only when the restore is complete)");
+}
+
 static int connect_target(struct restore_job *job, stow_error *err)
 {
-    if (pgtools_connect(job->target, &job->conn, err) != 0 ||
-        pgtools_server_info(job->conn, &job->target_info, err) != 0)
+    if (pgtools_connect(job->target, &job->conn, err) != 0) {
+        hint_missing_database(job, err);
+        return -1;
+    }
+    if (pgtools_server_info(job->conn, &job->target_info, err) != 0)
         return -1;
     check_encodings(job);
     report_set(&job->report, "target",

@@ -232,6 +232,12 @@ class RestoreCreateTest(StowageTestCase):
         self.assertIn("CREATEDB", result.stderr)
         self.assert_no_temporary_database()
 
+    def test_missing_target_suggests_create(self):
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("create_missing"), expect=7)
+        self.assertIn('database "create_missing" does not exist', result.stderr)
+        self.assertIn("pass --create", result.stderr)
+
     def test_conflicting_options_are_rejected(self):
         common = ["restore", "--repo", self.repo, self.backup_id, "--key", self.key, "--create"]
         result = self.stowage(*common, "--target", self.cluster.conninfo("create_flags"),

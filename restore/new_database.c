@@ -13,27 +13,39 @@
  * truncates longer names without an error. */
 #define DATABASE_NAME_MAX 63
 
+/* Returns 1 when a failed connection to the postgres database is about
+ * that database (missing, or no CONNECT right), so template1 may work. */
+static int postgres_database_refused(const stow_error *err)
+{
+    return strstr(err->message, "database \"postgres\" does not exist") != NULL ||
+           strstr(err->message, "permission denied for database \"postgres\"") != NULL;
+}
+
 /* Connects to the database that createdb uses for its own statements:
- * postgres, else template1. A failure names both attempts' errors. */
+ * postgres, else template1 when postgres is missing or closed to the role.
+ * A failure of both names both errors. */
 static int connect_maintenance(const char *conninfo, PGconn **conn, stow_error *err)
 {
     stow_buf other;
     stow_error second = {0};
+    char first[STOW_ERROR_MESSAGE_MAX];
     int rc;
 
     stow_buf_init(&other, 64 * 1024);
     rc = pgtools_conninfo_with_database(conninfo, "postgres", &other, err);
     if (rc == 0)
         rc = pgtools_connect((const char *)other.data, conn, err);
-    if (rc != 0 && err->exit_code == STOW_EXIT_DATABASE) {
+    if (rc != 0 && postgres_database_refused(err)) {
         if (pgtools_conninfo_with_database(conninfo, "template1", &other, &second) == 0 &&
             pgtools_connect((const char *)other.data, conn, &second) == 0) {
             memset(err, 0, sizeof *err);
             rc = 0;
         } else {
-            stow_error_prefix(err, "restore --create connects to the database postgres, else "
-                                   "template1, and neither worked (template1: %s); postgres",
-                              second.message);
+            snprintf(first, sizeof first, "%s", err->message);
+            memset(err, 0, sizeof *err);
+            stow_fail(err, STOW_EXIT_DATABASE, "restore --create connects to the database "
+                      "postgres, else template1, and neither worked: %s; then %s", first,
+                      second.message);
             stow_error_hint(err, "let the --target role connect to postgres or template1 on "
                                  "that server, or create the database yourself and restore "
                                  "into it without --create");
@@ -111,7 +123,11 @@ static int read_requested_name(struct new_database *db, const char *conninfo, st
 
     if (name == NULL || name[0] == '\0')
         stow_fail(err, STOW_EXIT_USAGE, "restore --create needs the name of the new database "
-                                        "in --target%s", service != NULL ? " besides the service" : "");
+                                        "in --target%s", service == NULL ? ""
+                  : getenv("PGDATABASE") != NULL
+                      ? " besides the service (PGDATABASE does not count, because libpq takes "
+                        "the service file's dbname first)"
+                      : " besides the service");
     else
         stow_fail(err, STOW_EXIT_USAGE, "the database name \"%s\" is %zu bytes long, and "
                   "PostgreSQL takes at most %d", name, strlen(name), DATABASE_NAME_MAX);
@@ -119,6 +135,30 @@ static int read_requested_name(struct new_database *db, const char *conninfo, st
                          "postgresql://HOST/NAME");
     PQconninfoFree(options);
     return -1;
+}
+
+/* Warns about temporary databases that earlier runs for the same name
+ * left behind (killed, or still running), found by their comment. */
+static void warn_about_leftovers(PGconn *conn, const char *name)
+{
+    char needle[128];
+    const char *values[] = {needle};
+    PGresult *result;
+
+    snprintf(needle, sizeof needle, ", to be renamed %s;", name);
+    result = PQexecParams(conn, "SELECT datname FROM pg_database "
+                                "WHERE datname LIKE '" NEW_DATABASE_PREFIX "%' AND "
+                                "position($1 in shobj_description(oid, 'pg_database')) > 0 "
+                                "ORDER BY datname",
+                          1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(result) == PGRES_TUPLES_OK) {
+        for (int row = 0; row < PQntuples(result); row++)
+            stow_log_warn("the database %s is left from an earlier restore --create of %s, "
+                          "killed or still running: drop it with DROP DATABASE %s when no "
+                          "restore runs", PQgetvalue(result, row, 0), name,
+                          PQgetvalue(result, row, 0));
+    }
+    PQclear(result);
 }
 
 int new_database_check(struct new_database *db, const char *conninfo, stow_error *err)
@@ -133,6 +173,8 @@ int new_database_check(struct new_database *db, const char *conninfo, stow_error
         return -1;
 
     exists = database_exists(conn, db->name, err);
+    if (exists == 0)
+        warn_about_leftovers(conn, db->name);
     PQfinish(conn);
     if (exists < 0)
         return -1;
@@ -170,7 +212,10 @@ static int create_sql(PGconn *conn, const struct new_database *db, const char *e
     return rc;
 }
 
-/* Builds the COMMENT statement that describes the temporary database. */
+/* Builds the statements that describe the temporary database in its
+ * comment and close it to other roles: PUBLIC's default CONNECT right is
+ * revoked, so that only the restoring role (and superusers) can connect,
+ * and no session of a role it may not end can block the rename. */
 static int comment_sql(PGconn *conn, const struct new_database *db, const char *backup_id,
                        char *sql, size_t size)
 {
@@ -184,7 +229,8 @@ static int comment_sql(PGconn *conn, const struct new_database *db, const char *
              backup_id, db->name);
     literal = PQescapeLiteral(conn, note, strlen(note));
     if (identifier != NULL && literal != NULL) {
-        snprintf(sql, size, "COMMENT ON DATABASE %s IS %s", identifier, literal);
+        snprintf(sql, size, "COMMENT ON DATABASE %s IS %s; REVOKE CONNECT ON DATABASE %s "
+                 "FROM PUBLIC", identifier, literal, identifier);
         rc = 0;
     }
     PQfreemem(identifier);
@@ -287,8 +333,9 @@ static void close_staging(PGconn *conn, const struct new_database *db, const cha
     PQclear(result);
 }
 
-/* Renames the temporary database, lets connections in again and removes
- * its comment in one transaction, so a database under the requested name
+/* Renames the temporary database, lets connections in again, gives
+ * PUBLIC its CONNECT right back and removes the comment in one
+ * transaction, so a database under the requested name
  * never carries the comment of an incomplete restore. */
 static int rename_staging(PGconn *conn, struct new_database *db, const char *from,
                           const char *to, stow_error *err)
@@ -297,15 +344,17 @@ static int rename_staging(PGconn *conn, struct new_database *db, const char *fro
     char sqlstate[6];
 
     snprintf(sql, sizeof sql, "ALTER DATABASE %s RENAME TO %s; "
-             "ALTER DATABASE %s WITH ALLOW_CONNECTIONS true; COMMENT ON DATABASE %s IS NULL",
-             from, to, to, to);
+             "ALTER DATABASE %s WITH ALLOW_CONNECTIONS true; GRANT CONNECT ON DATABASE %s "
+             "TO PUBLIC; COMMENT ON DATABASE %s IS NULL", from, to, to, to, to);
     if (run_statement(conn, sql, sqlstate, err) == 0) {
         db->published = 1;
         stow_interrupt_set_leftover(NULL);
         stow_log_info("renamed the restored database %s to %s", db->staging, db->name);
         return 0;
     }
-    if (strcmp(sqlstate, "42P04") == 0) {
+    /* 42P04 duplicate_database; 23505 unique_violation when the other
+     * database was committed while the rename waited for it. */
+    if (strcmp(sqlstate, "42P04") == 0 || strcmp(sqlstate, "23505") == 0) {
         memset(err, 0, sizeof *err);
         stow_fail(err, STOW_EXIT_USAGE, "a database named %s was created while the restore ran",
                   db->name);

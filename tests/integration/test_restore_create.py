@@ -75,7 +75,7 @@ class RestoreCreateTest(StowageTestCase):
     def kill_if_running(process):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            process.communicate()
 
     def s3_backup(self):
         repo = "s3://%s/db" % self.new_bucket()
@@ -160,10 +160,18 @@ class RestoreCreateTest(StowageTestCase):
         self.assert_no_temporary_database()
 
     def test_session_in_temporary_database_is_ended(self):
+        # Other roles cannot connect at all; a session of the restoring
+        # role (here a superuser's) is ended before the rename.
+        self.cluster.psql("CREATE ROLE create_stranger LOGIN")
         repo, backup_id = self.s3_backup()
         with FaultProxy(self.moto) as proxy:
             process, temporary = self.spawn_stalled_restore(proxy, repo, backup_id,
                                                             "create_visited", 3)
+            stranger = self.cluster.run_tool(
+                "psql", "-X", "-d", self.cluster.conninfo(temporary, user="create_stranger"),
+                "-c", "SELECT 1", check=False)
+            self.assertNotEqual(0, stranger.returncode)
+            self.assertIn("permission denied for database", stranger.stderr)
             visitor = subprocess.Popen(
                 [self.cluster.tool("psql"), "-X", "-q", "-d", self.cluster.conninfo(temporary),
                  "-c", "SELECT pg_sleep(120)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -179,6 +187,23 @@ class RestoreCreateTest(StowageTestCase):
         rows = self.cluster.query("SELECT datallowconn FROM pg_database "
                                   "WHERE datname = 'create_visited'")
         self.assertEqual("t", rows[0][0])
+
+    def test_killed_restore_leftover_is_named_next_time(self):
+        repo, backup_id = self.s3_backup()
+        with FaultProxy(self.moto) as proxy:
+            process, temporary = self.spawn_stalled_restore(proxy, repo, backup_id,
+                                                            "create_killed", 30)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        self.addCleanup(self.cluster.psql, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % temporary)
+        self.assertEqual([temporary], self.databases(TEMPORARY_PREFIX))
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("create_killed"), "--create",
+                              env=self.s3_env())
+        self.assertIn("the database %s is left from an earlier restore --create of "
+                      "create_killed" % temporary, result.stderr)
+        self.assertIn("DROP DATABASE %s" % temporary, result.stderr)
+        self.assertEqual(self.row_counts("create_source"), self.row_counts("create_killed"))
 
     def test_name_taken_during_restore(self):
         repo, backup_id = self.s3_backup()
@@ -237,6 +262,13 @@ class RestoreCreateTest(StowageTestCase):
                               "--target", self.cluster.conninfo("create_missing"), expect=7)
         self.assertIn('database "create_missing" does not exist', result.stderr)
         self.assertIn("pass --create", result.stderr)
+
+    def test_unreachable_server_is_one_error(self):
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", "host=127.0.0.1 port=1 dbname=create_nowhere",
+                              "--create", expect=7)
+        self.assertIn("connecting to the database failed", result.stderr)
+        self.assertNotIn("template1", result.stderr)
 
     def test_conflicting_options_are_rejected(self):
         common = ["restore", "--repo", self.repo, self.backup_id, "--key", self.key, "--create"]

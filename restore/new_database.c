@@ -213,9 +213,9 @@ static int create_sql(PGconn *conn, const struct new_database *db, const char *e
 }
 
 /* Builds the statements that describe the temporary database in its
- * comment and close it to other roles: PUBLIC's default CONNECT right is
- * revoked, so that only the restoring role (and superusers) can connect,
- * and no session of a role it may not end can block the rename. */
+ * comment and revoke PUBLIC's default CONNECT right. Then only the
+ * restoring role and superusers can connect, so no session of a role that
+ * the restoring role may not end can block the rename. */
 static int comment_sql(PGconn *conn, const struct new_database *db, const char *backup_id,
                        char *sql, size_t size)
 {

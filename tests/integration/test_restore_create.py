@@ -247,6 +247,19 @@ class RestoreCreateTest(StowageTestCase):
                       result.stderr)
         self.assert_no_temporary_database()
 
+    def test_role_with_createdb_restores(self):
+        role = "create_owner"
+        self.cluster.psql("CREATE ROLE %s LOGIN CREATEDB" % role)
+        self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                     "--target", self.cluster.conninfo("create_by_owner", user=role), "--create",
+                     "--no-owner")
+        rows = self.cluster.query("SELECT pg_get_userbyid(datdba), datacl::text FROM pg_database "
+                                  "WHERE datname = 'create_by_owner'")
+        self.assertEqual(role, rows[0][0])
+        self.assertIn("=Tc/%s" % role, rows[0][1])
+        self.assertEqual(self.row_counts("create_source"), self.row_counts("create_by_owner"))
+        self.assert_no_temporary_database()
+
     def test_role_without_createdb_is_told_why(self):
         role = "create_nocreatedb"
         self.cluster.psql("CREATE ROLE %s LOGIN" % role)

@@ -112,8 +112,10 @@ static int read_requested_name(struct new_database *db, const char *conninfo, st
     }
     if (service == NULL)
         service = getenv("PGSERVICE");
+    if (service != NULL && service[0] == '\0')
+        service = NULL;
     /* libpq takes a service file's dbname before PGDATABASE. */
-    if (name == NULL && (service == NULL || service[0] == '\0'))
+    if (name == NULL && service == NULL)
         name = getenv("PGDATABASE");
     if (name != NULL && name[0] != '\0' && strlen(name) <= DATABASE_NAME_MAX) {
         snprintf(db->name, sizeof db->name, "%s", name);

@@ -133,8 +133,11 @@ static int read_requested_name(struct new_database *db, const char *conninfo, st
     else
         stow_fail(err, STOW_EXIT_USAGE, "the database name \"%s\" is %zu bytes long, and "
                   "PostgreSQL takes at most %d", name, strlen(name), DATABASE_NAME_MAX);
-    stow_error_hint(err, "name the new database in the connection string: dbname=NAME or "
-                         "postgresql://HOST/NAME");
+    if (name == NULL || name[0] == '\0')
+        stow_error_hint(err, "name the new database in the connection string: dbname=NAME or "
+                             "postgresql://HOST/NAME");
+    else
+        stow_error_hint(err, "choose a name of at most %d bytes", DATABASE_NAME_MAX);
     PQconninfoFree(options);
     return -1;
 }
@@ -190,27 +193,37 @@ int new_database_check(struct new_database *db, const char *conninfo, stow_error
     return 0;
 }
 
-/* Builds the CREATE DATABASE statement of the temporary database, with
- * the C locale when c_locale is set. Returns 0, or -1 when libpq could not
- * quote a value. */
+/* Builds the CREATE DATABASE statement of the temporary database with
+ * the given locale (NULL: the server's default). Returns 0, or -1 when
+ * libpq could not quote a value. */
 static int create_sql(PGconn *conn, const struct new_database *db, const char *encoding,
-                      int c_locale, char *sql, size_t size)
+                      const struct database_locale *locale, char *sql, size_t size)
 {
     char *identifier = PQescapeIdentifier(conn, db->staging, strlen(db->staging));
     char *encoding_literal = NULL;
+    char *collate = NULL;
+    char *ctype = NULL;
     int rc = -1;
 
     if (encoding != NULL && encoding[0] != '\0')
         encoding_literal = PQescapeLiteral(conn, encoding, strlen(encoding));
-    if (identifier != NULL && (encoding_literal != NULL || encoding == NULL || encoding[0] == '\0')) {
-        snprintf(sql, size, "CREATE DATABASE %s TEMPLATE template0%s%s%s", identifier,
+    if (locale != NULL) {
+        collate = PQescapeLiteral(conn, locale->collate, strlen(locale->collate));
+        ctype = PQescapeLiteral(conn, locale->ctype, strlen(locale->ctype));
+    }
+    if (identifier != NULL && (encoding_literal != NULL || encoding == NULL || encoding[0] == '\0') &&
+        (locale == NULL || (collate != NULL && ctype != NULL))) {
+        snprintf(sql, size, "CREATE DATABASE %s TEMPLATE template0%s%s%s%s%s%s", identifier,
                  encoding_literal != NULL ? " ENCODING " : "",
                  encoding_literal != NULL ? encoding_literal : "",
-                 c_locale ? " LC_COLLATE 'C' LC_CTYPE 'C'" : "");
+                 locale != NULL ? " LC_COLLATE " : "", locale != NULL ? collate : "",
+                 locale != NULL ? " LC_CTYPE " : "", locale != NULL ? ctype : "");
         rc = 0;
     }
     PQfreemem(identifier);
     PQfreemem(encoding_literal);
+    PQfreemem(collate);
+    PQfreemem(ctype);
     return rc;
 }
 
@@ -240,31 +253,45 @@ static int comment_sql(PGconn *conn, const struct new_database *db, const char *
     return rc;
 }
 
-/* Creates the temporary database. A server whose default locale does not
- * suit the encoding (a LATIN1 backup on a UTF-8 server, say) rejects it
- * with SQLSTATE 22023, and then it is created with the C locale. */
-static int create_staging(PGconn *conn, struct new_database *db, const char *encoding,
-                          stow_error *err)
+/* Returns 1 when CREATE DATABASE failed because of its locale: a locale
+ * the server lacks (42809) or one that does not suit the encoding (22023,
+ * a LATIN1 backup on a UTF-8 server, say). */
+static int locale_rejected(const char *sqlstate)
 {
-    char sql[512];
-    char sqlstate[6];
-    stow_error first = {0};
+    return strcmp(sqlstate, "22023") == 0 || strcmp(sqlstate, "42809") == 0;
+}
 
-    for (int c_locale = 0; c_locale <= 1; c_locale++) {
-        if (create_sql(conn, db, encoding, c_locale, sql, sizeof sql) != 0)
-            return stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's name failed: "
-                             "%s", PQerrorMessage(conn));
-        if (run_statement(conn, sql, sqlstate, c_locale ? err : &first) == 0) {
-            if (c_locale)
-                stow_log_warn("the server's default locale does not suit the backup's encoding "
-                              "%s (%s): created the database with the C locale, which sorts "
-                              "text by its bytes", encoding, first.message);
+/* Creates the temporary database with the source database's locale, else
+ * the server's default, else C, and logs a warning when it falls back. */
+static int create_staging(PGconn *conn, struct new_database *db, const char *encoding,
+                          const struct database_locale *source, stow_error *err)
+{
+    static const struct database_locale c_locale = {"C", "C"};
+    const struct database_locale *choices[] = {source, NULL, &c_locale};
+    const char *names[] = {"the source database's", "the server's default", "the C"};
+    char sql[768];
+    char sqlstate[6];
+    char rejected[STOW_ERROR_MESSAGE_MAX + 64] = "";
+
+    for (size_t i = source != NULL ? 0 : 1; i < 3; i++) {
+        stow_error attempt = {0};
+
+        memset(err, 0, sizeof *err);
+        if (create_sql(conn, db, encoding, choices[i], sql, sizeof sql) != 0)
+            return stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's settings "
+                             "failed: %s", PQerrorMessage(conn));
+        if (run_statement(conn, sql, sqlstate, &attempt) == 0) {
+            if (rejected[0] != '\0')
+                stow_log_warn("created the database with %s locale, because %s", names[i],
+                              rejected);
             return 0;
         }
-        if (c_locale == 0 && strcmp(sqlstate, "22023") != 0) {
-            *err = first;
+        *err = attempt;  /* the last attempt's error, if none succeeds */
+        if (!locale_rejected(sqlstate))
             break;
-        }
+        snprintf(rejected, sizeof rejected, "the server rejected %s locale: %.*s", names[i],
+                 STOW_ERROR_MESSAGE_MAX - 1, attempt.message);
+        stow_log_info("%s", rejected);
     }
     stow_error_prefix(err, "creating the database %s failed", db->staging);
     stow_error_hint(err, "restore --create needs the CREATEDB privilege; else create the "
@@ -272,7 +299,8 @@ static int create_staging(PGconn *conn, struct new_database *db, const char *enc
     return -1;
 }
 
-int new_database_create(struct new_database *db, const char *encoding, const char *backup_id,
+int new_database_create(struct new_database *db, const char *encoding,
+                        const struct database_locale *locale, const char *backup_id,
                         stow_error *err)
 {
     unsigned char random[6];
@@ -288,7 +316,7 @@ int new_database_create(struct new_database *db, const char *encoding, const cha
     if (connect_maintenance(db->conninfo, &conn, err) != 0)
         return -1;
 
-    if (create_staging(conn, db, encoding, err) == 0) {
+    if (create_staging(conn, db, encoding, locale, err) == 0) {
         db->created = 1;
         snprintf(leftover, sizeof leftover, "the temporary database %s (DROP DATABASE %s)",
                  db->staging, db->staging);
@@ -414,9 +442,9 @@ static void drop_staging(struct new_database *db)
     }
     if (err.exit_code == 0) {
         stow_interrupt_set_leftover(NULL);
-        stow_log_info("dropped the incomplete database %s", db->staging);
+        stow_log_info("dropped the temporary database %s", db->staging);
     } else {
-        stow_log_warn("the incomplete database %s is left on the server: %s; drop it with "
+        stow_log_warn("the temporary database %s is left on the server: %s; drop it with "
                       "DROP DATABASE %s", db->staging, err.message, db->staging);
     }
     PQfreemem(identifier);

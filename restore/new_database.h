@@ -30,10 +30,19 @@ struct new_database {
  * that no database has that name yet (else STOW_EXIT_USAGE). */
 int new_database_check(struct new_database *db, const char *conninfo, stow_error *err);
 
+/* A database's libpq locale (datcollate and datctype). */
+struct database_locale {
+    const char *collate;
+    const char *ctype;
+};
+
 /* Creates the temporary database from template0 with encoding (NULL or
- * empty: the server's default) and fills db->staging_conninfo, the
- * --target connection string with the temporary name. */
-int new_database_create(struct new_database *db, const char *encoding, const char *backup_id,
+ * empty: the server's default) and locale (NULL: the server's default),
+ * falling back to the server's default and then to C when the server
+ * rejects a locale, and fills db->staging_conninfo, the --target
+ * connection string with the temporary name. */
+int new_database_create(struct new_database *db, const char *encoding,
+                        const struct database_locale *locale, const char *backup_id,
                         stow_error *err);
 
 /* Renames the temporary database to the requested name. Every connection

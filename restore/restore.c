@@ -369,9 +369,21 @@ static void finish_scratch(struct restore_job *job)
  * target. */
 static int create_new_database(struct restore_job *job, stow_error *err)
 {
+    json_t *source = json_object_get(job->manifest->document, "source");
+    struct database_locale locale = {
+        json_string_value(json_object_get(source, "lc_collate")),
+        json_string_value(json_object_get(source, "lc_ctype")),
+    };
+    int known = locale.collate != NULL && locale.collate[0] != '\0' && locale.ctype != NULL &&
+                locale.ctype[0] != '\0';
+
+    if (!known)
+        stow_log_info("the manifest of backup %s does not record the database's locale "
+                      "(written by an older stowage): the new database gets the server's "
+                      "default", job->manifest->id);
     if (new_database_check(&job->new_db, job->options->target_conninfo, err) != 0 ||
-        new_database_create(&job->new_db, backup_encoding(job->manifest), job->manifest->id,
-                            err) != 0)
+        new_database_create(&job->new_db, backup_encoding(job->manifest), known ? &locale : NULL,
+                            job->manifest->id, err) != 0)
         return -1;
     job->target = (const char *)job->new_db.staging_conninfo.data;
     report_set(&job->report, "new_database",
@@ -449,6 +461,10 @@ static int run_steps(struct restore_job *job, stow_error *err)
     if (restore_stream(job, err) != 0) {
         if (job->scratch_created)
             scratch_local_hint_full_disk(&job->scratch, err);
+        else if (strstr(err->message, "must be member of role") != NULL)
+            stow_error_hint(err, "restoring the backup's owners needs a superuser or a member "
+                                 "of every owning role: restore with --no-owner to make the "
+                                 "restoring role own everything");
         return -1;
     }
 

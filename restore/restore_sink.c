@@ -185,6 +185,15 @@ static const char *spool_reason(const struct dumpscan_toc_summary *summary)
     return NULL;
 }
 
+/* Names the connections a parallel restore needs when one was refused. */
+static void hint_connection_limit(const struct restore_sink *sink, stow_error *err)
+{
+    stow_error_hint(err, "restore --jobs %d opens %d connections to the target at once, "
+                         "besides its own and pg_restore's (%d in all): lower --jobs, or raise "
+                         "the connection limit of the role, the database or the server",
+                    sink->jobs, sink->jobs, sink->jobs + 2);
+}
+
 /* After the TOC: creates the schema and starts the COPY connections, or
  * falls back to spooling the whole dump. The target is untouched until
  * then. */
@@ -211,10 +220,7 @@ static int on_toc_end(void *context, const struct dumpscan_toc_summary *summary,
      * role connection limit fails the restore while the target is as it was. */
     if (copy_loader_start(sink->conninfo, sink->jobs, contents->encoding, &sink->loader,
                           err) != 0) {
-        stow_error_hint(err, "restore --jobs %d opens %d connections to the target at once, "
-                             "besides its own and pg_restore's: lower --jobs, or raise the "
-                             "connection limit of the role or the server", sink->jobs,
-                        sink->jobs);
+        hint_connection_limit(sink, err);
         return -1;
     }
     if (apply_globals(sink, err) != 0)
@@ -222,6 +228,9 @@ static int on_toc_end(void *context, const struct dumpscan_toc_summary *summary,
     if (run_parallel_restore(sink, "pre-data", err) != 0) {
         /* pre-data ran in one transaction, so none of the schema is left. */
         sink->restore_began = 0;
+        if (strstr(err->message, "too many connections") != NULL ||
+            strstr(err->message, "connection limit") != NULL)
+            hint_connection_limit(sink, err);
         return -1;
     }
     return 0;

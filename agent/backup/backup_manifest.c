@@ -11,10 +11,11 @@
 
 static json_t *source_json(const struct backup_job *job)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "host", job->server.host, "port",
-                     job->server.port, "user", job->server.user, "server_version",
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "host", job->server.host,
+                     "port", job->server.port, "user", job->server.user, "server_version",
                      job->server.version, "server_version_num", job->server.version_num,
-                     "encoding", job->server.encoding);
+                     "encoding", job->server.encoding, "lc_collate", job->server.lc_collate,
+                     "lc_ctype", job->server.lc_ctype);
 }
 
 static json_t *tools_json(const struct backup_job *job)

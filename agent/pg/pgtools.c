@@ -218,7 +218,11 @@ int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *e
         query_one(conn, "SHOW server_version", info->version, sizeof info->version, err) != 0 ||
         query_one(conn, "SELECT pg_encoding_to_char(encoding) FROM pg_database "
                         "WHERE datname = current_database()",
-                  info->encoding, sizeof info->encoding, err) != 0)
+                  info->encoding, sizeof info->encoding, err) != 0 ||
+        query_one(conn, "SELECT datcollate FROM pg_database WHERE datname = current_database()",
+                  info->lc_collate, sizeof info->lc_collate, err) != 0 ||
+        query_one(conn, "SELECT datctype FROM pg_database WHERE datname = current_database()",
+                  info->lc_ctype, sizeof info->lc_ctype, err) != 0)
         return -1;
 
     info->version_num = atoi(number);

@@ -28,6 +28,8 @@ struct pg_server_info {
     char port[16];
     char user[128];
     char encoding[64];          /* server_encoding of the database */
+    char lc_collate[128];       /* the database's datcollate and datctype */
+    char lc_ctype[128];
 };
 
 /* Opens a connection; fails with STOW_EXIT_DATABASE and libpq's message

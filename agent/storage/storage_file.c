@@ -226,16 +226,24 @@ static void file_close(storage *store)
 {
 }
 
-static int file_check(storage *store, stow_error *err)
+/* A missing repository directory is a wrong --repo, not an empty
+ * repository: listing it must not report "no backups". */
+static int check_directory_exists(const storage *store, stow_error *err)
 {
     struct stat st;
 
-    if (stat(store->location, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        stow_fail(err, STOW_EXIT_STORAGE, "repository directory %s does not exist",
-                  store->location);
-        stow_error_hint(err, "create it with mkdir -p %s, or fix --repo", store->location);
+    if (stat(store->location, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    stow_fail(err, STOW_EXIT_STORAGE, "repository directory %s does not exist",
+              store->location);
+    stow_error_hint(err, "create it with mkdir -p %s, or fix --repo", store->location);
+    return -1;
+}
+
+static int file_check(storage *store, stow_error *err)
+{
+    if (check_directory_exists(store, err) != 0)
         return -1;
-    }
     if (access(store->location, W_OK | X_OK) != 0)
         return fail_io(err, errno, "opening repository directory", store->location);
     return 0;
@@ -507,6 +515,8 @@ static int file_list(storage *store, const char *prefix, storage_list_fn fn, voi
     size_t prefix_len = strlen(prefix);
     int rc;
 
+    if (check_directory_exists(store, err) != 0)
+        return -1;
     rc = collect_keys(store->location, "", &keys, err);
     if (rc == 0 && keys.count > 1)
         qsort(keys.entries, keys.count, sizeof *keys.entries, compare_entries);

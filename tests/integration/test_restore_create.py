@@ -138,7 +138,7 @@ class RestoreCreateTest(StowageTestCase):
                               "--target", self.cluster.conninfo("create_tampered"), "--create",
                               expect=3)
         self.assertIn("part %d" % part["number"], result.stderr)
-        self.assertIn("dropped the incomplete database %s" % TEMPORARY_PREFIX, result.stderr)
+        self.assertIn("dropped the temporary database %s" % TEMPORARY_PREFIX, result.stderr)
         self.assertNotIn("partly restored", result.stderr)
         self.assertEqual([], self.databases("create_tampered"))
         self.assert_no_temporary_database()
@@ -155,7 +155,7 @@ class RestoreCreateTest(StowageTestCase):
             process.send_signal(signal.SIGTERM)
             stdout, stderr = process.communicate(timeout=60)
         self.assertEqual(130, process.returncode, stderr)
-        self.assertIn("dropped the incomplete database %s" % temporary, stderr)
+        self.assertIn("dropped the temporary database %s" % temporary, stderr)
         self.assertEqual([], self.databases("create_sigterm"))
         self.assert_no_temporary_database()
 
@@ -215,24 +215,77 @@ class RestoreCreateTest(StowageTestCase):
             stdout, stderr = process.communicate(timeout=120)
         self.assertEqual(2, process.returncode, stderr)
         self.assertIn("a database named create_taken was created while the restore ran", stderr)
-        self.assertIn("dropped the incomplete database %s" % temporary, stderr)
+        self.assertIn("dropped the temporary database %s" % temporary, stderr)
         self.assertEqual(["theirs"], [row[0] for row in self.cluster.query(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", db="create_taken")])
         self.assert_no_temporary_database()
 
+    def edit_manifest_source(self, repo, name, backup_id, **source):
+        """Sets (or with None removes) fields of the manifest's source object."""
+        path = os.path.join(repo[len("file://"):], "backups", name, backup_id, "manifest.json")
+        with open(path) as handle:
+            manifest = json.load(handle)
+        for key, value in source.items():
+            if value is None:
+                manifest["source"].pop(key, None)
+            else:
+                manifest["source"][key] = value
+        with open(path, "w") as handle:
+            json.dump(manifest, handle)
+
+    def locale_of(self, db):
+        rows = self.cluster.query("SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+                                  "FROM pg_database WHERE datname = '%s'" % db)
+        return tuple(rows[0])
+
+    def test_source_locale_is_kept(self):
+        self.cluster.psql("CREATE DATABASE create_c_locale TEMPLATE template0 ENCODING 'UTF8' "
+                          "LC_COLLATE 'C' LC_CTYPE 'C'")
+        self.cluster.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('b'), ('B')",
+                          db="create_c_locale")
+        repo = self.file_repo()
+        backup_id = self.run_backup(repo, "create_c_locale")
+        source = self.show_json(repo, backup_id)["source"]
+        self.assertEqual("C", source["lc_collate"])
+        self.assertEqual("C", source["lc_ctype"])
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("created_c_locale"), "--create")
+        self.assertNotIn("rejected", result.stderr)
+        self.assertNotIn("does not record", result.stderr)
+        self.assertEqual(("UTF8", "C", "C"), self.locale_of("created_c_locale"))
+
+        # A locale the server lacks, and a manifest that records none.
+        self.edit_manifest_source(repo, "create_c_locale", backup_id, lc_collate="xx_XX.UTF-8",
+                                  lc_ctype="xx_XX.UTF-8")
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("created_no_locale"), "--create")
+        self.assertIn("created the database with the server's default locale, because the "
+                      "server rejected the source database's locale", result.stderr)
+        self.assertIn("xx_XX.UTF-8", result.stderr)
+        self.assertEqual(("UTF8", "C.UTF-8", "C.UTF-8"), self.locale_of("created_no_locale"))
+        self.edit_manifest_source(repo, "create_c_locale", backup_id, lc_collate=None,
+                                  lc_ctype=None)
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("created_old_manifest"),
+                              "--create")
+        self.assertIn("does not record the database's locale", result.stderr)
+        self.assertEqual(("UTF8", "C.UTF-8", "C.UTF-8"), self.locale_of("created_old_manifest"))
+
     def test_latin1_backup_gets_c_locale(self):
+        # The manifest names a locale that exists but does not suit LATIN1,
+        # as a backup from a server with a UTF-8 default locale would.
         self.cluster.psql("CREATE DATABASE create_latin TEMPLATE template0 ENCODING 'LATIN1' "
                           "LC_COLLATE 'C' LC_CTYPE 'C'")
         self.cluster.psql("CREATE TABLE words (word text); INSERT INTO words VALUES ('caf\u00e9')",
                           db="create_latin")
-        backup_id = self.run_backup(self.repo, "create_latin", None, "--name", "latin")
-        result = self.stowage("restore", "--repo", self.repo, backup_id, "--name", "latin",
-                              "--key", self.key, "--target",
-                              self.cluster.conninfo("created_latin"), "--create")
+        repo = self.file_repo()
+        backup_id = self.run_backup(repo, "create_latin")
+        self.edit_manifest_source(repo, "create_latin", backup_id, lc_collate="C.UTF-8",
+                                  lc_ctype="C.UTF-8")
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("created_latin"), "--create")
         self.assertIn("created the database with the C locale", result.stderr)
-        rows = self.cluster.query("SELECT pg_encoding_to_char(encoding), datcollate "
-                                  "FROM pg_database WHERE datname = 'created_latin'")
-        self.assertEqual(("LATIN1", "C"), tuple(rows[0]))
+        self.assertEqual(("LATIN1", "C", "C"), self.locale_of("created_latin"))
         self.assertEqual([("caf\u00e9",)], [tuple(row) for row in
                                        self.cluster.query("SELECT word FROM words",
                                                           db="created_latin")])
@@ -282,6 +335,17 @@ class RestoreCreateTest(StowageTestCase):
                               "--create", expect=7)
         self.assertIn("connecting to the database failed", result.stderr)
         self.assertNotIn("template1", result.stderr)
+
+    def test_missing_file_repository_is_named(self):
+        missing = os.path.join(self.workdir, "no-such-repo")
+        for command in (["restore", "--repo", "file://" + missing, "latest", "--key", self.key,
+                         "--target", self.cluster.conninfo("create_norepo"), "--create"],
+                        ["verify", "--repo", "file://" + missing, "latest", "--key", self.key]):
+            with self.subTest(command[0]):
+                result = self.stowage(*command, expect=6)
+                self.assertIn("repository directory %s does not exist" % missing, result.stderr)
+                self.assertNotIn("no complete backup", result.stderr)
+        self.assertEqual([], self.databases("create_norepo"))
 
     def test_conflicting_options_are_rejected(self):
         common = ["restore", "--repo", self.repo, self.backup_id, "--key", self.key, "--create"]

@@ -365,8 +365,11 @@ static void finish_scratch(struct restore_job *job)
     scratch_local_remove(&job->scratch);
 }
 
-/* Creates the temporary database of restore --create and makes it the
- * target. */
+/* Creates the temporary database of restore --create, with the source
+ * database's locale from the manifest, and makes it the target.
+ * TODO: a source database with the ICU provider (datlocprovider 'i',
+ * PostgreSQL 15) is recreated with libc collation: the manifest records
+ * datcollate and datctype only. */
 static int create_new_database(struct restore_job *job, stow_error *err)
 {
     json_t *source = json_object_get(job->manifest->document, "source");

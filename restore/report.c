@@ -95,6 +95,10 @@ void report_finish(struct report *report, const stow_error *outcome)
     if (failed) {
         json_object_set_new(report->document, "error", json_string(outcome->message));
         json_object_set_new(report->document, "exit_code", json_integer(outcome->exit_code));
+        /* The summary may be all that a cron mail shows, so it carries the
+         * next step too, such as dropping a partly restored database. */
+        if (outcome->hint[0] != '\0')
+            json_object_set_new(report->document, "hint", json_string(outcome->hint));
     }
 }
 
@@ -206,6 +210,8 @@ void report_print_text(const struct report *report)
                "  the restore streamed; they overlap it and are not added to the total)\n");
     if (json_object_get(doc, "error") != NULL)
         printf("  error: %s\n", json_string_value(json_object_get(doc, "error")));
+    if (json_object_get(doc, "hint") != NULL)
+        printf("  hint: %s\n", json_string_value(json_object_get(doc, "hint")));
 }
 
 void report_free(struct report *report)

@@ -500,6 +500,8 @@ class StreamingJobsTest(StowageTestCase):
         self.assertIn("(COPY checked, line ", result.stderr)
         self.assertNotIn("Failing row contains", result.stderr)
         self.assertIn("partly restored", result.stderr)
+        self.assertIn("hint: the target database stream_checked is partly restored",
+                      result.stdout)
         self.assertEqual("0", self.cluster.query("SELECT count(*) FROM checked",
                                                  db="stream_checked")[0][0])
 

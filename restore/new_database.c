@@ -21,6 +21,20 @@ static int postgres_database_refused(const stow_error *err)
            strstr(err->message, "permission denied for database \"postgres\"") != NULL;
 }
 
+/* Connects to dbname on the server of conninfo, with conninfo's settings
+ * and --db-iam-auth when it applies to conninfo. The string is left in
+ * other. */
+static int connect_database(const char *conninfo, const char *dbname, stow_buf *other,
+                            PGconn **conn, stow_error *err)
+{
+    if (pgtools_conninfo_with_database(conninfo, dbname, other, err) != 0)
+        return -1;
+    if (pgtools_iam_applies(conninfo) &&
+        pgtools_iam_auth_add_alias((const char *)other->data, err) != 0)
+        return -1;
+    return pgtools_connect((const char *)other->data, conn, err);
+}
+
 /* Connects to the database that createdb uses for its own statements:
  * postgres, else template1 when postgres is missing or closed to the role.
  * A failure of both names both errors. */
@@ -32,12 +46,9 @@ static int connect_maintenance(const char *conninfo, PGconn **conn, stow_error *
     int rc;
 
     stow_buf_init(&other, 64 * 1024);
-    rc = pgtools_conninfo_with_database(conninfo, "postgres", &other, err);
-    if (rc == 0)
-        rc = pgtools_connect((const char *)other.data, conn, err);
+    rc = connect_database(conninfo, "postgres", &other, conn, err);
     if (rc != 0 && postgres_database_refused(err)) {
-        if (pgtools_conninfo_with_database(conninfo, "template1", &other, &second) == 0 &&
-            pgtools_connect((const char *)other.data, conn, &second) == 0) {
+        if (connect_database(conninfo, "template1", &other, conn, &second) == 0) {
             memset(err, 0, sizeof *err);
             rc = 0;
         } else {
@@ -330,9 +341,12 @@ int new_database_create(struct new_database *db, const char *encoding,
             rc = run_statement(conn, comment, NULL, err);
     }
     PQfinish(conn);
-    if (rc != 0)
+    if (rc != 0 ||
+        pgtools_conninfo_with_database(db->conninfo, db->staging, &db->staging_conninfo, err) != 0)
         return -1;
-    return pgtools_conninfo_with_database(db->conninfo, db->staging, &db->staging_conninfo, err);
+    if (pgtools_iam_applies(db->conninfo))
+        return pgtools_iam_auth_add_alias((const char *)db->staging_conninfo.data, err);
+    return 0;
 }
 
 /* Stops new connections to the temporary database and ends the sessions

@@ -289,12 +289,6 @@ static int check_create(struct read_cli *cli, stow_error *err)
     if (cli->restore.clean)
         return cli_usage_error(err, "restore", "--create makes a new database, which has "
                                                "nothing for --clean to drop: give one of them");
-    /* TODO: IAM tokens apply to the --target string alone, and --create
-     * connects with strings naming other databases. */
-    if (cli->db_iam_auth)
-        return cli_usage_error(err, "restore", "--create does not support --db-iam-auth yet: "
-                                               "create the database yourself and restore into "
-                                               "it without --create");
     if (cli->restore.jobs == 0)
         cli->restore.jobs = RESTORE_CREATE_JOBS;
     return 0;

@@ -52,13 +52,28 @@ int pgtools_conninfo_with_database(const char *conninfo, const char *dbname, sto
  * STOW_EXIT_USAGE when there is no single TCP host, or when sslmode is
  * weaker than require for a host that is not loopback. A connection made
  * with any other string, even to the same server, keeps libpq's usual
- * password sources (local scratch clusters rely on that). */
+ * password sources (local scratch clusters rely on that), unless it was
+ * added with pgtools_iam_auth_add_alias. */
 int pgtools_iam_auth_enable(const char *conninfo, struct aws_credentials_provider *provider,
                             stow_error *err);
 
 /* Returns 1 for "localhost" and loopback addresses (127.0.0.0/8, ::1):
  * hosts that IAM authentication may reach without TLS (a tunnel, a test). */
 int pgtools_host_is_loopback(const char *host);
+
+/* Returns 1 when IAM authentication applies to conninfo, else 0. */
+int pgtools_iam_applies(const char *conninfo);
+
+/* Most connection strings that pgtools_iam_auth_add_alias keeps. */
+#define PGTOOLS_IAM_ALIASES_MAX 8
+
+/* Makes IAM authentication apply to conninfo too: a string that names
+ * another database on the same server, for the same user (restore
+ * --create's maintenance and temporary databases), so the token signed
+ * for that host, port and user is valid there. Does nothing while IAM
+ * authentication is off. Call from the thread that enabled it, before
+ * other threads connect. */
+int pgtools_iam_auth_add_alias(const char *conninfo, stow_error *err);
 
 /* Turns IAM authentication off and frees the provider. */
 void pgtools_iam_auth_disable(void);

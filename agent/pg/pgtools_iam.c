@@ -28,6 +28,8 @@ static struct {
     char user[IAM_FIELD_MAX];
     char region[64];
     struct aws_credentials_provider *provider;
+    char *aliases[PGTOOLS_IAM_ALIASES_MAX]; /* pgtools_iam_auth_add_alias */
+    size_t alias_count;
 } iam;
 
 /* Returns the value of keyword in options, or NULL when unset or empty. */
@@ -180,8 +182,42 @@ done:
     return rc;
 }
 
+int pgtools_iam_auth_add_alias(const char *conninfo, stow_error *err)
+{
+    if (!iam.enabled)
+        return 0;
+    for (size_t i = 0; i < iam.alias_count; i++) {
+        if (strcmp(iam.aliases[i], conninfo) == 0)
+            return 0;
+    }
+    if (iam.alias_count == PGTOOLS_IAM_ALIASES_MAX)
+        return stow_fail(err, STOW_EXIT_FAILURE, "too many connection strings for --db-iam-auth");
+    iam.aliases[iam.alias_count] = strdup(conninfo);
+    if (iam.aliases[iam.alias_count] == NULL)
+        return stow_fail(err, STOW_EXIT_FAILURE, "out of memory");
+    iam.alias_count++;
+    return 0;
+}
+
+int pgtools_iam_applies(const char *conninfo)
+{
+    if (!iam.enabled)
+        return 0;
+    if (conninfo == NULL || iam.conninfo == NULL)
+        return conninfo == iam.conninfo;
+    if (strcmp(conninfo, iam.conninfo) == 0)
+        return 1;
+    for (size_t i = 0; i < iam.alias_count; i++) {
+        if (strcmp(conninfo, iam.aliases[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 void pgtools_iam_auth_disable(void)
 {
+    for (size_t i = 0; i < iam.alias_count; i++)
+        free(iam.aliases[i]);
     free(iam.conninfo);
     aws_credentials_provider_free(iam.provider);
     memset(&iam, 0, sizeof iam);
@@ -192,8 +228,7 @@ int pgtools_iam_password(const char *conninfo, stow_buf *password, stow_error *e
     struct aws_credentials credentials;
     int rc;
 
-    if (!iam.enabled || (conninfo == NULL) != (iam.conninfo == NULL) ||
-        (conninfo != NULL && strcmp(conninfo, iam.conninfo) != 0))
+    if (!pgtools_iam_applies(conninfo))
         return 1;
 
     memset(&credentials, 0, sizeof credentials);

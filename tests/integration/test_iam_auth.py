@@ -281,6 +281,23 @@ class BackupIamAuthTest(IamAuthTestCase):
         self.assertEqual(1, len(self.list_json(repo)))
         assert_no_secret([result.stdout, result.stderr], passwords + [SECRET_ACCESS_KEY])
 
+    def test_restore_create_tokens(self):
+        # restore --create connects to postgres and to the temporary
+        # database with strings of its own; each gets a token too.
+        repo = self.file_repo()
+        self.backup(repo, "postgres")
+        result = self.stowage("restore", "--repo", repo, "latest", "--key", self.key,
+                              "--target", self.conninfo(self.server.port, "iam_created"),
+                              "--create", "--db-iam-auth", env=self.iam_env())
+        passwords = self.server.passwords()
+        self.assertGreaterEqual(len(passwords), 5, result.stderr)
+        for password in passwords:
+            self.assert_valid_token(password, self.server.port)
+        self.assertIn("renamed the restored database", result.stderr)
+        self.assertEqual(1, len(self.cluster.query(
+            "SELECT 1 FROM pg_database WHERE datname = 'iam_created'")))
+        assert_no_secret([result.stdout, result.stderr], passwords)
+
     def test_restore_target_token(self):
         repo = self.file_repo()
         self.backup(repo, "postgres")

@@ -15,7 +15,7 @@
 
 /* Returns 1 when a failed connection to the postgres database is about
  * that database (missing, or no CONNECT right), so template1 may work. */
-static int postgres_database_refused(const stow_error *err)
+static int postgres_database_closed(const stow_error *err)
 {
     return strstr(err->message, "database \"postgres\" does not exist") != NULL ||
            strstr(err->message, "permission denied for database \"postgres\"") != NULL;
@@ -47,7 +47,7 @@ static int connect_maintenance(const char *conninfo, PGconn **conn, stow_error *
 
     stow_buf_init(&other, 64 * 1024);
     rc = connect_database(conninfo, "postgres", &other, conn, err);
-    if (rc != 0 && postgres_database_refused(err)) {
+    if (rc != 0 && postgres_database_closed(err)) {
         if (connect_database(conninfo, "template1", &other, conn, &second) == 0) {
             memset(err, 0, sizeof *err);
             rc = 0;
@@ -102,17 +102,12 @@ static int database_exists(PGconn *conn, const char *name, stow_error *err)
 
 static int read_requested_name(struct new_database *db, const char *conninfo, stow_error *err)
 {
-    char *parse_error = NULL;
-    PQconninfoOption *options = PQconninfoParse(conninfo, &parse_error);
+    PQconninfoOption *options = pgtools_parse_conninfo(conninfo, err);
     const char *name = NULL;
     const char *service = NULL;
 
-    if (options == NULL) {
-        stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
-                  parse_error != NULL ? parse_error : "out of memory");
-        PQfreemem(parse_error);
+    if (options == NULL)
         return -1;
-    }
     for (PQconninfoOption *option = options; option->keyword != NULL; option++) {
         if (option->val == NULL || option->val[0] == '\0')
             continue;

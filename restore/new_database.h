@@ -6,8 +6,8 @@
  *
  * The temporary database is called stowage_restore_ and 12 hex digits, and
  * its comment names the backup and the requested name. A failed or
- * interrupted restore drops it; one whose process was killed leaves it
- * behind, and the comment says what it is. */
+ * interrupted restore drops it. A restore whose process was killed leaves
+ * it behind, and the comment describes it. */
 #ifndef STOWAGE_NEW_DATABASE_H
 #define STOWAGE_NEW_DATABASE_H
 
@@ -37,9 +37,9 @@ struct database_locale {
 };
 
 /* Creates the temporary database from template0 with encoding (NULL or
- * empty: the server's default) and locale (NULL: the server's default),
- * falling back to the server's default and then to C when the server
- * rejects a locale, and fills db->staging_conninfo, the --target
+ * empty: the server's default) and locale (NULL: the server's default).
+ * When the server rejects the locale, it falls back to the server's
+ * default and then to C. Fills db->staging_conninfo, the --target
  * connection string with the temporary name. */
 int new_database_create(struct new_database *db, const char *encoding,
                         const struct database_locale *locale, const char *backup_id,

@@ -278,8 +278,9 @@ static int parse_read_command(struct read_cli *cli, int argc, char **argv, const
     return use_db_iam_auth(cli, err);
 }
 
-/* restore --create: a new database under a temporary name, so it runs
- * over RESTORE_CREATE_JOBS connections unless --jobs says otherwise. */
+/* Checks the options of restore --create. Its new database has a
+ * temporary name until complete, so it runs over RESTORE_CREATE_JOBS
+ * connections unless --jobs is given. */
 static int check_create(struct read_cli *cli, stow_error *err)
 {
     if (!cli->restore.create)

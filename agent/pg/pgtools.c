@@ -90,27 +90,35 @@ static int check_port(const char *ports, stow_error *err)
     return 0;
 }
 
-/* A connection string libpq cannot parse is bad usage, not an outage. */
-static int check_conninfo_syntax(const char *conninfo, stow_error *err)
+PQconninfoOption *pgtools_parse_conninfo(const char *conninfo, stow_error *err)
 {
     char *parse_error = NULL;
-    PQconninfoOption *options = PQconninfoParse(conninfo, &parse_error);
-    int rc = 0;
+    PQconninfoOption *options = PQconninfoParse(conninfo != NULL ? conninfo : "", &parse_error);
 
-    if (options != NULL) {
-        for (PQconninfoOption *option = options; rc == 0 && option->keyword != NULL; option++) {
-            if (strcmp(option->keyword, "port") == 0 && option->val != NULL)
-                rc = check_port(option->val, err);
-        }
-        PQconninfoFree(options);
-        return rc;
-    }
+    if (options != NULL)
+        return options;
     stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
               parse_error != NULL ? parse_error : "out of memory");
     stow_error_hint(err, "use a libpq URI (postgresql://user@host:port/dbname) or "
                          "key=value pairs (host=... dbname=...)");
     PQfreemem(parse_error);
-    return -1;
+    return NULL;
+}
+
+/* A connection string libpq cannot parse is bad usage, not an outage. */
+static int check_conninfo_syntax(const char *conninfo, stow_error *err)
+{
+    PQconninfoOption *options = pgtools_parse_conninfo(conninfo, err);
+    int rc = 0;
+
+    if (options == NULL)
+        return -1;
+    for (PQconninfoOption *option = options; rc == 0 && option->keyword != NULL; option++) {
+        if (strcmp(option->keyword, "port") == 0 && option->val != NULL)
+            rc = check_port(option->val, err);
+    }
+    PQconninfoFree(options);
+    return rc;
 }
 
 /* Connects with conninfo, and with an RDS IAM token as the password when
@@ -175,17 +183,12 @@ static int append_conninfo_pair(stow_buf *out, const char *keyword, const char *
 int pgtools_conninfo_with_database(const char *conninfo, const char *dbname, stow_buf *out,
                                    stow_error *err)
 {
-    char *parse_error = NULL;
-    PQconninfoOption *options = PQconninfoParse(conninfo != NULL ? conninfo : "", &parse_error);
+    PQconninfoOption *options = pgtools_parse_conninfo(conninfo, err);
     int rc = 0;
 
     stow_buf_reset(out);
-    if (options == NULL) {
-        stow_fail(err, STOW_EXIT_USAGE, "invalid connection string: %s",
-                  parse_error != NULL ? parse_error : "out of memory");
-        PQfreemem(parse_error);
+    if (options == NULL)
         return -1;
-    }
     for (PQconninfoOption *option = options; rc == 0 && option->keyword != NULL; option++) {
         if (option->val != NULL && strcmp(option->keyword, "dbname") != 0)
             rc = append_conninfo_pair(out, option->keyword, option->val, err);

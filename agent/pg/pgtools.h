@@ -36,6 +36,11 @@ struct pg_server_info {
  * (which never contains the password). */
 int pgtools_connect(const char *conninfo, PGconn **out, stow_error *err);
 
+/* Parses conninfo (NULL: empty) with libpq. Fails with STOW_EXIT_USAGE,
+ * naming libpq's reason, when it cannot be parsed. Free the result with
+ * PQconninfoFree. */
+PQconninfoOption *pgtools_parse_conninfo(const char *conninfo, stow_error *err);
+
 /* Writes conninfo with its database replaced by dbname into out (reset
  * first), as a key=value string, also when conninfo is a URI. The string
  * keeps any password of conninfo: release out with stow_buf_free_secret.
@@ -64,7 +69,8 @@ int pgtools_host_is_loopback(const char *host);
 /* Returns 1 when IAM authentication applies to conninfo, else 0. */
 int pgtools_iam_applies(const char *conninfo);
 
-/* Most connection strings that pgtools_iam_auth_add_alias keeps. */
+/* Maximum number of connection strings that pgtools_iam_auth_add_alias
+ * keeps. */
 #define PGTOOLS_IAM_ALIASES_MAX 8
 
 /* Makes IAM authentication apply to conninfo too: a string that names

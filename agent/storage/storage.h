@@ -288,10 +288,12 @@ void storage_upload_abort(storage_upload *upload);
  * are fetched together, in ranged GETs of up to STORAGE_DOWNLOAD_FETCH_PARTS
  * parts and STORAGE_DOWNLOAD_FETCH_SIZE bytes (a larger part alone). Once the
  * first part has arrived, as many GETs run ahead as fit in
- * transfers_in_flight x STORAGE_DEFAULT_PART_SIZE bytes, no more than the
- * object needs, and never fewer than one. Those buffers, each of the
- * largest GET's size, and one for out of the largest part's size (at least
- * STORAGE_DEFAULT_PART_SIZE), are allocated and prefaulted here. On
+ * transfers_in_flight x STORAGE_DEFAULT_PART_SIZE bytes, never fewer than
+ * one. Those buffers, each of the size of a GET of joined parts of the
+ * largest part's size, and one for out of the largest part's size (at least
+ * STORAGE_DEFAULT_PART_SIZE), are allocated and prefaulted here, whatever
+ * the object's length, so a download's memory depends on the settings and
+ * the part size alone. On
  * file:// the first storage_download_next grows and prefaults out. */
 int storage_download_begin(storage *store, const char *key,
                            const struct storage_part_list *ranges,

@@ -14,9 +14,10 @@
  * file driver does. storage_upload_part_copy submits UploadPartCopy calls
  * to the same worker, so copied and uploaded parts share the limit.
  *
- * Downloads keep up to transfers_in_flight ranged GETs ahead of the reader
- * on a worker thread, fewer for parts above STORAGE_DEFAULT_PART_SIZE (see
- * storage_download_begin), in buffers allocated when the download starts.
+ * Downloads keep ranged GETs of up to transfers_in_flight x
+ * STORAGE_DEFAULT_PART_SIZE bytes in all ahead of the reader on a worker
+ * thread (see storage_download_begin), in buffers allocated when the
+ * download starts.
  * Each range is checked against its SHA-256 before it is returned. */
 #include "storage/storage_driver.h"
 
@@ -1037,28 +1038,37 @@ static int copy_ranges(const struct storage_part_list *from, struct storage_part
     return 0;
 }
 
-/* Sizes the buffers and the read-ahead: as many fetches ahead as fit in
- * transfers default-sized parts, no more than there are, and at least
- * one. A slot's buffer is as large as the largest fetch, so small parts
- * take small buffers. */
+/* The largest ranged GET that plan_fetches makes from parts of part_size
+ * bytes: as many of them as STORAGE_DOWNLOAD_FETCH_PARTS and
+ * STORAGE_DOWNLOAD_FETCH_SIZE allow, at least one. */
+static size_t joined_fetch_size(size_t part_size)
+{
+    size_t parts = STORAGE_DOWNLOAD_FETCH_SIZE / part_size;
+
+    if (parts > STORAGE_DOWNLOAD_FETCH_PARTS)
+        parts = STORAGE_DOWNLOAD_FETCH_PARTS;
+    return (parts > 0 ? parts : 1) * part_size;
+}
+
+/* Sizes the read-ahead from the settings and the backup's part size, not
+ * from the object's length, as the backup's part pool is, so a memory
+ * limit that a small test restore fits in holds in production. A GET of
+ * joined smaller parts that is larger still widens the buffers to its size. */
 static void size_read_ahead(struct storage_download *download, size_t transfers)
 {
     uint64_t budget = (uint64_t)transfers * STORAGE_DEFAULT_PART_SIZE;
 
     download->part_buffer_size = storage_download_buffer_size(&download->ranges);
-    download->fetch_buffer_size = 0;
+    download->fetch_buffer_size = joined_fetch_size(download->part_buffer_size);
     for (size_t i = 0; i < download->fetch_count; i++) {
         if (download->fetches[i].size > download->fetch_buffer_size)
             download->fetch_buffer_size = (size_t)download->fetches[i].size;
     }
-    if (download->fetch_buffer_size == 0)
-        download->fetch_buffer_size = download->part_buffer_size;
-    download->limit = transfers < download->fetch_count ? transfers : download->fetch_count;
+    download->limit = (size_t)(budget / download->fetch_buffer_size);
+    if (download->limit > transfers)
+        download->limit = transfers;
     if (download->limit == 0)
         download->limit = 1;
-    while (download->limit > 1 &&
-           (uint64_t)download->limit * download->fetch_buffer_size > budget)
-        download->limit--;
 }
 
 /* Allocates and prefaults the slots' buffers and the spare. */

@@ -345,14 +345,16 @@ class RestoreS3FaultTest(FaultTestCase):
         self.assertEqual(expected, ranges)
         self.assertEqual(self.expected, tree_digests(target))
 
-    def test_read_ahead_stops_at_the_last_fetch(self):
-        # --transfers 64 would allow 64 GETs ahead; the object needs fewer,
-        # and each buffer takes two 64 KiB parts, not a default-sized part.
+    def test_read_ahead_is_sized_by_the_settings(self):
+        # The buffers follow --transfers and the default part size, not the
+        # object of 64 KiB parts: 8 x 8 MiB of read-ahead in buffers for
+        # GETs of two default-sized parts.
         fetches = 1 + len(self.manifest_parts()) // 2
-        result, _, target = self.extract(self.s3_env(), "--transfers", "64",
+        result, _, target = self.extract(self.s3_env(), "--transfers", "8",
                                          "--log-level", "detail")
-        self.assertIn("allocated %d fetch buffers of %d bytes" % (fetches, 2 * 65536),
-                      result.stderr)
+        self.assertIn("allocated 4 fetch buffers of %d bytes and one part buffer of %d bytes"
+                      % (16 << 20, 8 << 20), result.stderr)
+        self.assertIn("in %d ranged GETs" % fetches, result.stderr)
         self.assertEqual(self.expected, tree_digests(target))
 
     def test_cut_joined_fetch_is_retried(self):

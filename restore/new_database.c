@@ -199,38 +199,70 @@ int new_database_check(struct new_database *db, const char *conninfo, stow_error
     return 0;
 }
 
-/* Builds the CREATE DATABASE statement of the temporary database with
- * the given locale (NULL: the server's default). Returns 0, or -1 when
- * libpq could not quote a value. */
+/* Appends " keyword 'value'" to sql, with value quoted by libpq. */
+static int append_option(PGconn *conn, stow_buf *sql, const char *keyword, const char *value,
+                         stow_error *err)
+{
+    char *literal = PQescapeLiteral(conn, value, strlen(value));
+    int rc;
+
+    if (literal == NULL)
+        return stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's %s failed: %s",
+                         keyword, PQerrorMessage(conn));
+    rc = stow_buf_printf(sql, err, " %s %s", keyword, literal);
+    PQfreemem(literal);
+    return rc;
+}
+
+/* Returns 1 when locale names a provider other than libc that has a
+ * locale: the ICU or builtin provider. */
+static int has_provider(const struct database_locale *locale)
+{
+    return locale != NULL && locale->provider != NULL && locale->locale != NULL &&
+           (strcmp(locale->provider, "icu") == 0 || strcmp(locale->provider, "builtin") == 0);
+}
+
+/* Appends LOCALE_PROVIDER and its locale, and ICU_RULES when set. */
+static int append_provider(PGconn *conn, stow_buf *sql, const struct database_locale *locale,
+                           stow_error *err)
+{
+    int icu = strcmp(locale->provider, "icu") == 0;
+
+    if (stow_buf_printf(sql, err, " LOCALE_PROVIDER %s", icu ? "icu" : "builtin") != 0 ||
+        append_option(conn, sql, icu ? "ICU_LOCALE" : "BUILTIN_LOCALE", locale->locale,
+                      err) != 0)
+        return -1;
+    if (icu && locale->icu_rules != NULL && locale->icu_rules[0] != '\0')
+        return append_option(conn, sql, "ICU_RULES", locale->icu_rules, err);
+    return 0;
+}
+
+/* Builds the CREATE DATABASE statement of the temporary database with the
+ * given locale (NULL: the server's default). */
 static int create_sql(PGconn *conn, const struct new_database *db, const char *encoding,
-                      const struct database_locale *locale, char *sql, size_t size)
+                      const struct database_locale *locale, stow_buf *sql, stow_error *err)
 {
     char *identifier = PQescapeIdentifier(conn, db->staging, strlen(db->staging));
-    char *encoding_literal = NULL;
-    char *collate = NULL;
-    char *ctype = NULL;
-    int rc = -1;
+    int rc;
 
-    if (encoding != NULL && encoding[0] != '\0')
-        encoding_literal = PQescapeLiteral(conn, encoding, strlen(encoding));
-    if (locale != NULL) {
-        collate = PQescapeLiteral(conn, locale->collate, strlen(locale->collate));
-        ctype = PQescapeLiteral(conn, locale->ctype, strlen(locale->ctype));
-    }
-    if (identifier != NULL && (encoding_literal != NULL || encoding == NULL || encoding[0] == '\0') &&
-        (locale == NULL || (collate != NULL && ctype != NULL))) {
-        snprintf(sql, size, "CREATE DATABASE %s TEMPLATE template0%s%s%s%s%s%s", identifier,
-                 encoding_literal != NULL ? " ENCODING " : "",
-                 encoding_literal != NULL ? encoding_literal : "",
-                 locale != NULL ? " LC_COLLATE " : "", locale != NULL ? collate : "",
-                 locale != NULL ? " LC_CTYPE " : "", locale != NULL ? ctype : "");
-        rc = 0;
-    }
+    stow_buf_reset(sql);
+    if (identifier == NULL)
+        return stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's name failed: %s",
+                         PQerrorMessage(conn));
+    rc = stow_buf_printf(sql, err, "CREATE DATABASE %s TEMPLATE template0", identifier);
     PQfreemem(identifier);
-    PQfreemem(encoding_literal);
-    PQfreemem(collate);
-    PQfreemem(ctype);
-    return rc;
+    if (rc != 0)
+        return -1;
+
+    if (encoding != NULL && encoding[0] != '\0' &&
+        append_option(conn, sql, "ENCODING", encoding, err) != 0)
+        return -1;
+    if (locale == NULL)
+        return 0;
+    if (append_option(conn, sql, "LC_COLLATE", locale->collate, err) != 0 ||
+        append_option(conn, sql, "LC_CTYPE", locale->ctype, err) != 0)
+        return -1;
+    return has_provider(locale) ? append_provider(conn, sql, locale, err) : 0;
 }
 
 /* Builds the statements that describe the temporary database in its
@@ -261,44 +293,75 @@ static int comment_sql(PGconn *conn, const struct new_database *db, const char *
 
 /* Returns 1 when CREATE DATABASE failed because of its locale: a locale
  * the server lacks (42809) or one that does not suit the encoding (22023,
- * a LATIN1 backup on a UTF-8 server, say). */
-static int locale_rejected(const char *sqlstate)
+ * a LATIN1 backup on a UTF-8 server, say). With a provider, also a server
+ * built without ICU (0A000) and one older than PostgreSQL 15, which lacks
+ * LOCALE_PROVIDER (42601). PostgreSQL 15 and 16 reject builtin with 22023. */
+static int locale_rejected(const char *sqlstate, const struct database_locale *locale)
 {
-    return strcmp(sqlstate, "22023") == 0 || strcmp(sqlstate, "42809") == 0;
+    if (strcmp(sqlstate, "22023") == 0 || strcmp(sqlstate, "42809") == 0)
+        return 1;
+    return has_provider(locale) && (strcmp(sqlstate, "0A000") == 0 ||
+                                    strcmp(sqlstate, "42601") == 0);
+}
+
+/* Names choice i of create_staging in its messages. */
+static void describe_choice(size_t i, const struct database_locale *source, char *out,
+                            size_t size)
+{
+    if (i == 0)
+        snprintf(out, size, "the source database's %s locale %s", source->provider,
+                 source->locale);
+    else if (i == 1)
+        snprintf(out, size, "the source database's %slocale",
+                 has_provider(source) ? "libc " : "");
+    else
+        snprintf(out, size, "%s", i == 2 ? "the server's default locale" : "the C locale");
 }
 
 /* Creates the temporary database with the source database's locale, else
- * the server's default, else C, and logs a warning when it falls back. */
+ * that locale without its ICU or builtin provider, else the server's
+ * default, else C, and logs a warning when it falls back. */
 static int create_staging(PGconn *conn, struct new_database *db, const char *encoding,
                           const struct database_locale *source, stow_error *err)
 {
-    static const struct database_locale c_locale = {"C", "C"};
-    const struct database_locale *choices[] = {source, NULL, &c_locale};
-    const char *names[] = {"the source database's", "the server's default", "the C"};
-    char sql[768];
+    static const struct database_locale c_locale = {"C", "C", NULL, NULL, NULL};
+    struct database_locale libc_only = {0};
+    const struct database_locale *choices[] = {source, &libc_only, NULL, &c_locale};
+    stow_buf sql;
     char sqlstate[6];
-    char rejected[STOW_ERROR_MESSAGE_MAX + 64] = "";
+    char name[320];
+    char rejected[STOW_ERROR_MESSAGE_MAX + 400] = "";
+    size_t first = 2;
+    int rc = -1;
 
-    for (size_t i = source != NULL ? 0 : 1; i < 3; i++) {
+    if (source != NULL) {
+        libc_only = (struct database_locale){source->collate, source->ctype, NULL, NULL, NULL};
+        first = has_provider(source) ? 0 : 1;
+    }
+    stow_buf_init(&sql, 64 * 1024);
+    for (size_t i = first; i < 4; i++) {
         stow_error attempt = {0};
 
         memset(err, 0, sizeof *err);
-        if (create_sql(conn, db, encoding, choices[i], sql, sizeof sql) != 0)
-            return stow_fail(err, STOW_EXIT_DATABASE, "quoting the new database's settings "
-                             "failed: %s", PQerrorMessage(conn));
-        if (run_statement(conn, sql, sqlstate, &attempt) == 0) {
+        describe_choice(i, source, name, sizeof name);
+        if (create_sql(conn, db, encoding, choices[i], &sql, err) != 0)
+            break;
+        if (run_statement(conn, (const char *)sql.data, sqlstate, &attempt) == 0) {
             if (rejected[0] != '\0')
-                stow_log_warn("created the database with %s locale, because %s", names[i],
-                              rejected);
-            return 0;
+                stow_log_warn("created the database with %s, because %s", name, rejected);
+            rc = 0;
+            break;
         }
         *err = attempt;  /* the last attempt's error, if none succeeds */
-        if (!locale_rejected(sqlstate))
+        if (!locale_rejected(sqlstate, choices[i]))
             break;
-        snprintf(rejected, sizeof rejected, "the server rejected %s locale: %.*s", names[i],
+        snprintf(rejected, sizeof rejected, "the server rejected %s: %.*s", name,
                  STOW_ERROR_MESSAGE_MAX - 1, attempt.message);
         stow_log_info("%s", rejected);
     }
+    stow_buf_free(&sql);
+    if (rc == 0)
+        return 0;
     stow_error_prefix(err, "creating the database %s failed", db->staging);
     stow_error_hint(err, "restore --create needs the CREATEDB privilege; else create the "
                          "database yourself and restore into it without --create");

@@ -30,17 +30,24 @@ struct new_database {
  * that no database has that name yet (else STOW_EXIT_USAGE). */
 int new_database_check(struct new_database *db, const char *conninfo, stow_error *err);
 
-/* A database's libpq locale (datcollate and datctype). */
+/* A database's locale: datcollate and datctype, and with the ICU or
+ * builtin provider (PostgreSQL 15 and 17 on) that provider's locale and
+ * ICU's tailoring rules (16 on). provider NULL or "libc": collate and
+ * ctype alone; locale and icu_rules may be NULL. */
 struct database_locale {
     const char *collate;
     const char *ctype;
+    const char *provider;
+    const char *locale;
+    const char *icu_rules;
 };
 
 /* Creates the temporary database from template0 with encoding (NULL or
  * empty: the server's default) and locale (NULL: the server's default).
- * When the server rejects the locale, it falls back to the server's
- * default and then to C. Fills db->staging_conninfo, the --target
- * connection string with the temporary name. */
+ * When the server rejects the locale, it falls back to the source's libc
+ * locale without the provider, then to the server's default and then to
+ * C. Fills db->staging_conninfo, the --target connection string with the
+ * temporary name. */
 int new_database_create(struct new_database *db, const char *encoding,
                         const struct database_locale *locale, const char *backup_id,
                         stow_error *err);

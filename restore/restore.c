@@ -366,16 +366,17 @@ static void finish_scratch(struct restore_job *job)
 }
 
 /* Creates the temporary database of restore --create, with the source
- * database's locale from the manifest, and makes it the target.
- * TODO: a source database with the ICU provider (datlocprovider 'i',
- * PostgreSQL 15) is recreated with libc collation: the manifest records
- * datcollate and datctype only. */
+ * database's locale and locale provider from the manifest, and makes it
+ * the target. */
 static int create_new_database(struct restore_job *job, stow_error *err)
 {
     json_t *source = json_object_get(job->manifest->document, "source");
     struct database_locale locale = {
         json_string_value(json_object_get(source, "lc_collate")),
         json_string_value(json_object_get(source, "lc_ctype")),
+        json_string_value(json_object_get(source, "locale_provider")),
+        json_string_value(json_object_get(source, "locale")),
+        json_string_value(json_object_get(source, "icu_rules")),
     };
     int known = locale.collate != NULL && locale.collate[0] != '\0' && locale.ctype != NULL &&
                 locale.ctype[0] != '\0';

@@ -9,13 +9,24 @@
 #include "manifest.h"
 #include "signature.h"
 
+static const char *unless_empty(const char *value)
+{
+    return value[0] != '\0' ? value : NULL;
+}
+
+/* The source server and database. locale and icu_rules are left out when
+ * empty (the libc provider, no rules). */
 static json_t *source_json(const struct backup_job *job)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "host", job->server.host,
-                     "port", job->server.port, "user", job->server.user, "server_version",
-                     job->server.version, "server_version_num", job->server.version_num,
-                     "encoding", job->server.encoding, "lc_collate", job->server.lc_collate,
-                     "lc_ctype", job->server.lc_ctype);
+    const struct pg_server_info *server = &job->server;
+
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s*, s:s*}", "host",
+                     server->host, "port", server->port, "user", server->user,
+                     "server_version", server->version, "server_version_num",
+                     server->version_num, "encoding", server->encoding, "lc_collate",
+                     server->lc_collate, "lc_ctype", server->lc_ctype, "locale_provider",
+                     server->locale_provider, "locale", unless_empty(server->locale),
+                     "icu_rules", unless_empty(server->icu_rules));
 }
 
 static json_t *tools_json(const struct backup_job *job)

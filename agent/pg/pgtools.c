@@ -212,6 +212,44 @@ static int query_one(PGconn *conn, const char *sql, char *out, size_t size, stow
     return rc;
 }
 
+/* Reads the database's locale provider and its ICU or builtin locale,
+ * which PostgreSQL 15 introduced: libc alone before that. The columns
+ * moved in 16 (daticurules) and 17 (datlocale replaced daticulocale). */
+static int query_locale_provider(PGconn *conn, struct pg_server_info *info, stow_error *err)
+{
+    const char *sql;
+    PGresult *result;
+    int rc = 0;
+
+    snprintf(info->locale_provider, sizeof info->locale_provider, "libc");
+    if (info->major < 15)
+        return 0;
+    if (info->major >= 17)
+        sql = "SELECT datlocprovider, datlocale, daticurules FROM pg_database "
+              "WHERE datname = current_database()";
+    else if (info->major == 16)
+        sql = "SELECT datlocprovider, daticulocale, daticurules FROM pg_database "
+              "WHERE datname = current_database()";
+    else
+        sql = "SELECT datlocprovider, daticulocale, NULL FROM pg_database "
+              "WHERE datname = current_database()";
+
+    result = PQexec(conn, sql);
+    if (PQresultStatus(result) != PGRES_TUPLES_OK || PQntuples(result) != 1) {
+        rc = pgtools_fail(err, STOW_EXIT_DATABASE, conn, sql);
+    } else {
+        const char *provider = PQgetvalue(result, 0, 0);
+
+        if (strcmp(provider, "i") == 0 || strcmp(provider, "b") == 0)
+            snprintf(info->locale_provider, sizeof info->locale_provider, "%s",
+                     provider[0] == 'i' ? "icu" : "builtin");
+        snprintf(info->locale, sizeof info->locale, "%s", PQgetvalue(result, 0, 1));
+        snprintf(info->icu_rules, sizeof info->icu_rules, "%s", PQgetvalue(result, 0, 2));
+    }
+    PQclear(result);
+    return rc;
+}
+
 int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *err)
 {
     char number[32];
@@ -230,6 +268,8 @@ int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *e
 
     info->version_num = atoi(number);
     info->major = info->version_num / 10000;
+    if (query_locale_provider(conn, info, err) != 0)
+        return -1;
     snprintf(info->database, sizeof info->database, "%s", PQdb(conn));
     snprintf(info->host, sizeof info->host, "%s", PQhost(conn) ? PQhost(conn) : "");
     snprintf(info->port, sizeof info->port, "%s", PQport(conn) ? PQport(conn) : "");

@@ -30,6 +30,9 @@ struct pg_server_info {
     char encoding[64];          /* server_encoding of the database */
     char lc_collate[128];       /* the database's datcollate and datctype */
     char lc_ctype[128];
+    char locale_provider[16];   /* "libc", "icu" or "builtin": datlocprovider */
+    char locale[128];           /* the ICU or builtin locale; empty with libc */
+    char icu_rules[256];        /* daticurules; empty when unset */
 };
 
 /* Opens a connection; fails with STOW_EXIT_DATABASE and libpq's message

@@ -238,14 +238,20 @@ class RestoreCreateTest(StowageTestCase):
                                   "FROM pg_database WHERE datname = '%s'" % db)
         return tuple(rows[0])
 
-    def test_source_locale_is_kept(self):
-        self.cluster.psql("CREATE DATABASE create_c_locale TEMPLATE template0 ENCODING 'UTF8' "
-                          "LC_COLLATE 'C' LC_CTYPE 'C'")
-        self.cluster.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('b'), ('B')",
-                          db="create_c_locale")
+    def back_up_new_database(self, name, locale_options):
+        """Creates a UTF-8 database with a table t of three words and backs it
+        up; returns the repository, the backup id and the manifest's source."""
+        self.cluster.psql("CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' %s"
+                          % (name, locale_options))
+        self.cluster.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('b'), ('B'), ('a')",
+                          db=name)
         repo = self.file_repo()
-        backup_id = self.run_backup(repo, "create_c_locale")
-        source = self.show_json(repo, backup_id)["source"]
+        backup_id = self.run_backup(repo, name)
+        return repo, backup_id, self.show_json(repo, backup_id)["source"]
+
+    def test_source_locale_is_kept(self):
+        repo, backup_id, source = self.back_up_new_database("create_c_locale",
+                                                            "LC_COLLATE 'C' LC_CTYPE 'C'")
         self.assertEqual("C", source["lc_collate"])
         self.assertEqual("C", source["lc_ctype"])
         result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
@@ -270,6 +276,40 @@ class RestoreCreateTest(StowageTestCase):
                               "--create")
         self.assertIn("does not record the database's locale", result.stderr)
         self.assertEqual(("UTF8", "C.UTF-8", "C.UTF-8"), self.locale_of("created_old_manifest"))
+
+    def test_icu_locale_is_kept(self):
+        repo, backup_id, source = self.back_up_new_database(
+            "create_icu", "LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+        self.assertEqual("icu", source["locale_provider"])
+        self.assertEqual("en-US", source["locale"])
+        self.assertNotIn("icu_rules", source)
+
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("created_icu"), "--create")
+        self.assertNotIn("rejected", result.stderr)
+        self.assertEqual([("i", "en-US")], self.provider_of("created_icu"))
+        # ICU's en-US puts lower case first; the C locale would sort B first.
+        self.assertEqual([("a",), ("b",), ("B",)],
+                         [tuple(row) for row in self.cluster.query("SELECT v FROM t ORDER BY v",
+                                                                   db="created_icu")])
+
+    def test_unknown_provider_falls_back_to_libc(self):
+        # PostgreSQL 15 rejects the builtin provider of a PostgreSQL 17 source
+        # (22023); the new database keeps the source's libc locale.
+        repo = self.file_repo()
+        backup_id = self.run_backup(repo, "create_source")
+        self.edit_manifest_source(repo, "create_source", backup_id, locale_provider="builtin",
+                                  locale="C.UTF-8")
+        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                              "--target", self.cluster.conninfo("created_builtin"), "--create")
+        self.assertIn("created the database with the source database's libc locale, because "
+                      "the server rejected the source database's builtin locale C.UTF-8",
+                      result.stderr)
+        self.assertEqual([("c", None)], self.provider_of("created_builtin"))
+
+    def provider_of(self, db):
+        return [tuple(row) for row in self.cluster.query(
+            "SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = '%s'" % db)]
 
     def test_latin1_backup_gets_c_locale(self):
         # The manifest names a locale that exists but does not suit LATIN1,

@@ -143,6 +143,33 @@ static void write_json_line(enum stow_log_level level, const char *time_text,
     json_decref(line);
 }
 
+int stow_has_control_characters(const char *text)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+/* Writes message so that text from outside (a server's error, a field of
+ * a manifest) cannot pass for a log line of its own or drive the
+ * terminal: a line after a newline starts indented, and other control
+ * characters but tabs become '?'. */
+static void write_text_message(const char *message)
+{
+    for (const unsigned char *c = (const unsigned char *)message; *c != '\0'; c++) {
+        if (*c == '\n') {
+            fputs(c[1] == ' ' || c[1] == '\0' ? "\n" : "\n  ", stderr);
+        } else if ((*c < 0x20 && *c != '\t') || *c == 0x7f) {
+            fputc('?', stderr);
+        } else {
+            fputc(*c, stderr);
+        }
+    }
+    fputc('\n', stderr);
+}
+
 static void write_text_line(enum stow_log_level level, const char *time_text,
                             const char *message)
 {
@@ -151,7 +178,7 @@ static void write_text_line(enum stow_log_level level, const char *time_text,
         if (log_context[i].key[0] != '\0')
             fprintf(stderr, "%s=%s ", log_context[i].key, context_value(i));
     }
-    fprintf(stderr, "%s\n", message);
+    write_text_message(message);
 }
 
 void stow_log(enum stow_log_level level, const char *fmt, ...)

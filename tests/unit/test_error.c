@@ -1,8 +1,11 @@
-/* Password redaction in error messages and log lines. */
+/* Password redaction in error messages and log lines, and outside text
+ * in text log lines. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "unit.h"
 
 static void check_redacted(const char *input, const char *expected)
@@ -45,10 +48,47 @@ static void test_errors_are_redacted(void)
     CHECK_CONTAINS(err.message, "password=*****");
 }
 
+/* Logs message at warn level in text format and returns what reached
+ * stderr in out. */
+static void capture_text_log(const char *message, char *out, size_t size)
+{
+    FILE *capture = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    size_t length;
+
+    fflush(stderr);
+    dup2(fileno(capture), STDERR_FILENO);
+    stow_log(STOW_LOG_WARN, "%s", message);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+
+    rewind(capture);
+    length = fread(out, 1, size - 1, capture);
+    out[length] = '\0';
+    fclose(capture);
+}
+
+static void test_log_lines_contain_outside_text(void)
+{
+    char line[1024];
+
+    capture_text_log("value \"de\nDE\" rejected", line, sizeof line);
+    CHECK_CONTAINS(line, "value \"de\n  DE\" rejected\n");
+    capture_text_log("bell\a and escape\x1b[2J and tab\t", line, sizeof line);
+    CHECK_CONTAINS(line, "bell? and escape?[2J and tab\t\n");
+    capture_text_log("failed\n  hint: do this", line, sizeof line);
+    CHECK_CONTAINS(line, "failed\n  hint: do this\n");
+    CHECK(!stow_has_control_characters("de-DE u-ks-level2"));
+    CHECK(stow_has_control_characters("de\nDE"));
+    CHECK(stow_has_control_characters("del\x7f"));
+}
+
 int main(void)
 {
     unit_run("redaction of URI passwords", test_uri_passwords);
     unit_run("redaction of password keywords", test_keyword_passwords);
     unit_run("recorded errors are redacted", test_errors_are_redacted);
+    unit_run("text log lines contain outside text", test_log_lines_contain_outside_text);
     return unit_finish();
 }

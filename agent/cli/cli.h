@@ -80,7 +80,9 @@ enum cli_repo_option_code {
     "  --storage-class NAME  S3 storage class for uploaded objects (default: the\n" \
     "                        bucket's, normally STANDARD)\n" \
     "  --transfers N         parts uploaded or downloaded at once, 1 to 64 (default 4);\n" \
-    "                        an S3 transfer holds N + 1 part buffers in memory\n" \
+    "                        an S3 upload holds N + 1 part buffers in memory, an S3\n" \
+    "                        download N x 8 MiB read ahead and one part (at least\n" \
+    "                        one GET ahead, of one or two parts)\n" \
     "  --log-format FORMAT   text (default) or json (JSON lines on stderr)\n" \
     "  --log-level LEVEL     error, warn, info (default), detail or debug\n" \
     "  --metrics-file PATH   write Prometheus metrics of the run to PATH (node_exporter\n" \

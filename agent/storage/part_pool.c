@@ -27,7 +27,8 @@ static int grow_aligned(stow_buf *buf, size_t size, stow_error *err)
     if (posix_memalign(&grown, PART_BUFFER_ALIGNMENT, size + 1) != 0) {
         stow_fail(err, STOW_EXIT_FAILURE, "out of memory allocating a part buffer of %zu bytes",
                   size);
-        stow_error_hint(err, "lower --transfers or --part-size, or raise the memory limit");
+        stow_error_hint(err, "lower --transfers (or a backup's --part-size), or raise the "
+                             "memory limit");
         return -1;
     }
 

@@ -1113,9 +1113,10 @@ static int s3_download_begin(storage *store, const char *key,
         storage_download_free(download);
         return -1;
     }
-    stow_log_detail("allocated %zu fetch buffers of %zu bytes and one part buffer of %zu bytes "
-                    "for %s (%zu parts in %zu ranged GETs)",
-                    download->limit, download->fetch_buffer_size, download->part_buffer_size,
+    stow_log_detail("allocated %zu fetch buffer%s of %zu bytes and one part buffer of %zu "
+                    "bytes for %s (%zu parts in %zu ranged GETs)", download->limit,
+                    download->limit == 1 ? "" : "s", download->fetch_buffer_size,
+                    download->part_buffer_size,
                     download->key, download->ranges.count, download->fetch_count);
     if (download->fetch_count > 0)
         submit_fetch(download, 0);

@@ -1,6 +1,7 @@
 #include "new_database.h"
 
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +68,10 @@ static int connect_maintenance(const char *conninfo, PGconn **conn, stow_error *
 }
 
 /* Runs sql, one statement or several in one transaction. On failure it
- * copies the SQLSTATE into sqlstate (6 bytes, may be NULL), and the
- * caller adds context. */
-static int run_statement(PGconn *conn, const char *sql, char *sqlstate, stow_error *err)
+ * names context (NULL: sql itself) and the server's message in err and
+ * copies the SQLSTATE into sqlstate (6 bytes, may be NULL). */
+static int run_statement_as(PGconn *conn, const char *sql, const char *context, char *sqlstate,
+                            stow_error *err)
 {
     PGresult *result = PQexec(conn, sql);
     const char *state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
@@ -79,9 +81,14 @@ static int run_statement(PGconn *conn, const char *sql, char *sqlstate, stow_err
         snprintf(sqlstate, 6, "%s", state != NULL ? state : "");
     if (PQresultStatus(result) != PGRES_COMMAND_OK &&
         PQresultStatus(result) != PGRES_TUPLES_OK)
-        rc = pgtools_fail(err, STOW_EXIT_DATABASE, conn, sql);
+        rc = pgtools_fail(err, STOW_EXIT_DATABASE, conn, context != NULL ? context : sql);
     PQclear(result);
     return rc;
+}
+
+static int run_statement(PGconn *conn, const char *sql, char *sqlstate, stow_error *err)
+{
+    return run_statement_as(conn, sql, NULL, sqlstate, err);
 }
 
 /* Returns 1 when a database called name exists, 0, or -1 (err filled). */
@@ -214,8 +221,7 @@ static int append_option(PGconn *conn, stow_buf *sql, const char *keyword, const
     return rc;
 }
 
-/* Returns 1 when locale names a provider other than libc that has a
- * locale: the ICU or builtin provider. */
+/* Returns 1 when locale names the ICU or builtin provider and its locale. */
 static int has_provider(const struct database_locale *locale)
 {
     return locale != NULL && locale->provider != NULL && locale->locale != NULL &&
@@ -232,13 +238,14 @@ static int append_provider(PGconn *conn, stow_buf *sql, const struct database_lo
         append_option(conn, sql, icu ? "ICU_LOCALE" : "BUILTIN_LOCALE", locale->locale,
                       err) != 0)
         return -1;
-    if (icu && locale->icu_rules != NULL && locale->icu_rules[0] != '\0')
+    if (icu && locale->icu_rules != NULL)
         return append_option(conn, sql, "ICU_RULES", locale->icu_rules, err);
     return 0;
 }
 
 /* Builds the CREATE DATABASE statement of the temporary database with the
- * given locale (NULL: the server's default). */
+ * given locale (NULL: the server's default). A NULL collate and ctype
+ * leave the server's default libc locale beside the provider. */
 static int create_sql(PGconn *conn, const struct new_database *db, const char *encoding,
                       const struct database_locale *locale, stow_buf *sql, stow_error *err)
 {
@@ -259,8 +266,9 @@ static int create_sql(PGconn *conn, const struct new_database *db, const char *e
         return -1;
     if (locale == NULL)
         return 0;
-    if (append_option(conn, sql, "LC_COLLATE", locale->collate, err) != 0 ||
-        append_option(conn, sql, "LC_CTYPE", locale->ctype, err) != 0)
+    if (locale->collate != NULL &&
+        (append_option(conn, sql, "LC_COLLATE", locale->collate, err) != 0 ||
+         append_option(conn, sql, "LC_CTYPE", locale->ctype, err) != 0))
         return -1;
     return has_provider(locale) ? append_provider(conn, sql, locale, err) : 0;
 }
@@ -294,78 +302,156 @@ static int comment_sql(PGconn *conn, const struct new_database *db, const char *
 /* Returns 1 when CREATE DATABASE failed because of its locale: a locale
  * the server lacks (42809) or one that does not suit the encoding (22023,
  * a LATIN1 backup on a UTF-8 server, say). With a provider, also a server
- * built without ICU (0A000) and one older than PostgreSQL 15, which lacks
- * LOCALE_PROVIDER (42601). PostgreSQL 15 and 16 reject builtin with 22023. */
+ * built without ICU (0A000) and an ICU locale that ICU cannot open, which
+ * PostgreSQL 15 reports as XX000. */
 static int locale_rejected(const char *sqlstate, const struct database_locale *locale)
 {
     if (strcmp(sqlstate, "22023") == 0 || strcmp(sqlstate, "42809") == 0)
         return 1;
     return has_provider(locale) && (strcmp(sqlstate, "0A000") == 0 ||
-                                    strcmp(sqlstate, "42601") == 0);
+                                    strcmp(sqlstate, "XX000") == 0);
 }
 
-/* Names choice i of create_staging in its messages. */
-static void describe_choice(size_t i, const struct database_locale *source, char *out,
-                            size_t size)
+/* The locales that create_staging tries in turn. */
+struct locale_choices {
+    struct database_locale locale[5];
+    const struct database_locale *choice[5];  /* NULL: the server's default */
+    char name[5][1024];
+    size_t count;
+};
+
+static void add_choice(struct locale_choices *choices, const struct database_locale *locale,
+                       const char *fmt, ...) STOW_PRINTF(3, 4);
+
+static void add_choice(struct locale_choices *choices, const struct database_locale *locale,
+                       const char *fmt, ...)
 {
-    if (i == 0)
-        snprintf(out, size, "the source database's %s locale %s", source->provider,
-                 source->locale);
-    else if (i == 1)
-        snprintf(out, size, "the source database's %slocale",
-                 has_provider(source) ? "libc " : "");
-    else
-        snprintf(out, size, "%s", i == 2 ? "the server's default locale" : "the C locale");
+    size_t i = choices->count++;
+    va_list ap;
+
+    if (locale != NULL) {
+        choices->locale[i] = *locale;
+        choices->choice[i] = &choices->locale[i];
+    }
+    va_start(ap, fmt);
+    vsnprintf(choices->name[i], sizeof choices->name[i], fmt, ap);
+    va_end(ap);
 }
 
-/* Creates the temporary database with the source database's locale, else
- * that locale without its ICU or builtin provider, else the server's
- * default, else C, and logs a warning when it falls back. */
+/* Drops from source what the server's version lacks, with a warning:
+ * LOCALE_PROVIDER before PostgreSQL 15, builtin before 17 and ICU_RULES
+ * before 16. */
+static void fit_server_version(PGconn *conn, struct database_locale *source)
+{
+    int version = PQserverVersion(conn);
+    int builtin = strcmp(source->provider, "builtin") == 0;
+    int needed = builtin ? 170000 : 150000;
+
+    if (version < needed) {
+        stow_log_warn("the server runs PostgreSQL %d, which lacks the %s locale provider "
+                      "(PostgreSQL %d on): the new database gets a libc locale instead of %s "
+                      "locale %s", version / 10000, source->provider, needed / 10000,
+                      source->provider, source->locale);
+        source->provider = NULL;
+    } else if (source->icu_rules != NULL && version < 160000) {
+        stow_log_warn("the server runs PostgreSQL %d, which lacks ICU_RULES (PostgreSQL 16 on): "
+                      "the new database gets ICU locale %s without the source database's "
+                      "rules", version / 10000, source->locale);
+        source->icu_rules = NULL;
+    }
+}
+
+/* Lists the locales to try: the source's libc locale with its provider,
+ * the provider with the server's default libc locale, the libc locale
+ * alone, the server's default, and C. Each needs what source records. */
+static void plan_locales(PGconn *conn, const struct database_locale *recorded,
+                         struct locale_choices *choices)
+{
+    static const struct database_locale c_locale = {"C", "C", NULL, NULL, NULL};
+    struct database_locale source = {0};
+    int libc;
+
+    memset(choices, 0, sizeof *choices);
+    if (recorded != NULL)
+        source = *recorded;
+    libc = source.collate != NULL && source.ctype != NULL;
+    if (has_provider(&source))
+        fit_server_version(conn, &source);
+
+    if (has_provider(&source) && libc)
+        add_choice(choices, &source, "the source database's locale (%s locale %s, LC_COLLATE "
+                   "%s, LC_CTYPE %s)", source.provider, source.locale, source.collate,
+                   source.ctype);
+    if (has_provider(&source))
+        add_choice(choices, &(struct database_locale){NULL, NULL, source.provider, source.locale,
+                                                      source.icu_rules},
+                   "the source database's %s locale %s with the server's default LC_COLLATE "
+                   "and LC_CTYPE", source.provider, source.locale);
+    if (libc && has_provider(&source))
+        add_choice(choices, &(struct database_locale){source.collate, source.ctype, NULL, NULL,
+                                                      NULL},
+                   "the source database's LC_COLLATE %s and LC_CTYPE %s without its %s locale",
+                   source.collate, source.ctype, source.provider);
+    else if (libc)
+        add_choice(choices, &source, "the source database's locale (LC_COLLATE %s, LC_CTYPE %s)",
+                   source.collate, source.ctype);
+    add_choice(choices, NULL, "the server's default locale");
+    add_choice(choices, &c_locale, "the C locale");
+}
+
+/* Fills err after every choice of create_staging failed, or one failed
+ * for another reason than its locale. */
+static void creation_failed(const struct new_database *db, const char *sqlstate,
+                            stow_error *err)
+{
+    stow_error_prefix(err, "creating the database %s failed", db->staging);
+    if (strcmp(sqlstate, "42501") == 0)
+        stow_error_hint(err, "restore --create needs the CREATEDB privilege; else create the "
+                             "database yourself and restore into it without --create");
+    else
+        stow_error_hint(err, "create the database yourself, with a locale that this server "
+                             "has, and restore into it without --create");
+}
+
+/* Creates the temporary database with the first locale of plan_locales
+ * that the server accepts, and logs a warning when it falls back. */
 static int create_staging(PGconn *conn, struct new_database *db, const char *encoding,
                           const struct database_locale *source, stow_error *err)
 {
-    static const struct database_locale c_locale = {"C", "C", NULL, NULL, NULL};
-    struct database_locale libc_only = {0};
-    const struct database_locale *choices[] = {source, &libc_only, NULL, &c_locale};
+    struct locale_choices choices;
+    char context[128];
     stow_buf sql;
-    char sqlstate[6];
-    char name[320];
-    char rejected[STOW_ERROR_MESSAGE_MAX + 400] = "";
-    size_t first = 2;
+    char sqlstate[6] = "";
+    char rejected[STOW_ERROR_MESSAGE_MAX + 1200] = "";
     int rc = -1;
 
-    if (source != NULL) {
-        libc_only = (struct database_locale){source->collate, source->ctype, NULL, NULL, NULL};
-        first = has_provider(source) ? 0 : 1;
-    }
+    plan_locales(conn, source, &choices);
+    snprintf(context, sizeof context, "CREATE DATABASE %s", db->staging);
     stow_buf_init(&sql, 64 * 1024);
-    for (size_t i = first; i < 4; i++) {
+    for (size_t i = 0; i < choices.count; i++) {
         stow_error attempt = {0};
 
         memset(err, 0, sizeof *err);
-        describe_choice(i, source, name, sizeof name);
-        if (create_sql(conn, db, encoding, choices[i], &sql, err) != 0)
+        if (create_sql(conn, db, encoding, choices.choice[i], &sql, err) != 0)
             break;
-        if (run_statement(conn, (const char *)sql.data, sqlstate, &attempt) == 0) {
+        if (run_statement_as(conn, (const char *)sql.data, context, sqlstate, &attempt) == 0) {
             if (rejected[0] != '\0')
-                stow_log_warn("created the database with %s, because %s", name, rejected);
+                stow_log_warn("created the database with %s, because %s", choices.name[i],
+                              rejected);
             rc = 0;
             break;
         }
         *err = attempt;  /* the last attempt's error, if none succeeds */
-        if (!locale_rejected(sqlstate, choices[i]))
+        if (!locale_rejected(sqlstate, choices.choice[i]))
             break;
-        snprintf(rejected, sizeof rejected, "the server rejected %s: %.*s", name,
+        snprintf(rejected, sizeof rejected, "the server rejected %s: %.*s", choices.name[i],
                  STOW_ERROR_MESSAGE_MAX - 1, attempt.message);
         stow_log_info("%s", rejected);
     }
     stow_buf_free(&sql);
-    if (rc == 0)
-        return 0;
-    stow_error_prefix(err, "creating the database %s failed", db->staging);
-    stow_error_hint(err, "restore --create needs the CREATEDB privilege; else create the "
-                         "database yourself and restore into it without --create");
-    return -1;
+    if (rc != 0)
+        creation_failed(db, sqlstate, err);
+    return rc;
 }
 
 int new_database_create(struct new_database *db, const char *encoding,

@@ -365,28 +365,88 @@ static void finish_scratch(struct restore_job *job)
     scratch_local_remove(&job->scratch);
 }
 
+/* Maximum lengths of a locale name and of ICU rules taken from a
+ * manifest, in bytes. */
+#define SOURCE_LOCALE_MAX 256
+#define SOURCE_ICU_RULES_MAX 4096
+
+/* Returns the text of source.key, or NULL when the manifest lacks it or
+ * its value cannot be a locale (logged, naming the field). */
+static const char *locale_field(const json_t *source, const char *key, size_t max,
+                                const char *backup_id)
+{
+    json_t *value = json_object_get(source, key);
+    const char *text = json_string_value(value);
+    const char *problem = NULL;
+
+    if (value == NULL)
+        return NULL;
+    if (text == NULL)
+        problem = "it is not a string";
+    else if (text[0] == '\0')
+        problem = "it is empty";
+    else if (strlen(text) > max)
+        problem = "it is longer than a locale name can be";
+    else if (stow_has_control_characters(text))
+        problem = "it contains control characters";
+    if (problem == NULL)
+        return text;
+    stow_log_warn("ignoring source.%s in the manifest of backup %s: %s", key, backup_id,
+                  problem);
+    return NULL;
+}
+
+/* Reads the source database's locale from the manifest into locale and
+ * returns 1, or 0 when the manifest records none (an older build). Fields
+ * that do not fit together are logged and left out. */
+static int read_source_locale(const struct manifest *manifest, struct database_locale *locale)
+{
+    json_t *source = json_object_get(manifest->document, "source");
+    const char *id = manifest->id;
+
+    *locale = (struct database_locale){
+        locale_field(source, "lc_collate", SOURCE_LOCALE_MAX, id),
+        locale_field(source, "lc_ctype", SOURCE_LOCALE_MAX, id),
+        locale_field(source, "locale_provider", SOURCE_LOCALE_MAX, id),
+        locale_field(source, "locale", SOURCE_LOCALE_MAX, id),
+        locale_field(source, "icu_rules", SOURCE_ICU_RULES_MAX, id),
+    };
+    if ((locale->collate == NULL) != (locale->ctype == NULL)) {
+        stow_log_warn("the manifest of backup %s records only one of lc_collate and lc_ctype: "
+                      "the new database gets the server's default for both", id);
+        locale->collate = locale->ctype = NULL;
+    }
+    if (locale->provider != NULL && strcmp(locale->provider, "libc") != 0 &&
+        strcmp(locale->provider, "icu") != 0 && strcmp(locale->provider, "builtin") != 0) {
+        stow_log_warn("ignoring source.locale_provider \"%s\" in the manifest of backup %s: "
+                      "it is none of libc, icu and builtin", locale->provider, id);
+        locale->provider = NULL;
+    }
+    if (locale->provider != NULL && strcmp(locale->provider, "libc") != 0 &&
+        locale->locale == NULL) {
+        stow_log_warn("the manifest of backup %s records the %s locale provider without its "
+                      "locale: the new database gets a libc locale", id, locale->provider);
+        locale->provider = NULL;
+    }
+    return json_object_get(source, "lc_collate") != NULL ||
+           json_object_get(source, "lc_ctype") != NULL ||
+           json_object_get(source, "locale_provider") != NULL;
+}
+
 /* Creates the temporary database of restore --create, with the source
  * database's locale and locale provider from the manifest, and makes it
  * the target. */
 static int create_new_database(struct restore_job *job, stow_error *err)
 {
-    json_t *source = json_object_get(job->manifest->document, "source");
-    struct database_locale locale = {
-        json_string_value(json_object_get(source, "lc_collate")),
-        json_string_value(json_object_get(source, "lc_ctype")),
-        json_string_value(json_object_get(source, "locale_provider")),
-        json_string_value(json_object_get(source, "locale")),
-        json_string_value(json_object_get(source, "icu_rules")),
-    };
-    int known = locale.collate != NULL && locale.collate[0] != '\0' && locale.ctype != NULL &&
-                locale.ctype[0] != '\0';
+    struct database_locale locale;
+    int recorded = read_source_locale(job->manifest, &locale);
 
-    if (!known)
+    if (!recorded)
         stow_log_info("the manifest of backup %s does not record the database's locale "
                       "(written by an older stowage): the new database gets the server's "
                       "default", job->manifest->id);
     if (new_database_check(&job->new_db, job->options->target_conninfo, err) != 0 ||
-        new_database_create(&job->new_db, backup_encoding(job->manifest), known ? &locale : NULL,
+        new_database_create(&job->new_db, backup_encoding(job->manifest), &locale,
                             job->manifest->id, err) != 0)
         return -1;
     job->target = (const char *)job->new_db.staging_conninfo.data;

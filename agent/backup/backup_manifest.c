@@ -14,17 +14,18 @@ static const char *unless_empty(const char *value)
     return value[0] != '\0' ? value : NULL;
 }
 
-/* The source server and database. locale and icu_rules are left out when
- * empty (the libc provider, no rules). */
+/* The source server and database. The locale fields are left out when
+ * empty: no ICU or builtin locale, no rules, or a name too long to record. */
 static json_t *source_json(const struct backup_job *job)
 {
     const struct pg_server_info *server = &job->server;
 
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s*, s:s*}", "host",
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s*, s:s*, s:s, s:s*, s:s*}", "host",
                      server->host, "port", server->port, "user", server->user,
                      "server_version", server->version, "server_version_num",
                      server->version_num, "encoding", server->encoding, "lc_collate",
-                     server->lc_collate, "lc_ctype", server->lc_ctype, "locale_provider",
+                     unless_empty(server->lc_collate), "lc_ctype",
+                     unless_empty(server->lc_ctype), "locale_provider",
                      server->locale_provider, "locale", unless_empty(server->locale),
                      "icu_rules", unless_empty(server->icu_rules));
 }

@@ -244,10 +244,28 @@ static int query_locale_provider(PGconn *conn, struct pg_server_info *info, stow
             snprintf(info->locale_provider, sizeof info->locale_provider, "%s",
                      provider[0] == 'i' ? "icu" : "builtin");
         snprintf(info->locale, sizeof info->locale, "%s", PQgetvalue(result, 0, 1));
-        snprintf(info->icu_rules, sizeof info->icu_rules, "%s", PQgetvalue(result, 0, 2));
+        if ((size_t)PQgetlength(result, 0, 2) < sizeof info->icu_rules)
+            snprintf(info->icu_rules, sizeof info->icu_rules, "%s", PQgetvalue(result, 0, 2));
+        else
+            stow_log_warn("the database's ICU rules are %d bytes long, more than the %zu that "
+                          "the manifest records: restore --create gives the new database its "
+                          "ICU locale without them", PQgetlength(result, 0, 2),
+                          sizeof info->icu_rules - 1);
     }
     PQclear(result);
     return rc;
+}
+
+/* Clears a locale name that filled its buffer, which may have cut it, so
+ * that no manifest records a wrong locale. */
+static void drop_cut_locale(char *name, size_t size, const char *column)
+{
+    if (strlen(name) + 1 < size)
+        return;
+    stow_log_warn("the database's %s is %zu bytes or longer, more than the manifest records: "
+                  "restore --create gives the new database the server's default instead",
+                  column, size - 1);
+    name[0] = '\0';
 }
 
 int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *err)
@@ -270,6 +288,9 @@ int pgtools_server_info(PGconn *conn, struct pg_server_info *info, stow_error *e
     info->major = info->version_num / 10000;
     if (query_locale_provider(conn, info, err) != 0)
         return -1;
+    drop_cut_locale(info->lc_collate, sizeof info->lc_collate, "datcollate");
+    drop_cut_locale(info->lc_ctype, sizeof info->lc_ctype, "datctype");
+    drop_cut_locale(info->locale, sizeof info->locale, "ICU or builtin locale");
     snprintf(info->database, sizeof info->database, "%s", PQdb(conn));
     snprintf(info->host, sizeof info->host, "%s", PQhost(conn) ? PQhost(conn) : "");
     snprintf(info->port, sizeof info->port, "%s", PQport(conn) ? PQport(conn) : "");

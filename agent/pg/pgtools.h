@@ -28,11 +28,11 @@ struct pg_server_info {
     char port[16];
     char user[128];
     char encoding[64];          /* server_encoding of the database */
-    char lc_collate[128];       /* the database's datcollate and datctype */
-    char lc_ctype[128];
+    char lc_collate[257];       /* the database's datcollate and datctype */
+    char lc_ctype[257];
     char locale_provider[16];   /* "libc", "icu" or "builtin": datlocprovider */
-    char locale[128];           /* the ICU or builtin locale; empty with libc */
-    char icu_rules[256];        /* daticurules; empty when unset */
+    char locale[257];           /* the ICU or builtin locale; empty with libc */
+    char icu_rules[4097];       /* daticurules; empty when unset or too long */
 };
 
 /* Opens a connection; fails with STOW_EXIT_DATABASE and libpq's message

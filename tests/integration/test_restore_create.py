@@ -270,7 +270,7 @@ class RestoreCreateTest(StowageTestCase):
         self.assertIn("xx_XX.UTF-8", result.stderr)
         self.assertEqual(("UTF8", "C.UTF-8", "C.UTF-8"), self.locale_of("created_no_locale"))
         self.edit_manifest_source(repo, "create_c_locale", backup_id, lc_collate=None,
-                                  lc_ctype=None)
+                                  lc_ctype=None, locale_provider=None)
         result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
                               "--target", self.cluster.conninfo("created_old_manifest"),
                               "--create")
@@ -293,19 +293,55 @@ class RestoreCreateTest(StowageTestCase):
                          [tuple(row) for row in self.cluster.query("SELECT v FROM t ORDER BY v",
                                                                    db="created_icu")])
 
-    def test_unknown_provider_falls_back_to_libc(self):
-        # PostgreSQL 15 rejects the builtin provider of a PostgreSQL 17 source
-        # (22023); the new database keeps the source's libc locale.
-        repo = self.file_repo()
-        backup_id = self.run_backup(repo, "create_source")
-        self.edit_manifest_source(repo, "create_source", backup_id, locale_provider="builtin",
-                                  locale="C.UTF-8")
-        result = self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
-                              "--target", self.cluster.conninfo("created_builtin"), "--create")
-        self.assertIn("created the database with the source database's libc locale, because "
-                      "the server rejected the source database's builtin locale C.UTF-8",
-                      result.stderr)
+    def test_icu_fallbacks(self):
+        repo, backup_id, _ = self.back_up_new_database(
+            "create_icu_fallback", "LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'")
+
+        def restore(name, **source):
+            self.edit_manifest_source(repo, "create_icu_fallback", backup_id, **source)
+            return self.stowage("restore", "--repo", repo, backup_id, "--key", self.key,
+                                "--target", self.cluster.conninfo(name), "--create").stderr
+
+        # A libc locale the server lacks: ICU stays, with the server's default.
+        stderr = restore("created_icu_default", lc_collate="xx_XX.UTF-8",
+                         lc_ctype="xx_XX.UTF-8")
+        self.assertIn("created the database with the source database's icu locale de-DE with "
+                      "the server's default LC_COLLATE and LC_CTYPE, because the server "
+                      "rejected the source database's locale (icu locale de-DE, LC_COLLATE "
+                      "xx_XX.UTF-8", stderr)
+        self.assertEqual([("i", "de-DE")], self.provider_of("created_icu_default"))
+
+        # An ICU locale that ICU cannot open (XX000 on PostgreSQL 15).
+        stderr = restore("created_icu_unopened", lc_collate="C.UTF-8", lc_ctype="C.UTF-8",
+                         locale="x" * 191)
+        self.assertIn("created the database with the source database's LC_COLLATE C.UTF-8 and "
+                      "LC_CTYPE C.UTF-8 without its icu locale", stderr)
+        self.assertEqual([("c", None)], self.provider_of("created_icu_unopened"))
+
+        # The builtin provider of PostgreSQL 17 is not tried on 15.
+        stderr = restore("created_builtin", locale_provider="builtin", locale="C.UTF-8")
+        self.assertIn("the server runs PostgreSQL 15, which lacks the builtin locale provider "
+                      "(PostgreSQL 17 on): the new database gets a libc locale instead of "
+                      "builtin locale C.UTF-8", stderr)
         self.assertEqual([("c", None)], self.provider_of("created_builtin"))
+
+        # Values that cannot be a locale are named and left out.
+        stderr = restore("created_bad_fields", locale_provider="klingon", locale=["de-DE"],
+                         lc_collate="C.UTF-8\nERROR fake line")
+        self.assertIn('ignoring source.locale_provider "klingon" in the manifest of backup %s: '
+                      "it is none of libc, icu and builtin" % backup_id, stderr)
+        self.assertIn("ignoring source.locale in the manifest of backup %s: it is not a string"
+                      % backup_id, stderr)
+        self.assertIn("ignoring source.lc_collate in the manifest of backup %s: it contains "
+                      "control characters" % backup_id, stderr)
+        self.assertIn("records only one of lc_collate and lc_ctype", stderr)
+        self.assertNotIn("\nERROR fake line", stderr)
+        self.assertEqual([("c", None)], self.provider_of("created_bad_fields"))
+        stderr = restore("created_no_icu_locale", locale_provider="icu", locale=None,
+                         lc_collate="C.UTF-8")
+        self.assertIn("records the icu locale provider without its locale: the new database "
+                      "gets a libc locale", stderr)
+        self.assertEqual([("c", None)], self.provider_of("created_no_icu_locale"))
 
     def provider_of(self, db):
         return [tuple(row) for row in self.cluster.query(

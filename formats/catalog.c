@@ -349,6 +349,9 @@ static int check_newer_broken(const struct catalog *catalog, const char *name,
                               const struct catalog_time *at, const struct catalog_entry *chosen,
                               stow_error *err)
 {
+    const char *what = at != NULL ? "cannot choose a backup by time: "
+                                  : "cannot choose the latest backup: ";
+
     for (size_t i = 0; i < catalog->broken; i++) {
         const char *key = catalog->broken_keys[i];
         char key_name[MANIFEST_NAME_MAX + 1];
@@ -363,12 +366,9 @@ static int check_newer_broken(const struct catalog *catalog, const char *name,
             continue;
 
         if (catalog->broken_versions[i] != 0)
-            return fail_newer_version(key, catalog->broken_versions[i], "cannot choose a backup "
-                                      "by time: ", err);
-        stow_fail(err, STOW_EXIT_VERIFY,
-                  "cannot choose a backup by time: manifest %s is invalid and may be newer than "
-                  "%s%s",
-                  key, chosen != NULL ? "backup " : "every valid backup",
+            return fail_newer_version(key, catalog->broken_versions[i], what, err);
+        stow_fail(err, STOW_EXIT_VERIFY, "%smanifest %s is invalid and may be newer than %s%s",
+                  what, key, chosen != NULL ? "backup " : "every valid backup",
                   chosen != NULL ? chosen->manifest.id : "");
         stow_error_hint(err, "check the warning above; to use an older backup, give its id "
                              "(see stowage list), or remove the invalid manifest");

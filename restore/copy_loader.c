@@ -604,8 +604,8 @@ int copy_loader_finish(copy_loader *loader, const struct dumpscan_contents *cont
         set++;
     }
     loader->finished = 1;
-    stow_log_info("loaded the rows of %zu tables and set %zu sequences", loader->table_count,
-                  set);
+    stow_log_info("loaded the rows of %zu table%s and set %zu sequence%s", loader->table_count,
+                  loader->table_count == 1 ? "" : "s", set, set == 1 ? "" : "s");
     return 0;
 }
 

@@ -402,55 +402,62 @@ static void plan_locales(PGconn *conn, const struct database_locale *recorded,
 /* Fills err after every choice of create_staging failed, or one failed
  * for another reason than its locale. */
 static void creation_failed(const struct new_database *db, const char *sqlstate,
-                            stow_error *err)
+                            int locale_failed, stow_error *err)
 {
     stow_error_prefix(err, "creating the database %s failed", db->staging);
     if (strcmp(sqlstate, "42501") == 0)
         stow_error_hint(err, "restore --create needs the CREATEDB privilege; else create the "
                              "database yourself and restore into it without --create");
-    else
+    else if (locale_failed)
         stow_error_hint(err, "create the database yourself, with a locale that this server "
                              "has, and restore into it without --create");
+    else
+        stow_error_hint(err, "create the database yourself and restore into it without "
+                             "--create");
 }
 
 /* Creates the temporary database with the first locale of plan_locales
- * that the server accepts, and logs a warning when it falls back. */
+ * that the server accepts. When it falls back, the warning names every
+ * locale that the server rejected and why. */
 static int create_staging(PGconn *conn, struct new_database *db, const char *encoding,
                           const struct database_locale *source, stow_error *err)
 {
     struct locale_choices choices;
-    char context[128];
     stow_buf sql;
+    stow_buf rejected;
     char sqlstate[6] = "";
-    char rejected[STOW_ERROR_MESSAGE_MAX + 1200] = "";
+    int locale_failed = 0;
     int rc = -1;
 
     plan_locales(conn, source, &choices);
-    snprintf(context, sizeof context, "CREATE DATABASE %s", db->staging);
     stow_buf_init(&sql, 64 * 1024);
+    stow_buf_init(&rejected, 64 * 1024);
     for (size_t i = 0; i < choices.count; i++) {
         stow_error attempt = {0};
 
         memset(err, 0, sizeof *err);
         if (create_sql(conn, db, encoding, choices.choice[i], &sql, err) != 0)
             break;
-        if (run_statement_as(conn, (const char *)sql.data, context, sqlstate, &attempt) == 0) {
-            if (rejected[0] != '\0')
+        if (run_statement_as(conn, (const char *)sql.data, "CREATE DATABASE", sqlstate,
+                             &attempt) == 0) {
+            if (rejected.len > 0)
                 stow_log_warn("created the database with %s, because %s", choices.name[i],
-                              rejected);
+                              (const char *)rejected.data);
             rc = 0;
             break;
         }
         *err = attempt;  /* the last attempt's error, if none succeeds */
-        if (!locale_rejected(sqlstate, choices.choice[i]))
+        locale_failed = locale_rejected(sqlstate, choices.choice[i]);
+        if (!locale_failed)
             break;
-        snprintf(rejected, sizeof rejected, "the server rejected %s: %.*s", choices.name[i],
-                 STOW_ERROR_MESSAGE_MAX - 1, attempt.message);
-        stow_log_info("%s", rejected);
+        stow_log_info("the server rejected %s: %s", choices.name[i], attempt.message);
+        stow_buf_printf(&rejected, &(stow_error){0}, "%sthe server rejected %s: %s",
+                        rejected.len > 0 ? "; then " : "", choices.name[i], attempt.message);
     }
     stow_buf_free(&sql);
+    stow_buf_free(&rejected);
     if (rc != 0)
-        creation_failed(db, sqlstate, err);
+        creation_failed(db, sqlstate, locale_failed, err);
     return rc;
 }
 

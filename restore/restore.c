@@ -377,32 +377,77 @@ static const char *locale_field(const json_t *source, const char *key, size_t ma
 {
     json_t *value = json_object_get(source, key);
     const char *text = json_string_value(value);
-    const char *problem = NULL;
+    char problem[64] = "";
 
     if (value == NULL)
         return NULL;
     if (text == NULL)
-        problem = "it is not a string";
+        snprintf(problem, sizeof problem, "it is not a string");
     else if (text[0] == '\0')
-        problem = "it is empty";
+        snprintf(problem, sizeof problem, "it is empty");
     else if (strlen(text) > max)
-        problem = "it is longer than a locale name can be";
+        snprintf(problem, sizeof problem, "it is longer than %zu bytes", max);
     else if (stow_has_control_characters(text))
-        problem = "it contains control characters";
-    if (problem == NULL)
+        snprintf(problem, sizeof problem, "it contains control characters");
+    if (problem[0] == '\0')
         return text;
     stow_log_warn("ignoring source.%s in the manifest of backup %s: %s", key, backup_id,
                   problem);
     return NULL;
 }
 
+/* Returns 1 when provider names the ICU or builtin provider. */
+static int names_locale_provider(const char *provider)
+{
+    return provider != NULL && (strcmp(provider, "icu") == 0 || strcmp(provider, "builtin") == 0);
+}
+
+/* Leaves out the fields of locale that do not fit together, with a
+ * warning: half of the libc pair, a provider other than libc, icu and
+ * builtin, a provider without its locale, and a locale or rules without
+ * a provider that takes them. */
+static void check_locale_fields(struct database_locale *locale, const char *id)
+{
+    if ((locale->collate == NULL) != (locale->ctype == NULL)) {
+        stow_log_warn("the manifest of backup %s has no usable pair of lc_collate and "
+                      "lc_ctype: the new database gets the server's default for both", id);
+        locale->collate = locale->ctype = NULL;
+    }
+    if (locale->provider != NULL && strcmp(locale->provider, "libc") != 0 &&
+        !names_locale_provider(locale->provider)) {
+        stow_log_warn("ignoring source.locale_provider \"%s\" in the manifest of backup %s: "
+                      "it is none of libc, icu and builtin", locale->provider, id);
+        locale->provider = NULL;
+    }
+    if (names_locale_provider(locale->provider) && locale->locale == NULL) {
+        stow_log_warn("the manifest of backup %s has the %s locale provider without a usable "
+                      "locale: the new database gets a libc locale", id, locale->provider);
+        locale->provider = NULL;
+    }
+    if (!names_locale_provider(locale->provider) &&
+        (locale->locale != NULL || locale->icu_rules != NULL)) {
+        stow_log_warn("ignoring source.%s in the manifest of backup %s: it records no ICU or "
+                      "builtin locale provider", locale->locale != NULL ? "locale" : "icu_rules",
+                      id);
+        locale->locale = locale->icu_rules = NULL;
+    }
+    if (locale->icu_rules != NULL && strcmp(locale->provider, "icu") != 0) {
+        stow_log_warn("ignoring source.icu_rules in the manifest of backup %s: the %s provider "
+                      "takes none", id, locale->provider);
+        locale->icu_rules = NULL;
+    }
+}
+
 /* Reads the source database's locale from the manifest into locale and
- * returns 1, or 0 when the manifest records none (an older build). Fields
- * that do not fit together are logged and left out. */
+ * returns 1, or 0 when the manifest records none of its fields (an older
+ * build). */
 static int read_source_locale(const struct manifest *manifest, struct database_locale *locale)
 {
+    static const char *const keys[] = {"lc_collate", "lc_ctype", "locale_provider", "locale",
+                                       "icu_rules"};
     json_t *source = json_object_get(manifest->document, "source");
     const char *id = manifest->id;
+    int recorded = 0;
 
     *locale = (struct database_locale){
         locale_field(source, "lc_collate", SOURCE_LOCALE_MAX, id),
@@ -411,26 +456,10 @@ static int read_source_locale(const struct manifest *manifest, struct database_l
         locale_field(source, "locale", SOURCE_LOCALE_MAX, id),
         locale_field(source, "icu_rules", SOURCE_ICU_RULES_MAX, id),
     };
-    if ((locale->collate == NULL) != (locale->ctype == NULL)) {
-        stow_log_warn("the manifest of backup %s records only one of lc_collate and lc_ctype: "
-                      "the new database gets the server's default for both", id);
-        locale->collate = locale->ctype = NULL;
-    }
-    if (locale->provider != NULL && strcmp(locale->provider, "libc") != 0 &&
-        strcmp(locale->provider, "icu") != 0 && strcmp(locale->provider, "builtin") != 0) {
-        stow_log_warn("ignoring source.locale_provider \"%s\" in the manifest of backup %s: "
-                      "it is none of libc, icu and builtin", locale->provider, id);
-        locale->provider = NULL;
-    }
-    if (locale->provider != NULL && strcmp(locale->provider, "libc") != 0 &&
-        locale->locale == NULL) {
-        stow_log_warn("the manifest of backup %s records the %s locale provider without its "
-                      "locale: the new database gets a libc locale", id, locale->provider);
-        locale->provider = NULL;
-    }
-    return json_object_get(source, "lc_collate") != NULL ||
-           json_object_get(source, "lc_ctype") != NULL ||
-           json_object_get(source, "locale_provider") != NULL;
+    check_locale_fields(locale, id);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        recorded |= json_object_get(source, keys[i]) != NULL;
+    return recorded;
 }
 
 /* Creates the temporary database of restore --create, with the source

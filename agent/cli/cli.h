@@ -81,8 +81,8 @@ enum cli_repo_option_code {
     "                        bucket's, normally STANDARD)\n" \
     "  --transfers N         parts uploaded or downloaded at once, 1 to 64 (default 4);\n" \
     "                        an S3 upload holds N + 1 part buffers in memory, an S3\n" \
-    "                        download N x 8 MiB read ahead and one part (at least\n" \
-    "                        one GET ahead, of one or two parts)\n" \
+    "                        download one part and as many ranged GETs (of one or\n" \
+    "                        two parts) as fit in N x 8 MiB, at least one\n" \
     "  --log-format FORMAT   text (default) or json (JSON lines on stderr)\n" \
     "  --log-level LEVEL     error, warn, info (default), detail or debug\n" \
     "  --metrics-file PATH   write Prometheus metrics of the run to PATH (node_exporter\n" \

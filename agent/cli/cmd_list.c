@@ -152,6 +152,15 @@ static json_t *summary_json(const struct catalog_entry *entry, const struct sign
     return summary;
 }
 
+/* Copies text (NULL: "?") into buf as one line without control
+ * characters: manifests and hold records carry names from outside. */
+static const char *one_line(const char *text, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", text != NULL ? text : "?");
+    stow_clean_line(buf);
+    return buf;
+}
+
 static void print_json(json_t *value)
 {
     char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -173,6 +182,7 @@ static void print_table(const struct catalog *catalog, time_t now)
         char started[32];
         char stored[32];
         char verified[48] = "never";
+        char name[128];
 
         manifest_format_time(m->started_at, started);
         cli_format_bytes(m->stored_bytes, stored, sizeof stored);
@@ -180,7 +190,8 @@ static void print_table(const struct catalog *catalog, time_t now)
             manifest_format_time(entry->last_verified_at, verified);
             strcat(verified, entry->last_verification_passed ? " passed" : " FAILED");
         }
-        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %-4s %-27s %s\n", m->id, m->name,
+        printf("%-23s %-16s %-20s %7llds %10s %6zu %-9s %-4s %-27s %s\n", m->id,
+               one_line(m->name, name, sizeof name),
                started, (long long)(m->finished_at - m->started_at), stored,
                json_array_size(json_object_get(contents, "tables")),
                m->encrypted ? "yes" : "no", entry->held ? "HELD" : "", verified,
@@ -245,9 +256,11 @@ int cmd_list(int argc, char **argv)
 /* A string field of the entry's hold document, or "?" when it is unreadable. */
 static const char *hold_field(const struct catalog_entry *entry, const char *field)
 {
-    const char *value = json_string_value(json_object_get(entry->hold, field));
+    static char lines[4][512];  /* one per field of the hold line */
+    static size_t next;
+    char *line = lines[next++ % 4];
 
-    return value != NULL ? value : "?";
+    return one_line(json_string_value(json_object_get(entry->hold, field)), line, sizeof lines[0]);
 }
 
 /* Prints the manifest with "checked" and "status" added to its signature
@@ -294,12 +307,14 @@ static void print_show_text(const struct catalog_entry *entry,
     json_t *contents = json_object_get(doc, "contents");
     json_t *tables = json_object_get(contents, "tables");
     char stored[32], plain[32];
+    char name[128], database[512];
     size_t index;
     json_t *table;
 
     cli_format_bytes(m->stored_bytes, stored, sizeof stored);
     cli_format_bytes(m->plain_bytes, plain, sizeof plain);
-    printf("backup      %s\nname        %s\ndatabase    %s\n", m->id, m->name, m->database);
+    printf("backup      %s\nname        %s\ndatabase    %s\n", m->id,
+           one_line(m->name, name, sizeof name), one_line(m->database, database, sizeof database));
     printf("started     %s\nfinished    %s\n",
            json_string_value(json_object_get(doc, "started_at")),
            json_string_value(json_object_get(doc, "finished_at")));
@@ -329,6 +344,7 @@ static void print_show_text(const struct catalog_entry *entry,
         snprintf(qualified, sizeof qualified, "%s.%s",
                  json_string_value(json_object_get(table, "schema")),
                  json_string_value(json_object_get(table, "name")));
+        stow_clean_line(qualified);
         printf("%-50s %12lld %.16s\n", qualified,
                (long long)json_integer_value(json_object_get(table, "rows")),
                json_string_value(json_object_get(table, "digest")));

@@ -85,6 +85,41 @@ void stow_redact_passwords(char *text)
     redact_keyword_passwords(text);
 }
 
+size_t stow_control_length(const char *text)
+{
+    const unsigned char *c = (const unsigned char *)text;
+
+    if (c[0] < 0x20 || c[0] == 0x7f)
+        return c[0] != '\0';
+    return c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f ? 2 : 0;
+}
+
+int stow_has_control_characters(const char *text)
+{
+    for (; *text != '\0'; text++) {
+        if (stow_control_length(text) > 0)
+            return 1;
+    }
+    return 0;
+}
+
+void stow_clean_line(char *text)
+{
+    char *out = text;
+
+    while (*text != '\0') {
+        size_t length = stow_control_length(text);
+
+        if (length == 0)
+            *out++ = *text++;
+        else {
+            *out++ = *text == '\n' || *text == '\r' || *text == '\t' ? ' ' : '?';
+            text += length;
+        }
+    }
+    *out = '\0';
+}
+
 int stow_vfail(stow_error *err, int exit_code, const char *fmt, va_list ap)
 {
     if (err == NULL || err->exit_code != 0)
@@ -93,6 +128,7 @@ int stow_vfail(stow_error *err, int exit_code, const char *fmt, va_list ap)
     err->exit_code = exit_code == 0 ? STOW_EXIT_FAILURE : exit_code;
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     stow_redact_passwords(err->message);
+    stow_clean_line(err->message);
     err->hint[0] = '\0';
     return -1;
 }
@@ -117,6 +153,7 @@ void stow_error_hint(stow_error *err, const char *fmt, ...)
     vsnprintf(err->hint, sizeof err->hint, fmt, ap);
     va_end(ap);
     stow_redact_passwords(err->hint);
+    stow_clean_line(err->hint);
 }
 
 void stow_error_prefix(stow_error *err, const char *fmt, ...)
@@ -136,6 +173,7 @@ void stow_error_prefix(stow_error *err, const char *fmt, ...)
     if (snprintf(combined, sizeof combined, "%s: %s", context, err->message) < 0)
         return;
     stow_redact_passwords(combined);
+    stow_clean_line(combined);
     memcpy(err->message, combined, sizeof combined);
 }
 

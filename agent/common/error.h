@@ -64,6 +64,19 @@ void stow_error_prefix(stow_error *err, const char *fmt, ...) STOW_PRINTF(2, 3);
  * because libpq and argument errors quote connection strings verbatim. */
 void stow_redact_passwords(char *text);
 
+/* Returns the length in bytes of the control character at text: 1 for C0
+ * (below 0x20) and DEL, 2 for C1 (U+0080 to U+009F in UTF-8), else 0. */
+size_t stow_control_length(const char *text);
+
+/* Returns 1 when text contains a control character (see above). */
+int stow_has_control_characters(const char *text);
+
+/* Rewrites text in place as one line that cannot drive a terminal: tabs,
+ * carriage returns and newlines become spaces, other control characters
+ * '?'. Errors and hints are recorded this way, because their text may
+ * come from a server, a manifest or a connection string. */
+void stow_clean_line(char *text);
+
 /* Returns 1 when an error is recorded. */
 int stow_error_is_set(const stow_error *err);
 

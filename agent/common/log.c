@@ -143,29 +143,22 @@ static void write_json_line(enum stow_log_level level, const char *time_text,
     json_decref(line);
 }
 
-int stow_has_control_characters(const char *text)
-{
-    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
-        if (*c < 0x20 || *c == 0x7f)
-            return 1;
-    }
-    return 0;
-}
-
 /* Writes message so that text from outside (a server's error, a field of
  * a manifest) cannot pass for a log line of its own or drive the
  * terminal: a line after a newline starts indented, and other control
- * characters but tabs become '?'. */
+ * characters (C0 but tabs, DEL and C1) become '?'. */
 static void write_text_message(const char *message)
 {
-    for (const unsigned char *c = (const unsigned char *)message; *c != '\0'; c++) {
-        if (*c == '\n') {
+    for (const char *c = message; *c != '\0';) {
+        size_t length = stow_control_length(c);
+
+        if (*c == '\n')
             fputs(c[1] == ' ' || c[1] == '\0' ? "\n" : "\n  ", stderr);
-        } else if ((*c < 0x20 && *c != '\t') || *c == 0x7f) {
-            fputc('?', stderr);
-        } else {
+        else if (*c == '\t' || length == 0)
             fputc(*c, stderr);
-        }
+        else
+            fputc('?', stderr);
+        c += length > 0 ? length : 1;
     }
     fputc('\n', stderr);
 }

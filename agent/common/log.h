@@ -42,9 +42,6 @@ void stow_log_set_thread_step(const char *step);
 
 void stow_log(enum stow_log_level level, const char *fmt, ...) STOW_PRINTF(2, 3);
 
-/* Returns 1 when text contains a control character (below 0x20, or DEL). */
-int stow_has_control_characters(const char *text);
-
 /* Logs a recorded error at error level, with its hint on a second line. */
 void stow_log_error(const stow_error *err);
 

@@ -25,10 +25,10 @@ static int grow_aligned(stow_buf *buf, size_t size, stow_error *err)
                          "a part buffer of %zu bytes exceeds the limit of %zu bytes", size,
                          buf->max);
     if (posix_memalign(&grown, PART_BUFFER_ALIGNMENT, size + 1) != 0) {
-        stow_fail(err, STOW_EXIT_FAILURE, "out of memory allocating a part buffer of %zu bytes",
-                  size);
-        stow_error_hint(err, "lower --transfers (or a backup's --part-size), or raise the "
-                             "memory limit");
+        stow_fail(err, STOW_EXIT_FAILURE, "out of memory allocating a transfer buffer of %zu "
+                  "bytes", size);
+        stow_error_hint(err, "lower --transfers or raise the memory limit; a backup can also "
+                             "take a smaller --part-size");
         return -1;
     }
 

@@ -1114,10 +1114,11 @@ static int s3_download_begin(storage *store, const char *key,
         return -1;
     }
     stow_log_detail("allocated %zu fetch buffer%s of %zu bytes and one part buffer of %zu "
-                    "bytes for %s (%zu parts in %zu ranged GETs)", download->limit,
+                    "bytes for %s (%zu part%s in %zu ranged GET%s)", download->limit,
                     download->limit == 1 ? "" : "s", download->fetch_buffer_size,
-                    download->part_buffer_size,
-                    download->key, download->ranges.count, download->fetch_count);
+                    download->part_buffer_size, download->key, download->ranges.count,
+                    download->ranges.count == 1 ? "" : "s", download->fetch_count,
+                    download->fetch_count == 1 ? "" : "s");
     if (download->fetch_count > 0)
         submit_fetch(download, 0);
     *out = download;

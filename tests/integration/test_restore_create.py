@@ -334,12 +334,12 @@ class RestoreCreateTest(StowageTestCase):
                       % backup_id, stderr)
         self.assertIn("ignoring source.lc_collate in the manifest of backup %s: it contains "
                       "control characters" % backup_id, stderr)
-        self.assertIn("records only one of lc_collate and lc_ctype", stderr)
+        self.assertIn("has no usable pair of lc_collate and lc_ctype", stderr)
         self.assertNotIn("\nERROR fake line", stderr)
         self.assertEqual([("c", None)], self.provider_of("created_bad_fields"))
         stderr = restore("created_no_icu_locale", locale_provider="icu", locale=None,
                          lc_collate="C.UTF-8")
-        self.assertIn("records the icu locale provider without its locale: the new database "
+        self.assertIn("has the icu locale provider without a usable locale: the new database "
                       "gets a libc locale", stderr)
         self.assertEqual([("c", None)], self.provider_of("created_no_icu_locale"))
 
@@ -404,6 +404,20 @@ class RestoreCreateTest(StowageTestCase):
                               "--target", self.cluster.conninfo("create_missing"), expect=7)
         self.assertIn('database "create_missing" does not exist', result.stderr)
         self.assertIn("pass --create", result.stderr)
+
+    def test_names_with_control_characters_stay_on_their_line(self):
+        # A database name with a newline and an escape sequence, as a
+        # connection string can carry: the summary on stdout, the hint and
+        # the log keep it on one line, without the escape.
+        self.cluster.psql('CREATE DATABASE "ev\n2026 error planted\x1b[31m"')
+        target = self.cluster.conninfo("'ev\n2026 error planted\x1b[31m'")
+        result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,
+                              "--target", target, "--create", expect=2)
+        self.assertIn("ev 2026 error planted?[31m", result.stdout)
+        for output in (result.stdout, result.stderr):
+            self.assertNotIn("\x1b", output)
+            self.assertFalse([line for line in output.splitlines()
+                              if line.startswith("2026 error")], output)
 
     def test_unreachable_server_is_one_error(self):
         result = self.stowage("restore", "--repo", self.repo, self.backup_id, "--key", self.key,

@@ -79,9 +79,24 @@ static void test_log_lines_contain_outside_text(void)
     CHECK_CONTAINS(line, "bell? and escape?[2J and tab\t\n");
     capture_text_log("failed\n  hint: do this", line, sizeof line);
     CHECK_CONTAINS(line, "failed\n  hint: do this\n");
-    CHECK(!stow_has_control_characters("de-DE u-ks-level2"));
+    capture_text_log("c1 \xc2\x9b" "31m and \xc3\xa9", line, sizeof line);
+    CHECK_CONTAINS(line, "c1 ?31m and \xc3\xa9\n");
+    CHECK(!stow_has_control_characters("de-DE u-ks-level2 caf\xc3\xa9"));
     CHECK(stow_has_control_characters("de\nDE"));
     CHECK(stow_has_control_characters("del\x7f"));
+    CHECK(stow_has_control_characters("next line \xc2\x85"));
+}
+
+static void test_errors_are_one_clean_line(void)
+{
+    stow_error err = {0};
+
+    stow_fail(&err, STOW_EXIT_USAGE, "the database %s already exists", "ev\n2026 error\x1b[31m");
+    CHECK_STR_EQ("the database ev 2026 error?[31m already exists", err.message);
+    stow_error_hint(&err, "drop \xc2\x9b" "31m first");
+    CHECK_STR_EQ("drop ?31m first", err.hint);
+    stow_error_prefix(&err, "restore of\t%s", "x\r");
+    CHECK_STR_EQ("restore of x : the database ev 2026 error?[31m already exists", err.message);
 }
 
 int main(void)
@@ -90,5 +105,6 @@ int main(void)
     unit_run("redaction of password keywords", test_keyword_passwords);
     unit_run("recorded errors are redacted", test_errors_are_redacted);
     unit_run("text log lines contain outside text", test_log_lines_contain_outside_text);
+    unit_run("errors are one clean line", test_errors_are_one_clean_line);
     return unit_finish();
 }

@@ -257,6 +257,23 @@ static void keep_periods(const size_t *order, size_t count, const struct periods
     }
 }
 
+/* Keeps the newest backup whose last verification did not fail, when
+ * newer backups all failed theirs: it may be the only restorable one,
+ * verified or not. A verified one is already "newest verified". */
+static void keep_newest_not_failed(const struct retention_backup *backups, const size_t *order,
+                                   size_t count, struct retention_decision *decisions)
+{
+    for (size_t rank = 0; rank < count; rank++) {
+        const struct retention_backup *backup = &backups[order[rank]];
+
+        if (backup->verified && !backup->last_verification_passed)
+            continue;
+        if (rank > 0 && !backup->verified)
+            add_reason(&decisions[order[rank]], "%s", "newest not failed");
+        return;
+    }
+}
+
 static void apply_rules(const struct retention_backup *backups, const size_t *order,
                         size_t count, const struct retention_policy *policy, time_t now,
                         const struct periods *periods, struct retention_decision *decisions)
@@ -296,6 +313,7 @@ static void apply_rules(const struct retention_backup *backups, const size_t *or
             break;
         }
     }
+    keep_newest_not_failed(backups, order, count, decisions);
 }
 
 int retention_decide(const struct retention_backup *backups, size_t count,

@@ -18,7 +18,9 @@
  *   which measures from the newest backup, the age is measured from `now`.
  * - Whatever the policy, the newest backup ("newest"), the newest backup
  *   whose last verification passed ("newest verified") and every held
- *   backup ("held") are kept.
+ *   backup ("held") are kept. When the newest backups all failed their
+ *   last verification, so is the newest unverified one below them
+ *   ("newest not failed").
  *
  * A backup is kept when any rule keeps it. Its decision lists every rule
  * that applies, in the order of the list above.
@@ -42,7 +44,7 @@
 
 #include "common/error.h"
 
-#define RETENTION_MAX_REASONS 8 /* one per rule: every rule can apply at once */
+#define RETENTION_MAX_REASONS 9 /* one per rule: every rule can apply at once */
 #define RETENTION_REASON_MAX 40
 
 /* The facts about one backup that the rules use. */

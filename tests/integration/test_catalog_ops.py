@@ -354,6 +354,22 @@ class CatalogOpsTest(StowageTestCase):
                               expect=2)
         self.assertIn("not found", result.stderr)
 
+    def test_backup_below_a_damaged_newest_survives_expire(self):
+        # The newest backup's object is gone and verify records that: the
+        # older, never verified backup may be the only restorable one.
+        repo = self.file_repo()
+        ids = self.take_backups(repo, 2)
+        data = [f for f in self.files_in(repo) if ids[1] in f and f.endswith("data.stow")]
+        self.assertEqual(1, len(data), self.files_in(repo))
+        os.remove(os.path.join(self.path_of(repo), data[0]))
+        self.stowage("verify", "--repo", repo, ids[1], "--key", self.key, expect=3)
+
+        plan = self.expire_json(repo, "--keep-last", "1")
+        backups = {b["id"]: b for b in plan["names"][0]["backups"]}
+        self.assertEqual(["newest not failed"], backups[ids[0]]["reasons"])
+        self.assertEqual(["last 1", "newest"], backups[ids[1]]["reasons"])
+        self.assertEqual(ids, [b["id"] for b in self.list_json(repo)])
+
     def test_newest_verified_backup_survives_expire(self):
         repo = self.file_repo()
         ids = self.take_backups(repo, 3)

@@ -263,6 +263,27 @@ static void test_held_newest_and_verified_survive(void)
     check_decisions("protections", cases, COUNT(cases), &policy, "2026-12-05T04:00:00Z");
 }
 
+static void test_newest_not_failed_survives(void)
+{
+    /* The two newest failed their verification (a deleted object, say):
+     * the unverified backup below them may be the only restorable one. */
+    static const struct case_backup cases[] = {
+        {"2026-12-02T03:00:00Z", "", 0, 0, 0},
+        {"2026-12-03T03:00:00Z", "newest not failed", 0, 0, 0},
+        {"2026-12-04T03:00:00Z", "", 0, 1, 0},
+        {"2026-12-05T03:00:00Z", "last 1, newest", 0, 1, 0},
+    };
+    static const struct case_backup verified_below[] = {
+        {"2026-12-03T03:00:00Z", "newest verified", 0, 1, 1},
+        {"2026-12-05T03:00:00Z", "last 1, newest", 0, 1, 0},
+    };
+    struct retention_policy policy = {.keep_last = 1};
+
+    check_decisions("newest not failed", cases, COUNT(cases), &policy, "2026-12-05T04:00:00Z");
+    check_decisions("a verified one below", verified_below, COUNT(verified_below), &policy,
+                    "2026-12-05T04:00:00Z");
+}
+
 static void test_newest_is_also_newest_verified(void)
 {
     static const struct case_backup cases[] = {
@@ -447,6 +468,7 @@ int main(void)
     unit_run("zone leaves TZ as it was", test_zone_restores_tz);
     unit_run("held, newest and verified survive", test_held_newest_and_verified_survive);
     unit_run("newest is also newest verified", test_newest_is_also_newest_verified);
+    unit_run("newest not failed survives", test_newest_not_failed_survives);
     unit_run("old backups keep only the newest", test_policy_keeping_nothing_old);
     unit_run("within boundaries", test_within_boundaries);
     unit_run("within reason units", test_within_reason_units);

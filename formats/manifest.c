@@ -416,12 +416,16 @@ static int parse_header_fields(struct parse_context *context, struct manifest *o
         return invalid(context, "field format is not \"" MANIFEST_FORMAT "\"");
     if (json_is_integer(version) && json_integer_value(version) > MANIFEST_VERSION)
         return fail_newer_version(context, json_integer_value(version));
-    if (!json_is_integer(version) || json_integer_value(version) < MANIFEST_VERSION_OLDEST) {
+    if (version == NULL)
+        return invalid(context, "field format_version is missing");
+    if (!json_is_integer(version))
+        return invalid(context, "field format_version is not an integer");
+    if (json_integer_value(version) < MANIFEST_VERSION_OLDEST) {
         snprintf(what, sizeof what,
                  "format_version %lld is not supported (this stowage reads format_version %d "
                  "to %d)",
-                 json_is_integer(version) ? (long long)json_integer_value(version) : -1LL,
-                 MANIFEST_VERSION_OLDEST, MANIFEST_VERSION);
+                 (long long)json_integer_value(version), MANIFEST_VERSION_OLDEST,
+                 MANIFEST_VERSION);
         return invalid(context, what);
     }
     out->format_version = (int)json_integer_value(version);

@@ -239,7 +239,7 @@ int backup_run(storage *store, const struct backup_options *options,
         goto cleanup;
 
     /* A missing bucket or bad credentials fail before the dump starts. */
-    if (storage_check(store, err) != 0)
+    if (storage_check(store, STORAGE_ACCESS_WRITE, err) != 0)
         goto cleanup;
 
     /* One run per catalog name at a time: a second run fails here. */

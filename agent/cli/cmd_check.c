@@ -119,7 +119,7 @@ static void check_repository(struct check_cli *cli)
     stow_error err = {0};
     char detail[4200];
 
-    if (cli_open_repository(&cli->common, &store, &err) == 0 && storage_check(store, &err) == 0) {
+    if (cli_open_repository(&cli->common, &store, &err) == 0 && storage_check(store, STORAGE_ACCESS_WRITE, &err) == 0) {
         snprintf(detail, sizeof detail, "%s is reachable", storage_url(store));
         report_ok("repository", detail);
     } else

@@ -333,7 +333,8 @@ int cmd_expire(int argc, char **argv)
         goto done;
     describe_policy(&cli.policy, policy_text, sizeof policy_text, &policy_json);
 
-    if (cli_open_repository(&cli.common, &store, &err) != 0 || storage_check(store, &err) != 0)
+    if (cli_open_repository(&cli.common, &store, &err) != 0 ||
+        storage_check(store, cli.dry_run ? STORAGE_ACCESS_READ : STORAGE_ACCESS_WRITE, &err) != 0)
         goto done;
     if (cli.name != NULL) {
         catalog_warn_unknown_name(store, cli.name);

@@ -344,7 +344,9 @@ int cmd_gc(int argc, char **argv)
     if (rc != 0)
         return rc == 1 ? STOW_EXIT_OK : cli_finish(&err);
 
-    if (cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0) {
+    if (cli_open_repository(&cli.common, &store, &err) == 0 &&
+        storage_check(store, cli.options.dry_run ? STORAGE_ACCESS_READ : STORAGE_ACCESS_WRITE,
+                      &err) == 0) {
         rc = gc_run(store, &cli.options, &result, &err);
         if (cli.json)
             print_json(&result, &cli.options);

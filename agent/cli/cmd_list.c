@@ -233,7 +233,7 @@ int cmd_list(int argc, char **argv)
     }
 
     if (cli_open_repository(&cli.common, &store, &err) == 0 &&
-        storage_check(store, &err) == 0 && catalog_load(store, cli.name, &catalog, &err) == 0) {
+        storage_check(store, STORAGE_ACCESS_READ, &err) == 0 && catalog_load(store, cli.name, &catalog, &err) == 0) {
         if (cli.name != NULL && catalog.count == 0)
             catalog_warn_unknown_name(store, cli.name);
         warn_future_backups(&catalog, now);

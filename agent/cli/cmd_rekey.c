@@ -198,7 +198,7 @@ int cmd_rekey(int argc, char **argv)
     }
 
     if (rc == 0 && load_keys(&cli, &secret, &signing_key, added, &err) == 0 &&
-        cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0)
+        cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, STORAGE_ACCESS_WRITE, &err) == 0)
         rekey_run(store, &cli.options, &err);
 
     keys_secret_free(secret);

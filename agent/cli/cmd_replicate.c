@@ -534,9 +534,9 @@ static int open_both(struct dr_cli *cli, storage **primary, storage **replica, s
     }
     if (check_distinct(cli, *primary, *replica, err) != 0)
         return -1;
-    if (storage_check(*primary, err) != 0)
+    if (storage_check(*primary, STORAGE_ACCESS_WRITE, err) != 0)
         return -1;
-    if (storage_check(*replica, err) != 0) {
+    if (storage_check(*replica, STORAGE_ACCESS_WRITE, err) != 0) {
         name_replica_options(cli, err);
         return -1;
     }
@@ -732,7 +732,7 @@ done:
 /* Opens and checks the replica of dr status. */
 static int open_replica(struct dr_cli *cli, storage **replica, stow_error *err)
 {
-    if (cli_open_repository(&cli->replica, replica, err) == 0 && storage_check(*replica, err) == 0)
+    if (cli_open_repository(&cli->replica, replica, err) == 0 && storage_check(*replica, STORAGE_ACCESS_WRITE, err) == 0)
         return 0;
     name_replica_options(cli, err);
     return -1;
@@ -747,7 +747,7 @@ static int load_primary(struct dr_cli *cli, storage **primary, const storage *re
         return -1;
     if (check_distinct(cli, *primary, replica, err) != 0)
         return -1;
-    if (storage_check(*primary, err) != 0)
+    if (storage_check(*primary, STORAGE_ACCESS_WRITE, err) != 0)
         return -1;
     return catalog_load(*primary, cli->replicate.name, catalog, err);
 }
@@ -937,7 +937,7 @@ int cmd_drill(int argc, char **argv)
         cli.drill.region = cli.common.storage.region ? cli.common.storage.region
                                                      : s3_default_region();
     if ((!is_rds_drill(&cli) || prepare_rds_drill(&cli, &client, &err) == 0) &&
-        cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, &err) == 0)
+        cli_open_repository(&cli.common, &store, &err) == 0 && storage_check(store, STORAGE_ACCESS_WRITE, &err) == 0)
         drill_run(store, &cli.drill, &err);
     else
         drill_report_unstarted(cli.common.storage.url, is_rds_drill(&cli) ? cli.rds_region : NULL,

@@ -852,8 +852,6 @@ int cmd_run(int argc, char **argv)
     setenv(CONFIG_RUN_STEP_ENV, run_pid, 1);
     setenv("STOWAGE_LOG_FORMAT", stow_log_get_format() == STOW_LOG_JSON ? "json" : "text", 1);
     setenv("STOWAGE_LOG_LEVEL", stow_log_level_name(stow_log_get_level()), 1);
-    if (stow_log_get_format() == STOW_LOG_JSON)
-        unsetenv("STOWAGE_PROGRESS"); /* every step would reject it with JSON logs */
 
     /* A second signal stops the wait for a step's cleanup but still lets
      * run report what each step did. */

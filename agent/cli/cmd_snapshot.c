@@ -370,7 +370,7 @@ static int open_optional_repository(struct rds_cli *cli, storage **out, stow_err
         return 0;
     if (cli_open_repository(&cli->common, out, err) != 0)
         return -1;
-    return storage_check(*out, err);
+    return storage_check(*out, STORAGE_ACCESS_WRITE, err);
 }
 
 static void print_json(json_t *value)

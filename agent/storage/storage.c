@@ -155,9 +155,9 @@ char *storage_full_key(const storage *store, const char *key)
     return full;
 }
 
-int storage_check(storage *store, stow_error *err)
+int storage_check(storage *store, enum storage_access access, stow_error *err)
 {
-    return store->driver->check(store, err);
+    return store->driver->check(store, access, err);
 }
 
 int storage_put(storage *store, const char *key, const void *data, size_t len,

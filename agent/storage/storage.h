@@ -99,10 +99,15 @@ size_t storage_min_part_size(const storage *store);
 /* The repository URL, safe to print (no credentials). */
 const char *storage_url(const storage *store);
 
-/* Checks that the repository is reachable and writable enough to start: the
- * bucket exists and the credentials work, or the directory exists. Fails
- * with STOW_EXIT_STORAGE naming the bucket or path and the fix. */
-int storage_check(storage *store, stow_error *err);
+/* What a command needs of the repository: reading alone (list, a dry
+ * run) or writing too (a backup, expire, gc). */
+enum storage_access { STORAGE_ACCESS_READ, STORAGE_ACCESS_WRITE };
+
+/* Checks that the repository is reachable enough to start: the bucket
+ * exists and the credentials work, or the directory exists and this user
+ * may read it, and write it for STORAGE_ACCESS_WRITE. Fails with
+ * STOW_EXIT_STORAGE naming the bucket or path and the fix. */
+int storage_check(storage *store, enum storage_access access, stow_error *err);
 
 struct storage_put_options {
     int if_none_match;        /* 1: create only; STORAGE_CONFLICT if the key exists */

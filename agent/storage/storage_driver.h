@@ -11,7 +11,7 @@ struct storage_driver {
     const char *scheme; /* "s3" or "file" */
     int (*open)(storage *store, const struct storage_options *options, stow_error *err);
     void (*close)(storage *store);
-    int (*check)(storage *store, stow_error *err);
+    int (*check)(storage *store, enum storage_access access, stow_error *err);
     int (*put)(storage *store, const char *key, const void *data, size_t len,
                const struct storage_put_options *options, stow_error *err);
     int (*get)(storage *store, const char *key, stow_buf *out, stow_error *err);

@@ -111,7 +111,10 @@ static int fail_io(stow_error *err, int errnum, const char *operation, const cha
         stow_error_hint(err, "the file exceeds the file size limit of this process (ulimit "
                              "-f) or of the repository's file system; raise the limit or use "
                              "another repository");
-    else if (errnum == EACCES || errnum == EROFS)
+    else if (errnum == EROFS)
+        stow_error_hint(err, "the repository's file system is mounted read-only: remount it "
+                             "read-write, or only list, show, verify and restore from it");
+    else if (errnum == EACCES)
         stow_error_hint(err, "make the repository directory writable by this user");
     return -1;
 }
@@ -240,11 +243,13 @@ static int check_directory_exists(const storage *store, stow_error *err)
     return -1;
 }
 
-static int file_check(storage *store, stow_error *err)
+static int file_check(storage *store, enum storage_access needed, stow_error *err)
 {
+    int mode = needed == STORAGE_ACCESS_WRITE ? R_OK | W_OK | X_OK : R_OK | X_OK;
+
     if (check_directory_exists(store, err) != 0)
         return -1;
-    if (access(store->location, W_OK | X_OK) != 0)
+    if (access(store->location, mode) != 0)
         return fail_io(err, errno, "opening repository directory", store->location);
     return 0;
 }

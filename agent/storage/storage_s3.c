@@ -139,11 +139,14 @@ static void s3_close(storage *store)
     store->driver_state = NULL;
 }
 
-static int s3_check(storage *store, stow_error *err)
+/* Lists the bucket under the prefix: a read, for either access, because
+ * S3 tells whether a write is allowed only by trying one. */
+static int s3_check(storage *store, enum storage_access access, stow_error *err)
 {
     char *prefix = storage_full_key(store, "");
     int rc;
 
+    (void)access;
     if (prefix == NULL)
         return fail_memory(err);
     rc = s3_check_bucket(client_of(store), prefix, err);

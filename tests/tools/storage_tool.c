@@ -130,7 +130,7 @@ static int print_json(json_t *value)
 
 static int command_check(struct tool *tool)
 {
-    return storage_check(tool->store, &tool->err);
+    return storage_check(tool->store, STORAGE_ACCESS_WRITE, &tool->err);
 }
 
 static int command_put(struct tool *tool)

@@ -99,8 +99,8 @@ size_t storage_min_part_size(const storage *store);
 /* The repository URL, safe to print (no credentials). */
 const char *storage_url(const storage *store);
 
-/* What a command needs of the repository: reading alone (list, a dry
- * run) or writing too (a backup, expire, gc). */
+/* The access a command needs to the repository: reading alone (list, a
+ * dry run) or writing too (a backup, expire, gc). */
 enum storage_access { STORAGE_ACCESS_READ, STORAGE_ACCESS_WRITE };
 
 /* Checks that the repository is reachable enough to start: the bucket
@@ -294,11 +294,11 @@ void storage_upload_abort(storage_upload *upload);
  * parts and STORAGE_DOWNLOAD_FETCH_SIZE bytes (a larger part alone). Once the
  * first part has arrived, as many GETs run ahead as fit in
  * transfers_in_flight x STORAGE_DEFAULT_PART_SIZE bytes, never fewer than
- * one. Those buffers, each of the size of a GET of joined parts of the
- * largest part's size, and one for out of the largest part's size (at least
- * STORAGE_DEFAULT_PART_SIZE), are allocated and prefaulted here, whatever
- * the object's length, so a download's memory depends on the settings and
- * the part size alone. On
+ * one. Each of those buffers takes a GET of joined parts of the largest
+ * part's size. One more, for out, takes the largest part (at least
+ * STORAGE_DEFAULT_PART_SIZE). All are allocated and prefaulted here,
+ * whatever the object's length, so a download's memory depends on the
+ * settings and the part size alone. On
  * file:// the first storage_download_next grows and prefaults out. */
 int storage_download_begin(storage *store, const char *key,
                            const struct storage_part_list *ranges,

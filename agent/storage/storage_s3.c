@@ -139,8 +139,8 @@ static void s3_close(storage *store)
     store->driver_state = NULL;
 }
 
-/* Lists the bucket under the prefix: a read, for either access, because
- * S3 tells whether a write is allowed only by trying one. */
+/* Lists the bucket under the prefix, a read, for either access: S3
+ * reports whether a write is allowed only when one is tried. */
 static int s3_check(storage *store, enum storage_access access, stow_error *err)
 {
     char *prefix = storage_full_key(store, "");
@@ -1054,8 +1054,8 @@ static size_t joined_fetch_size(size_t part_size)
 }
 
 /* Sizes the read-ahead from the settings and the backup's part size, not
- * from the object's length, as the backup's part pool is, so a memory
- * limit that a small test restore fits in holds in production. A GET of
+ * from the object's length, as the backup's part pool is. A memory limit
+ * that a small test restore fits in then suffices in production. A GET of
  * joined smaller parts that is larger still widens the buffers to its size. */
 static void size_read_ahead(struct storage_download *download, size_t transfers)
 {

@@ -216,9 +216,21 @@ static const struct code_advice *find_advice(const char *code)
 }
 
 /* Chooses the exit code and hint for a failure without a known code. */
-static void advise_by_status(stow_error *err, long status, const char *service)
+/* Sets the exit code and hint of a failure that no advice covers. A 4xx
+ * without an AWS error code to a request that has a body usually comes
+ * from a server that is not the AWS service (a web server at --endpoint);
+ * HEAD responses never carry a body, so they are left out. */
+static void advise_by_status(stow_error *err, long status, const struct aws_failure *failure)
 {
-    if (status == 401 || status == 403) {
+    const char *service = failure->service;
+    int has_code = failure->error != NULL && failure->error->code[0] != '\0';
+
+    if (!has_code && status >= 400 && status < 500 && status != 401 && status != 403 &&
+        strncmp(failure->operation, "Head", 4) != 0) {
+        err->exit_code = STOW_EXIT_STORAGE;
+        stow_error_hint(err, "check that --endpoint names the %s service: an AWS service "
+                             "answers a failed request with an error code", service);
+    } else if (status == 401 || status == 403) {
         err->exit_code = STOW_EXIT_STORAGE;
         stow_error_hint(err, "check the AWS credentials and the IAM permissions for %s",
                         service);
@@ -287,7 +299,7 @@ int aws_xml_fail_response(stow_error *err, const struct aws_failure *failure)
         if (advice->hint != NULL)
             stow_error_hint(err, "%s", advice->hint);
     } else {
-        advise_by_status(err, failure->status, failure->service);
+        advise_by_status(err, failure->status, failure);
     }
     if ((advice != NULL && advice->hint == NULL) ||
         (advice == NULL && (failure->status == 301 || failure->status == 307)))

@@ -160,8 +160,10 @@ static const char *curl_hint(CURLcode code)
         return "the endpoint stopped responding; check --endpoint and the network";
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CONNECT_ERROR:
         return "check the endpoint's TLS certificate and the system CA certificates";
+    case CURLE_SSL_CONNECT_ERROR:
+        return "check that the endpoint speaks TLS (else give it as http://), its TLS "
+               "certificate and the system CA certificates";
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
         return "--endpoint must be an http:// or https:// URL";

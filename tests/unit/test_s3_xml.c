@@ -225,6 +225,25 @@ static void test_fail_response_without_body(void)
     CHECK_INT_EQ(STOW_EXIT_FAILURE, err.exit_code);
 }
 
+static void test_fail_response_from_another_server(void)
+{
+    /* A web server that is not S3 at --endpoint: a 404 with no AWS code.
+     * A HEAD's 404 has no body on S3 itself, so it gets no such hint. */
+    struct aws_failure listing = {"S3", "ListObjectsV2", "bucket b", 404, NULL, 1};
+    struct aws_failure head = {"S3", "HeadObject", "bucket b key k", 404, NULL, 1};
+    stow_error err;
+
+    stow_error_clear(&err);
+    aws_xml_fail_response(&err, &listing);
+    CHECK_INT_EQ(STOW_EXIT_STORAGE, err.exit_code);
+    CHECK_CONTAINS(err.hint, "check that --endpoint names the S3 service");
+
+    stow_error_clear(&err);
+    aws_xml_fail_response(&err, &head);
+    CHECK_INT_EQ(STOW_EXIT_FAILURE, err.exit_code);
+    CHECK_STR_EQ("", err.hint);
+}
+
 static void test_fail_response_keeps_first_error(void)
 {
     struct aws_failure failure = {"S3", "GetObject", "bucket b key k", 500, NULL, 1};
@@ -567,6 +586,7 @@ int main(void)
     unit_run("fail response names region", test_fail_response_names_region);
     unit_run("fail response after retries", test_fail_response_after_retries);
     unit_run("fail response without body", test_fail_response_without_body);
+    unit_run("failure from a server that is not S3", test_fail_response_from_another_server);
     unit_run("fail response keeps first error", test_fail_response_keeps_first_error);
     unit_run("retryable classification", test_retryable_classification);
     unit_run("parse time", test_parse_time);

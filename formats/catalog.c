@@ -349,8 +349,8 @@ static int check_newer_broken(const struct catalog *catalog, const char *name,
                               const struct catalog_time *at, const struct catalog_entry *chosen,
                               stow_error *err)
 {
-    const char *what = at != NULL ? "cannot choose a backup by time: "
-                                  : "cannot choose the latest backup: ";
+    const char *failure = at != NULL ? "cannot choose a backup by time: "
+                                     : "cannot choose the latest backup: ";
 
     for (size_t i = 0; i < catalog->broken; i++) {
         const char *key = catalog->broken_keys[i];
@@ -366,9 +366,9 @@ static int check_newer_broken(const struct catalog *catalog, const char *name,
             continue;
 
         if (catalog->broken_versions[i] != 0)
-            return fail_newer_version(key, catalog->broken_versions[i], what, err);
+            return fail_newer_version(key, catalog->broken_versions[i], failure, err);
         stow_fail(err, STOW_EXIT_VERIFY, "%smanifest %s is invalid and may be newer than %s%s",
-                  what, key, chosen != NULL ? "backup " : "every valid backup",
+                  failure, key, chosen != NULL ? "backup " : "every valid backup",
                   chosen != NULL ? chosen->manifest.id : "");
         stow_error_hint(err, "check the warning above; to use an older backup, give its id "
                              "(see stowage list), or remove the invalid manifest");

@@ -221,11 +221,16 @@ static int append_option(PGconn *conn, stow_buf *sql, const char *keyword, const
     return rc;
 }
 
+int new_database_provider_has_locale(const char *provider)
+{
+    return provider != NULL && (strcmp(provider, "icu") == 0 || strcmp(provider, "builtin") == 0);
+}
+
 /* Returns 1 when locale names the ICU or builtin provider and its locale. */
 static int has_provider(const struct database_locale *locale)
 {
-    return locale != NULL && locale->provider != NULL && locale->locale != NULL &&
-           (strcmp(locale->provider, "icu") == 0 || strcmp(locale->provider, "builtin") == 0);
+    return locale != NULL && locale->locale != NULL &&
+           new_database_provider_has_locale(locale->provider);
 }
 
 /* Appends LOCALE_PROVIDER and its locale, and ICU_RULES when set. */

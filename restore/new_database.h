@@ -42,6 +42,10 @@ struct database_locale {
     const char *icu_rules;
 };
 
+/* Returns 1 when provider names a locale provider that takes a locale of
+ * its own: "icu" or "builtin". */
+int new_database_provider_has_locale(const char *provider);
+
 /* Creates the temporary database from template0 with encoding (NULL or
  * empty: the server's default) and locale (NULL: the server's default).
  * When the server rejects the locale, it falls back to the source's libc

@@ -396,12 +396,6 @@ static const char *locale_field(const json_t *source, const char *key, size_t ma
     return NULL;
 }
 
-/* Returns 1 when provider names the ICU or builtin provider. */
-static int names_locale_provider(const char *provider)
-{
-    return provider != NULL && (strcmp(provider, "icu") == 0 || strcmp(provider, "builtin") == 0);
-}
-
 /* Leaves out the fields of locale that do not fit together, with a
  * warning: half of the libc pair, a provider other than libc, icu and
  * builtin, a provider without its locale, and a locale or rules without
@@ -414,17 +408,17 @@ static void check_locale_fields(struct database_locale *locale, const char *id)
         locale->collate = locale->ctype = NULL;
     }
     if (locale->provider != NULL && strcmp(locale->provider, "libc") != 0 &&
-        !names_locale_provider(locale->provider)) {
+        !new_database_provider_has_locale(locale->provider)) {
         stow_log_warn("ignoring source.locale_provider \"%s\" in the manifest of backup %s: "
                       "it is none of libc, icu and builtin", locale->provider, id);
         locale->provider = NULL;
     }
-    if (names_locale_provider(locale->provider) && locale->locale == NULL) {
+    if (new_database_provider_has_locale(locale->provider) && locale->locale == NULL) {
         stow_log_warn("the manifest of backup %s has the %s locale provider without a usable "
                       "locale: the new database gets a libc locale", id, locale->provider);
         locale->provider = NULL;
     }
-    if (!names_locale_provider(locale->provider) &&
+    if (!new_database_provider_has_locale(locale->provider) &&
         (locale->locale != NULL || locale->icu_rules != NULL)) {
         stow_log_warn("ignoring source.%s in the manifest of backup %s: it records no ICU or "
                       "builtin locale provider", locale->locale != NULL ? "locale" : "icu_rules",

@@ -217,9 +217,9 @@ static const struct code_advice *find_advice(const char *code)
 
 /* Chooses the exit code and hint for a failure without a known code. */
 /* Sets the exit code and hint of a failure that no advice covers. A 4xx
- * without an AWS error code to a request that has a body usually comes
- * from a server that is not the AWS service (a web server at --endpoint);
- * HEAD responses never carry a body, so they are left out. */
+ * without an AWS error code usually comes from a server that is not the
+ * AWS service, a web server at --endpoint, say. HEAD responses are left
+ * out, because they never carry an error body. */
 static void advise_by_status(stow_error *err, long status, const struct aws_failure *failure)
 {
     const char *service = failure->service;

@@ -214,7 +214,9 @@ static int query_one(PGconn *conn, const char *sql, char *out, size_t size, stow
 
 /* Reads the database's locale provider and its ICU or builtin locale,
  * which PostgreSQL 15 introduced: libc alone before that. The columns
- * moved in 16 (daticurules) and 17 (datlocale replaced daticulocale). */
+ * moved in 16 (daticurules) and 17 (datlocale replaced daticulocale).
+ * NOTE: the tests run PostgreSQL 15 only, so the queries for 16 and 17
+ * have never run against those servers. */
 static int query_locale_provider(PGconn *conn, struct pg_server_info *info, stow_error *err)
 {
     const char *sql;
